@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs (Debian packages) and starts what Imperium's tests and benchmarks talk to:
+# PostgreSQL, RabbitMQ, nginx, Debian's real uWSGI with its python3 and emperor plugins, wrk.
+# Idempotent: installs only what is missing and starts only what is down.
+set -euo pipefail
+
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+[ -x /usr/bin/uwsgi-core ] || need_pkgs+=(uwsgi-core)
+[ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || need_pkgs+=(uwsgi-plugin-python3)
+[ -e /usr/lib/uwsgi/plugins/emperor_pg_plugin.so ] || need_pkgs+=(uwsgi-plugin-emperor-pg)
+[ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
+have wrk || need_pkgs+=(wrk)
+have pg_ctlcluster || need_pkgs+=(postgresql)
+have rabbitmqctl || need_pkgs+=(rabbitmq-server)
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-services: missing Debian packages: ${need_pkgs[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "install-services: installing ${need_pkgs[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+port_up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() {
+  for _ in $(seq 1 120); do port_up "$1" && return 0; sleep 0.5; done
+  echo "install-services: $2 did not come up on port $1" >&2; return 1
+}
+
+if ! port_up 5432; then
+  echo "install-services: starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+  wait_port 5432 PostgreSQL
+fi
+if ! port_up 5672; then
+  echo "install-services: starting RabbitMQ"
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  # a broker whose app was stopped (rabbitmqctl stop_app) is up but not listening
+  for _ in $(seq 1 60); do port_up 5672 && break; rabbitmqctl start_app >/dev/null 2>&1 || true; sleep 1; done
+  wait_port 5672 RabbitMQ
+fi
+echo "install-services: PostgreSQL, RabbitMQ, nginx, uwsgi-core ready"

@@ -1,0 +1,132 @@
+"""What imperial monitors tell the emperor, and the interface every monitor implements.
+
+A monitor turns its source of truth into events; the emperor folds them into the desired
+vassal set. Monitors never touch vassal state themselves (rule 1 of ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+#: config name endings a vassal may have (uwsgi_emperor_is_valid); more via emperor-extra-extension
+VALID_EXTENSIONS = (".xml", ".ini", ".yml", ".yaml", ".js", ".json")
+MAX_NAME_LENGTH = 254
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A vassal exists (or changed) in the monitor's source.
+
+    ``name`` is the vassal's identity. ``path`` is what the vassal is told to load when the
+    config lives in a file (None: the name itself). ``config`` is the config body when the
+    source holds it (pg, mongodb, amqp, zmq): it is then handed over the config fd.
+    An ``mtime`` newer than the running vassal's means reload.
+    """
+
+    name: str
+    mtime: float
+    config: bytes | None = None
+    path: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    socket: str | None = None  # on-demand socket name
+
+
+@dataclass(frozen=True)
+class Destroy:
+    """The vassal is gone from the source: stop it."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Sync:
+    """A complete listing of the source succeeded and these are all the names it holds.
+
+    The emperor stops vassals owned by this monitor whose names are missing. A monitor sends
+    Sync only after a *successful* full read: unknown is not empty.
+    """
+
+    names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """The source cannot be read right now; its vassals are left alone."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Available:
+    """The source is reachable again (after an Unavailable)."""
+
+
+Event = Touch | Destroy | Sync | Unavailable | Available
+
+
+def is_valid_name(name: str, extra_extensions: tuple[str, ...] = ()) -> bool:
+    """uWSGI accepts a vassal only by its ending and a name shorter than 255 bytes."""
+    if not name or len(name.encode()) > MAX_NAME_LENGTH:
+        return False
+    base = name.split(":", 1)[0] if name.endswith(":zerg") else name
+    return base.endswith(VALID_EXTENSIONS + tuple(extra_extensions))
+
+
+@dataclass
+class MonitorContext:
+    """What the emperor tells every monitor about its settings."""
+
+    freq: float = 3.0  # emperor-freq: period of the safety-net rescan
+    tyrant: bool = False
+    tyrant_nofollow: bool = False  # emperor-tyrant-nofollow: uid/gid of the symlink itself
+    follow_symlinks: bool = True  # off with emperor-nofollow
+    extra_extensions: tuple[str, ...] = ()
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("imperium.emperor"))
+
+
+class Monitor(ABC):
+    """An async source of events for one ``--emperor`` argument.
+
+    Subclasses set ``scheme`` and implement ``run``, which loops until cancelled and calls
+    ``self.emit(event)``. Blocking client libraries run in a thread and use
+    ``self.emit_threadsafe``. ``run`` must not raise for an unreachable source: it emits
+    ``Unavailable`` and retries with backoff.
+    """
+
+    scheme: ClassVar[str]
+
+    def __init__(self, arg: str, emit: Callable[[Monitor, Event], None], ctx: MonitorContext) -> None:
+        self.arg = arg
+        self._emit = emit
+        self.ctx = ctx
+        self.log = ctx.log
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def id(self) -> str:
+        """How the emperor stats and logs name this monitor."""
+        return self.arg
+
+    def emit(self, event: Event) -> None:
+        self._emit(self, event)
+
+    def emit_threadsafe(self, event: Event) -> None:
+        assert self._loop is not None, "start() first"
+        self._loop.call_soon_threadsafe(self._emit, self, event)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.run()
+
+    @abstractmethod
+    async def run(self) -> None:
+        """Watch the source until cancelled."""
+
+    def valid(self, name: str) -> bool:
+        return is_valid_name(name, self.ctx.extra_extensions)

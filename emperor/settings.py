@@ -1,0 +1,116 @@
+"""The emperor's settings, read once from a ``Config`` (the option language's result).
+
+Defaults are uWSGI's (core/init.c); the one exception to the option table is
+``reload-mercy``: when not given, the emperor waits 30 s for its vassals at shutdown, as
+uWSGI's ``royal_death`` does, whatever a vassal's own default is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _default_binary() -> str:
+    """Our own command, as uWSGI uses its own binary: the ``imperium`` next to the interpreter."""
+    here = Path(sys.executable).parent / "imperium"
+    if here.exists():
+        return str(here)
+    found = shutil.which("imperium")
+    if found:
+        return found
+    arg0 = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return arg0 if arg0 and os.access(arg0, os.X_OK) else "imperium"
+
+
+@dataclass
+class EmperorSettings:
+    monitors: list[str] = field(default_factory=list)
+    freq: int = 3
+    throttle_ms: int = 1000
+    max_throttle_ms: int = 180000
+    required_heartbeat: int = 30
+    curse_tolerance: int = 30
+    reload_mercy: int = 30
+    tyrant: bool = False
+    tyrant_nofollow: bool = False
+    nofollow: bool = False
+    extra_extensions: tuple[str, ...] = ()
+    magic_exec: bool = False
+    wrapper: str | None = None
+    binary_path: str | None = None
+    vassals_inherit: list[str] = field(default_factory=list)
+    vassals_include: list[str] = field(default_factory=list)
+    vassals_inherit_before: list[str] = field(default_factory=list)
+    vassals_include_before: list[str] = field(default_factory=list)
+    vassal_set: list[str] = field(default_factory=list)
+    stats: str | None = None
+    stats_http: bool = False
+    stats_minified: bool = False
+    pidfile: str | None = None
+    start_hook: str | None = None
+    stop_hook: str | None = None
+    graceful_shutdown: bool = False
+    no_blacklist: bool = False
+    procname: str | None = None
+    logto: str | None = None
+
+    def binary(self) -> str:
+        return self.wrapper or self.binary_path or _default_binary()
+
+    @classmethod
+    def from_config(cls, config: Any) -> EmperorSettings:
+        def get(name: str, default: Any = None) -> Any:
+            try:
+                value = config.get(name, default)
+            except (KeyError, LookupError):
+                return default
+            return default if value is None else value
+
+        def getlist(name: str) -> list:
+            try:
+                return [v for v in config.getlist(name) if v is not None]
+            except (KeyError, LookupError):
+                return []
+
+        def has(name: str) -> bool:
+            try:
+                return bool(config.has(name))
+            except (KeyError, LookupError):
+                return False
+
+        return cls(
+            monitors=[str(v) for v in getlist("emperor")],
+            freq=max(1, int(get("emperor-freq", 3))),
+            throttle_ms=int(get("emperor-throttle", 1000)),
+            max_throttle_ms=int(get("emperor-max-throttle", 180000)),
+            required_heartbeat=int(get("emperor-required-heartbeat", 30)),
+            curse_tolerance=int(get("emperor-curse-tolerance", 30)),
+            reload_mercy=int(get("reload-mercy", 30)) if has("reload-mercy") else 30,
+            tyrant=bool(get("emperor-tyrant", False)),
+            tyrant_nofollow=bool(get("emperor-tyrant-nofollow", False)),
+            nofollow=bool(get("emperor-nofollow", False)),
+            extra_extensions=tuple(str(v) for v in getlist("emperor-extra-extension")),
+            magic_exec=bool(get("emperor-magic-exec", False)),
+            wrapper=get("emperor-wrapper"),
+            binary_path=get("binary-path"),
+            vassals_inherit=[str(v) for v in getlist("vassals-inherit")],
+            vassals_include=[str(v) for v in getlist("vassals-include")],
+            vassals_inherit_before=[str(v) for v in getlist("vassals-inherit-before")],
+            vassals_include_before=[str(v) for v in getlist("vassals-include-before")],
+            vassal_set=[str(v) for v in getlist("vassal-set")],
+            stats=get("emperor-stats"),
+            stats_http=bool(get("stats-http", False)),
+            stats_minified=bool(get("stats-minified", False)),
+            pidfile=get("emperor-pidfile"),
+            start_hook=get("vassals-start-hook"),
+            stop_hook=get("vassals-stop-hook"),
+            graceful_shutdown=bool(get("emperor-graceful-shutdown", False)),
+            no_blacklist=bool(get("emperor-no-blacklist", False)),
+            procname=get("emperor-procname"),
+            logto=get("logto"),
+        )

@@ -1,0 +1,153 @@
+"""Shared test helpers: free ports, polling with deadlines, processes that never leak."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+IMPERIUM = str(VENV_BIN / "imperium")
+#: Debian's real uWSGI, called by its full name because our venv's `uwsgi` shadows it
+UWSGI_CORE = "/usr/bin/uwsgi-core"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02,
+               message: str = "condition") -> object:
+    """Poll ``predicate`` until it returns a truthy value; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # the thing polled may not exist yet
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}" +
+                         (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def need_service(name: str, available: bool, why: str = "") -> None:
+    """Skip when a real service is missing, except in CI where that is a failure."""
+    if available:
+        return
+    msg = f"service {name} is not available{': ' + why if why else ''}"
+    if IN_CI:
+        pytest.fail(msg + " (CI=true: missing services fail, they do not skip)")
+    pytest.skip(msg)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is dead for our purposes
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of ``pid`` (from /proc), to check that nothing leaks."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+class Procs:
+    """Starts processes in their own session and kills every one of them at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen] = []
+        self._n = 0
+
+    def start(self, argv: list[str], *, env: dict[str, str] | None = None, cwd: str | Path | None = None,
+              log: Path | None = None, **kw) -> subprocess.Popen:
+        self._n += 1
+        log = log or self.tmp_path / f"proc{self._n}.log"
+        out = open(log, "ab")
+        full_env = dict(os.environ)
+        full_env.pop("UWSGI_EMPEROR_FD", None)
+        if env:
+            full_env.update(env)
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
+                             start_new_session=True, **kw)
+        out.close()
+        p.log_path = log  # type: ignore[attr-defined]
+        self.procs.append(p)
+        return p
+
+    @staticmethod
+    def output(p: subprocess.Popen) -> str:
+        return Path(p.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
+
+    def kill_all(self) -> None:
+        for p in self.procs:
+            kids = descendants(p.pid)
+            for pid in [p.pid, *kids]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    p = Procs(tmp_path)
+    try:
+        yield p
+    finally:
+        p.kill_all()

@@ -1,0 +1,472 @@
+"""``run_instance(config)``: an app-server instance as ``uwsgi app.ini`` runs one.
+
+Order of setup (uWSGI's): environment and working directory, logging and daemonizing, the
+emperor link, sockets (adopted from the previous incarnation on reload), pidfile, dropping
+privileges, the ``uwsgi`` module, the apps (in the master unless ``lazy-apps``), the stats
+server, then the master forks the workers — before any thread exists.
+"""
+
+from __future__ import annotations
+
+import glob
+import grp
+import os
+import pwd
+import socket
+import struct
+import sys
+import time
+from typing import Any
+
+from vassal import log as logmod
+from vassal import uwsgi_module
+from vassal.emperor_link import EmperorLink
+from vassal.log import log
+from vassal.master import FAILED_APP_CODE, Master
+from vassal.scoreboard import Scoreboard
+from vassal.sockets import (
+    BindError,
+    ListenSocket,
+    adopt_fd,
+    bind_socket,
+    close_unused_inherited,
+    inherited_from_env,
+    parse_address,
+    socket_name,
+    zerg_attach,
+)
+from vassal.stats import StatsServer, StatsSource
+from vassal.worker import Worker, WorkerSettings, worker_main
+from vassal.wsgi import AppTable
+
+
+class InstanceError(Exception):
+    """Setup failed; the message is the one line to print."""
+
+
+def _version() -> str:
+    try:
+        from vassal.options import VERSION
+
+        return VERSION
+    except ImportError:  # pragma: no cover
+        return "2.0.21-imperium"
+
+
+def run_instance(config: Any) -> int:
+    try:
+        return _run(config)
+    except InstanceError as exc:
+        print(f"imperium: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def _apply_env(config: Any) -> None:
+    for item in config.getlist("env"):
+        key, sep, value = item.partition("=")
+        if sep:
+            os.environ[key] = value
+        else:
+            os.environ.pop(key, None)
+    for key in config.getlist("unenv"):
+        os.environ.pop(key, None)
+
+
+def _daemonize(logfile: str) -> None:
+    """Detach: fork, new session, output to ``logfile``; the parent exits 0."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    logmod.open_logfile(logfile)
+
+
+def _home(path: str) -> None:
+    """Use the virtualenv at ``path``: its site-packages go to the front of sys.path."""
+    if not os.path.isdir(path):
+        raise InstanceError(f"home/virtualenv {path}: no such directory")
+    import site
+
+    pattern = os.path.join(path, "lib", "python*", "site-packages")
+    found = sorted(glob.glob(pattern))
+    before = list(sys.path)
+    for d in found:
+        site.addsitedir(d)
+    added = [p for p in sys.path if p not in before]
+    sys.path[:] = added + before
+    os.environ["VIRTUAL_ENV"] = path
+
+
+def _pythonpath(config: Any) -> None:
+    if "." not in sys.path and "" not in sys.path:
+        sys.path.insert(0, ".")
+    for entry in reversed(config.getlist("pythonpath")):
+        matches = sorted(glob.glob(entry)) if any(c in entry for c in "*?[") else [entry]
+        for p in reversed(matches):
+            sys.path.insert(0, p)
+            log(f"added {p} to pythonpath.")
+
+
+def _drop_privileges(config: Any) -> None:
+    gid_opt, uid_opt = config.get("gid"), config.get("uid")
+    if gid_opt:
+        try:
+            gid = int(gid_opt) if str(gid_opt).isdigit() else grp.getgrnam(gid_opt).gr_gid
+        except KeyError:
+            raise InstanceError(f"gid {gid_opt}: no such group") from None
+        try:
+            os.setgid(gid)
+            os.setgroups([gid])
+        except PermissionError:
+            if os.getgid() != gid:
+                raise InstanceError(f"cannot set gid to {gid_opt}: permission denied") from None
+        log(f"setgid() to {gid}")
+    if uid_opt:
+        try:
+            pw = pwd.getpwuid(int(uid_opt)) if str(uid_opt).isdigit() else pwd.getpwnam(uid_opt)
+        except KeyError:
+            if not str(uid_opt).isdigit():
+                raise InstanceError(f"uid {uid_opt}: no such user") from None
+            pw = None
+        uid = pw.pw_uid if pw else int(uid_opt)
+        if pw and not gid_opt:
+            try:
+                os.initgroups(pw.pw_name, pw.pw_gid)
+            except PermissionError:
+                pass
+        try:
+            os.setuid(uid)
+        except PermissionError:
+            if os.getuid() != uid:
+                raise InstanceError(f"cannot set uid to {uid_opt}: permission denied") from None
+        log(f"setuid() to {uid}")
+
+
+def _write_pidfile(path: str | None) -> None:
+    if not path:
+        return
+    try:
+        with open(path, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    except OSError as exc:
+        raise InstanceError(f"cannot write pidfile {path}: {exc.strerror}") from None
+
+
+def _socket_specs(config: Any) -> list[tuple[str, str, str]]:
+    """(address, proto, option name) for every socket option, in config order (as uWSGI)."""
+    protos = {"socket": "uwsgi", "http-socket": "http", "http": "http"}
+    return [(value, protos[name], name) for name, value in config.items() if name in protos]
+
+
+def _make_sockets(config: Any) -> list[ListenSocket]:
+    backlog = int(config.get("listen") or 100)
+    chmod = config.get("chmod-socket")
+    inherited = inherited_from_env()
+    abstract = bool(config.get("abstract-socket"))
+    shared: list[ListenSocket] = []
+    for addr in config.getlist("shared-socket"):
+        key = ("shared", addr)
+        if key in inherited:
+            ls = adopt_fd(inherited.pop(key), addr, "shared")
+        else:
+            try:
+                ls = bind_socket(addr, "shared", backlog=backlog, chmod=chmod, kind="shared-socket")
+            except BindError as exc:
+                raise InstanceError(str(exc)) from None
+        ls.shared = True
+        shared.append(ls)
+    out: list[ListenSocket] = []
+    used: set[int] = set()
+    specs = _socket_specs(config)
+    attached: set[str] = set()
+    for node in config.getlist("zerg"):
+        try:
+            fds = zerg_attach(node)
+        except (OSError, ValueError) as exc:
+            if config.get("zerg-fallback"):
+                log(f"--- unable to attach to zerg server {node}: {exc} (zerg-fallback: binding own sockets) ---")
+                continue
+            raise InstanceError(f"cannot attach to zerg server {node}: "
+                                f"{os.strerror(exc.errno).lower() if isinstance(exc, OSError) and exc.errno else exc}"
+                                ) from None
+        for fd in fds:
+            sock = socket.socket(fileno=fd)
+            name = socket_name(sock)
+            # a configured socket with the same address keeps its protocol (uWSGI matches by name)
+            proto = next((p for a, p, _k in specs if _same_address(a, name)), "uwsgi")
+            out.append(ListenSocket(sock, name, proto))
+            attached.add(name)
+            log(f"uwsgi socket {len(out) - 1} attached from zerg server {node}: {proto} {name} fd {fd}")
+    specs = [sp for sp in specs if not any(_same_address(sp[0], n) for n in attached)]
+    for addr, proto, kind in specs:
+        if addr.startswith("="):
+            try:
+                base = shared[int(addr[1:])]
+            except (ValueError, IndexError):
+                raise InstanceError(f"{kind} {addr}: no such shared-socket") from None
+            ls = ListenSocket(socket.socket(fileno=os.dup(base.fileno())), base.name, proto, shared=True)
+            out.append(ls)
+            continue
+        if abstract and not addr.startswith("@") and ":" not in addr and "/" not in addr:
+            addr = "@" + addr
+        key = (proto, addr)
+        if key in inherited:
+            fd = inherited.pop(key)
+            used.add(fd)
+            ls = adopt_fd(fd, addr, proto)
+            log(f"uwsgi socket {len(out)} inherited {kind} {addr} fd {fd}")
+        else:
+            try:
+                ls = bind_socket(addr, proto, backlog=backlog, chmod=chmod, kind=kind,
+                                 so_keepalive=bool(config.get("so-keepalive")))
+            except BindError as exc:
+                raise InstanceError(str(exc)) from None
+            what = "TCP address" if ls.family != socket.AF_UNIX else "UNIX address"
+            log(f"uwsgi socket {len(out)} bound to {what} {addr} fd {ls.fileno()}")
+        out.append(ls)
+    close_unused_inherited(inherited, used)
+    timeout = int(config.get("socket-timeout") or 4)
+    tv = struct.pack("ll", timeout, 0)
+    for ls in out + shared:
+        s = ls.sock
+        os.set_inheritable(s.fileno(), False)
+        # accepted sockets inherit these from the listening socket on Linux: one syscall
+        # here instead of per-connection timeouts in Python
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        if ls.family != socket.AF_UNIX:
+            try:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        s.setblocking(False)
+    return out
+
+
+def _same_address(spec: str, name: str) -> bool:
+    if spec == name:
+        return True
+    try:
+        return parse_address(spec) == parse_address(name)
+    except ValueError:
+        return False
+
+
+def _settings(config: Any, version: str, link: Any) -> WorkerSettings:
+    headers = "".join(f"{h.strip()}\r\n" for h in config.getlist("add-header") if h.strip())
+    return WorkerSettings(
+        threads=max(1, int(config.get("threads") or 1)),
+        processes=max(1, int(config.get("processes") or 1)),
+        max_requests=int(config.get("max-requests") or 0),
+        max_worker_lifetime=int(config.get("max-worker-lifetime") or 0),
+        reload_on_rss=int(config.get("reload-on-rss") or 0) * 1024 * 1024,
+        disable_logging=bool(config.get("disable-logging")),
+        log_4xx=bool(config.get("log-4xx")),
+        log_5xx=bool(config.get("log-5xx")),
+        log_slow=int(config.get("log-slow") or 0),
+        log_big=int(config.get("log-big") or 0),
+        memory_report=bool(config.get("memory-report")),
+        buffer_size=max(4096, int(config.get("buffer-size") or 4096)),
+        keepalive=True,
+        keepalive_timeout=float(config.get("http-timeout") or 60),
+        limit_post=int(config.get("limit-post") or 0),
+        manage_script_name=bool(config.get("manage-script-name")),
+        add_headers=headers,
+        hostname=socket.gethostname(),
+        version=version.encode(),
+        catch_exceptions=bool(config.get("catch-exceptions")),
+        emperor_link=link,
+        timeval=struct.pack("ll", int(config.get("socket-timeout") or 4), 0),
+    )
+
+
+def _procname(config: Any, role: str) -> str | None:
+    """The process title for "master" or "worker N", or None to leave argv alone."""
+    prefix = config.get("procname-prefix") or ""
+    if config.get("procname-prefix-spaced"):
+        prefix = config.get("procname-prefix-spaced") + " "
+    append = config.get("procname-append") or ""
+    if role == "master" and config.get("procname-master"):
+        return prefix + config.get("procname-master") + append
+    if config.get("procname"):
+        return prefix + config.get("procname") + append
+    if config.get("auto-procname") or prefix or append:
+        base = "uWSGI master" if role == "master" else f"uWSGI {role}"
+        return prefix + base + append
+    return None
+
+
+def _set_title(title: str | None) -> None:
+    if not title:
+        return
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(title)
+    except ImportError:
+        pass
+
+
+def _load_apps(config: Any, need_app: bool, in_worker: bool) -> AppTable:
+    apps = AppTable()
+    apps.load(config)
+    for err in apps.errors:
+        log(f"imperium: {err}")
+    if not apps.apps:
+        if need_app:
+            if not in_worker:
+                log("*** no app loaded. GAME OVER ***")
+            raise SystemExit(FAILED_APP_CODE)
+        if not in_worker:
+            log("*** no app loaded. going in full dynamic mode ***")
+    return apps
+
+
+def _run(config: Any) -> int:
+    original_cwd = os.getcwd()
+    reloading = bool(os.environ.get("UWSGI_RELOADS"))
+    if config.get("force-cwd"):
+        try:
+            os.chdir(config.get("force-cwd"))
+        except OSError as exc:
+            raise InstanceError(f"force-cwd {config.get('force-cwd')}: {exc.strerror}") from None
+    _apply_env(config)
+    logmod.configure(config.get("log-date") if config.has("log-date") else None,
+                     config.get("log-prefix") if config.has("log-prefix") else None)
+    if config.get("daemonize") and not reloading:
+        _daemonize(config.get("daemonize"))
+    elif config.get("logto"):
+        try:
+            logmod.open_logfile(config.get("logto"))
+        except OSError as exc:
+            raise InstanceError(f"cannot open logto file {config.get('logto')}: {exc.strerror}") from None
+    version = _version()
+    log(f"*** Starting uWSGI {version} (64bit) on [{time.ctime()}] ***")
+    log(f"current working directory: {os.getcwd()}")
+    log(f"detected binary path: {sys.executable}")
+    if not _socket_specs(config) and not config.getlist("zerg"):
+        raise InstanceError("no socket configured: use http-socket = ADDR or socket = ADDR")
+    link = EmperorLink.from_config(config)
+    if config.get("home"):
+        _home(config.get("home"))
+    sockets = _make_sockets(config)
+    _write_pidfile(config.get("pidfile"))
+    _drop_privileges(config)
+    _write_pidfile(config.get("pidfile2"))
+    if config.get("logto2"):
+        try:
+            logmod.open_logfile(config.get("logto2"))
+        except OSError as exc:
+            raise InstanceError(f"cannot open logto2 file {config.get('logto2')}: {exc.strerror}") from None
+
+    processes = max(1, int(config.get("processes") or 1))
+    threads = max(1, int(config.get("threads") or 1))
+    board = Scoreboard(processes, threads)
+    buffer_size = int(config.get("buffer-size") or 4096)
+    uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
+    _pythonpath(config)
+    for mod in config.getlist("shared-import"):
+        __import__(mod)
+    if config.get("chdir"):
+        try:
+            os.chdir(config.get("chdir"))
+        except OSError as exc:
+            raise InstanceError(f"chdir {config.get('chdir')}: {exc.strerror}") from None
+        log(f"chdir() to {config.get('chdir')}")
+    log(f"your server socket listen backlog is limited to {int(config.get('listen') or 100)} connections")
+    log(f"your mercy for graceful operations on workers is {int(config.get('worker-reload-mercy') or 60)} seconds")
+    lazy = bool(config.get("lazy-apps") or config.get("lazy"))
+    need_app = bool(config.get("need-app"))
+    log(f"*** Operational MODE: {'preforking' if processes > 1 else 'single process'}"
+        f"{'+threaded' if threads > 1 else ''} ***")
+    apps: AppTable | None = None
+    if not lazy:
+        for mod in config.getlist("import"):
+            __import__(mod)
+        try:
+            apps = _load_apps(config, need_app, in_worker=False)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        if config.get("chdir2"):
+            os.chdir(config.get("chdir2"))
+    settings = _settings(config, version, link)
+
+    stats_server = None
+    stats_source = None
+    if config.get("stats"):
+        try:
+            stats_server = StatsServer(config.get("stats"), bool(config.get("stats-http")),
+                                       bool(config.get("stats-minified")))
+        except (OSError, ValueError) as exc:
+            raise InstanceError(str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)) from None
+        app_info = [{"mountpoint": a.mountpoint, "startup_time": a.startup_time,
+                     "chdir": config.get("chdir") or ""} for a in (apps.apps if apps else [])]
+        stats_source = StatsSource(version, sockets, board, app_info, int(config.get("listen") or 100),
+                                   bool(config.get("stats-no-cores")))
+    if apps is not None:
+        for i in range(1, processes + 1):
+            board.workers[i].app_loaded = 1 if apps.apps else 0
+
+    def spawn_worker(wid: int) -> None:
+        if stats_server is not None:
+            stats_server.sock.close()
+        if master.zerg_server is not None:
+            master.zerg_server.close()
+        if master.link is None and link is not None:
+            link.close()  # the master already said goodbye to the emperor
+        uwsgi_module.set_worker_id(wid)
+        _set_title(_procname(config, f"worker {wid}"))
+        table = apps
+        if table is None:
+            for mod in config.getlist("import"):
+                __import__(mod)
+            try:
+                table = _load_apps(config, need_app, in_worker=True)
+            except SystemExit as exc:
+                os._exit(int(exc.code or 0))
+            board.workers[wid].app_loaded = 1 if table.apps else 0
+            if stats_source is not None and not stats_source.apps and table.apps:
+                stats_source.apps = [{"mountpoint": a.mountpoint, "startup_time": a.startup_time,
+                                      "chdir": config.get("chdir") or ""} for a in table.apps]
+            if config.get("chdir2"):
+                os.chdir(config.get("chdir2"))
+        worker_main(Worker(wid, sockets, table, board, settings))
+
+    def cleanup() -> None:
+        if config.get("vacuum"):
+            for ls in sockets:
+                if ls.family == socket.AF_UNIX and not ls.name.startswith("@"):
+                    try:
+                        os.unlink(ls.name)
+                    except OSError:
+                        pass
+            for opt in ("pidfile", "pidfile2"):
+                if config.get(opt):
+                    try:
+                        os.unlink(config.get(opt))
+                    except OSError:
+                        pass
+
+    if lazy and stats_source is not None and not stats_source.apps:
+        # lazy apps load in the workers; describe them from the config for the stats
+        names = [("", 0)] if (config.get("wsgi-file") or config.get("module")) else []
+        names += [(m.partition("=")[0].rstrip("/"), 0) for m in config.getlist("mount")]
+        stats_source.apps = [{"mountpoint": mp, "startup_time": st, "chdir": config.get("chdir") or ""}
+                             for mp, st in names]
+        for i in range(1, processes + 1):
+            board.workers[i].app_loaded = 1
+    _set_title(_procname(config, "master"))
+    try:
+        master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
+                        stats_server=stats_server, stats_source=stats_source, original_cwd=original_cwd,
+                        cleanup=cleanup, lazy_need_app=lazy and need_app)
+    except OSError as exc:
+        raise InstanceError(exc.strerror or str(exc)) from None
+    log(f"spawned uWSGI master process (pid: {os.getpid()})")
+    return master.run()

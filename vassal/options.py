@@ -1,0 +1,427 @@
+"""The one option table: every option Imperium understands, with its uWSGI name.
+
+Parsing (``vassal.config``), ``--help`` and the docs all come from ``OPTIONS``. Names,
+aliases and short letters follow uWSGI 2.0 (core/uwsgi.c and the python/http plugins) so that
+existing ini/xml/yaml/json files and emperor-built command lines work unchanged. Options that
+uWSGI has but that make no sense here (or are not implemented yet) are still listed, marked
+``ignored``: a real-world config that uses them loads without complaint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+VERSION = "2.0.21-imperium-0.1.0"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: how it is spelled, what its value is, and what it does."""
+
+    name: str
+    type: type = str  # str, int, float or bool (a flag)
+    default: Any = None
+    repeat: bool = False  # every occurrence is kept (getlist); otherwise the last one wins
+    help: str = ""
+    aliases: tuple[str, ...] = ()
+    short: str | None = None  # one letter, as in ``-M``
+    #: value used when the option is given without one (``chmod-socket`` alone means 666);
+    #: None means a value is required (flags never need one).
+    implicit: str | None = None
+    ignored: bool = False  # accepted for compatibility, has no effect here
+    section: str = "instance"
+    #: handled by the config loader itself (ini, include, set, ...), not a setting
+    loader: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def takes_value(self) -> bool:
+        return self.type is not bool
+
+
+OPTIONS: dict[str, Option] = {}
+ALIASES: dict[str, str] = {}  # every spelling (name and aliases) -> canonical name
+SHORT: dict[str, str] = {}  # short letter -> canonical name (first one registered wins)
+
+
+def _add(name: str, type_: type = str, default: Any = None, help: str = "", *, repeat: bool = False,
+         aliases: tuple[str, ...] = (), short: str | None = None, implicit: str | None = None,
+         ignored: bool = False, section: str, loader: bool = False) -> None:
+    if name in ALIASES:
+        raise ValueError(f"option {name} defined twice")
+    opt = Option(name, type_, default, repeat, help, aliases, short, implicit, ignored, section, loader)
+    OPTIONS[name] = opt
+    for spelling in (name, *aliases):
+        if spelling in ALIASES:
+            raise ValueError(f"option spelling {spelling} defined twice")
+        ALIASES[spelling] = name
+    if short:
+        SHORT.setdefault(short, name)
+
+
+def _ignored(section: str, *names: str, type_: type = str, repeat: bool = False) -> None:
+    for name in names:
+        _add(name, type_, None, "accepted for uWSGI compatibility; no effect", repeat=repeat,
+             ignored=True, section=section)
+
+
+# --- config loading: handled by vassal.config while reading, never stored as settings -------
+S = "config"
+_add("ini", str, None, "load options from an ini file (FILE[:section], default section uwsgi)", repeat=True,
+     section=S, loader=True)
+_add("xml", str, None, "load options from an xml file (FILE[:id])", repeat=True, aliases=("xmlconfig",),
+     short="x", section=S, loader=True)
+_add("yaml", str, None, "load options from a yaml file (FILE[:section])", repeat=True, aliases=("yml",),
+     short="y", section=S, loader=True)
+_add("json", str, None, "load options from a json file (FILE[:section])", repeat=True, aliases=("js",),
+     short="j", section=S, loader=True)
+_add("config", str, None, "load options from a file, the format chosen by its extension", repeat=True,
+     section=S, loader=True)
+_add("include", str, None, "read another config file here, as if its options were written in place",
+     repeat=True, section=S, loader=True)
+_add("inherit", str, None, "read another config file as a base (same as include in this implementation)",
+     repeat=True, section=S, loader=True)
+_add("set", str, None, "KEY=VALUE: set an option, or a placeholder when KEY is not an option",
+     repeat=True, short="S", section=S, loader=True)
+_add("declare-option", str, None, "declare a custom option (not supported here)", repeat=True, section=S,
+     ignored=True)
+for _name, _aliases in (("for", ()), ("for-glob", ()), ("for-times", ()), ("for-readline", ()),
+                        ("if-env", ("ifenv",)), ("if-not-env", ()), ("if-opt", ()), ("if-not-opt", ()),
+                        ("if-exists", ("ifexists",)), ("if-not-exists", ()), ("if-file", ()),
+                        ("if-not-file", ()), ("if-dir", ("ifdir", "if-directory")), ("if-not-dir", ()),
+                        ("if-hostname", ()), ("if-not-hostname", ()), ("if-plugin", ("ifplugin",)),
+                        ("if-not-plugin", ())):
+    _add(_name, str, None, "config logic: apply the following options per item/if true, up to end*",
+         repeat=True, aliases=_aliases, section=S, loader=True)
+for _name, _aliases in (("if-reload", ()), ("if-not-reload", ())):
+    _add(_name, bool, False, "config logic: apply the following options only on (not) reload",
+         aliases=_aliases, section=S, loader=True)
+for _name, _aliases in (("endfor", ("end-for",)), ("endif", ("end-if",)), ("end", ())):
+    _add(_name, str, None, "config logic: end a for/if block", aliases=_aliases, implicit="", section=S,
+         loader=True)
+del _name, _aliases
+_add("set-placeholder", str, None, "KEY=VALUE: set a placeholder only", repeat=True, aliases=("set-ph",),
+     section=S, loader=True)
+_add("strict", bool, False, "refuse unknown options (always the case here)", section=S)
+_add("show-config", bool, False, "print the resolved config as ini and carry on", section=S)
+_add("print", str, None, "print the value while the config is read", repeat=True, section=S, loader=True)
+_add("help", bool, False, "show this help and exit", aliases=("usage",), short="h", section=S, loader=True)
+_add("version", bool, False, "print the version and exit", section=S, loader=True)
+_add("plugin", str, None, "load plugins (comma separated); built in here, so nothing is needed",
+     repeat=True, aliases=("plugins", "need-plugin", "need-plugins"), section=S)
+_add("plugins-dir", str, None, "where to look for plugins; not needed here", repeat=True,
+     aliases=("plugin-dir",), section=S)
+_add("plugins-list", bool, False, "list the built-in plugins", aliases=("plugin-list",), section=S, ignored=True)
+
+# --- instance: sockets ---------------------------------------------------------------------
+S = "instance"
+_add("socket", str, None, "bind a socket speaking the uwsgi protocol (host:port or UNIX path)", repeat=True,
+     aliases=("uwsgi-socket",), short="s", section=S)
+_add("http-socket", str, None, "bind a socket speaking plain HTTP to the workers", repeat=True, section=S)
+_add("http", str, None, "serve HTTP on this address (uWSGI's router; here: an HTTP socket)", repeat=True,
+     section=S)
+_add("shared-socket", str, None, "bind a socket in the master to be referenced as =N by other options",
+     repeat=True, section=S)
+_add("zerg", str, None, "attach to a zerg server and use the sockets it hands out", repeat=True, section=S)
+_add("zerg-server", str, None, "pass this instance's sockets to zergs on this UNIX socket", section=S)
+_add("zergpool", str, None, "ZERGSOCKET:ADDR: a zerg pool handing ADDR to attached zergs", repeat=True,
+     section=S)
+_add("zerg-fallback", bool, False, "bind own sockets when the zerg server cannot be reached", section=S)
+_add("chmod-socket", str, None, "permissions of UNIX sockets (alone: 666)", aliases=("chmod",), short="C",
+     implicit="666", section=S)
+_add("chown-socket", str, None, "owner[:group] of UNIX sockets", section=S)
+_add("listen", int, 100, "listen queue size of the sockets", short="l", section=S)
+_add("abstract-socket", bool, False, "UNIX sockets in the abstract namespace", short="a", section=S)
+_add("so-keepalive", bool, False, "enable TCP keepalive on the sockets", section=S)
+_add("socket-timeout", int, 4, "seconds of socket inactivity before a request is dropped", short="z",
+     section=S)
+_add("http-timeout", int, 60, "timeout of HTTP connections, seconds", section=S)
+_add("http-keepalive", bool, False, "keep HTTP/1.1 connections alive between requests", section=S)
+_add("http-socket-modifier1", int, 0, "uwsgi modifier1 for HTTP sockets", section=S, ignored=True)
+_add("http-socket-modifier2", int, 0, "uwsgi modifier2 for HTTP sockets", section=S, ignored=True)
+_add("http-auto-chunked", bool, False, "chunk HTTP/1.1 responses without a length", section=S)
+_add("add-header", str, None, "add this 'Name: value' header to every response", repeat=True, section=S)
+_add("buffer-size", int, 4096, "largest request header block accepted (bytes)", short="b", section=S)
+_add("post-buffering", int, 0, "buffer request bodies larger than this many bytes before the app runs",
+     section=S)
+_add("limit-post", int, 0, "refuse request bodies larger than this many bytes (0: no limit)", section=S)
+_add("honour-stdin", bool, False, "leave stdin alone instead of reopening it on /dev/null", section=S)
+_add("close-on-exec", bool, False, "mark request sockets close-on-exec", section=S)
+_add("close-on-exec2", bool, False, "mark server sockets close-on-exec", section=S)
+_add("catch-exceptions", bool, False, "show exceptions in the HTTP response (development only)", section=S)
+
+# --- instance: processes -------------------------------------------------------------------
+_add("master", bool, False, "run a master process that supervises the workers", short="M", section=S)
+_add("processes", int, 1, "number of worker processes", aliases=("workers",), short="p", section=S)
+_add("threads", int, 1, "threads per worker", section=S)
+_add("enable-threads", bool, False, "let the app start threads (always possible here)", short="T", section=S)
+_add("lazy-apps", bool, False, "load the app in each worker after the fork instead of in the master",
+     section=S)
+_add("lazy", bool, False, "like lazy-apps, and reload workers one by one", section=S)
+_add("single-interpreter", bool, False, "one interpreter per worker (always the case here)", short="i",
+     section=S)
+_add("thunder-lock", bool, False, "serialize accept(); the kernel already does it well", section=S,
+     ignored=True)
+_add("max-requests", int, 0, "recycle a worker after this many requests (0: never)", short="R", section=S)
+_add("max-worker-lifetime", int, 0, "recycle a worker after this many seconds (0: never)", section=S)
+_add("max-worker-lifetime-delta", int, 0, "add worker-id times this to max-worker-lifetime", section=S)
+_add("reload-on-rss", int, 0, "recycle a worker whose RSS exceeds this many megabytes after a request",
+     section=S)
+_add("evil-reload-on-rss", int, 0, "kill a worker whose RSS exceeds this many megabytes, checked by the master",
+     section=S)
+_add("reload-on-as", int, 0, "recycle a worker whose address space exceeds this many megabytes", section=S)
+_add("evil-reload-on-as", int, 0, "kill a worker whose address space exceeds this many megabytes", section=S)
+_add("harakiri", int, 0, "kill a worker stuck in one request longer than this many seconds", short="t",
+     section=S)
+_add("harakiri-verbose", bool, False, "log more about harakiri kills", section=S)
+_add("reload-mercy", int, 60, "seconds to wait for workers (or vassals) to stop on reload/shutdown",
+     section=S)
+_add("worker-reload-mercy", int, 60, "seconds a worker gets to finish before it is killed", section=S)
+_add("mule-reload-mercy", int, 60, "seconds a mule gets to finish before it is killed", section=S)
+_add("die-on-term", bool, False, "SIGTERM shuts down instead of reloading", section=S)
+_add("exit-on-reload", bool, False, "exit instead of reloading", section=S)
+_add("idle", int, 0, "after this many idle seconds go to sleep (cheap mode)", section=S)
+_add("die-on-idle", bool, False, "exit instead of sleeping when idle", section=S)
+_add("need-app", bool, False, "exit if the app cannot be loaded", implicit="1", section=S)
+_add("heartbeat", int, 0, "send a heartbeat to the emperor every this many seconds", section=S)
+_add("cheaper", int, 0, "minimum number of running workers (adaptive process spawning)", section=S)
+_add("cheaper-initial", int, 0, "workers started at boot in cheaper mode", section=S)
+_add("cheaper-step", int, 1, "workers added at a time in cheaper mode", section=S)
+_add("cheaper-algo", str, None, "cheaper algorithm", section=S, ignored=True)
+_add("cheaper-overload", int, 3, "cheaper check interval, seconds", section=S)
+_add("touch-reload", str, None, "reload when this file's mtime changes", repeat=True, section=S)
+_add("touch-workers-reload", str, None, "reload only the workers when this file changes", repeat=True,
+     section=S)
+_add("touch-chain-reload", str, None, "reload workers one by one when this file changes", repeat=True,
+     section=S)
+_add("touch-logreopen", str, None, "reopen the log file when this file changes", repeat=True, section=S)
+_add("touch-exec", str, None, "FILE COMMAND: run a command when the file changes", repeat=True, section=S,
+     ignored=True)
+_add("py-autoreload", int, 0, "reload when a loaded python module changes, checking every N seconds",
+     section=S)
+_add("stats", str, None, "serve the stats JSON on this address", aliases=("stats-server",), section=S)
+_add("stats-http", bool, False, "prefix the stats JSON with HTTP headers", section=S)
+_add("stats-minified", bool, False, "compact stats JSON", aliases=("stats-min",), section=S)
+_add("stats-no-cores", bool, False, "leave per-core data out of the stats", section=S)
+_add("stats-no-metrics", bool, False, "leave metrics out of the stats", section=S)
+_add("connect-and-read", str, None, "connect to a socket, print what it sends and exit", section=S)
+_add("memory-report", bool, False, "log memory usage after each request", short="m", section=S)
+_add("vacuum", bool, False, "remove UNIX sockets and pidfiles on exit", section=S)
+_add("emperor-fd", int, None, "the emperor fd (normally found in UWSGI_EMPEROR_FD)", section=S)
+_add("emperor-fd-config", int, None, "the emperor config fd (normally UWSGI_EMPEROR_FD_CONFIG)", section=S)
+_add("vassal-sos", int, 0, "ask the emperor for reinforcements when busy for this many seconds", section=S)
+_add("vassal-sos-backlog", int, 0, "ask the emperor for reinforcements when this many requests wait",
+     section=S)
+
+# --- instance: process identity and environment --------------------------------------------
+_add("chdir", str, None, "chdir here before loading the app (in the master)", section=S)
+_add("chdir2", str, None, "chdir here after loading the app", section=S)
+_add("force-cwd", str, None, "chdir here before anything else", section=S)
+_add("env", str, None, "KEY=VALUE: set an environment variable (KEY alone: unset it)", repeat=True,
+     section=S)
+_add("unenv", str, None, "remove an environment variable", repeat=True, section=S)
+_add("pidfile", str, None, "write the master pid here (before dropping privileges)", section=S)
+_add("pidfile2", str, None, "write the master pid here (after dropping privileges)", section=S)
+_add("daemonize", str, None, "detach and log to this file", short="d", section=S)
+_add("daemonize2", str, None, "detach after loading the app, logging to this file", section=S)
+_add("uid", str, None, "drop privileges to this user (name or number)", section=S)
+_add("gid", str, None, "drop privileges to this group (name or number)", section=S)
+_add("procname", str, None, "name of the processes", section=S)
+_add("procname-prefix", str, None, "prefix for process names", section=S)
+_add("procname-prefix-spaced", str, None, "prefix for process names, followed by a space", section=S)
+_add("procname-append", str, None, "suffix for process names", section=S)
+_add("procname-master", str, None, "name of the master process", section=S)
+_add("auto-procname", bool, False, "give processes meaningful names (uWSGI master, worker 1, ...)",
+     section=S)
+_add("mount", str, None, "MOUNTPOINT=APP: mount an app (file or module) at a URL prefix", repeat=True,
+     section=S)
+_add("manage-script-name", bool, False, "route requests to mounted apps by SCRIPT_NAME prefix", section=S)
+_add("static-map", str, None, "MOUNTPOINT=DIR: serve static files", repeat=True, section=S)
+_add("static-map2", str, None, "like static-map, keeping the mountpoint in the path", repeat=True, section=S)
+_add("static-index", str, None, "index file for static directories", repeat=True, section=S)
+_add("static-expires", str, None, "expiry for static files", repeat=True, section=S, ignored=True)
+_add("app", str, None, "(xml <app>) marks an app entry; the mount carries it", repeat=True, section=S,
+     ignored=True)
+_add("route", str, None, "internal routing rule", repeat=True, section=S, ignored=True)
+_add("route-host", str, None, "internal routing rule on HTTP_HOST", repeat=True, section=S, ignored=True)
+_add("route-uri", str, None, "internal routing rule on REQUEST_URI", repeat=True, section=S, ignored=True)
+_add("route-run", str, None, "internal routing action", repeat=True, section=S, ignored=True)
+_add("offload-threads", int, 0, "threads for offloaded transfers", section=S, ignored=True)
+_add("max-fd", int, 0, "raise the file descriptor limit", section=S, ignored=True)
+_add("reaper", bool, False, "reap zombies after each request", short="r", section=S, ignored=True)
+_add("cgi-mode", bool, False, "CGI mode for plugins supporting it", short="c", section=S, ignored=True)
+_add("max-vars", int, 0, "number of internal request variables", short="v", section=S, ignored=True)
+_add("sharedarea", str, None, "raw shared memory area", short="A", repeat=True, section=S, ignored=True)
+_add("spooler", str, None, "spooler directory", short="Q", repeat=True, section=S, ignored=True)
+_ignored(S, "spooler-processes", "spooler-frequency", "mules", "cache2", "cache", "locks", "hook-asap",
+         "hook-pre-app", "hook-post-app", "hook-accepting", "cron", "unique-cron", "attach-daemon",
+         "attach-daemon2", "smart-attach-daemon", "legion", "subscribe-to", "subscribe2",
+         "harakiri-graceful-timeout",
+         "add-cache-item", "cpu-affinity", "master-fifo",
+         "fs-reload", "fs-brutal-reload", "alarm", "stats-push", "carbon", "metrics-dir",
+         "websockets-max-size", "chroot", "cap", "unshare", "namespace",
+         "limit-as", "rlimit-nproc", "cgroup", "worker-exec",
+         "socket-protocol",
+         "https", "https-socket", "ssl-socket", "http-to", "fastrouter", "rawrouter", "sslrouter",
+         "snmp", "req-logger-list", "log-encoder", "log-req-encoder", "log-route", "log-req-route",
+         "log-drain", "log-filter", "log-alarm", "log-maxsize", "log-backupname", "log-master-bufsize",
+         "listen-queue-alarm", "wsgi-env-behaviour", "wsgi-env-behavior",
+         "http-modifier1", "http-var", "http-stats", "http-processes",
+         "http-workers", "http-socket-protocol", "check-static", "static-skip-ext",
+         "static-safe", "offload-threads-stacksize", "cheaper-rss-limit-soft", "cheaper-rss-limit-hard",
+         "threads-stacksize", "threads-stack-size", "buffer-size-workers", "async", "gevent",
+         "asyncio", "tornado", "py-tracebacker",
+         "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
+_ignored(S, "touch-signal", "touch-mules-reload", "touch-spoolers-reload",
+         "touch-logrotate", "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
+         repeat=True)
+_ignored(S, "stats-pusher-default-freq")
+_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "logfile-chown", "log-reopen", "log-truncate", "log-zero",
+         "log-micros", "log-x-forwarded-for", "log-ioerror", "log-sendfile", "logformat-strftime",
+         "log-master-stream", "log-master-req-stream", "ignore-sigpipe", "ignore-write-errors",
+         "disable-write-exception", "reload-on-exception", "pcre-jit",
+         "no-orphans", "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind", "reuse-port",
+         "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets", "static-gzip-all",
+         "lazy-apps-fallback", "py-call-osafterfork", "ugreen", "greenlet", "stackless", "jailed",
+         "master-as-root", "ksm", "python-worker-override", type_=bool)
+
+# --- python --------------------------------------------------------------------------------
+S = "python"
+_add("wsgi-file", str, None, "load the WSGI app from this file", aliases=("file",), section=S)
+_add("module", str, None, "load the WSGI app from this module (module or module:callable)",
+     aliases=("wsgi",), short="w", section=S)
+_add("callable", str, "application", "name of the WSGI callable in the module or file", section=S)
+_add("pythonpath", str, None, "add a directory (or glob) to sys.path", repeat=True,
+     aliases=("python-path", "pp"), section=S)
+_add("home", str, None, "use this virtualenv (PYTHONHOME)", aliases=("virtualenv", "venv", "pyhome"),
+     short="H", section=S)
+_add("pymodule-alias", str, None, "NAME=MODULE: import MODULE under NAME", repeat=True, section=S)
+_add("import", str, None, "import this module at startup", repeat=True, aliases=("pyimport", "py-import",
+     "python-import"), section=S)
+_add("shared-import", str, None, "import this module in the master", repeat=True,
+     aliases=("shared-pyimport", "shared-py-import", "shared-python-import"), section=S)
+_add("test", str, None, "check that this module imports and exit", short="J", section=S, ignored=True)
+_add("optimize", int, 0, "python optimization level", short="O", section=S, ignored=True)
+_add("paste", str, None, "load a paste.deploy app", section=S)
+_add("ini-paste", str, None, "load a paste.deploy app from this ini file", section=S)
+_add("eval", str, None, "evaluate this python code as the app definition", section=S)
+_add("pyargv", str, None, "sys.argv for the app (split on spaces)", section=S)
+
+# --- logging -------------------------------------------------------------------------------
+S = "logging"
+_add("logto", str, None, "log to this file (or udp address)", section=S)
+_add("logto2", str, None, "log to this file after dropping privileges", section=S)
+_add("log-format", str, None, "format of request log lines (%(method) %(uri) ...)", aliases=("logformat",),
+     section=S)
+_add("disable-logging", bool, False, "do not log requests", short="L", section=S)
+_add("log-date", str, None, "prefix log lines with a date (strftime format; alone: the default)",
+     aliases=("logdate",), implicit="", section=S)
+_add("log-prefix", str, None, "prefix log lines with this string", aliases=("logprefix",), implicit="",
+     section=S)
+_add("log-master", bool, False, "let the master write the logs", section=S)
+_add("log-4xx", bool, False, "log requests with 4xx status even when logging is disabled", section=S)
+_add("log-5xx", bool, False, "log requests with 5xx status even when logging is disabled", section=S)
+_add("log-slow", int, 0, "log requests slower than this many milliseconds", section=S)
+_add("log-big", int, 0, "log responses bigger than this many bytes", section=S)
+_add("log-syslog", str, None, "log to syslog", implicit="uwsgi", section=S)
+_add("log-socket", str, None, "send logs to this socket", section=S)
+_add("logger", str, None, "add a logger", repeat=True, section=S)
+_add("req-logger", str, None, "add a request logger", repeat=True, aliases=("logger-req",), section=S)
+_add("logfile-chmod", str, None, "permissions of the log file", section=S)
+
+# --- emperor -------------------------------------------------------------------------------
+S = "emperor"
+_add("emperor", str, None, "run the emperor on this directory, glob or monitor URI", repeat=True, section=S)
+_add("emperor-freq", int, 3, "seconds between full rescans of the monitors", section=S)
+_add("emperor-throttle", int, 1000, "base respawn throttle, milliseconds (doubles up to the max)", section=S)
+_add("emperor-max-throttle", int, 180000, "largest respawn throttle, milliseconds", section=S)
+_add("emperor-required-heartbeat", int, 30, "seconds without heartbeat before a vassal is cursed",
+     section=S)
+_add("emperor-curse-tolerance", int, 30, "seconds between SIGKILLs of a vassal that will not die",
+     section=S)
+_add("emperor-pidfile", str, None, "write the emperor pid here", section=S)
+_add("emperor-tyrant", bool, False, "run each vassal as the owner of its config file", section=S)
+_add("emperor-tyrant-nofollow", bool, False, "tyrant mode using the symlink's owner, not its target's",
+     section=S)
+_add("emperor-nofollow", bool, False, "use the mtime of symlinks, not of their targets", section=S)
+_add("emperor-stats", str, None, "serve the emperor stats JSON on this address",
+     aliases=("emperor-stats-server",), section=S)
+_add("emperor-broodlord", int, 0, "allow this many zerg vassals in broodlord mode (0: off)", section=S)
+_add("emperor-magic-exec", bool, False, "run executable configs as exec://NAME", section=S)
+_add("emperor-extra-extension", str, None, "also accept configs with this extension (loaded with --config)",
+     repeat=True, aliases=("emperor-extra-ext",), section=S)
+_add("emperor-no-blacklist", bool, False, "never blacklist a failing vassal", section=S)
+_add("emperor-graceful-shutdown", bool, False, "stop vassals gracefully (byte 2, SIGHUP-like)", section=S)
+_add("emperor-wrapper", str, None, "start vassals with this binary instead of our own", section=S)
+_add("emperor-wrapper-override", str, None, "binary to try before the default one", repeat=True,
+     section=S)
+_add("emperor-wrapper-fallback", str, None, "binary to try after the default one", repeat=True, section=S)
+_add("emperor-procname", str, None, "name of the emperor process", section=S)
+_add("emperor-use-clone", str, None, "clone() flags for vassals (namespaces)", section=S)
+_add("emperor-on-demand-extension", str, None, "socket-activation: read the socket from FILE.EXT",
+     aliases=("emperor-on-demand-ext",), section=S)
+_add("emperor-on-demand-directory", str, None, "socket-activation: UNIX sockets in this directory",
+     aliases=("emperor-on-demand-dir",), section=S)
+_add("emperor-on-demand-exec", str, None, "socket-activation: run this to learn the socket", section=S)
+_add("emperor-proxy-socket", str, None, "talk to the emperor through this proxy socket", section=S,
+     ignored=True)
+_add("emperor-cap", str, None, "capabilities the emperor keeps", section=S, ignored=True)
+_add("vassals-cap", str, None, "capabilities given to vassals", aliases=("vassal-cap",), section=S,
+     ignored=True)
+_add("early-emperor", bool, False, "start the emperor as early as possible", section=S)
+_add("binary-path", str, None, "binary used to start vassals", section=S)
+_add("vassal-set", str, None, "KEY=VALUE: pass --set KEY=VALUE to every vassal", repeat=True,
+     aliases=("vassals-set",), section=S)
+_add("vassals-include", str, None, "pass --include FILE to every vassal (after its config)", repeat=True,
+     section=S)
+_add("vassals-inherit", str, None, "pass --inherit FILE to every vassal (after its config)", repeat=True,
+     section=S)
+_add("vassals-include-before", str, None, "pass --include FILE to every vassal (before its config)",
+     repeat=True, section=S)
+_add("vassals-inherit-before", str, None, "pass --inherit FILE to every vassal (before its config)",
+     repeat=True, section=S)
+_add("vassals-start-hook", str, None, "run COMMAND VASSALNAME before a vassal starts", section=S)
+_add("vassals-stop-hook", str, None, "run COMMAND VASSALNAME after a vassal is removed", section=S)
+_add("imperial-monitor-list", bool, False, "list the imperial monitors and exit",
+     aliases=("imperial-monitors-list",), section=S)
+
+del S
+
+#: options accepted only for compatibility
+IGNORED: frozenset[str] = frozenset(n for n, o in OPTIONS.items() if o.ignored)
+
+
+def lookup(spelling: str) -> Option | None:
+    """The option for a name or alias (dashes or underscores), or None."""
+    name = ALIASES.get(spelling) or ALIASES.get(spelling.replace("_", "-"))
+    return OPTIONS[name] if name else None
+
+
+_SECTION_TITLES = {"config": "Configuration", "instance": "Instance", "python": "Python apps",
+                   "logging": "Logging", "emperor": "Emperor"}
+
+
+def format_help() -> str:
+    """The ``--help`` text, generated from the table."""
+    lines = [f"Imperium {VERSION}: a uWSGI-compatible Emperor and app server",
+             "Usage: imperium [options...] [config file]", ""]
+    for section, title in _SECTION_TITLES.items():
+        lines.append(f"{title}:")
+        for opt in OPTIONS.values():
+            if opt.section != section or opt.ignored:
+                continue
+            flags = f"-{opt.short}|--{opt.name}" if opt.short else f"    --{opt.name}"
+            if opt.aliases:
+                flags += " (" + ", ".join(opt.aliases) + ")"
+            extra = []
+            if opt.repeat:
+                extra.append("repeatable")
+            if opt.default not in (None, False, 0):
+                extra.append(f"default {opt.default}")
+            tail = f" [{'; '.join(extra)}]" if extra else ""
+            lines.append(f"    {flags:<50} {opt.help}{tail}")
+        lines.append("")
+    ignored = sorted(IGNORED)
+    lines.append("Accepted for uWSGI compatibility, without effect: " + " ".join(ignored))
+    return "\n".join(lines)

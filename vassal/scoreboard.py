@@ -1,0 +1,134 @@
+"""Per-worker counters in shared memory, written by workers and read by the master.
+
+The memory is an anonymous shared mmap created by the master before it forks, so every
+worker (and every respawned worker) writes into the same pages the master reads for the
+stats server, harakiri and the request log's instance-wide request count. Each field has a
+single writer (a worker writes its own slot; the master writes spawn bookkeeping), so no
+lock is needed; readers may see a value one request old, which is fine for statistics.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+
+#: bytes kept per core for the vars of the request in progress (shown by the stats server)
+VARS_SIZE = 4096
+
+STATUS_IDLE = 0
+STATUS_BUSY = 1
+STATUS_CHEAP = 2
+STATUS_PAUSE = 3
+STATUS_NAMES = {STATUS_IDLE: "idle", STATUS_BUSY: "busy", STATUS_CHEAP: "cheap", STATUS_PAUSE: "pause"}
+
+
+class Core(ctypes.Structure):
+    """One thread of a worker (uWSGI calls them cores)."""
+
+    _fields_ = [
+        ("requests", ctypes.c_uint64),
+        ("write_errors", ctypes.c_uint64),
+        ("read_errors", ctypes.c_uint64),
+        ("in_request", ctypes.c_double),  # start time of the current request, 0 when idle
+    ]
+
+
+def _worker_type(ncores: int) -> type[ctypes.Structure]:
+    class Worker(ctypes.Structure):
+        _fields_ = [
+            ("pid", ctypes.c_int64),
+            ("accepting", ctypes.c_int32),
+            ("status", ctypes.c_int32),
+            ("requests", ctypes.c_uint64),
+            ("delta_requests", ctypes.c_uint64),
+            ("exceptions", ctypes.c_uint64),
+            ("harakiri_count", ctypes.c_uint64),
+            ("signals", ctypes.c_uint64),
+            ("rss", ctypes.c_uint64),
+            ("vsz", ctypes.c_uint64),
+            ("running_time", ctypes.c_uint64),  # microseconds spent in requests
+            ("last_spawn", ctypes.c_int64),
+            ("respawn_count", ctypes.c_uint64),
+            ("tx", ctypes.c_uint64),
+            ("avg_rt", ctypes.c_uint64),  # microseconds
+            ("busy_cores", ctypes.c_int32),
+            ("app_loaded", ctypes.c_int32),
+            ("app_requests", ctypes.c_uint64),
+            ("app_exceptions", ctypes.c_uint64),
+            ("app_startup", ctypes.c_int64),
+            ("last_request_end", ctypes.c_double),
+            ("cores", Core * ncores),
+        ]
+
+    return Worker
+
+
+class Instance(ctypes.Structure):
+    """Instance-wide flags shared by all processes."""
+
+    _fields_ = [
+        ("loyal_sent", ctypes.c_int32),
+        ("accepting_sent", ctypes.c_int32),
+        ("last_request_end", ctypes.c_double),
+    ]
+
+
+class Scoreboard:
+    """``workers[i]`` for worker ids 1..n (index 0 is unused, as in uWSGI)."""
+
+    def __init__(self, nworkers: int, ncores: int) -> None:
+        self.nworkers = nworkers
+        self.ncores = ncores
+        worker_t = _worker_type(ncores)
+        array_t = worker_t * (nworkers + 1)
+        size = ctypes.sizeof(Instance) + ctypes.sizeof(array_t)
+        self._mm = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+        self.instance = Instance.from_buffer(self._mm, 0)
+        self.workers = array_t.from_buffer(self._mm, ctypes.sizeof(Instance))
+        self._slots = [self.workers[i] for i in range(1, nworkers + 1)]
+        self._vars = mmap.mmap(-1, (nworkers + 1) * ncores * VARS_SIZE,
+                               flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+
+    def set_vars(self, wid: int, core: int, data: bytes) -> None:
+        """Record the request vars ("K=V" joined by NUL) of the request a core starts."""
+        off = (wid * self.ncores + core) * VARS_SIZE
+        data = data[: VARS_SIZE - 4]
+        self._vars[off + 4: off + 4 + len(data)] = data
+        self._vars[off: off + 4] = len(data).to_bytes(4, "little")
+
+    def get_vars(self, wid: int, core: int) -> list[str]:
+        off = (wid * self.ncores + core) * VARS_SIZE
+        n = int.from_bytes(self._vars[off: off + 4], "little")
+        if not 0 < n <= VARS_SIZE - 4:
+            return []
+        return self._vars[off + 4: off + 4 + n].decode("latin-1").split("\0")
+
+    def total_requests(self) -> int:
+        total = 0
+        for w in self._slots:
+            total += w.requests
+        return total
+
+    def reset_worker(self, wid: int, now: float) -> None:
+        """Bookkeeping for a worker about to be forked (done by the master before the fork, so
+        that nothing here overwrites what the new worker writes, such as ``accepting``)."""
+        w = self.workers[wid]
+        w.pid = 0
+        w.accepting = 0
+        w.status = STATUS_IDLE
+        w.delta_requests = 0
+        w.busy_cores = 0
+        w.last_spawn = int(now)
+        w.respawn_count += 1
+        for c in range(self.ncores):
+            w.cores[c].in_request = 0.0
+
+    def request_start(self, wid: int, since: float) -> float:
+        """The earliest start time of a request running in this worker, 0 when idle."""
+        w = self.workers[wid]
+        earliest = 0.0
+        for c in range(self.ncores):
+            t = w.cores[c].in_request
+            if t and (not earliest or t < earliest):
+                earliest = t
+        return earliest

@@ -1,0 +1,229 @@
+"""WSGI apps: loading them (wsgi-file, module, mount) and running one request (PEP 3333).
+
+``AppTable.load`` imports the apps as uWSGI's python plugin does: ``.`` and every
+``pythonpath`` go to the front of ``sys.path``; a ``wsgi-file`` becomes the module
+``uwsgi_file_<mangled path>``; ``module`` is ``pkg.mod`` or ``pkg.mod:callable``; ``callable``
+defaults to ``application``; ``mount`` adds ``MOUNTPOINT=file-or-module`` apps. An app mounted
+at "" or "/" is the default app, used when no mountpoint matches.
+
+``Responder.run`` calls the app for one request and writes the response: the head and the
+body in one ``sendall`` when the app returns a list (the common case), otherwise head with the
+first chunk, then each chunk; ``wsgi.file_wrapper`` uses sendfile(2).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from vassal.log import log
+
+WsgiApp = Callable[..., Any]
+
+
+class AppLoadError(Exception):
+    """An app could not be loaded; the message is one line naming the source and the cause."""
+
+
+@dataclass
+class App:
+    id: int
+    mountpoint: str
+    callable: WsgiApp
+    startup_time: int
+    chdir: str = ""
+    requests: int = 0  # in this worker (uWSGI's per-process app counter)
+    exceptions: int = 0
+
+
+def _describe(exc: BaseException) -> str:
+    """One line: the exception and the innermost place it came from."""
+    where = ""
+    tb = traceback.extract_tb(exc.__traceback__)
+    if tb:
+        frame = tb[-1]
+        where = f" ({frame.filename}, line {frame.lineno})"
+    elif isinstance(exc, SyntaxError) and exc.filename:
+        where = f" ({exc.filename}, line {exc.lineno})"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}{where}" if text else f"{type(exc).__name__}{where}"
+
+
+def _mangle(path: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in path)
+
+
+def load_wsgi_file(path: str, callable_name: str) -> WsgiApp:
+    if not os.path.exists(path):
+        raise AppLoadError(f"cannot load wsgi-file {path}: no such file")
+    name = "uwsgi_file_" + _mangle(os.path.splitext(path)[0])
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise AppLoadError(f"cannot load wsgi-file {path}: not a python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    except AppLoadError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - an app may raise anything, even SystemExit
+        sys.modules.pop(name, None)
+        raise AppLoadError(f"cannot load wsgi-file {path}: {_describe(exc)}") from None
+    app = getattr(module, callable_name, None)
+    if app is None or not callable(app):
+        raise AppLoadError(f"cannot load wsgi-file {path}: callable '{callable_name}' not found")
+    return app
+
+
+def load_module(spec: str, callable_name: str) -> WsgiApp:
+    modname, sep, attr = spec.partition(":")
+    attr = attr if sep else callable_name
+    modname = modname.strip()
+    if modname.endswith(".py") and os.path.exists(modname):
+        return load_wsgi_file(modname, attr)
+    try:
+        module = importlib.import_module(modname)
+    except ModuleNotFoundError as exc:
+        if exc.name and modname.startswith(exc.name):
+            raise AppLoadError(f"cannot load module {modname}: no module named '{exc.name}'") from None
+        raise AppLoadError(f"cannot load module {modname}: {_describe(exc)}") from None
+    except BaseException as exc:  # noqa: BLE001
+        raise AppLoadError(f"cannot load module {modname}: {_describe(exc)}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            break
+    if obj is None or not callable(obj):
+        raise AppLoadError(f"cannot load module {modname}: callable '{attr}' not found")
+    if attr.endswith("()"):  # pragma: no cover - factories are spelled "mod:make_app()" elsewhere
+        obj = obj()
+    return obj
+
+
+class AppTable:
+    """The apps of one process, in load order; app 0 is usually the only one."""
+
+    def __init__(self) -> None:
+        self.apps: list[App] = []
+        self.default: App | None = None
+        self.by_mount: dict[str, App] = {}
+        self.errors: list[str] = []
+
+    def add(self, mountpoint: str, app: WsgiApp, started: float) -> App:
+        mp = "" if mountpoint == "/" else mountpoint.rstrip("/") if mountpoint else ""
+        entry = App(len(self.apps), mp, app, int(time.time() - started), os.getcwd())
+        self.apps.append(entry)
+        self.by_mount[mp] = entry
+        if self.default is None and mp == "":
+            self.default = entry
+        log(f"WSGI app {entry.id} (mountpoint='{mp}') ready in {entry.startup_time} seconds on interpreter "
+            f"{id(sys.modules['__main__']):#x} pid: {os.getpid()}{' (default app)' if self.default is entry else ''}")
+        return entry
+
+    def load(self, config: Any) -> None:
+        """Load every app the config names; failures are collected in ``errors`` (one line each)."""
+        callable_name = config.get("callable") or "application"
+        for what, loader in (("wsgi-file", load_wsgi_file), ("module", load_module)):
+            value = config.get(what)
+            if value:
+                started = time.time()
+                try:
+                    self.add("", loader(value, callable_name), started)
+                except AppLoadError as exc:
+                    self.errors.append(str(exc))
+        for mount in config.getlist("mount"):
+            mp, sep, target = mount.partition("=")
+            if not sep:
+                self.errors.append(f"invalid mountpoint: {mount} (expected MOUNTPOINT=APP)")
+                continue
+            started = time.time()
+            try:
+                if target.endswith(".py") or os.path.isfile(target):
+                    app = load_wsgi_file(target, callable_name)
+                else:
+                    app = load_module(target, callable_name)
+                self.add(mp, app, started)
+            except AppLoadError as exc:
+                self.errors.append(str(exc))
+
+    def select(self, env: dict, manage_script_name: bool) -> App | None:
+        """The app for this request (may move a mountpoint from PATH_INFO to SCRIPT_NAME)."""
+        if len(self.apps) == 1 and not self.apps[0].mountpoint:
+            return self.apps[0]
+        if manage_script_name:
+            path = env.get("PATH_INFO", "")
+            best = None
+            for mp, app in self.by_mount.items():
+                if mp and (path == mp or path.startswith(mp + "/")) and (best is None or len(mp) > len(best.mountpoint)):
+                    best = app
+            if best is not None:
+                env["SCRIPT_NAME"] = best.mountpoint
+                env["PATH_INFO"] = path[len(best.mountpoint):]
+                return best
+        else:
+            script = env.get("SCRIPT_NAME", "")
+            if script and script in self.by_mount:
+                return self.by_mount[script]
+        return self.default
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterable over a file; sent with sendfile(2) when it has an fd."""
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+    def fileno(self) -> int | None:
+        try:
+            return self.filelike.fileno()
+        except (AttributeError, OSError, ValueError):
+            return None
+
+
+class ErrorStream:
+    """``wsgi.errors``: text to the log (fd 2)."""
+
+    def write(self, s: str) -> int:
+        if s:
+            sys.stderr.write(s)
+        return len(s)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def exception_line(exc: BaseException) -> str:
+    return _describe(exc)
+
+
+def print_app_exception() -> None:
+    """The traceback of an exception raised by the app, on the log, as uWSGI prints it."""
+    try:
+        sys.stderr.write(traceback.format_exc())
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001 - logging must never fail a request
+        pass
