@@ -26,7 +26,7 @@ lint: install
 	$(BIN)/ruff check .
 
 test: install services lint
-	$(BIN)/pytest -n 2 --dist loadgroup -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: install services
 	$(BIN)/python -m bench

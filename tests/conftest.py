@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -151,3 +154,20 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
         yield p
     finally:
         p.kill_all()
+
+
+@contextmanager
+def service_lock(service: str, exclusive: bool = False) -> Iterator[None]:
+    """Hold a lock on a shared service across pytest-xdist workers.
+
+    Tests that use a service hold it shared; a test that stops the service (an outage test)
+    holds it exclusive, so it never pulls the server from under another test, whichever
+    worker runs it. (A file lock works whichever xdist distribution mode runs the suite.)
+    """
+    path = Path(tempfile.gettempdir()) / f"imperium-test-{service}.lock"
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -8,15 +8,11 @@ deadlines.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -146,21 +142,3 @@ def monitors_fixture() -> Iterator[Callable[..., MonitorRun]]:
     finally:
         for run in runs:
             run.stop()
-
-
-@contextmanager
-def service_lock(service: str, exclusive: bool = False) -> Iterator[None]:
-    """Hold a lock on a shared service across pytest-xdist workers.
-
-    Tests that use a service hold it shared; a test that stops the service (an outage test)
-    holds it exclusive, so it never pulls the server from under another test, whichever
-    worker runs it. (pytest-xdist's ``--dist loadgroup`` does not group tests with this
-    pytest, so a file lock does the job.)
-    """
-    path = Path(tempfile.gettempdir()) / f"imperium-test-{service}.lock"
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)

@@ -116,13 +116,19 @@ def test_loader_flag_follows_the_extension(procs: Procs, tmp_path: Path) -> None
         (e.dir / name).write_text("")
     e.ini("z.ini", record=record)
     wait_until(lambda: len(e.stats()["vassals"]) == 7, 10, message="7 vassals")
-    flags = {}
-    for v in e.stats()["vassals"]:
-        with open(f"/proc/{v['pid']}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-        # the launcher execs python fake_vassal.py ARGS...: the flag is 2 before the end
-        flags[v["id"]] = argv[-3].decode()
-    assert flags == {"a.json": "--json", "b.yaml": "--yaml", "c.xml": "--xml", "d.conf": "--config",
+
+    def flags() -> dict[str, str]:
+        out = {}
+        for v in e.stats()["vassals"]:
+            with open(f"/proc/{v['pid']}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            # the launcher execs python fake_vassal.py ARGS...: the flag is 2 before the end
+            if len(argv) >= 3 and any(a.endswith(b"fake_vassal.py") for a in argv):
+                out[v["id"]] = argv[-3].decode()
+        return out
+
+    wait_until(lambda: len(flags()) == 7, 15, message="7 vassals exec'd")
+    assert flags() == {"a.json": "--json", "b.yaml": "--yaml", "c.xml": "--xml", "d.conf": "--config",
                      "e.js": "--json", "f.yml": "--yaml", "z.ini": "--ini"}
     assert e.stop() == 0
 

@@ -14,11 +14,10 @@ import pytest
 
 from emperor.events import Available, Destroy, MonitorContext, Sync, Touch, Unavailable
 from monitors.amqp import EXCHANGE, AmqpMonitor
-from tests.conftest import free_port, need_service, port_open, wait_until
+from tests.conftest import free_port, need_service, port_open, service_lock, wait_until
 from tests.integration.monitor_harness import (  # noqa: F401  (fixture)
     MonitorRun,
     monitors_fixture,
-    service_lock,
 )
 
 pika = pytest.importorskip("pika")

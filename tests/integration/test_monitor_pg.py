@@ -15,8 +15,8 @@ import pytest
 
 from emperor.events import Available, MonitorContext, Sync, Touch, Unavailable
 from monitors.pg import PgMonitor
-from tests.conftest import need_service, port_open, wait_until
-from tests.integration.monitor_harness import monitors_fixture, service_lock  # noqa: F401  (fixture)
+from tests.conftest import need_service, port_open, service_lock, wait_until
+from tests.integration.monitor_harness import monitors_fixture  # noqa: F401  (fixture)
 
 psycopg = pytest.importorskip("psycopg")
 

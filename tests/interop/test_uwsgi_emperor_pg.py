@@ -22,6 +22,7 @@ from tests.conftest import (
     need_service,
     pid_alive,
     port_open,
+    service_lock,
     wait_until,
 )
 from tests.interop.helpers import VASSAL_BINARY, children, copy_app, status_of
@@ -34,19 +35,21 @@ PG_PLUGIN = "/usr/lib/uwsgi/plugins/emperor_pg_plugin.so"
 def table():
     need_service("uwsgi emperor_pg", os.access(UWSGI_CORE, os.X_OK) and os.path.exists(PG_PLUGIN),
                  f"{UWSGI_CORE} with {PG_PLUGIN} (Debian uwsgi-plugin-emperor-pg)")
-    try:
-        import psycopg
+    # held shared: an outage test on the other xdist worker must not stop PostgreSQL under us
+    with service_lock("postgres"):
+        try:
+            import psycopg
 
-        conn = psycopg.connect(DSN, autocommit=True, connect_timeout=3)
-    except Exception as exc:  # psycopg missing or server down: both mean "no postgres"
-        need_service("postgres", False, f"{DSN}: {exc}")
-    name = f"interop_vassals_{uuid.uuid4().hex[:10]}"
-    conn.execute(f"CREATE TABLE {name} (name text PRIMARY KEY, config text, ts timestamptz)")
-    try:
-        yield conn, name
-    finally:
-        conn.execute(f"DROP TABLE IF EXISTS {name}")
-        conn.close()
+            conn = psycopg.connect(DSN, autocommit=True, connect_timeout=3)
+        except Exception as exc:  # psycopg missing or server down: both mean "no postgres"
+            need_service("postgres", False, f"{DSN}: {exc}")
+        name = f"interop_vassals_{uuid.uuid4().hex[:10]}"
+        conn.execute(f"CREATE TABLE {name} (name text PRIMARY KEY, config text, ts timestamptz)")
+        try:
+            yield conn, name
+        finally:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+            conn.close()
 
 
 def ini(app: Path, port: int, processes: int) -> str:
