@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(VERSION)
         return 0
+    for notice in config.notices():
+        print(f"imperium: warning: {notice}", file=sys.stderr)
+    if config.get("show-config"):
+        print(config.show_config(), end="", flush=True)
     if config.get("connect-and-read"):
         from vassal.stats import connect_and_read
 

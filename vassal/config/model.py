@@ -123,6 +123,16 @@ class Config:
                 out[e.key] = value
         return out
 
+    def notices(self) -> list[str]:
+        """What the user should hear before we start: loader warnings, and every option given
+        that uWSGI has and Imperium accepts without acting on it (named with its origin)."""
+        out = list(self.warnings)
+        for e in self.entries:
+            if e.name is not None and OPTIONS[e.name].ignored:
+                out.append(f"option {e.key} ({e.origin}) is accepted for uWSGI compatibility "
+                           "but has no effect in Imperium")
+        return out
+
     def show_config(self) -> str:
         """The resolved config as an ini file (like ``--show-config``)."""
         lines = [";uWSGI instance configuration", "[uwsgi]"]
