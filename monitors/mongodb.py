@@ -21,14 +21,15 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from emperor.events import Event, Monitor, MonitorContext, Sync, Touch
+from emperor.events import Event, Monitor, MonitorContext, Touch
 from monitors import relaxed_json
 from monitors.deps import require
 from monitors.outage import Backoff, Outage
+from monitors.records import RecordScan
 from monitors.threaded import run_blocking
 
 DEFAULT_ADDRESS = "127.0.0.1:27017"
@@ -127,9 +128,16 @@ class MongoMonitor(Monitor):
         self.prefix = "[emperor-mongodb]"
         self.outage = Outage(self.emit_threadsafe, self.log, self.prefix)
         self.backoff = Backoff(maximum=max(ctx.freq, 1.0) * 2)
-        self._warned: dict[str, str] = {}
+        self.records: RecordScan[Mapping[str, Any]] = RecordScan(
+            self.emit_threadsafe, self.log, self.prefix, "document", self.valid,
+            name_of=lambda doc: doc.get("name"), key_of=_document_key,
+            parse=lambda doc: parse_document(doc, self.ctx.tyrant), bad=BadDocument)
         self.change_streams: bool | None = None  # None: not tried yet
-        self.scans = 0
+
+    @property
+    def scans(self) -> int:
+        """Successful full reads, for tests and stats."""
+        return self.records.scans
 
     @property
     def id(self) -> str:
@@ -221,28 +229,10 @@ class MongoMonitor(Monitor):
     def _scan(self, coll: Any) -> None:
         docs = list(coll.find(self.source.filter, PROJECTION))
         self.outage.recovered()  # only a read that worked may say so
-        self._emit_documents(docs)
+        self.records.emit_all(docs)
 
-    def _emit_documents(self, docs: Iterable[Mapping[str, Any]]) -> None:
-        names: set[str] = set()
-        bad: dict[str, str] = {}
-        for doc in docs:
-            name = doc.get("name")
-            if isinstance(name, str) and name:
-                names.add(name)  # a skipped document still protects its running vassal
-            key = name if isinstance(name, str) and name else repr(doc.get("_id"))
-            try:
-                touch = parse_document(doc, self.ctx.tyrant)
-            except BadDocument as exc:
-                bad[key] = str(exc)
-                continue
-            if not self.valid(touch.name):
-                bad[key] = f"{touch.name!r} is not a valid vassal name (needs a config extension)"
-                continue
-            self.emit_threadsafe(touch)
-        for key, reason in bad.items():
-            if self._warned.get(key) != reason:
-                self.log.warning("%s skipping document %s: %s", self.prefix, key, reason)
-        self._warned = bad
-        self.scans += 1
-        self.emit_threadsafe(Sync(frozenset(names)))
+
+def _document_key(doc: Mapping[str, Any]) -> str:
+    """How a skipped document is named in the log: its name, or its _id without one."""
+    name = doc.get("name")
+    return name if isinstance(name, str) and name else repr(doc.get("_id"))

@@ -27,9 +27,10 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from emperor.events import Event, Monitor, MonitorContext, Sync, Touch
+from emperor.events import Event, Monitor, MonitorContext, Touch
 from monitors.deps import require
 from monitors.outage import Backoff, Outage
+from monitors.records import RecordScan
 
 DEFAULT_QUERY = "SELECT name,config,EXTRACT(epoch FROM ts) FROM vassals"
 NOTIFY_PARAM = "imperium_notify"
@@ -165,8 +166,14 @@ class PgMonitor(Monitor):
         self._check_conninfo()
         self.outage = Outage(self.emit, self.log, self.prefix)
         self.backoff = Backoff(maximum=max(ctx.freq, 1.0) * 2)
-        self._warned: dict[str, str] = {}  # name -> reason already logged
-        self.scans = 0  # successful full reads, for tests and stats
+        self.records: RecordScan[Sequence[Any]] = RecordScan(
+            self.emit, self.log, self.prefix, "row", self.valid, name_of=lambda row: row[0],
+            key_of=_row_key, parse=lambda row: parse_row(row, self.ctx.tyrant), bad=BadRow)
+
+    @property
+    def scans(self) -> int:
+        """Successful full reads, for tests and stats."""
+        return self.records.scans
 
     @property
     def id(self) -> str:
@@ -258,28 +265,12 @@ class PgMonitor(Monitor):
             rows = await cur.fetchall()
         # the read succeeded: only now may the emperor hear anything
         self.outage.recovered()
-        names: set[str] = set()
-        bad: dict[str, str] = {}
-        for row in rows:
-            name = row[0]
-            if isinstance(name, str) and name:
-                names.add(name)  # a skipped row still protects its running vassal
-            key = name if isinstance(name, str) else repr(name)
-            try:
-                touch = parse_row(row, self.ctx.tyrant)
-            except BadRow as exc:
-                bad[key] = str(exc)
-                continue
-            if not self.valid(touch.name):
-                bad[key] = f"{touch.name!r} is not a valid vassal name (needs a config extension)"
-                continue
-            self.emit(touch)
-        for key, reason in bad.items():
-            if self._warned.get(key) != reason:
-                self.log.warning("%s skipping row %s: %s", self.prefix, key, reason)
-        self._warned = bad
-        self.scans += 1
-        self.emit(Sync(frozenset(names)))
+        self.records.emit_all(rows)
+
+
+def _row_key(row: Sequence[Any]) -> str:
+    """How a skipped row is named in the log."""
+    return row[0] if isinstance(row[0], str) else repr(row[0])
 
 
 def _pg_reason(exc: BaseException) -> str:

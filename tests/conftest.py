@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -53,6 +54,29 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
             return True
     except OSError:
         return False
+
+
+def read_to_close(addr: int | str, send: bytes = b"", timeout: float = 5.0) -> bytes:
+    """Connect to a port on 127.0.0.1 (or a UNIX socket path), send ``send`` as it is, and
+    read until the server closes: how stats servers and one-shot HTTP exchanges end."""
+    if isinstance(addr, int):
+        s = socket.create_connection(("127.0.0.1", addr), timeout=timeout)
+    else:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(timeout)
+        s.connect(addr)
+    with s:
+        if send:
+            s.sendall(send)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def read_json(addr: int | str, timeout: float = 5.0) -> dict:
+    """The JSON document a stats server sends on connect."""
+    return json.loads(read_to_close(addr, timeout=timeout))
 
 
 def need_service(name: str, available: bool, why: str = "") -> None:
@@ -171,3 +195,17 @@ def service_lock(service: str, exclusive: bool = False) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def held_service(name: str, port: int, ready: Callable[[], bool], why: str,
+                 exclusive: bool = False, timeout: float = 30.0) -> Iterator[None]:
+    """A real service on 127.0.0.1:``port``, held through ``service_lock`` while in use.
+
+    Missing, it is ``need_service``'s business; once the lock is held it is waited for,
+    because an outage test on the other worker may have just started it again.
+    """
+    need_service(name, port_open(port) and ready(), why)
+    with service_lock(name, exclusive):
+        wait_until(ready, timeout=timeout, message=f"{why} accepting connections")
+        yield

@@ -158,6 +158,14 @@ def _write_pidfile(path: str | None) -> None:
         raise InstanceError(f"cannot write pidfile {path}: {exc.strerror}") from None
 
 
+def _open_logfile(config: Any, option: str) -> None:
+    """``logto``/``logto2``: a log file that cannot be opened stops the start-up."""
+    try:
+        logmod.open_logfile(config.get(option))
+    except OSError as exc:
+        raise InstanceError(f"cannot open {option} file {config.get(option)}: {exc.strerror}") from None
+
+
 def _socket_specs(config: Any) -> list[tuple[str, str, str]]:
     """(address, proto, option name) for every socket option, in config order (as uWSGI)."""
     protos = {"socket": "uwsgi", "http-socket": "http", "http": "http"}
@@ -342,10 +350,7 @@ def _run(config: Any) -> int:
     if config.get("daemonize") and not reloading:
         _daemonize(config.get("daemonize"))
     elif config.get("logto"):
-        try:
-            logmod.open_logfile(config.get("logto"))
-        except OSError as exc:
-            raise InstanceError(f"cannot open logto file {config.get('logto')}: {exc.strerror}") from None
+        _open_logfile(config, "logto")
     version = _version()
     log(f"*** Starting uWSGI {version} (64bit) on [{time.ctime()}] ***")
     log(f"current working directory: {os.getcwd()}")
@@ -360,10 +365,7 @@ def _run(config: Any) -> int:
     _drop_privileges(config)
     _write_pidfile(config.get("pidfile2"))
     if config.get("logto2"):
-        try:
-            logmod.open_logfile(config.get("logto2"))
-        except OSError as exc:
-            raise InstanceError(f"cannot open logto2 file {config.get('logto2')}: {exc.strerror}") from None
+        _open_logfile(config, "logto2")
 
     processes = max(1, int(config.get("processes") or 1))
     threads = max(1, int(config.get("threads") or 1))

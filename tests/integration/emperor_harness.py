@@ -11,13 +11,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.conftest import IMPERIUM, ROOT, Procs, free_port, pid_alive, port_open, wait_until
+from tests.conftest import (
+    IMPERIUM,
+    ROOT,
+    Procs,
+    free_port,
+    pid_alive,
+    port_open,
+    read_json,
+    wait_until,
+)
 
 FAKE = ROOT / "tests" / "fixtures" / "fake_vassal.py"
 #: a bash + dd vassal (tiny, and runnable by any user)
@@ -33,14 +41,6 @@ def fake_launcher(where: Path) -> Path:
     path.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE} \"$@\"\n")
     path.chmod(0o755)
     return path
-
-
-def read_json_from(port: int) -> dict:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return json.loads(data)
 
 
 def stays(predicate, seconds: float, message: str) -> None:
@@ -110,7 +110,7 @@ class Emperor:
 
     def stats(self) -> dict:
         assert self.stats_port
-        return read_json_from(self.stats_port)
+        return read_json(self.stats_port)
 
     def vassal(self, name: str) -> dict | None:
         for v in self.stats()["vassals"]:

@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import IMPERIUM, ROOT, Procs, pid_alive, wait_until
 
 FAKE_VASSAL = f"""#!{sys.executable}
@@ -134,3 +136,10 @@ def emperor_available() -> tuple[bool, str]:
     if not os.path.exists(IMPERIUM):
         return False, f"{IMPERIUM} is missing"
     return True, ""
+
+
+def need_emperor() -> None:
+    """Skip a test of the emperor process while ``imperium --emperor`` does not exist yet."""
+    ok, why = emperor_available()
+    if not ok:
+        pytest.skip(why)

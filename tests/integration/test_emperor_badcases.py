@@ -6,10 +6,9 @@ import json
 import os
 import re
 import signal
-import socket
 from pathlib import Path
 
-from tests.conftest import Procs, pid_alive, wait_until
+from tests.conftest import Procs, pid_alive, read_to_close, wait_until
 from tests.integration.emperor_harness import Emperor, processes_in_groups
 
 
@@ -166,11 +165,7 @@ def test_stats_server_speaks_uwsgis_json(procs: Procs, tmp_path: Path) -> None:
     e.ini("bad.ini", exit_at_once=1, loyal=0)
     e.wait_vassal("a.ini", loyal=1)
     wait_until(lambda: e.stats()["blacklist"], 10, message="a blacklist entry")
-    with socket.create_connection(("127.0.0.1", e.stats_port), timeout=5) as s:
-        raw = b""
-        while chunk := s.recv(65536):
-            raw += chunk
-    text = raw.decode()
+    text = read_to_close(e.stats_port).decode()
     assert text.startswith('{\n\t"version":"') and text.endswith("\n}")
     doc = json.loads(text)
     assert list(doc) == STATS_KEYS

@@ -102,9 +102,9 @@ def test_unix_and_abstract_sockets(procs, tmp_path) -> None:
     wait_until(lambda: os.path.exists(path), 5, message="unix socket file")
     assert oct(os.stat(path).st_mode & 0o777) == "0o660"
     env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_PROTOCOL": "HTTP/1.0"}
-    out = raw(path, U.encode_packet(env), family=socket.AF_UNIX)
+    out = raw(path, U.encode_packet(env))
     assert out.startswith(b"HTTP/1.0 200 OK") and out.endswith(b"Hello World")
-    out = raw("\0" + abstract[1:], b"GET / HTTP/1.0\r\n\r\n", family=socket.AF_UNIX)
+    out = raw("\0" + abstract[1:], b"GET / HTTP/1.0\r\n\r\n")
     assert out.endswith(b"Hello World")
 
 
@@ -299,5 +299,5 @@ def test_silent_client_on_unix_socket_times_out(procs, tmp_path) -> None:
         silent.sendall(b"GET / HT")  # then nothing: the only worker must not stay stuck on it
         time.sleep(0.2)
         t0 = time.monotonic()
-        assert raw(path, b"GET / HTTP/1.0\r\n\r\n", family=socket.AF_UNIX).endswith(b"Hello World")
+        assert raw(path, b"GET / HTTP/1.0\r\n\r\n").endswith(b"Hello World")
         assert time.monotonic() - t0 < 5

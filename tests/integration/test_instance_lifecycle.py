@@ -9,8 +9,8 @@ import signal
 import threading
 import time
 
-from tests.conftest import free_port, pid_alive, wait_until
-from tests.fixtures.instance_helpers import APPS, get, read_stats, start, worker_pids
+from tests.conftest import free_port, pid_alive, read_json, wait_until
+from tests.fixtures.instance_helpers import APPS, get, start, worker_pids
 
 HELLO = str(APPS / "hello.py")
 
@@ -65,7 +65,7 @@ def test_killed_worker_is_respawned(procs) -> None:
     wait_until(lambda: all(worker_pids(sport)), 10, message="workers up")
     victim = worker_pids(sport)[0]
     os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: (w := read_stats(sport)["workers"][0])["pid"] not in (0, victim) and w["respawn_count"] == 2,
+    wait_until(lambda: (w := read_json(sport)["workers"][0])["pid"] not in (0, victim) and w["respawn_count"] == 2,
                10, message="worker 1 respawned")
     for _ in range(4):
         assert get(port)[0] == 200
@@ -99,8 +99,8 @@ def test_harakiri_kills_a_stuck_request(procs) -> None:
     except OSError:
         status = None
     assert status != 200 and time.monotonic() - t0 < 10
-    wait_until(lambda: read_stats(sport)["workers"][0]["pid"] not in (0, victim), 10, message="respawn")
-    assert read_stats(sport)["workers"][0]["harakiri_count"] == 1
+    wait_until(lambda: read_json(sport)["workers"][0]["pid"] not in (0, victim), 10, message="respawn")
+    assert read_json(sport)["workers"][0]["harakiri_count"] == 1
     assert "HARAKIRI ON WORKER 1" in procs.output(p)
     assert get(port)[0] == 200
 
@@ -164,7 +164,7 @@ def test_graceful_reload_lets_the_running_request_finish(procs) -> None:
     result: list = []
     t = threading.Thread(target=lambda: result.append(get(port, "/sleep?1")))
     t.start()
-    wait_until(lambda: read_stats(sport)["workers"][0]["status"] == "busy", 5, message="busy")
+    wait_until(lambda: read_json(sport)["workers"][0]["status"] == "busy", 5, message="busy")
     os.kill(p.pid, signal.SIGHUP)
     t.join(15)
     assert result == [(200, b"Hello World")]
@@ -182,7 +182,7 @@ def test_uid_gid_drop(procs) -> None:
     start(procs, "--wsgi-file", HELLO, "--master", "--uid", "nobody", "--gid", str(nobody.pw_gid),
           "--stats", f"127.0.0.1:{sport}", port=port)
     wait_until(lambda: all(worker_pids(sport)), 10, message="worker up")
-    doc = read_stats(sport)
+    doc = read_json(sport)
     assert (doc["uid"], doc["gid"]) == (nobody.pw_uid, nobody.pw_gid)
     assert get(port)[0] == 200
 
@@ -191,7 +191,7 @@ def test_idle_cheap_mode_wakes_on_a_connection(procs) -> None:
     port, sport = free_port(), free_port()
     p = start(procs, "--wsgi-file", HELLO, "--master", "-p", "2", "--idle", "1", "--stats", f"127.0.0.1:{sport}",
               port=port)
-    wait_until(lambda: [w["status"] for w in read_stats(sport)["workers"]] == ["cheap", "cheap"], 10,
+    wait_until(lambda: [w["status"] for w in read_json(sport)["workers"]] == ["cheap", "cheap"], 10,
                message="workers cheaped after 1 idle second")
     assert worker_pids(sport) == [0, 0]
     assert get(port) == (200, b"Hello World")  # the connection waits in the backlog, then is served

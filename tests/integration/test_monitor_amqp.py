@@ -14,7 +14,7 @@ import pytest
 
 from emperor.events import Available, Destroy, MonitorContext, Sync, Touch, Unavailable
 from monitors.amqp import EXCHANGE, AmqpMonitor
-from tests.conftest import free_port, need_service, port_open, service_lock, wait_until
+from tests.conftest import free_port, held_service, need_service, wait_until
 from tests.integration.monitor_harness import (  # noqa: F401  (fixture)
     MonitorRun,
     monitors_fixture,
@@ -72,9 +72,7 @@ class Publisher:
 @contextmanager
 def rabbit(exclusive: bool = False, exchange: str | None = None) -> Iterator[Publisher]:
     """A publisher, with the broker held shared (or exclusive, to stop it)."""
-    need_service("rabbitmq", port_open(5672) and rabbit_ready(), "RabbitMQ on 127.0.0.1:5672")
-    with service_lock("rabbitmq", exclusive):
-        wait_until(rabbit_ready, timeout=60, message="RabbitMQ accepting connections")
+    with held_service("rabbitmq", 5672, rabbit_ready, "RabbitMQ on 127.0.0.1:5672", exclusive, 60):
         p = Publisher(exchange)
         try:
             yield p

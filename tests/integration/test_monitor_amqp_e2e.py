@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import pid_alive, wait_until
-from tests.integration.monitor_e2e import Emperor, emperor_available
+from tests.integration.monitor_e2e import Emperor, need_emperor
 from tests.integration.test_monitor_amqp import Publisher, rabbit, rabbit_ready, rabbitmqctl
 
 pika = pytest.importorskip("pika")
@@ -18,18 +18,14 @@ pytestmark = pytest.mark.service("rabbitmq")
 
 @pytest.fixture
 def publisher() -> Iterator[Publisher]:
-    ok, why = emperor_available()
-    if not ok:
-        pytest.skip(why)
+    need_emperor()
     with rabbit() as p:
         yield p
 
 
 @pytest.fixture
 def outage_publisher() -> Iterator[Publisher]:
-    ok, why = emperor_available()
-    if not ok:
-        pytest.skip(why)
+    need_emperor()
     with rabbit(exclusive=True) as p:
         yield p
 

@@ -172,11 +172,9 @@ def test_real_server_add_change_remove(real_collection, monitors) -> None:
 
 def test_real_server_end_to_end(real_collection, procs, tmp_path) -> None:
     """With MONGODB_URL: documents spawn, reload and stop vassals of a real emperor."""
-    from tests.integration.monitor_e2e import Emperor, emperor_available
+    from tests.integration.monitor_e2e import Emperor, need_emperor
 
-    ok, why = emperor_available()
-    if not ok:
-        pytest.skip(why)
+    need_emperor()
     arg, coll = real_collection
     coll.insert_one({"name": "e1.ini", "config": "[uwsgi]\n# 1\n", "ts": when(1000)})
     emp = Emperor(procs, tmp_path, arg)

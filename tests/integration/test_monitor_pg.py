@@ -15,7 +15,7 @@ import pytest
 
 from emperor.events import Available, MonitorContext, Sync, Touch, Unavailable
 from monitors.pg import PgMonitor
-from tests.conftest import need_service, port_open, service_lock, wait_until
+from tests.conftest import held_service, need_service, wait_until
 from tests.integration.monitor_harness import monitors_fixture  # noqa: F401  (fixture)
 
 psycopg = pytest.importorskip("psycopg")
@@ -92,9 +92,7 @@ class Table:
 @contextmanager
 def pg_table(exclusive: bool = False) -> Iterator[Table]:
     """A fresh table, with the server held shared (or exclusive, to stop it)."""
-    need_service("postgres", port_open(5432) and pg_ready(), "PostgreSQL on 127.0.0.1:5432")
-    with service_lock("postgres", exclusive):
-        wait_until(pg_ready, timeout=30, message="PostgreSQL accepting connections")
+    with held_service("postgres", 5432, pg_ready, "PostgreSQL on 127.0.0.1:5432", exclusive, 30):
         t = Table()
         try:
             yield t

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import pid_alive, wait_until
-from tests.integration.monitor_e2e import Emperor, digest, emperor_available
+from tests.integration.monitor_e2e import Emperor, digest, need_emperor
 from tests.integration.test_monitor_pg import CONNINFO, Table, pg_ctl, pg_ready, pg_table
 
 psycopg = pytest.importorskip("psycopg")
@@ -18,18 +18,14 @@ pytestmark = pytest.mark.service("postgres")
 
 @pytest.fixture
 def table() -> Iterator[Table]:
-    ok, why = emperor_available()
-    if not ok:
-        pytest.skip(why)
+    need_emperor()
     with pg_table() as t:
         yield t
 
 
 @pytest.fixture
 def outage_table() -> Iterator[Table]:
-    ok, why = emperor_available()
-    if not ok:
-        pytest.skip(why)
+    need_emperor()
     with pg_table(exclusive=True) as t:
         yield t
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UWSGI_CORE
-from tests.integration.monitor_e2e import Emperor, emperor_available
+from tests.conftest import UWSGI_CORE, need_service
+from tests.integration.monitor_e2e import Emperor, need_emperor
 from tests.integration.test_monitor_pg import Table, pg_table
 
 PLUGIN = "/usr/lib/uwsgi/plugins/emperor_pg_plugin.so"
@@ -19,13 +19,9 @@ pytestmark = pytest.mark.service("postgres")
 
 @pytest.fixture
 def table() -> Iterator[Table]:
-    ok, why = emperor_available()
-    if not ok:
-        pytest.skip(why)
-    if not (os.access(UWSGI_CORE, os.X_OK) and os.path.exists(PLUGIN)):
-        from tests.conftest import need_service
-
-        need_service("uwsgi", False, "uwsgi-core with uwsgi-plugin-emperor-pg")
+    need_emperor()
+    need_service("uwsgi", os.access(UWSGI_CORE, os.X_OK) and os.path.exists(PLUGIN),
+                 "uwsgi-core with uwsgi-plugin-emperor-pg")
     with pg_table() as t:
         yield t
 

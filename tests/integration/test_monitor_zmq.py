@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -14,9 +16,9 @@ from tests.integration.monitor_harness import monitors_fixture  # noqa: F401  (f
 zmq = pytest.importorskip("zmq")
 
 
-@pytest.fixture
-def push() -> Iterator:
-    """``push(endpoint)`` gives a connected PUSH socket; all closed at teardown."""
+@contextmanager
+def pushers() -> Iterator[Callable[[str], Any]]:
+    """``connect(endpoint)`` gives a connected PUSH socket; all are closed on exit."""
     ctx = zmq.Context()
     socks = []
 
@@ -33,6 +35,13 @@ def push() -> Iterator:
         for s in socks:
             s.close()
         ctx.term()
+
+
+@pytest.fixture
+def push() -> Iterator[Callable[[str], Any]]:
+    """``push(endpoint)`` gives a connected PUSH socket; all closed at teardown."""
+    with pushers() as connect:
+        yield connect
 
 
 def test_touch_reload_destroy(monitors, push) -> None:

@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import free_port, pid_alive, wait_until
-from tests.integration.monitor_e2e import Emperor, emperor_available
+from tests.integration.monitor_e2e import Emperor, need_emperor
+from tests.integration.test_monitor_zmq import pushers
 
 zmq = pytest.importorskip("zmq")
 
 
 @pytest.fixture
-def push():
-    ok, why = emperor_available()
-    if not ok:
-        pytest.skip(why)
-    ctx = zmq.Context()
-    socks = []
-
-    def connect(endpoint: str):
-        s = ctx.socket(zmq.PUSH)
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect(endpoint)
-        socks.append(s)
-        return s
-
-    try:
+def push() -> Iterator[Callable[[str], Any]]:
+    need_emperor()
+    with pushers() as connect:
         yield connect
-    finally:
-        for s in socks:
-            s.close()
-        ctx.term()
 
 
 def test_touch_reload_destroy_and_bad_messages(push, procs, tmp_path: Path) -> None:

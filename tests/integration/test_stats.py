@@ -10,19 +10,20 @@ import subprocess
 
 import pytest
 
-from tests.conftest import IMPERIUM, UWSGI_CORE, free_port, need_service, port_open, wait_until
-from tests.fixtures.instance_helpers import APPS, get, read_stats, start
+from tests.conftest import (
+    IMPERIUM,
+    UWSGI_CORE,
+    free_port,
+    need_service,
+    port_open,
+    read_json,
+    read_to_close,
+    wait_until,
+)
+from tests.fixtures.instance_helpers import APPS, get, start
 
 HELLO = str(APPS / "hello.py")
 PLUGIN = "/usr/lib/uwsgi/plugins/python3_plugin.so"
-
-
-def _raw(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data
 
 
 def _shape(value):
@@ -52,11 +53,11 @@ def test_document_matches_live_uwsgi(procs, tmp_path) -> None:
     assert ref.poll() is None, procs.output(ref)
     for port in (ours_port, ref_port):
         assert get(port)[0] == 200
-    wait_until(lambda: sum(w["requests"] for w in read_stats(ref_stats)["workers"]) == 1, 5,
+    wait_until(lambda: sum(w["requests"] for w in read_json(ref_stats)["workers"]) == 1, 5,
                message="uWSGI counted the request")
-    wait_until(lambda: sum(w["requests"] for w in read_stats(ours_stats)["workers"]) == 1, 5,
+    wait_until(lambda: sum(w["requests"] for w in read_json(ours_stats)["workers"]) == 1, 5,
                message="we counted the request")
-    ours_text, ref_text = _raw(ours_stats).decode(), _raw(ref_stats).decode()
+    ours_text, ref_text = read_to_close(ours_stats).decode(), read_to_close(ref_stats).decode()
     ours, theirs = json.loads(ours_text), json.loads(ref_text)
     assert _shape(ours) == _shape(theirs)
     assert list(ours) == list(theirs)
@@ -77,7 +78,7 @@ def test_busy_worker_shows_in_request(procs) -> None:
         s.sendall(b"GET /sleep?2 HTTP/1.1\r\nHost: x\r\n\r\n")
         # load is read before the workers in one document: wait for a document where both
         # show the request (a request starting mid-document shows in one only)
-        doc = wait_until(lambda: (d := read_stats(sport))["workers"][0]["status"] == "busy" and d["load"] and d,
+        doc = wait_until(lambda: (d := read_json(sport))["workers"][0]["status"] == "busy" and d["load"] and d,
                          5, message="busy worker")
         core = doc["workers"][0]["cores"][0]
         assert core["in_request"] == 1 and core["req_info"]["request_start"] > 0
@@ -86,8 +87,8 @@ def test_busy_worker_shows_in_request(procs) -> None:
         # the only worker is busy: new connections wait in the backlog, which the stats show
         waiting = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
         try:
-            wait_until(lambda: read_stats(sport)["listen_queue"] == 3, 5, message="listen_queue 3")
-            assert read_stats(sport)["sockets"][0]["queue"] == 3
+            wait_until(lambda: read_json(sport)["listen_queue"] == 3, 5, message="listen_queue 3")
+            assert read_json(sport)["sockets"][0]["queue"] == 3
         finally:
             for c in waiting:
                 c.close()
@@ -98,17 +99,13 @@ def test_stats_http_unix_and_connect_and_read(procs, tmp_path) -> None:
     path = str(tmp_path / "stats.sock")
     start(procs, "--wsgi-file", HELLO, "--stats", path, port=port)
     wait_until(lambda: os.path.exists(path), 5, message="stats socket")
-    assert read_stats(path)["workers"][0]["id"] == 1
+    assert read_json(path)["workers"][0]["id"] == 1
     out = subprocess.run([IMPERIUM, "--connect-and-read", path], capture_output=True, timeout=20)
     assert out.returncode == 0 and json.loads(out.stdout)["version"]
     port2 = free_port()
     start(procs, "--wsgi-file", HELLO, "--stats", f"127.0.0.1:{hport}", "--stats-http", port=port2)
     wait_until(lambda: port_open(hport), 10, message="stats-http port")
-    with socket.create_connection(("127.0.0.1", hport), timeout=5) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
+    data = read_to_close(hport, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.split(b"\r\n") == [b"HTTP/1.0 200 OK", b"Connection: close", b"Access-Control-Allow-Origin: *",
                                    b"Content-Type: application/json"]
@@ -128,5 +125,5 @@ def test_minified(procs, minified: bool) -> None:
     port, sport = free_port(), free_port()
     start(procs, "--wsgi-file", HELLO, "--stats", f"127.0.0.1:{sport}", "--stats-minified", port=port)
     wait_until(lambda: port_open(sport), 10, message="stats port")
-    text = _raw(sport).decode()
+    text = read_to_close(sport).decode()
     assert "\n" not in text and "\t" not in text and json.loads(text)["workers"]

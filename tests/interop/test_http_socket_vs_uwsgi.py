@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 
 import pytest
 
-from tests.conftest import Procs, free_port, port_open, wait_until
+from tests.conftest import Procs, free_port, port_open, read_to_close, wait_until
 from tests.interop.helpers import backend_argv, copy_app, http_request, need_uwsgi
 
 KINDS = ("imperium", "uwsgi")
@@ -47,12 +46,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory):
 
 def raw_request(port: int, data: bytes) -> bytes:
     """Send bytes as they are (http.client would tidy them) and read to the close."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
+    return read_to_close(port, data, timeout=10)
 
 
 def environ_of(raw: bytes) -> dict:

@@ -9,13 +9,12 @@ the real clients: uWSGI's `--connect-and-read` reading our server, ours reading 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import UWSGI_CORE, Procs, free_port, port_open, wait_until
+from tests.conftest import UWSGI_CORE, Procs, free_port, port_open, read_to_close, wait_until
 from tests.interop.helpers import (
     VASSAL_BINARY,
     backend_argv,
@@ -23,14 +22,6 @@ from tests.interop.helpers import (
     http_request,
     need_uwsgi,
 )
-
-
-def raw_stats(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data
 
 
 def start(procs: Procs, tmp: Path, kind: str) -> dict:
@@ -81,7 +72,7 @@ def test_connect_and_read_both_ways(pair: dict[str, dict]) -> None:
 
 def test_sockets_listed_in_config_order(pair: dict[str, dict]) -> None:
     """http-socket then socket in the ini: uWSGI lists (and numbers) them in that order."""
-    docs = {k: json.loads(raw_stats(s["stats"])) for k, s in pair.items()}
+    docs = {k: json.loads(read_to_close(s["stats"])) for k, s in pair.items()}
     ours, ref = docs["imperium"], docs["uwsgi"]
     assert [s["proto"] for s in ref["sockets"]] == ["http", "uwsgi"]  # the reference
     assert [s["proto"] for s in ours["sockets"]] == ["http", "uwsgi"]
@@ -89,6 +80,6 @@ def test_sockets_listed_in_config_order(pair: dict[str, dict]) -> None:
         f"127.0.0.1:{pair['imperium']['http']}", f"127.0.0.1:{pair['imperium']['uwsgi']}"]
     # a worker counts a request once it has answered: wait for the count to settle
     counted = wait_until(lambda: sum(w["requests"] for w in json.loads(
-        raw_stats(pair["imperium"]["stats"]))["workers"]) == 3 or None, 5,
+        read_to_close(pair["imperium"]["stats"]))["workers"]) == 3 or None, 5,
         message="our stats counting the 3 requests")
     assert counted

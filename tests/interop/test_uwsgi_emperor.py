@@ -9,10 +9,8 @@ emperor dies), so the fd protocol is proven against the reference implementation
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -28,17 +26,10 @@ from tests.conftest import (
     need_service,
     pid_alive,
     port_open,
+    read_json,
     wait_until,
 )
 from tests.interop.helpers import VASSAL_BINARY, children, copy_app, http_request, status_of
-
-
-def read_stats(port: int) -> dict:
-    with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return json.loads(data)
 
 
 class RealEmperor:
@@ -69,7 +60,7 @@ class RealEmperor:
                    message=f"emperor log line {text!r}; log:\n{self.log()[-3000:]}")
 
     def vassal(self, name: str) -> dict | None:
-        for v in read_stats(self.stats_port)["vassals"]:
+        for v in read_json(self.stats_port)["vassals"]:
             if v["id"] == name:
                 return v
         return None
@@ -130,7 +121,7 @@ def test_real_emperor_spawns_our_vassal(procs: Procs, tmp_path: Path) -> None:
         cmdline = f.read().split(b"\0")
     assert b"--ini" in cmdline and b"hello.ini" in cmdline, cmdline
     assert len(children(pid)) >= 2, "the vassal master should have 2 workers"
-    assert read_stats(emperor.stats_port)["blacklist"] == []
+    assert read_json(emperor.stats_port)["blacklist"] == []
 
 
 def test_touch_reloads_with_the_new_config(procs: Procs, tmp_path: Path) -> None:
@@ -166,9 +157,9 @@ def test_delete_stops_the_vassal(procs: Procs, tmp_path: Path) -> None:
     wait_until(lambda: not port_open(port), 15, message="the vassal's port closed")
     wait_until(lambda: not any(pid_alive(p) for p in everyone), 15,
                message=f"vassal processes {everyone} gone")
-    assert read_stats(emperor.stats_port)["vassals"] == []
+    assert read_json(emperor.stats_port)["vassals"] == []
     # removed after loyalty: a clean removal, not a blacklisting
-    assert read_stats(emperor.stats_port)["blacklist"] == []
+    assert read_json(emperor.stats_port)["blacklist"] == []
     assert emperor.proc.poll() is None
 
 
@@ -243,7 +234,7 @@ def test_graceful_shutdown_lets_requests_finish(procs: Procs, tmp_path: Path) ->
 
     t = threading.Thread(target=slow, daemon=True)
     t.start()
-    wait_until(lambda: any(w["status"] == "busy" for w in read_stats(stats)["workers"]), 10,
+    wait_until(lambda: any(w["status"] == "busy" for w in read_json(stats)["workers"]), 10,
                message="the slow request in a worker")
     (emperor.dir / "slow.ini").unlink()
     emperor.wait_log("stop the uwsgi instance slow.ini")

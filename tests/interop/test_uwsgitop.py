@@ -6,10 +6,8 @@ the screen right; the stats server is reached plain (`stats`) and over HTTP (`st
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import socket
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from tests.conftest import (
     free_port,
     need_service,
     port_open,
+    read_json,
     wait_until,
 )
 from tests.interop.helpers import (
@@ -35,14 +34,6 @@ from tests.interop.helpers import (
 from tests.interop.screen import PtyProgram
 
 UWSGITOP = str(VENV_BIN / "uwsgitop")
-def read_json(port: int) -> dict:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return json.loads(data)
-
-
 ROW = re.compile(r"^ (\d+)\s+([\d.]+)\s+(\d+)\s+(\d+)\s+\d+\s+(\d+)\s+\d+\s+(\S+)\s")
 
 
