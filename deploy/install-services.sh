@@ -11,6 +11,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 [ -e /usr/lib/uwsgi/plugins/emperor_pg_plugin.so ] || need_pkgs+=(uwsgi-plugin-emperor-pg)
 [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
 have wrk || need_pkgs+=(wrk)
+have ss || need_pkgs+=(iproute2)
 have pg_ctlcluster || need_pkgs+=(postgresql)
 have rabbitmqctl || need_pkgs+=(rabbitmq-server)
 
