@@ -63,15 +63,16 @@ class DirMonitor(FileMonitor):
             identity = (st.st_dev, st.st_ino)
         except OSError:
             identity = None
-        if self._watch is not None and identity == self._identity and identity is not None:
+        if identity is None or (self._watch is not None and identity == self._identity):
+            # Gone, or unchanged: keep the watch. Dropping it when the directory goes would
+            # also drop its queued events (watchdog discards events of an unscheduled watch),
+            # such as the deletions `rm -r` makes just before the directory itself goes.
             return
         if self._watch is not None:
-            # gone, or another directory now has its name: watch whatever is there now
+            # another directory now has the name: watch that one
             self.fs.unwatch(self._watch)
-            self._watch = None
-        if identity is not None:
-            self._watch = self.fs.watch(self.directory)
-            self._identity = identity if self._watch is not None else None
+        self._watch = self.fs.watch(self.directory)
+        self._identity = identity if self._watch is not None else None
 
     def on_dir_event(self, kind: str, src: str, dest: str) -> None:
         # only our own directory matters (the parent watch also reports its siblings)

@@ -187,6 +187,11 @@ class FileMonitor(_Monitor):
             if is_dir:
                 self.on_dir_event(kind, src, dest)
                 return
+            if self.down and kind != "deleted":
+                # The source is unavailable; its watch may follow the directory to where it
+                # was moved, so a path here need not exist: only a real deletion counts. The
+                # rescan that finds the directory back reconciles the rest.
+                return
             for path in (src, dest):
                 if path and self.in_scope(path):
                     self.on_file_event(kind, path, path == dest and kind == "moved")

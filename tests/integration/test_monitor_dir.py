@@ -116,7 +116,7 @@ def test_unreadable_file(procs: Procs, tmp_path: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_directory_removed_and_recreated(procs: Procs, tmp_path: Path) -> None:
+def test_directory_moved_away_and_back(procs: Procs, tmp_path: Path) -> None:
     e = Emperor(procs, tmp_path, "--emperor-freq", "30")  # only inotify: no rescan to help
     e.ini("app.ini")
     first = e.wait_records("app.ini", "start")[0]
@@ -125,11 +125,26 @@ def test_directory_removed_and_recreated(procs: Procs, tmp_path: Path) -> None:
     moved = tmp_path / "vassals.old"
     os.rename(e.dir, moved)
     e.wait_log(f"[emperor] monitor {e.dir} unavailable")
+    # the watch follows the directory: a change in it there reaches us under the old path,
+    # which no longer exists; it must not read as a deletion
+    bump_mtime(moved / "app.ini")
     stays(lambda: (v := e.vassal("app.ini")) is not None and v["pid"] == first["pid"], 1.0,
           "a vassal outlives its directory being moved away")
     os.rename(moved, e.dir)
     e.wait_log(f"[emperor] monitor {e.dir} available again")
     assert e.vassal("app.ini")["pid"] == first["pid"]
+    # and the directory is governed again, by inotify
+    (e.dir / "app.ini").unlink()
+    e.wait_records("app.ini", "stop")
+    e.wait_gone("app.ini")
+    assert e.stop() == 0
+
+
+def test_directory_removed_and_recreated(procs: Procs, tmp_path: Path) -> None:
+    e = Emperor(procs, tmp_path, "--emperor-freq", "30")  # only inotify: no rescan to help
+    e.ini("app.ini")
+    e.wait_records("app.ini", "start")
+    e.wait_vassal("app.ini", loyal=1)
     # removed: its configs are deleted, so their vassals stop
     shutil.rmtree(e.dir)
     e.wait_records("app.ini", "stop")
