@@ -46,12 +46,16 @@ def test_vassal_exiting_at_once_is_throttled_like_uwsgi(procs: Procs, tmp_path: 
     e.ini("crash.ini", exit_at_once=3, loyal=0)
     e.wait_log("[emperor] unloyal bad behaving vassal found: crash.ini throttling it...", 10)
     e.wait_log("[emperor] maximum throttle level for vassal crash.ini reached !!!", 15)
-    log = e.log()
-    waits = [int(n) for n in re.findall(r"vassal crash\.ini is blacklisted, next start in (\d+) ms", log)]
-    waits = [w for w in waits if w >= 20]  # a start within the first 100 µs may be refused too
     # levels after each death: 100.1, 200.1, 300.1, 400.1 ms, then 400.1/2 = 200.05 ms
     expected = [100, 200, 300, 400, 200]
-    assert len(waits) >= len(expected), log
+
+    def back_offs() -> list[int]:
+        found = re.findall(r"vassal crash\.ini is blacklisted, next start in (\d+) ms", e.log())
+        return [int(n) for n in found if int(n) >= 20]  # a start within the first 100 µs may be refused too
+
+    wait_until(lambda: len(back_offs()) >= len(expected), 10, message="the back-off after the max")
+    log = e.log()
+    waits = back_offs()
     for got, want in zip(waits, expected, strict=False):
         assert want - 60 <= got <= want + 1, (waits, log)
     starts = [r["t"] for r in e.records("crash.ini", "start")]

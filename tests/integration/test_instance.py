@@ -178,7 +178,8 @@ def test_missing_module_with_need_app(procs) -> None:
 def test_without_need_app_the_instance_keeps_running(procs) -> None:
     port = free_port()
     p = start(procs, "--wsgi-file", str(APPS / "broken_import.py"), port=port)
-    assert "no app loaded. going in full dynamic mode" in procs.output(p)
+    wait_until(lambda: "no app loaded. going in full dynamic mode" in procs.output(p), 10,
+               message="the no-app notice")
     assert get(port)[0] == 500
     assert p.poll() is None
 
