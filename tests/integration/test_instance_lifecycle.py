@@ -126,6 +126,8 @@ def test_sigterm_is_a_brutal_reload_unless_die_on_term(procs) -> None:
     assert p.poll() is None and get(port)[0] == 200
     port2 = free_port()
     q = start(procs, "--wsgi-file", HELLO, "--master", "--die-on-term", port=port2)
+    # the port opens before the master sets its signal handlers: wait until it forked a worker
+    wait_until(lambda: "spawned uWSGI worker 1" in procs.output(q), 10, message="master up")
     os.kill(q.pid, signal.SIGTERM)
     assert q.wait(timeout=10) == 0
 
