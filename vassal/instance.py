@@ -321,13 +321,15 @@ def _set_title(title: str | None) -> None:
         pass
 
 
-def _load_apps(config: Any, need_app: bool, in_worker: bool) -> AppTable:
+def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
+    """The apps; exits (FAILED_APP_CODE) when none loaded and ``need_app``, or when
+    ``need_app`` is None (not given) and an app was named but failed."""
     apps = AppTable()
     apps.load(config)
     for err in apps.errors:
         log(f"imperium: {err}")
     if not apps.apps:
-        if need_app:
+        if need_app or (need_app is None and apps.errors):
             if not in_worker:
                 log("*** no app loaded. GAME OVER ***")
             raise SystemExit(FAILED_APP_CODE)
@@ -384,7 +386,9 @@ def _run(config: Any) -> int:
     log(f"your server socket listen backlog is limited to {int(config.get('listen') or 100)} connections")
     log(f"your mercy for graceful operations on workers is {int(config.get('worker-reload-mercy') or 60)} seconds")
     lazy = bool(config.get("lazy-apps") or config.get("lazy"))
-    need_app = bool(config.get("need-app"))
+    # uWSGI 2.0 goes on without an app unless need-app; we exit when an app was named and
+    # failed to load (as uWSGI 2.1 does by default), and `need-app = false` restores 2.0's way
+    need_app: bool | None = bool(config.get("need-app")) if config.has("need-app") else None
     log(f"*** Operational MODE: {'preforking' if processes > 1 else 'single process'}"
         f"{'+threaded' if threads > 1 else ''} ***")
     apps: AppTable | None = None
@@ -467,7 +471,7 @@ def _run(config: Any) -> int:
     try:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
                         stats_server=stats_server, stats_source=stats_source, original_cwd=original_cwd,
-                        cleanup=cleanup, lazy_need_app=lazy and need_app)
+                        cleanup=cleanup, lazy_need_app=lazy and need_app is not False)
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
     log(f"spawned uWSGI master process (pid: {os.getpid()})")

@@ -175,9 +175,18 @@ def test_missing_module_with_need_app(procs) -> None:
     assert line == "imperium: cannot load module no_such_mod: no module named 'no_such_mod'"
 
 
-def test_without_need_app_the_instance_keeps_running(procs) -> None:
+def test_a_named_app_that_fails_stops_the_instance_by_default(procs, tmp_path) -> None:
+    line = _fails(procs, ["--http-socket", f"127.0.0.1:{free_port()}", "--wsgi-file",
+                          str(tmp_path / "nope.py")], "nope.py", code=22)
+    assert line == f"imperium: cannot load wsgi-file {tmp_path / 'nope.py'}: no such file"
+
+
+def test_without_any_app_or_with_need_app_false_the_instance_keeps_running(procs) -> None:
     port = free_port()
-    p = start(procs, "--wsgi-file", str(APPS / "broken_import.py"), port=port)
+    start(procs, "--master", port=port)
+    assert get(port)[0] == 500
+    port = free_port()
+    p = start(procs, "--wsgi-file", str(APPS / "broken_import.py"), "--need-app=false", port=port)
     wait_until(lambda: "no app loaded. going in full dynamic mode" in procs.output(p), 10,
                message="the no-app notice")
     assert get(port)[0] == 500
