@@ -50,10 +50,11 @@ from bench.common import (
     tempdir,
     write_hello_app,
 )
+from tests import procstat
+from tests.procstat import ProcStat
 
 SH_VASSAL = str(ROOT / "tests" / "fixtures" / "sh_vassal.sh")
 PLUGIN = "/usr/lib/uwsgi/plugins/python3_plugin.so"
-_TICK = os.sysconf("SC_CLK_TCK")
 
 # the issue's goals, reported against in the last table
 GOAL_DETECT_MS = 20.0
@@ -75,36 +76,13 @@ def stats(port: int) -> dict | None:
 # --- processes seen through /proc ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ProcInfo:
-    ppid: int
-    sid: int
-    state: str
-    start: int  # starttime in ticks since boot: tells a pid from its reuse
-
-
-def proc_table() -> dict[int, ProcInfo]:
-    """Every process once: one /proc pass serves tree, session and liveness questions."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(") ", 1)[1].split()
-            out[int(entry)] = ProcInfo(int(fields[1]), int(fields[3]), fields[0], int(fields[19]))
-        except (OSError, ValueError, IndexError):
-            pass
-    return out
-
-
-def family(root: int, table: dict[int, ProcInfo]) -> dict[int, int]:
+def family(root: int, table: dict[int, ProcStat]) -> dict[int, int]:
     """pid → starttime of ``root``'s descendants and of its session's members (the uWSGI
     emperor's vassals stay in its session; a vassal that makes its own is still a child)."""
     kids: dict[int, list[int]] = {}
     for pid, info in table.items():
         kids.setdefault(info.ppid, []).append(pid)
-    found = {pid for pid, info in table.items() if info.sid == root}
+    found = {pid for pid, info in table.items() if info.session == root}
     seen: set[int] = set()
     stack = [root]
     while stack:
@@ -114,18 +92,20 @@ def family(root: int, table: dict[int, ProcInfo]) -> dict[int, int]:
                 stack.append(child)
     found |= seen
     found.discard(root)
-    return {pid: table[pid].start for pid in found}
+    return {pid: table[pid].starttime for pid in found}
 
 
-def running(pid: int, start: int, table: dict[int, ProcInfo]) -> bool:
+def running(pid: int, start: int, table: dict[int, ProcStat]) -> bool:
     info = table.get(pid)
-    return info is not None and info.start == start and info.state not in ("Z", "X")
+    return info is not None and info.starttime == start and not info.exited
 
 
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(") ", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    """utime + stime of a process that must exist (the emperor, never reaped mid-run)."""
+    info = procstat.read(pid)
+    if info is None:
+        raise ProcessLookupError(pid)
+    return info.cpu
 
 
 # --- the emperors ------------------------------------------------------------------------------
@@ -160,8 +140,8 @@ class EmperorProc:
                 raise RuntimeError(f"{kind} emperor did not start:\n{self.log.read_text()[-2000:]}")
             time.sleep(0.02)
 
-    def track(self, table: dict[int, ProcInfo] | None = None) -> dict[int, ProcInfo]:
-        table = proc_table() if table is None else table
+    def track(self, table: dict[int, ProcStat] | None = None) -> dict[int, ProcStat]:
+        table = procstat.table() if table is None else table
         if self.proc.poll() is None:
             self.known.update(family(self.proc.pid, table))
         return table
@@ -388,12 +368,8 @@ def bench_touch(kind: str, repeat: int) -> list[float]:
                 os.utime(vdir / "t.ini", ns=(st.st_atime_ns, st.st_mtime_ns + (i + 2) * 10**9))
                 deadline = t0 + 10
                 while time.monotonic() < deadline:
-                    try:
-                        os.kill(pid, 0)
-                        with open(f"/proc/{pid}/stat") as f:
-                            if f.read().rsplit(") ", 1)[1][0] == "Z":
-                                raise ProcessLookupError
-                    except (ProcessLookupError, FileNotFoundError):
+                    info = procstat.read(pid)
+                    if info is None or info.exited:
                         out.append(time.monotonic() - t0)
                         break
                     time.sleep(0.0005)

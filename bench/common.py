@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests import procstat
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 IMPERIUM = str(VENV_BIN / "imperium")
@@ -64,18 +66,7 @@ def write_hello_app(directory: Path) -> Path:
 
 def children_of(pid: int) -> list[int]:
     """Direct children of ``pid`` from /proc (workers of a prefork master)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid:
-            out.append(int(entry))
-    return sorted(out)
+    return sorted(p.pid for p in procstat.table().values() if p.ppid == pid)
 
 
 def descendants(pid: int) -> list[int]:
@@ -106,20 +97,9 @@ def memory_kib(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU time of these processes: the cost of the work, whatever the load."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(") ", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / _TICK
+    return sum(info.cpu for pid in pids if (info := procstat.read(pid)) is not None)
 
 
 @dataclass

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import procstat
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 IMPERIUM = str(VENV_BIN / "imperium")
@@ -97,25 +99,15 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     # a zombie is dead for our purposes
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
+    info = procstat.read(pid)
+    return info is not None and not info.exited
 
 
 def descendants(pid: int) -> list[int]:
     """All live descendants of ``pid`` (from /proc), to check that nothing leaks."""
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
+    for info in procstat.table().values():
+        children.setdefault(info.ppid, []).append(info.pid)
     out: list[int] = []
     stack = [pid]
     while stack:

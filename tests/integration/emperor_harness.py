@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests import procstat
 from tests.conftest import (
     IMPERIUM,
     ROOT,
@@ -52,18 +53,8 @@ def stays(predicate, seconds: float, message: str) -> None:
 
 
 def processes_in_groups(pgids: set[int]) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(") ", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) in pgids:
-            out.append(int(entry))
-    return out
+    """Live (non-zombie) members of these process groups."""
+    return [p.pid for p in procstat.table().values() if not p.exited and p.pgrp in pgids]
 
 
 class Emperor:

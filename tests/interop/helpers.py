@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import procstat
 from tests.conftest import IMPERIUM, UWSGI_CORE, Procs, need_service, port_open, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -87,17 +88,7 @@ def status_of(port: int, path: str = "/") -> int | None:
 
 def children(pid: int) -> set[int]:
     """Live (non-zombie) direct children of ``pid``: a master's workers."""
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(") ", 1)[1].split()
-                if int(fields[1]) == pid and fields[0] != "Z":
-                    out.add(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return out
+    return {p.pid for p in procstat.table().values() if p.ppid == pid and not p.exited}
 
 
 # --- backends ---------------------------------------------------------------------------
