@@ -36,6 +36,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -322,59 +324,64 @@ def http_vassal(vassal: str, port: int, app: Path) -> str:
             "master = true\nprocesses = 1\n")
 
 
+@contextmanager
+def emperor_on_fresh_dir(kind: str, label: str, binary: str) -> Iterator[tuple[EmperorProc, Path]]:
+    """An emperor on an empty vassal dir (in a temp dir that also holds its log and the
+    app); on exit it is killed with every vassal process it ran, and the dir removed."""
+    with tempdir(f"bench-emperor-{label}-{kind}-") as d:
+        root = Path(d)
+        vdir = root / "v"
+        vdir.mkdir()
+        em = EmperorProc(kind, vdir, root, binary)
+        try:
+            yield em, vdir
+        finally:
+            em.kill()
+
+
+def app_server(vassal: str) -> str:
+    return UWSGI_CORE if vassal == "uwsgi" else IMPERIUM
+
+
 # --- the benches ------------------------------------------------------------------------------
 
 
 def bench_drop(kind: str, files: int, repeat: int) -> tuple[list[float], list[float]]:
     singles: list[float] = []
-    with tempdir(f"bench-emperor-{kind}-") as d:
-        root = Path(d)
-        vdir = root / "v"
-        vdir.mkdir()
-        em = EmperorProc(kind, vdir, root, SH_VASSAL)
-        try:
-            for i in range(repeat):
-                name = f"one{i}.ini"
-                t0 = {name: drop(vdir, name)}
-                singles += wait_spawned(vdir, [name], t0, 15).values()
-                time.sleep(0.2)
-            names = [f"many{i:04d}.ini" for i in range(files)]
-            t0 = {}
-            for n in names:
-                t0[n] = drop(vdir, n)
-            many = list(wait_spawned(vdir, names, t0, 60).values())
-        finally:
-            em.kill()
+    with emperor_on_fresh_dir(kind, "drop", SH_VASSAL) as (em, vdir):
+        for i in range(repeat):
+            name = f"one{i}.ini"
+            t0 = {name: drop(vdir, name)}
+            singles += wait_spawned(vdir, [name], t0, 15).values()
+            time.sleep(0.2)
+        names = [f"many{i:04d}.ini" for i in range(files)]
+        t0 = {}
+        for n in names:
+            t0[n] = drop(vdir, n)
+        many = list(wait_spawned(vdir, names, t0, 60).values())
     return singles, many
 
 
 def bench_touch(kind: str, repeat: int) -> list[float]:
     """Touch → the vassal got byte 1 (the bash vassal exits on it: we watch its pid)."""
     out = []
-    with tempdir(f"bench-emperor-touch-{kind}-") as d:
-        root = Path(d)
-        vdir = root / "v"
-        vdir.mkdir()
-        em = EmperorProc(kind, vdir, root, SH_VASSAL)
-        try:
-            drop(vdir, "t.ini")
-            for i in range(repeat):
-                wait_spawned(vdir, ["t.ini"], {"t.ini": time.monotonic()}, 15)
-                time.sleep(0.3)
-                pid = rec_pid(vdir, "t.ini")
-                (vdir / "t.ini.rec").unlink()
-                st = (vdir / "t.ini").stat()
-                t0 = time.monotonic()
-                os.utime(vdir / "t.ini", ns=(st.st_atime_ns, st.st_mtime_ns + (i + 2) * 10**9))
-                deadline = t0 + 10
-                while time.monotonic() < deadline:
-                    info = procstat.read(pid)
-                    if info is None or info.exited:
-                        out.append(time.monotonic() - t0)
-                        break
-                    time.sleep(0.0005)
-        finally:
-            em.kill()
+    with emperor_on_fresh_dir(kind, "touch", SH_VASSAL) as (em, vdir):
+        drop(vdir, "t.ini")
+        for i in range(repeat):
+            wait_spawned(vdir, ["t.ini"], {"t.ini": time.monotonic()}, 15)
+            time.sleep(0.3)
+            pid = rec_pid(vdir, "t.ini")
+            (vdir / "t.ini.rec").unlink()
+            st = (vdir / "t.ini").stat()
+            t0 = time.monotonic()
+            os.utime(vdir / "t.ini", ns=(st.st_atime_ns, st.st_mtime_ns + (i + 2) * 10**9))
+            deadline = t0 + 10
+            while time.monotonic() < deadline:
+                info = procstat.read(pid)
+                if info is None or info.exited:
+                    out.append(time.monotonic() - t0)
+                    break
+                time.sleep(0.0005)
     return out
 
 
@@ -382,28 +389,21 @@ def bench_http_one(kind: str, vassal: str, repeat: int) -> tuple[list[float], li
     """One HTTP vassal at a time: (drop → first 200, delete → port refused) in seconds."""
     first: list[float] = []
     closed: list[float] = []
-    with tempdir(f"bench-emperor-http-{kind}-") as d:
-        root = Path(d)
-        vdir = root / "v"
-        vdir.mkdir()
-        app = write_hello_app(root)
-        em = EmperorProc(kind, vdir, root, UWSGI_CORE if vassal == "uwsgi" else IMPERIUM)
-        try:
-            for i in range(repeat):
-                port = free_port()
-                name = f"app{i}.ini"
-                t0 = drop(vdir, name, http_vassal(vassal, port, app))
-                first += wait_200({name: port}, {name: t0}, 30, 0.002).values()
-                em.track()
-                t0 = time.monotonic()
-                (vdir / name).unlink()
-                gone = wait_refused(port, t0, 30)
-                if gone is not None:
-                    closed.append(gone)
-                # let the vassal be reaped: the next drop starts from a quiet emperor
-                time.sleep(0.3)
-        finally:
-            em.kill()
+    with emperor_on_fresh_dir(kind, "http", app_server(vassal)) as (em, vdir):
+        app = write_hello_app(vdir.parent)
+        for i in range(repeat):
+            port = free_port()
+            name = f"app{i}.ini"
+            t0 = drop(vdir, name, http_vassal(vassal, port, app))
+            first += wait_200({name: port}, {name: t0}, 30, 0.002).values()
+            em.track()
+            t0 = time.monotonic()
+            (vdir / name).unlink()
+            gone = wait_refused(port, t0, 30)
+            if gone is not None:
+                closed.append(gone)
+            # let the vassal be reaped: the next drop starts from a quiet emperor
+            time.sleep(0.3)
     return first, closed
 
 
@@ -432,49 +432,35 @@ def bench_http_many(kind: str, vassal: str, files: int, quiet: float) -> ManyRes
     """N HTTP vassals dropped at once → each one's first 200; then the emperor idling with
     all of them up; then SIGINT → everything gone."""
     res = ManyResult(files)
-    with tempdir(f"bench-emperor-many-{kind}-") as d:
-        root = Path(d)
-        vdir = root / "v"
-        vdir.mkdir()
-        app = write_hello_app(root)
-        em = EmperorProc(kind, vdir, root, UWSGI_CORE if vassal == "uwsgi" else IMPERIUM)
-        try:
-            ports = dict(zip((f"web{i:04d}.ini" for i in range(files)), free_ports(files),
-                             strict=True))
-            texts = {n: http_vassal(vassal, p, app) for n, p in ports.items()}
-            c0 = cpu_seconds(em.proc.pid)
-            t0 = {n: drop(vdir, n, texts[n]) for n in ports}
-            got = wait_200(ports, t0, max(120.0, files * 0.6), 0.05)
-            res.spawn_cpu = cpu_seconds(em.proc.pid) - c0
-            res.first = list(got.values())
-            res.cpu, res.rss_kib = idle_cost(em, quiet)
-            res.procs = len(family(em.proc.pid, em.track()))
-            res.stop_s, res.left = em.stop_all(90)
-        finally:
-            em.kill()
+    with emperor_on_fresh_dir(kind, "many", app_server(vassal)) as (em, vdir):
+        app = write_hello_app(vdir.parent)
+        ports = dict(zip((f"web{i:04d}.ini" for i in range(files)), free_ports(files),
+                         strict=True))
+        texts = {n: http_vassal(vassal, p, app) for n, p in ports.items()}
+        c0 = cpu_seconds(em.proc.pid)
+        t0 = {n: drop(vdir, n, texts[n]) for n in ports}
+        got = wait_200(ports, t0, max(120.0, files * 0.6), 0.05)
+        res.spawn_cpu = cpu_seconds(em.proc.pid) - c0
+        res.first = list(got.values())
+        res.cpu, res.rss_kib = idle_cost(em, quiet)
+        res.procs = len(family(em.proc.pid, em.track()))
+        res.stop_s, res.left = em.stop_all(90)
     return res
 
 
 def bench_idle(kind: str, vassals: int, quiet: float) -> tuple[float, int, float, float | None, int]:
     """(idle CPU % of a core, emperor RSS KiB, seconds until all vassals ran,
     SIGINT → all gone seconds, processes left) with M bash vassals."""
-    with tempdir(f"bench-emperor-idle-{kind}-") as d:
-        root = Path(d)
-        vdir = root / "v"
-        vdir.mkdir()
-        em = EmperorProc(kind, vdir, root, SH_VASSAL)
-        try:
-            names = [f"idle{i:04d}.ini" for i in range(vassals)]
-            t = time.monotonic()
-            t0 = {n: drop(vdir, n) for n in names}
-            got = wait_spawned(vdir, names, t0, 180)
-            ready_s = time.monotonic() - t
-            if len(got) < vassals:
-                print(f"  ({kind}: only {len(got)}/{vassals} vassals ready)")
-            cpu, rss = idle_cost(em, quiet)
-            stop_s, left = em.stop_all(90)
-        finally:
-            em.kill()
+    with emperor_on_fresh_dir(kind, "idle", SH_VASSAL) as (em, vdir):
+        names = [f"idle{i:04d}.ini" for i in range(vassals)]
+        t = time.monotonic()
+        t0 = {n: drop(vdir, n) for n in names}
+        got = wait_spawned(vdir, names, t0, 180)
+        ready_s = time.monotonic() - t
+        if len(got) < vassals:
+            print(f"  ({kind}: only {len(got)}/{vassals} vassals ready)")
+        cpu, rss = idle_cost(em, quiet)
+        stop_s, left = em.stop_all(90)
     return cpu, rss, ready_s, stop_s, left
 
 
