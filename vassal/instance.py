@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from vassal import log as logmod
-from vassal import uwsgi_module
+from vassal.api import uwsgi_module
 from vassal.emperor_link import EmperorLink
 from vassal.log import log
 from vassal.master import FAILED_APP_CODE, Master

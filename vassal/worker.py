@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from vassal import http as H
-from vassal import uwsgi_protocol as U
 from vassal.log import log
+from vassal.protocols import http as H
+from vassal.protocols import uwsgi as U
 from vassal.scoreboard import STATUS_BUSY, STATUS_IDLE, Scoreboard
 from vassal.sockets import ListenSocket
 from vassal.wsgi import App, AppTable, ErrorStream, FileWrapper, print_app_exception

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import IMPERIUM, free_port, wait_until
 from tests.fixtures.instance_helpers import APPS, get, raw, start
-from vassal import uwsgi_protocol as U
+from vassal.protocols import uwsgi as U
 
 HELLO = str(APPS / "hello.py")
 ECHO = str(APPS / "echo_env.py")

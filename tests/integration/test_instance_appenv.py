@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.conftest import IMPERIUM, free_port, port_open, read_to_close, wait_until
 from tests.fixtures.instance_helpers import APPS, get, start
-from vassal import uwsgi_protocol as U
+from vassal.protocols import uwsgi as U
 
 ECHO = str(APPS / "echo_env.py")
 

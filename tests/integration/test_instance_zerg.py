@@ -7,7 +7,7 @@ import signal
 
 from tests.conftest import IMPERIUM, UWSGI_CORE, free_port, need_service, pid_alive, wait_until
 from tests.fixtures.instance_helpers import APPS, get, raw, start
-from vassal import uwsgi_protocol as U
+from vassal.protocols import uwsgi as U
 
 HELLO = str(APPS / "hello.py")
 

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from vassal import http as H
+from vassal.protocols import http as H
 
 
 def parse(head: bytes) -> dict:

@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from vassal import http as H
-from vassal import uwsgi_protocol as U
+from vassal.protocols import http as H
+from vassal.protocols import uwsgi as U
 
 
 def test_packet_layout() -> None:

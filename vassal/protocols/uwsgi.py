@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from vassal.http import BadRequest, Reader
+from vassal.protocols.http import BadRequest, Reader
 
 _HEADER = struct.Struct("<BHB")
 
