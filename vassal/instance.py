@@ -24,6 +24,7 @@ from vassal.emperor_link import EmperorLink
 from vassal.log import log
 from vassal.master import FAILED_APP_CODE, Master
 from vassal.scoreboard import Scoreboard
+from vassal.services import Service
 from vassal.sockets import (
     BindError,
     ListenSocket,
@@ -338,6 +339,11 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
     return apps
 
 
+def _services(config: Any) -> list[Service]:
+    """The master's duties this config asks for (see vassal.services)."""
+    return []
+
+
 def _run(config: Any) -> int:
     original_cwd = os.getcwd()
     reloading = bool(os.environ.get("UWSGI_RELOADS"))
@@ -426,6 +432,8 @@ def _run(config: Any) -> int:
             master.zerg_server.close()
         if master.link is None and link is not None:
             link.close()  # the master already said goodbye to the emperor
+        for service in master.services:
+            service.in_worker(wid)
         uwsgi_module.set_worker_id(wid)
         _set_title(_procname(config, f"worker {wid}"))
         table = apps
@@ -471,7 +479,8 @@ def _run(config: Any) -> int:
     try:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
                         stats_server=stats_server, stats_source=stats_source, original_cwd=original_cwd,
-                        cleanup=cleanup, lazy_need_app=lazy and need_app is not False)
+                        cleanup=cleanup, lazy_need_app=lazy and need_app is not False,
+                        services=_services(config))
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
     log(f"spawned uWSGI master process (pid: {os.getpid()})")

@@ -29,6 +29,7 @@ from emperor.protocol import ToVassal
 from vassal import stats as statsmod
 from vassal.log import log
 from vassal.scoreboard import STATUS_CHEAP, Scoreboard
+from vassal.services import Service
 from vassal.sockets import ENV_INHERITED, ListenSocket, export_for_exec, parse_address, zerg_send
 
 FAILED_APP_CODE = 22
@@ -44,7 +45,7 @@ class Master:
                  stats_server: statsmod.StatsServer | None = None,
                  stats_source: statsmod.StatsSource | None = None,
                  original_cwd: str = "", cleanup: Callable[[], None] | None = None,
-                 lazy_need_app: bool = False) -> None:
+                 lazy_need_app: bool = False, services: list[Service] | None = None) -> None:
         self.config = config
         self.sockets = sockets
         self.board = board
@@ -55,6 +56,7 @@ class Master:
         self.original_cwd = original_cwd
         self.cleanup = cleanup
         self.lazy_need_app = lazy_need_app
+        self.services: list[Service] = list(services or [])
         self.n = board.nworkers
         self.pids: dict[int, int] = {}  # pid -> wid
         self.state = RUNNING
@@ -145,6 +147,8 @@ class Master:
             _kill(pid, sig)
         mercy = self.reload_mercy if state in (GRACEFUL_RELOAD, GRACEFUL_STOP) else self.worker_mercy
         self.deadline = time.monotonic() + mercy
+        for service in self.services:
+            service.stopping(reload=state in (GRACEFUL_RELOAD, BRUTAL_RELOAD))
 
     def reap(self) -> None:
         while True:
@@ -158,6 +162,9 @@ class Master:
                 return
             wid = self.pids.pop(pid, None)
             if wid is None:
+                for service in self.services:
+                    if service.child_exited(pid, status):
+                        break
                 continue
             w = self.board.workers[wid]
             w.pid = 0
@@ -288,6 +295,8 @@ class Master:
             if self.heartbeat:
                 self.last_heartbeat = time.time()
                 self.link.heartbeat()
+        for service in self.services:
+            service.start(self)
         for wid in range(1, self.n + 1):
             self.spawn(wid)
         if self.stats_server is not None:
@@ -302,9 +311,18 @@ class Master:
                 fds.append(self.zerg_server.fileno())
             listening = [ls.fileno() for ls in self.sockets] if self.cheap and not self.pids else []
             fds += listening
+            mono = time.monotonic()
+            owners: dict[int, Service] = {}
             timeout = 1.0
+            for service in self.services:
+                for fd in service.fds():
+                    owners[fd] = service
+                wish = service.timeout(mono)
+                if wish is not None:
+                    timeout = min(timeout, max(0.0, wish))
+            fds += owners
             if self.state != RUNNING:
-                timeout = 0.05
+                timeout = min(timeout, 0.05)
             try:
                 ready, _, _ = select.select(fds, [], [], timeout)
             except InterruptedError:
@@ -328,6 +346,10 @@ class Master:
                 self.stats_server.serve_one(self.stats_doc)
             if self.zerg_server is not None and self.zerg_server.fileno() in ready:
                 self.serve_zerg()
+            for fd in ready:
+                service = owners.get(fd)
+                if service is not None:
+                    service.on_ready(fd)
             self.reap()
             if listening and any(fd in ready for fd in listening) and self.state == RUNNING:
                 log("a connection is waiting: leaving cheap mode")
@@ -337,6 +359,9 @@ class Master:
                 for wid in range(1, self.n + 1):
                     self.spawn(wid, respawn=True)
             now = time.time()
+            mono = time.monotonic()
+            for service in self.services:
+                service.tick(mono)
             if self.state == RUNNING:
                 self.checks(now)
                 continue
@@ -345,7 +370,7 @@ class Master:
                     log(f"worker {wid} (pid: {pid}) is taking too much time to die...NO MERCY !!!")
                     _kill(pid, signal.SIGKILL)
                 self.deadline = time.monotonic() + 5
-            if not self.pids:
+            if not self.pids and not any(service.busy() for service in self.services):
                 return self.finish()
 
     def serve_zerg(self) -> None:
@@ -374,6 +399,8 @@ class Master:
         return statsmod.generate(self.stats_source, minified)
 
     def finish(self) -> int:
+        for service in self.services:
+            service.finish()
         if self.state in (GRACEFUL_RELOAD, BRUTAL_RELOAD) and not self.exit_on_reload:
             self.reexec()
         if self.stats_server is not None:

@@ -1,0 +1,56 @@
+"""The master's duties besides the workers, one small module each.
+
+uWSGI's master does far more than fork workers: it runs attached daemons, cron tasks,
+timers and signals, the spooler and mules, rotates logs, reads the master FIFO, runs hooks.
+Each of those lives here as a ``Service``: the master's single select() loop asks every
+service which fds to watch and how soon it wants a tick, hands it its ready fds, the exit
+of the children it started and the moment the instance starts stopping. The master itself
+stays a loop over workers; a new duty is a new module plus one line in ``vassal.instance``.
+
+Services must follow the master's rule: no threads (the master forks workers at any time).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Service:
+    """A duty of the master. Every method has a do-nothing default."""
+
+    #: short name for logs and the stats server
+    name = "service"
+
+    def start(self, master: Any) -> None:
+        """Called once, in the master, before the first worker is forked."""
+
+    def fds(self) -> list[int]:
+        """File descriptors the master loop should select() on for reading."""
+        return []
+
+    def on_ready(self, fd: int) -> None:
+        """One of ``fds()`` is readable."""
+
+    def timeout(self, now: float) -> float | None:
+        """Seconds (monotonic) until this service wants ``tick``; None: no wish."""
+        return None
+
+    def tick(self, now: float) -> None:
+        """Periodic duty; ``now`` is ``time.monotonic()``."""
+
+    def child_exited(self, pid: int, status: int) -> bool:
+        """A child of the master that is not a worker exited: True if it was ours."""
+        return False
+
+    def in_worker(self, wid: int) -> None:
+        """Called in a freshly forked worker: close what the worker must not hold."""
+
+    def stopping(self, reload: bool) -> None:
+        """The instance began to reload (``reload``) or to shut down."""
+
+    def busy(self) -> bool:
+        """True while the master must not finish yet (children still stopping)."""
+        return False
+
+    def finish(self) -> None:
+        """The master is about to exit or re-exec: last cleanup."""
