@@ -103,7 +103,8 @@ for _name, _aliases in (("endfor", ("end-for",)), ("endif", ("end-if",)), ("end"
 del _name, _aliases
 _add("set-placeholder", str, None, "KEY=VALUE: set a placeholder only", repeat=True, aliases=("set-ph",),
      section=S, loader=True)
-_add("strict", bool, False, "refuse unknown options (always the case here)", section=S)
+_add("strict", bool, False, "refuse config keys that are not options (else kept as placeholders)",
+     section=S)
 _add("show-config", bool, False, "print the resolved config as ini and carry on", section=S)
 _add("print", str, None, "print the value while the config is read", repeat=True, section=S, loader=True)
 _add("help", bool, False, "show this help and exit", aliases=("usage",), short="h", section=S, loader=True)
