@@ -200,7 +200,7 @@ import x
     c = load([f])
     assert c.getlist("mount") == ["/=mysite.wsgi", "/b=b.wsgi"]
     assert c.getlist("app") == ["", "", ""]
-    assert c.get("socket") == "the port"  # libxml2 gives uWSGI the first child: the comment
+    assert c.get("socket") == " the port "  # libxml2 gives uWSGI the first child: the comment
     assert c.get("listen") == 50
     assert c.get("eval") == "\nimport x\n"
 

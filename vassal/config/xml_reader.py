@@ -5,16 +5,14 @@ are one text node, CDATA sections and comments are nodes of their own. Then, as 
 
 - the root is ``<uwsgi>``, or the first ``<uwsgi>`` child of another root whose ``id``
   matches the section asked for (any one when none is asked);
-- each element child is an option: its value is its first child's text (stripped here,
-  see below), "1" when it has no child; an element whose first child is an element has no
-  text for uWSGI (it crashes on it): that one is an error naming file and line;
+- each element child is an option: its value is its first child's text as written (a
+  comment's text if that comes first), "1" when it has no child; an element whose first
+  child is an element has no text for uWSGI (it crashes on it): an error naming file and
+  line here;
 - a child with an ``id`` other than the section asked for is skipped;
 - ``<app mountpoint=M>X</app>`` (or ``domain=``) is ``mount = M=X`` plus ``app``, and so is
   the older ``<app mountpoint=M><script>X</script></app>`` of uWSGI 0.9 configs;
 - a CDATA section directly inside ``<uwsgi>`` is python code: ``eval``.
-
-Values are stripped of surrounding whitespace, where uWSGI keeps it: a value written on its
-own indented line is meant as the value, not as a path with a newline in it.
 """
 
 from __future__ import annotations
@@ -124,8 +122,7 @@ def parse_xml(text: str, name: str, section: str | None = None, *, private: bool
         if section is not None and "id" in node.attrs and node.attrs["id"] != section:
             continue
         if node.kind == CDATA:
-            if node.content.strip():
-                options.append(RawOption("eval", node.content, node.line))
+            options.append(RawOption("eval", node.content, node.line))
             continue
         if node.kind != ELEMENT:
             continue
@@ -139,7 +136,7 @@ def parse_xml(text: str, name: str, section: str | None = None, *, private: bool
         if value is None:
             raise ConfigError(f"{name}:{node.line}: option {shown(node.tag, private)} must not start "
                               "with an element", line=node.line)
-        options.append(RawOption(node.tag, value.strip(), node.line))
+        options.append(RawOption(node.tag, value, node.line))
     return Parsed(options, [])
 
 
@@ -154,7 +151,6 @@ def _app(node: _Node, options: list[RawOption]) -> None:
     elif kids:
         return  # uWSGI finds no text and adds nothing
     if value is not None:
-        value = value.strip()
         if "mountpoint" in node.attrs:
             value = f"{node.attrs['mountpoint']}={value}"
         elif "domain" in node.attrs:
