@@ -31,6 +31,14 @@ class Parsed(NamedTuple):
     warnings: list[str]
 
 
+def unpaired(text: str) -> str:
+    """``text`` with escaped UTF-16 surrogate pairs joined and lone surrogates replaced:
+    json and yaml escapes (``\\ud83d\\ude00``) give them, and they cannot be printed."""
+    if not any("\ud800" <= c <= "\udfff" for c in text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def shown(text: str, private: bool) -> str:
     """``text`` quoted for a message, or a stand-in when the file's content is private."""
     return "(content not shown)" if private else repr(text)
@@ -82,7 +90,7 @@ def _json_scalar(value: object) -> str | None:
     if value is False or value is None:
         return "0"
     if isinstance(value, str):
-        return str(value)
+        return unpaired(str(value))
     return None  # objects (and arrays inside arrays) are skipped by uWSGI, without a word
 
 
@@ -113,7 +121,7 @@ def parse_json(text: str, name: str, section: str = "uwsgi", *, private: bool = 
                 warnings.append(f"{where}: a value of {shown(key, private)} that is not a string, "
                                 "number or boolean is skipped, as uWSGI does")
                 continue
-            options.append(RawOption(key, scalar, line))
+            options.append(RawOption(unpaired(key), scalar, line))
     return Parsed(options, warnings)
 
 

@@ -20,30 +20,37 @@ from __future__ import annotations
 import yaml
 
 from .errors import ConfigError
-from .formats import Parsed, RawOption, shown
+from .formats import Parsed, RawOption, shown, unpaired
 
 
 def parse_yaml(text: str, name: str, section: str = "uwsgi", *, private: bool = False) -> Parsed:
     """Options under the top-level key ``section``."""
     try:
         options, warnings, found = _tokens(text, name, section, private)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
+    except yaml.YAMLError as exc:
+        line, problem = _where(exc, text)
         by_line, found = _lines(text, section)
         where = f"{name}:{line}" if line else name
         if not found:
-            detail = "" if private else f": {exc.problem or exc.context}"
+            detail = "" if private else f": {problem}"
             raise ConfigError(f"{where}: malformed yaml{detail}", line=line) from None
-        detail = "" if private else f" ({exc.problem or exc.context})"
+        detail = "" if private else f" ({problem})"
         return Parsed(by_line, [f"{where}: not valid YAML{detail}; read line by line, as uWSGI's "
                                 "built-in yaml reader does"])
-    except yaml.YAMLError as exc:
-        detail = "" if private else f": {exc}"
-        raise ConfigError(f"{name}: malformed yaml{detail}") from None
     if not found:
         warnings.append(f"cannot find section {section} in {name}")
     return Parsed(options, warnings)
+
+
+def _where(exc: yaml.YAMLError, text: str) -> tuple[int | None, str]:
+    """The line and a one-line description of what the scanner refused."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "syntax error"
+        return (mark.line + 1 if mark else None), " ".join(problem.split())
+    if isinstance(exc, yaml.reader.ReaderError):
+        return text.count("\n", 0, exc.position) + 1, f"unacceptable character #x{exc.character:04x}"
+    return None, " ".join(str(exc).split())
 
 
 def _tokens(text: str, name: str, section: str, private: bool) -> tuple[list[RawOption], list[str], bool]:
@@ -88,10 +95,10 @@ def _tokens(text: str, name: str, section: str, private: bool) -> tuple[list[Raw
             status = 0
         elif isinstance(tok, yaml.ScalarToken):
             if status == 1:
-                key, key_line = tok.value, tok.start_mark.line + 1
+                key, key_line = unpaired(tok.value), tok.start_mark.line + 1
             elif status in (2, 3):
                 if key is not None and depth:
-                    options.append(RawOption(key, tok.value, tok.start_mark.line + 1))
+                    options.append(RawOption(key, unpaired(tok.value), tok.start_mark.line + 1))
                 key_line = 0
                 if status == 2:
                     key = None
