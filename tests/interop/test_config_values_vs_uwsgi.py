@@ -9,8 +9,12 @@ text; here is what the running server made of it.
 
 from __future__ import annotations
 
+import grp
 import json
+import os
+import pwd
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -67,3 +71,23 @@ def test_refused_by_both(procs: Procs, tmp_path: Path, body: str, says: str) -> 
         p = procs.start(backend_argv(kind, d / "bad.ini"), cwd=d)
         assert p.wait(timeout=20) != 0, (kind, procs.output(p))
         assert says in procs.output(p), (kind, procs.output(p))
+
+
+def test_chown_socket(procs: Procs, tmp_path: Path) -> None:
+    """``chown-socket = nobody:nogroup`` (docs/interop.md tells nginx users to set it)."""
+    need_uwsgi()
+    if os.geteuid() != 0:
+        pytest.skip("chown to another user needs root")
+    for kind in KINDS:
+        d = tmp_path / kind
+        copy_app("hello.py", d)
+        (d / "c.ini").write_text("[uwsgi]\nsocket = %d/app.sock\nchown-socket = nobody:nogroup\n"
+                                 "chmod-socket = 660\nwsgi-file = %d/hello.py\nmaster = true\n")
+        p = procs.start(backend_argv(kind, d / "c.ini"), cwd=d)
+        # both log the bind once the socket is chowned
+        wait_until(lambda: p.poll() is not None or "bound to UNIX address" in procs.output(p), 20,
+                   message=f"{kind} socket")
+        assert p.poll() is None, procs.output(p)[-3000:]
+        st = (d / "app.sock").stat()
+        assert (st.st_uid, st.st_gid) == (pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid), kind
+        assert stat.S_IMODE(st.st_mode) == 0o660, kind
