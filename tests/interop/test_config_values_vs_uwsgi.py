@@ -85,7 +85,7 @@ def test_chown_socket(procs: Procs, tmp_path: Path) -> None:
                                  "chmod-socket = 660\nwsgi-file = %d/hello.py\nmaster = true\n")
         p = procs.start(backend_argv(kind, d / "c.ini"), cwd=d)
         # both log the bind once the socket is chowned
-        wait_until(lambda: p.poll() is not None or "bound to UNIX address" in procs.output(p), 20,
+        wait_until(lambda p=p: p.poll() is not None or "bound to UNIX address" in procs.output(p), 20,
                    message=f"{kind} socket")
         assert p.poll() is None, procs.output(p)[-3000:]
         st = (d / "app.sock").stat()
