@@ -242,8 +242,8 @@ _add("static-map", str, None, "MOUNTPOINT=DIR: serve static files", repeat=True,
 _add("static-map2", str, None, "like static-map, keeping the mountpoint in the path", repeat=True, ignored=True, section=S)
 _add("static-index", str, None, "index file for static directories", repeat=True, ignored=True, section=S)
 _add("static-expires", str, None, "expiry for static files", repeat=True, section=S, ignored=True)
-_add("app", str, None, "(xml <app>) marks an app entry; the mount carries it", repeat=True, section=S,
-     ignored=True)
+_add("app", str, None, "(xml <app>) marks an app entry; not needed: the mount carries the app",
+     repeat=True, section=S)
 _add("route", str, None, "internal routing rule", repeat=True, section=S, ignored=True)
 _add("route-host", str, None, "internal routing rule on HTTP_HOST", repeat=True, section=S, ignored=True)
 _add("route-uri", str, None, "internal routing rule on REQUEST_URI", repeat=True, section=S, ignored=True)
@@ -391,11 +391,11 @@ del S
 
 #: options accepted only for compatibility
 IGNORED: frozenset[str] = frozenset(n for n, o in OPTIONS.items() if o.ignored)
-#: options whose effect Imperium always has, so no code needs to read them: plugins are
-#: built in, app threads always run, one interpreter per process, sockets are close-on-exec,
+#: options whose effect Imperium always has, so no code needs to read them: xml's <app>
+#: marker (its mount is read), plugins are built in, app threads always run, one interpreter per process, sockets are close-on-exec,
 #: stdin is left alone, HTTP/1.1 keep-alive is on, the stats hold no metrics
 INHERENT: frozenset[str] = frozenset({
-    "plugin", "plugins-dir", "enable-threads", "single-interpreter", "close-on-exec", "close-on-exec2",
+    "app", "plugin", "plugins-dir", "enable-threads", "single-interpreter", "close-on-exec", "close-on-exec2",
     "honour-stdin", "http-keepalive", "stats-no-metrics",
 })
 

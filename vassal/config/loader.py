@@ -56,8 +56,9 @@ class _Stop(Exception):
 
 class Loader:
     def __init__(self, environ: Mapping[str, str], emperor_reader: EmperorReader | None,
-                 cwd: str | None = None) -> None:
+                 cwd: str | None = None, survey: list[str] | None = None) -> None:
         self.environ = environ
+        self.survey = survey  # when a list: unsupported uWSGI options go there, not refused
         self.emperor_reader = emperor_reader
         self.entries: list[Entry] = []
         self.placeholder_keys: set[str] = set()  # declared with set-placeholder / set of a non-option
@@ -103,8 +104,11 @@ class Loader:
             owner = UWSGI_OPTIONS.get(key)
             if owner is not None:
                 where = "" if owner == "core" else f" of the {owner} plugin"
-                raise ConfigError(f"option {key}{where} is a uWSGI option that Imperium does not "
-                                  f"support ({origin})")
+                if self.survey is None:
+                    raise ConfigError(f"option {key}{where} is a uWSGI option that Imperium does "
+                                      f"not support ({origin})")
+                self.survey.append(key)
+                return
             # not an option: uWSGI keeps it, usable as %(key); only strict refuses it
             self._record(Entry(key, None, value, origin, not self.inheriting))
             return
@@ -416,17 +420,19 @@ def _complete(spelled: str) -> str:
 
 def load_config(argv: list[str], environ: Mapping[str, str] | None = None, *,
                 emperor_reader: EmperorReader | None = None, cwd: str | None = None,
-                allow_unknown: bool = True) -> Config:
+                allow_unknown: bool = True, survey: list[str] | None = None) -> Config:
     """Parse uWSGI's command line (plus UWSGI_* variables and config files) into a Config.
 
     ``emperor_reader(name)`` may supply the bytes of an ``emperor://name`` config (the default
     reads the fd in UWSGI_EMPEROR_FD_CONFIG); ``cwd`` is the ``%v`` magic variable.
     A key in a file or UWSGI_* variable that is no option is kept as a placeholder, as uWSGI
     does, with a notice; ``allow_unknown=False`` refuses them as ``strict`` does. A uWSGI
-    option that Imperium does not support, and an unknown command-line option, are errors.
+    option that Imperium does not support, and an unknown command-line option, are errors;
+    given a ``survey`` list, such options are appended to it and left out instead (for tools
+    that count what a corpus of configs needs, see tests/corpus).
     """
     env = dict(os.environ if environ is None else environ)
-    loader = Loader(env, emperor_reader, cwd)
+    loader = Loader(env, emperor_reader, cwd, survey)
     try:
         loader.read_environ()
         loader.read_argv(list(argv))
