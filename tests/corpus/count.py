@@ -48,7 +48,8 @@ def manifest() -> list[dict[str, str]]:
 
 
 #: what the corpus tool never does on someone else's behalf: run commands, fetch URLs
-UNSAFE = re.compile(r"exec://|https?://[^\s]*\.(?:ini|xml|ya?ml|json)\b|^\s*(?:include|inherit|ini)\s*=\s*-\s*$", re.M)
+UNSAFE = re.compile(r"exec://|^\s*<?(?:include|inherit|ini|xml|yaml|yml|json|js|config)\b[\s=:>]*(?:https?://|-\s*$)",
+                    re.M)
 
 
 def judge(entry: dict[str, str]) -> Verdict:
@@ -89,11 +90,14 @@ def report(verdicts: list[Verdict], verbose: bool = False) -> str:
     lines = [f"uWSGI config corpus: {total} configs"]
     for cls in CLASSES:
         lines.append(f"  {cls:<12} {counts[cls]:>4}  ({100 * counts[cls] / max(total, 1):.0f}%)")
-    for cls in ("refused", "ignored"):
-        ranked = Counter(reason for v in verdicts if v.cls == cls for reason in v.because)
-        if ranked:
-            lines.append(f"responsible for '{cls}' (configs affected):")
-            lines.extend(f"  {n:>4}  {reason}" for reason, n in ranked.most_common())
+    kind = {reason: v.cls for v in verdicts for reason in v.because}
+    ranked = Counter(reason for v in verdicts for reason in v.because)
+    alone = Counter(v.because[0] for v in verdicts if len(v.because) == 1)
+    if ranked:
+        lines.append("what keeps configs out of 'implemented', ranked (configs it affects; configs it "
+                     "alone keeps out):")
+        lines.extend(f"  {n:>4} {alone[reason]:>4}  {reason}  ({kind[reason]})"
+                     for reason, n in sorted(ranked.items(), key=lambda kv: (-kv[1], -alone[kv[0]], kv[0])))
     if verbose:
         lines.append("verdicts:")
         lines.extend(f"  {v.cls:<12} {v.name}  {' '.join(v.because)}" for v in verdicts)
