@@ -173,7 +173,7 @@ PIECES = st.lists(st.sampled_from(["%", "(", ")", "a", "b", "k", "%(a)", "%(b)",
 TABLES = st.dictionaries(st.sampled_from(["a", "b", "k", "a(b)", "ab", "x"]), PIECES, max_size=5)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(PIECES, TABLES)
 def test_expansion_matches_uwsgi_rescanning(value: str, table: dict[str, str]) -> None:
     reference = uwsgi_expand(value, "%", table, 200)

@@ -85,8 +85,6 @@ class Loader:
         key = key.split("\0", 1)[0]
         if value is not None:
             value = value.split("\0", 1)[0]
-        if len(self.entries) >= MAX_OPTIONS:
-            raise ConfigError(f"more than {MAX_OPTIONS} options ({origin})")
         name = ALIASES.get(key)
         if name in _LOGIC_END:
             self.logic = None
@@ -337,6 +335,8 @@ class Loader:
                                       f"(at {e.origin})")
 
     def _record(self, entry: Entry) -> None:
+        if len(self.entries) >= MAX_OPTIONS:
+            raise ConfigError(f"more than {MAX_OPTIONS} options ({entry.origin})")
         self.entries.append(entry)
         self._first_key.setdefault(entry.key, entry)
         if entry.name is not None:
