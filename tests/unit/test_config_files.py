@@ -236,8 +236,8 @@ other:
     assert c.get("module") == "app:application"
     # a key without a value gives nothing to uWSGI's token reader (and stops its line reader)
     assert not c.has("enable-threads")
-    assert f"{f}:10: 'enable-threads' has no value and sets nothing, as in uWSGI (write a value, " \
-           "e.g. true)" in c.notices()
+    assert c.notices() == [f"{f}:10: 'enable-threads' has no value and sets nothing, as in uWSGI (write "
+                           "a value, e.g. true)"]
     assert str(c.origin("processes")) == f"{f}:5"
     assert load(["--yaml", f + ":other"]).get("processes") == 9
     assert load(["--yml", f + ":other"]).get("processes") == 9

@@ -82,7 +82,7 @@ def _tokens(text: str, name: str, section: str, private: bool) -> tuple[list[Raw
                 depth += 1
                 key_line = 0
             elif key is not None and key == section:
-                depth = 1
+                depth, key_line = 1, 0
                 found = True
         elif isinstance(tok, yaml.BlockEndToken | yaml.FlowSequenceEndToken):
             if depth:
