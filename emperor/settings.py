@@ -58,6 +58,8 @@ class EmperorSettings:
     no_blacklist: bool = False
     procname: str | None = None
     logto: str | None = None
+    fleet_member: str | None = None
+    fleet_labels: list[str] = field(default_factory=list)
 
     def binary(self) -> str:
         return self.wrapper or self.binary_path or _default_binary()
@@ -113,4 +115,6 @@ class EmperorSettings:
             no_blacklist=bool(get("emperor-no-blacklist", False)),
             procname=get("emperor-procname"),
             logto=get("logto"),
+            fleet_member=get("emperor-fleet-member"),
+            fleet_labels=[str(v) for v in getlist("emperor-fleet-labels")],
         )
