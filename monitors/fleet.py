@@ -25,8 +25,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from vassal.config.errors import ConfigError
-from vassal.config.formats import format_for, parse_ini, parse_yaml
+from vassal.config.formats import format_for, parse_ini
 
 SECTION = "fleet"
 KEYS = ("replicas", "labels")
@@ -146,58 +145,80 @@ def spec_from_pairs(pairs: Iterable[tuple[str, str]]) -> FleetSpec:
     return FleetSpec(replicas, tuple(constraints))
 
 
-def _json_pairs(text: str, name: str) -> list[tuple[str, str]]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadSpec(f"malformed json at line {exc.lineno}: {exc.msg}") from None
-    except RecursionError:
-        raise BadSpec("malformed json: nested too deeply") from None
+def _section_pairs(doc: object, what: str) -> list[tuple[str, str]]:
+    """The fleet mapping of a parsed json or yaml document, its lists flattened."""
     if not isinstance(doc, dict):
-        raise BadSpec("a json config must be an object")
+        raise BadSpec(f"a {what} config must be a{'n object' if what == 'json' else ' mapping'}")
     section = doc.get(SECTION)
     if section is None:
         return []
     if not isinstance(section, dict):
-        raise BadSpec(f'"{SECTION}" must be an object, like {{"replicas": 2}}')
+        raise BadSpec(f'"{SECTION}" must be a mapping, like {{"replicas": 2}}')
     pairs: list[tuple[str, str]] = []
     for key, value in section.items():
         values = value if isinstance(value, list) else [value]
         for item in values:
             if isinstance(item, bool) or not isinstance(item, str | int):
                 raise BadSpec(f"{SECTION}.{key} must be a string or a number")
-            pairs.append((key, str(item)))
+            pairs.append((str(key), str(item)))
     return pairs
+
+
+def _json_pairs(text: str) -> list[tuple[str, str]]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadSpec(f"malformed json at line {exc.lineno}: {exc.msg}") from None
+    except RecursionError:
+        raise BadSpec("malformed json: nested too deeply") from None
+    return _section_pairs(doc, "json")
+
+
+def _yaml_pairs(text: str) -> list[tuple[str, str]]:
+    """Strict YAML for the fleet section, which is ours; a file that is uWSGI's lenient yaml
+    but not YAML is fine as long as it has no fleet section."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        if not re.search(r"^" + SECTION + r"\s*:", text, re.MULTILINE):
+            return []
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise BadSpec(f"malformed yaml{where}: {problem}") from None
+    except RecursionError:
+        raise BadSpec("malformed yaml: nested too deeply") from None
+    return _section_pairs(doc, "yaml") if doc is not None else []
 
 
 def spec_from_config(name: str, config: bytes | None) -> FleetSpec:
     """The placement a vassal's config asks for: its ``fleet`` section, or the default.
 
-    The section is read with the option language's own readers (ini ``[fleet]``, yaml's
-    top-level ``fleet:`` mapping, json's ``"fleet"`` object), so it is written like the rest
-    of the file; uWSGI and our vassals ignore it as they ignore any other section. xml
-    configs have no second section a vassal would ignore: a ``<fleet>`` there is refused.
+    The section is written like the rest of the file: ini ``[fleet]`` (read by uWSGI's ini
+    reader), a top-level ``fleet:`` mapping in yaml, a ``"fleet"`` object in json. uWSGI
+    and our vassals skip it as they skip any section but their own. yaml and json are read
+    strictly (a ``fleet`` they cannot parse is an error, not a silent default). xml configs
+    have no second section a vassal would skip: a ``<fleet>`` there is refused.
     """
     if not config:
         return DEFAULT
     text = config.decode("utf-8", "replace")
     fmt = format_for(name)
-    try:
-        if fmt == "ini":
-            pairs = [(o.key, o.value) for o in parse_ini(text, name, SECTION).options]
-        elif fmt == "yaml":
-            pairs = [(o.key, o.value) for o in parse_yaml(text, name, SECTION).options]
-        elif fmt == "json":
-            pairs = _json_pairs(text, name)
-        elif fmt == "xml":
-            if re.search(r"<\s*" + SECTION + r"[\s/>]", text):
-                raise BadSpec(f"a <{SECTION}> placement is read from ini, yaml and json configs "
-                              "only, not xml")
-            pairs = []
-        else:  # emperor-extra-extension configs: no format we can read a section from
-            pairs = []
-    except ConfigError as exc:
-        raise BadSpec(f"cannot read its {SECTION} section: {exc}") from None
+    if fmt == "ini":
+        pairs = [(o.key, o.value) for o in parse_ini(text, name, SECTION).options]
+    elif fmt == "yaml":
+        pairs = _yaml_pairs(text)
+    elif fmt == "json":
+        pairs = _json_pairs(text)
+    elif fmt == "xml":
+        if re.search(r"<\s*" + SECTION + r"[\s/>]", text):
+            raise BadSpec(f"a <{SECTION}> placement is read from ini, yaml and json configs "
+                          "only, not xml")
+        pairs = []
+    else:  # emperor-extra-extension configs: no format we can read a section from
+        pairs = []
     return spec_from_pairs(pairs)
 
 

@@ -110,9 +110,12 @@ class ZooMonitor(Monitor):
         self.prefix = "[emperor-zoo]"
         try:
             self.member = fleet.check_member_name(ctx.fleet_member or zoo_member.default_name())
+        except fleet.BadSpec as exc:
+            raise ValueError(f"emperor-fleet-member: {exc}") from None
+        try:
             self.labels = fleet.parse_member_labels(ctx.fleet_labels)
         except fleet.BadSpec as exc:
-            raise ValueError(f"emperor-fleet: {exc}") from None
+            raise ValueError(f"emperor-fleet-labels: {exc}") from None
         self.outage = Outage(self.emit_threadsafe, self.log, self.prefix)
         self.backoff = Backoff(maximum=max(ctx.freq, 1.0) * 2)
         self.kazoo_log = logging.getLogger("imperium.zoo.kazoo")
@@ -120,6 +123,7 @@ class ZooMonitor(Monitor):
         self.up = threading.Event()  # the session is connected (set by kazoo's state listener)
         self.ready = threading.Event()  # the tree was read since the last reconnection (tests, bench)
         self.scans = 0  # successful full reads
+        self.client: Any = None  # the current kazoo client (tests force a session expiry with it)
         self._reset()
 
     @property
@@ -173,7 +177,7 @@ class ZooMonitor(Monitor):
 
     def _watch_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            client = self.source.client(self.kazoo_log)
+            client = self.client = self.source.client(self.kazoo_log)
             client.add_listener(self._on_state)
             try:
                 client.start_async()
@@ -232,9 +236,9 @@ class ZooMonitor(Monitor):
                 self.outage.failed(str(exc))
                 next_scan = time.monotonic() + min(self.backoff.next(), self.ctx.freq)
                 continue
-            except NoAuthError:
-                self.outage.failed(f"ZooKeeper refuses access to {self.source.where}: wrong or "
-                                   "missing credentials (zoo://USER:PASSWORD@...)")
+            except NoAuthError:  # our own member node, made unwritable for us
+                self.outage.failed(f"ZooKeeper refuses to let this emperor write its member node "
+                                   f"under {self.source.members}: wrong or missing credentials")
                 next_scan = time.monotonic() + self.backoff.next()
                 continue
             except (KazooException, KazooTimeoutError) as exc:  # connection loss, expiry
@@ -244,7 +248,7 @@ class ZooMonitor(Monitor):
             self.ready.set()
             if self.problem:
                 self.outage.failed(self.problem)
-            else:
+            elif not self.path_missing:  # a round that did not read the path proves nothing
                 self.outage.recovered()
                 self.backoff.reset()
 
@@ -260,14 +264,14 @@ class ZooMonitor(Monitor):
 
         path = self.source.members
         try:
-            names = client.get_children(path, watch=self._on_members)
-        except NoNodeError:
             try:
+                names = client.get_children(path, watch=self._on_members)
+            except NoNodeError:
                 client.ensure_path(path)
-            except NoAuthError:
-                raise NotNow(f"not allowed to create the members path {path}: "
-                             "wrong or missing credentials") from None
-            names = client.get_children(path, watch=self._on_members)
+                names = client.get_children(path, watch=self._on_members)
+        except NoAuthError:
+            raise NotNow(f"ZooKeeper refuses access to the members path {path}: wrong or missing "
+                         "credentials (zoo://USER:PASSWORD@...)") from None
         session = client.client_id[0] if client.client_id else None
         if self.member not in names or self.registered_session != session:
             self._register(client, session)
@@ -280,7 +284,8 @@ class ZooMonitor(Monitor):
         for name, got in fetched.items():
             if got is None:
                 continue  # left between the two reads
-            info = zoo_member.decode(got[0])
+            info = zoo_member.decode(got[0]) if got[0] is not None else zoo_member.MemberInfo(
+                error="ZooKeeper refuses to read its node")
             if info.error:
                 self._warn(f"member:{name}", f"fleet member {name}: {info.error}; it counts "
                                              "as a member without labels")
@@ -347,11 +352,14 @@ class ZooMonitor(Monitor):
         self.published = data
 
     def _read_children(self, client: Any, full: bool = False) -> None:
-        from kazoo.exceptions import NoNodeError
+        from kazoo.exceptions import NoAuthError, NoNodeError
 
         path = self.source.path
         try:
             names = client.get_children(path, watch=self._on_children)
+        except NoAuthError:
+            raise NotNow(f"ZooKeeper refuses access to {self.source.where}: wrong or missing "
+                         "credentials (zoo://USER:PASSWORD@...)") from None
         except NoNodeError:
             # watched for: its creation wakes us at once
             if client.exists(path, watch=self._on_children) is None:
@@ -366,7 +374,12 @@ class ZooMonitor(Monitor):
         fetched = self._fetch(client, path, wanted, watch=self._on_data)
         vassals = {n: self.vassals[n] for n in names if n in self.vassals and n not in fetched}
         for name, got in fetched.items():
-            if got is not None:
+            if got is None:
+                continue
+            if got[0] is None:
+                vassals[name] = self._skip(name, "ZooKeeper refuses to read it (its ACL does not "
+                                                 "allow this emperor's credentials)")
+            else:
                 vassals[name] = self._vassal(name, *got)
         for name in set(self.vassals) - set(vassals):
             self._mtimes.pop(name, None)
@@ -374,27 +387,30 @@ class ZooMonitor(Monitor):
         self.vassals = vassals
 
     def _read_vassal(self, client: Any, name: str) -> None:
-        from kazoo.exceptions import NoNodeError
-
-        try:
-            data, stat = client.get(f"{self.source.path}/{name}", watch=self._on_data)
-        except NoNodeError:
+        got = self._fetch(client, self.source.path, [name], watch=self._on_data)[name]
+        if got is None:
             self.vassals.pop(name, None)
-            return
-        self.vassals[name] = self._vassal(name, data, stat)
+        elif got[0] is None:
+            self.vassals[name] = self._skip(name, "ZooKeeper refuses to read it (its ACL does not "
+                                                  "allow this emperor's credentials)")
+        else:
+            self.vassals[name] = self._vassal(name, *got)
 
-    def _fetch(self, client: Any, parent: str, names: list[str],
-               watch: Callable[[Any], None] | None) -> dict[str, tuple[bytes, Any] | None]:
-        """Data and stat of many nodes in one round trip's time (None: gone meanwhile)."""
-        from kazoo.exceptions import NoNodeError
+    def _fetch(self, client: Any, parent: str, names: list[str], watch: Callable[[Any], None] | None
+               ) -> dict[str, tuple[bytes | None, Any] | None]:
+        """Data and stat of many nodes in one round trip's time: None for a node gone
+        meanwhile, ``(None, None)`` for one whose ACL refuses us."""
+        from kazoo.exceptions import NoAuthError, NoNodeError
 
         pending = {n: client.get_async(f"{parent}/{n}", watch=watch) for n in names}
-        out: dict[str, tuple[bytes, Any] | None] = {}
+        out: dict[str, tuple[bytes | None, Any] | None] = {}
         for name, result in pending.items():
             try:
                 out[name] = result.get(timeout=self.source.timeout)
             except NoNodeError:
                 out[name] = None
+            except NoAuthError:
+                out[name] = (None, None)
         return out
 
     def _vassal(self, name: str, data: bytes | None, stat: Any) -> Vassal:
