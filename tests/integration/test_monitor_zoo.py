@@ -259,3 +259,42 @@ def test_fleet_status_of_a_missing_tree_and_a_dead_server(tree: Tree) -> None:
     assert "cannot connect to ZooKeeper" in err.getvalue()
     assert fleet_status("zoo://h/x?nope=1", out=out, err=err) == 1
     assert "unknown parameter 'nope'" in err.getvalue()
+
+
+def test_restarted_emperor_takes_over_the_node_of_its_dead_predecessor(tree: Tree, monitors) -> None:
+    """An emperor killed and restarted on the same machine need not wait for its old session
+    to expire: a node whose writer (same host, same boot) is certainly dead is taken over. A
+    node whose pid lives is not: that may be another emperor using the same name."""
+    import subprocess
+
+    from monitors import zoo_member
+
+    tree.put("a.ini", "[uwsgi]\n")
+    ghost = KazooClient(HOSTS, timeout=30)  # the dead emperor's session, still open
+    ghost.start(timeout=10)
+    try:
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        data = json.loads(zoo_member.encode({}, ["a.ini"], 0.0))
+        data["pid"] = dead.pid
+        ghost.create(tree.path + ".members/m1", json.dumps(data).encode(), ephemeral=True,
+                     makepath=True)
+        run = start(monitors, tree.arg())
+        run.wait_sync({"a.ini"})
+        assert "was left by a dead emperor of this machine" in run.logs.text()
+        owner = tree.client.exists(tree.path + ".members/m1").ephemeralOwner
+        assert owner != ghost.client_id[0]
+
+        alive = subprocess.Popen(["sleep", "60"])
+        try:
+            data["pid"] = alive.pid
+            ghost.create(tree.path + ".members/m2", json.dumps(data).encode(), ephemeral=True)
+            other = start(monitors, tree.arg(), member="m2")
+            event = other.wait(lambda ev: [e for e in ev if isinstance(e, Unavailable)])[0]
+            assert f"held by another emperor ({data['host']} pid {alive.pid})" in event.reason
+        finally:
+            alive.kill()
+            alive.wait()
+    finally:
+        ghost.stop()
+        ghost.close()
