@@ -48,6 +48,8 @@ MAX_CONFIG = 0xFFFF
 UNAVAILABLE_AFTER = 1.0
 #: the thread looks at its stop flag at least this often
 WAKE = 0.2
+#: how long a cancelled monitor waits for its thread to close the session
+CLOSE_WAIT = 1.0
 
 
 @dataclass
@@ -124,6 +126,7 @@ class ZooMonitor(Monitor):
         self.ready = threading.Event()  # the tree was read since the last reconnection (tests, bench)
         self.scans = 0  # successful full reads
         self.client: Any = None  # the current kazoo client (tests force a session expiry with it)
+        self._thread: threading.Thread | None = None
         self._reset()
 
     @property
@@ -147,7 +150,16 @@ class ZooMonitor(Monitor):
         self._reset()
         self.log.info("%s watching %s as fleet member %s%s", self.prefix, self.source.where,
                       self.member, f" (labels {_show_labels(self.labels)})" if self.labels else "")
-        await run_blocking(self._watch_forever, name=f"zoo-monitor {self.id}")
+        try:
+            await run_blocking(self._watch_forever, name=f"zoo-monitor {self.id}")
+        finally:
+            # the emperor may exit right after cancelling us, killing the (daemon) thread: wait
+            # a moment for it to close the session, so that our member node goes now and the
+            # fleet takes our vassals over without waiting for the session to expire
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                self.work.mark()  # wake it: its stop flag is set
+                thread.join(CLOSE_WAIT)
 
     # --- kazoo's threads: only mark work ----------------------------------------------------------
 
@@ -176,6 +188,7 @@ class ZooMonitor(Monitor):
     # --- the monitor's own thread ---------------------------------------------------------------------
 
     def _watch_forever(self, stop: threading.Event) -> None:
+        self._thread = threading.current_thread()
         while not stop.is_set():
             client = self.client = self.source.client(self.kazoo_log)
             client.add_listener(self._on_state)

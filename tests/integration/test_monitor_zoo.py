@@ -146,6 +146,12 @@ def test_credentials(monitors) -> None:
             assert not run.all(Touch) and not run.all(Sync)
         # the one that reads fine is not disturbed by the others' failures
         assert not good.all(Unavailable)
+        # a znode the good identity may not read is skipped; the others are still used
+        mark = good.mark()
+        tree.put("theirs.ini", "[uwsgi]\n", acl=[make_digest_acl("other", "x", all=True)])
+        tree.put("b.ini", "[uwsgi]\n", acl=acl)
+        good.wait_sync({"a.ini", "b.ini"}, mark)
+        assert "skipping znode theirs.ini: ZooKeeper refuses to read it" in good.logs.text()
 
 
 def test_chroot(tree: Tree, monitors) -> None:

@@ -198,3 +198,23 @@ def test_fleet_of_three_replicas_failover_and_return(tree: Tree, procs, tmp_path
         row = next(line for line in out.stdout.splitlines() if line.strip().startswith(name))
         placed = ", ".join(sorted(_placement(names, "abc")[name]))
         assert row.count(placed) == 2, out.stdout  # placed on, and reported by, the same two
+
+
+def test_clean_stop_hands_over_at_once(tree: Tree, procs, tmp_path: Path) -> None:
+    """SIGTERM: the monitor closes its session before the emperor is gone, so the other member
+    starts the vassal without waiting for a session to expire."""
+    name = "single.ini"
+    tree.put(name, "[uwsgi]\n[fleet]\nreplicas = 1\n")
+    emps = {m: emperor(procs, tmp_path, tree, m) for m in "ab"}
+    owner = fleet.place(name, fleet.FleetSpec(1), {"a": {}, "b": {}})[0]
+    other = "b" if owner == "a" else "a"
+    emps[owner].wait_line(name, "start")
+    wait_until(lambda: tree.members() == ["a", "b"], message="both members")
+    emps[owner].proc.send_signal(signal.SIGTERM)
+    # the node goes with the closed session, well before the session timeout could expire it
+    wait_until(lambda: tree.members() == [other], timeout=SESSION_TIMEOUT - 1,
+               message="the stopping emperor's member node gone")
+    emps[other].wait_line(name, "start", timeout=10)
+    emps[owner].proc.wait(timeout=30)
+    assert emps[owner].lines(name)[-1].what == "stop"
+
