@@ -102,6 +102,10 @@ class NotNow(Exception):
     """The tree cannot be read as it should (missing path, refused access): the reason."""
 
 
+class GaveUp(Exception):
+    """kazoo stopped trying to connect (authentication failed): a new client is needed."""
+
+
 class ZooMonitor(Monitor):
     scheme = "zoo"
 
@@ -195,7 +199,10 @@ class ZooMonitor(Monitor):
             try:
                 client.start_async()
                 self._serve(client, stop)
-            except Exception as exc:  # a bug, or a client that gave up: start over with a new one
+            except GaveUp as exc:
+                self.outage.failed(str(exc))
+                stop.wait(self.backoff.next())
+            except Exception as exc:  # a bug here must not end the monitor: start over
                 self.log.exception("%s unexpected error, reconnecting", self.prefix)
                 self.outage.failed(f"{type(exc).__name__}: {exc}")
                 stop.wait(self.backoff.next())
@@ -221,7 +228,7 @@ class ZooMonitor(Monitor):
             now = time.monotonic()
             if not client.connected:
                 if client.client_state == KeeperState.AUTH_FAILED:
-                    raise RuntimeError("ZooKeeper refused the authentication")
+                    raise GaveUp(f"ZooKeeper at {self.source.hosts} refused the authentication")
                 lost_at = lost_at or now
                 if now - lost_at >= UNAVAILABLE_AFTER:
                     self.outage.failed(f"no connection to ZooKeeper at {self.source.hosts}")
@@ -254,9 +261,11 @@ class ZooMonitor(Monitor):
                                    f"under {self.source.members}: wrong or missing credentials")
                 next_scan = time.monotonic() + self.backoff.next()
                 continue
-            except (KazooException, KazooTimeoutError) as exc:  # connection loss, expiry
-                self.log.debug("%s read interrupted: %r", self.prefix, exc)
+            except (KazooException, KazooTimeoutError) as exc:
                 self.work.mark(resync=True)
+                if client.connected:  # not a lost connection (kazoo says so first): do not spin
+                    self.outage.failed(f"reading {self.source.where}: {type(exc).__name__} {exc}")
+                    stop.wait(self.backoff.next())
                 continue
             self.ready.set()
             if self.problem:
@@ -287,10 +296,9 @@ class ZooMonitor(Monitor):
                          "credentials (zoo://USER:PASSWORD@...)") from None
         session = client.client_id[0] if client.client_id else None
         if self.member not in names or self.registered_session != session:
-            self._register(client, session)
+            if not self._register(client, session):
+                self.registered_session = None
             names = client.get_children(path, watch=self._on_members)
-        if self.member not in names:
-            self.registered_session = None
         wanted = names if full else [n for n in names if n not in self.members]
         fetched = self._fetch(client, path, wanted, watch=None)
         members = {n: self.members[n] for n in names if n in self.members and n not in fetched}
@@ -313,7 +321,7 @@ class ZooMonitor(Monitor):
                               f"; left: {', '.join(left)}" if left else "")
         self.members = members
 
-    def _register(self, client: Any, session: int | None) -> None:
+    def _register(self, client: Any, session: int | None) -> bool:
         """Create our ephemeral member node, or learn why we cannot (sets ``problem``)."""
         from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
 
@@ -324,11 +332,11 @@ class ZooMonitor(Monitor):
             try:
                 client.create(path, data, ephemeral=True, makepath=True)
                 self._registered(session, data)
-                return
+                return True
             except NoAuthError:
                 self.problem = (f"not allowed to create the member node {path}: wrong or missing "
                                 "credentials")
-                return
+                return False
             except NodeExistsError:
                 pass
             try:
@@ -337,7 +345,7 @@ class ZooMonitor(Monitor):
                 continue  # it just went away: try again
             if stat.ephemeralOwner == session:  # ours: an earlier create whose answer was lost
                 self._registered(session, None)
-                return
+                return True
             info = zoo_member.decode(held)
             if zoo_member.left_by_dead_local_emperor(info):
                 self.log.info("%s member node %s was left by a dead emperor of this machine "
@@ -355,6 +363,7 @@ class ZooMonitor(Monitor):
         self.problem = (f"fleet member name {self.member!r} is held by another emperor ({holder}); "
                         "this one joins the fleet when that session ends (give each emperor its "
                         "own emperor-fleet-member)")
+        return False
 
     def _registered(self, session: int | None, data: bytes | None) -> None:
         if self.registered_session is None:
