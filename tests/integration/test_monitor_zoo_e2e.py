@@ -4,7 +4,8 @@ One emperor: znodes spawn, reload and stop vassals; bad znodes and wrong credent
 contained; a ZooKeeper outage of 20 s stops nothing and what changed meanwhile is applied.
 A fleet of three: each vassal runs on exactly its two placed members; SIGKILL of one emperor
 moves its vassals to the survivors within the session timeout plus a spawn; when it returns,
-they move back and no third copy stays.
+they move back and no third copy stays; a clean stop hands over at once; a partitioned
+emperor is replaced, then settles back without restarting its copy.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from monitors import fleet
 from tests.conftest import IMPERIUM, pid_alive, wait_until
 from tests.integration.monitor_e2e import Emperor, digest, need_emperor
-from tests.integration.zoo_tree import SESSION_TIMEOUT, Tree, zk_ctl, zk_ready, zk_tree
+from tests.integration.zoo_tree import SESSION_TIMEOUT, CutProxy, Tree, zk_ctl, zk_ready, zk_tree
 
 pytestmark = pytest.mark.service("zookeeper")
 
@@ -218,3 +219,31 @@ def test_clean_stop_hands_over_at_once(tree: Tree, procs, tmp_path: Path) -> Non
     emps[owner].proc.wait(timeout=30)
     assert emps[owner].lines(name)[-1].what == "stop"
 
+
+
+def test_partitioned_emperor_is_replaced_then_settles_back(tree: Tree, procs, tmp_path: Path) -> None:
+    """a is cut off from ZooKeeper longer than its session: b starts a's vassal; a, which cannot
+    tell a partition from an outage, keeps its copy (two copies while the partition lasts, as
+    docs/fleet.md says). Healed, a joins again under a new session, keeps its copy running,
+    and b's stand-in stops."""
+    proxy = CutProxy()
+    try:
+        # a vassal that a wins over b, so that it moves back to a when the partition heals
+        name = next(n for n in (f"p{i}.ini" for i in range(100))
+                    if fleet.place(n, fleet.FleetSpec(1), {"a": {}, "b": {}}) == ["a"])
+        tree.put(name, "[uwsgi]\n[fleet]\nreplicas = 1\n")
+        a = emperor(procs, tmp_path, tree, "a", arg=tree.arg(hosts=proxy.hosts))
+        b = emperor(procs, tmp_path, tree, "b")
+        first = a.wait_line(name, "start")
+        wait_until(lambda: tree.members() == ["a", "b"], message="both members")
+        proxy.cut()
+        b.wait_line(name, "start", timeout=EXPIRY_BOUND + 20)  # a's session expired: b stands in
+        assert a.running(name) == first.pid, "the cut-off emperor stopped its copy"
+        wait_until(lambda: "unavailable" in a.log(), message="a reports the outage")
+        proxy.heal()
+        b.wait_line(name, "stop", timeout=30)  # a is back: the stand-in goes
+        wait_until(lambda: tree.members() == ["a", "b"], timeout=30, message="a a member again")
+        assert a.running(name) == first.pid  # never restarted on a
+        assert [line.what for line in a.lines(name)] == ["start"]
+    finally:
+        proxy.close()

@@ -56,9 +56,9 @@ class Tree:
         self.client.start(timeout=15)
 
     def arg(self, path: str | None = None, creds: str = "", timeout: float = SESSION_TIMEOUT,
-            **params: str) -> str:
+            hosts: str = HOSTS, **params: str) -> str:
         query = "&".join([f"timeout={timeout:g}", *(f"{k}={v}" for k, v in params.items())])
-        return f"zoo://{creds}{HOSTS}{path or self.path}?{query}"
+        return f"zoo://{creds}{hosts}{path or self.path}?{query}"
 
     def node(self, name: str) -> str:
         return f"{self.path}/{name}"
@@ -102,3 +102,79 @@ def zk_tree(exclusive: bool = False, auth: tuple[str, str] | None = None) -> Ite
             yield tree
         finally:
             tree.close()
+
+
+class CutProxy:
+    """A TCP proxy to ZooKeeper that a test can cut and heal: a network partition between one
+    emperor and the ensemble, on loopback. Cut, it drops every connection and closes new ones
+    at once (the emperor sees a dead network, ZooKeeper sees a client gone silent)."""
+
+    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 2181)) -> None:
+        import threading
+
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut_off = threading.Event()
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def hosts(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut_off.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.cut_off.set()
+        with self.lock:
+            for s in self.open:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self.open.clear()
+
+    def heal(self) -> None:
+        self.cut_off.clear()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.cut()
+        self.listener.close()

@@ -148,3 +148,19 @@ def test_placement_properties(members: set[str], vassals: set[str], replicas: in
         else:
             assert set(before) - {gone} <= set(after)  # the other copies stay where they were
         assert place(v, spec, {**survivors, gone: {}}) == before
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(["a.ini", "a.yaml", "a.yml", "a.json", "a.js", "a.xml", "a.conf"]),
+       data=st.one_of(st.binary(max_size=300),
+                      st.text(max_size=300).map(str.encode),
+                      st.builds(lambda body: b"[fleet]\n" + body.encode(), st.text(max_size=200)),
+                      st.builds(lambda body: b"fleet:\n  " + body.encode(), st.text(max_size=200)),
+                      st.builds(lambda body: b'{"fleet": ' + body.encode() + b"}", st.text(max_size=200))))
+def test_fuzz_fleet_sections(name: str, data: bytes) -> None:
+    """Whatever a znode holds, reading its placement gives a spec or BadSpec, nothing else."""
+    try:
+        spec = spec_from_config(name, data)
+    except BadSpec:
+        return
+    assert spec.replicas is None or spec.replicas >= 1
