@@ -23,6 +23,7 @@ from vassal.api import uwsgi_module
 from vassal.emperor_link import EmperorLink
 from vassal.log import log
 from vassal.master import FAILED_APP_CODE, Master
+from vassal.protocols import static
 from vassal.scoreboard import Scoreboard
 from vassal.services import Service
 from vassal.sockets import (
@@ -292,7 +293,17 @@ def _settings(config: Any, version: str, link: Any) -> WorkerSettings:
         catch_exceptions=bool(config.get("catch-exceptions")),
         emperor_link=link,
         timeval=struct.pack("ll", int(config.get("socket-timeout") or 4), 0),
+        static=_static_files(config),
+        offload_threads=max(0, int(config.get("offload-threads") or 0)),
+        reload_mercy=float(config.get("worker-reload-mercy") or 60),
     )
+
+
+def _static_files(config: Any) -> Any:
+    try:
+        return static.from_config(config)
+    except static.StaticConfigError as exc:
+        raise InstanceError(str(exc)) from None
 
 
 def _procname(config: Any, role: str) -> str | None:
@@ -421,6 +432,7 @@ def _run(config: Any) -> int:
                      "chdir": config.get("chdir") or ""} for a in (apps.apps if apps else [])]
         stats_source = StatsSource(version, sockets, board, app_info, int(config.get("listen") or 100),
                                    bool(config.get("stats-no-cores")))
+        stats_source.can_offload = 1 if settings.offload_threads else 0
     if apps is not None:
         for i in range(1, processes + 1):
             board.workers[i].app_loaded = 1 if apps.apps else 0

@@ -237,17 +237,56 @@ _add("auto-procname", bool, False, "give processes meaningful names (uWSGI maste
 _add("mount", str, None, "MOUNTPOINT=APP: mount an app (file or module) at a URL prefix", repeat=True,
      section=S)
 _add("manage-script-name", bool, False, "route requests to mounted apps by SCRIPT_NAME prefix", section=S)
-_add("static-map", str, None, "MOUNTPOINT=DIR: serve static files", repeat=True, section=S)
-_add("static-map2", str, None, "like static-map, keeping the mountpoint in the path", repeat=True, section=S)
-_add("static-index", str, None, "index file for static directories", repeat=True, section=S)
-_add("static-expires", str, None, "expiry for static files", repeat=True, section=S, ignored=True)
+
+# --- instance: static files (vassal/protocols/static.py) -----------------------------------
+_add("static-map", str, None, "MOUNTPOINT=DIR (or FILE): serve static files under MOUNTPOINT from DIR",
+     repeat=True, section=S)
+_add("static-map2", str, None, "MOUNTPOINT=DIR: like static-map, appending the whole PATH_INFO to DIR",
+     repeat=True, section=S)
+_add("check-static", str, None, "serve DIR + PATH_INFO when that file exists", repeat=True,
+     aliases=("static-check",), section=S)
+_add("check-static-docroot", bool, False, "serve the request's DOCUMENT_ROOT + PATH_INFO when it exists",
+     section=S)
+_add("static-index", str, None, "file to serve when a static directory is requested", repeat=True, section=S)
+_add("static-skip-ext", str, None, "never serve static files with this extension (suffix)", repeat=True,
+     section=S)
+_add("static-safe", str, None, "serve static files resolving (through symlinks) under this path too",
+     repeat=True, section=S)
+_add("mimefile", str, None, "mime.types file for static Content-Types (default /etc/mime.types)",
+     repeat=True, aliases=("mime-file",), section=S)
+for _name, _help in (("static-expires", "REGEXP SECONDS: Expires now+SECONDS for files whose name matches"),
+                     ("static-expires-mtime", "REGEXP SECONDS: Expires mtime+SECONDS for matching file names"),
+                     ("static-expires-uri", "REGEXP SECONDS: Expires now+SECONDS when REQUEST_URI matches"),
+                     ("static-expires-uri-mtime", "REGEXP SECONDS: Expires mtime+SECONDS when REQUEST_URI matches"),
+                     ("static-expires-path-info", "REGEXP SECONDS: Expires now+SECONDS when PATH_INFO matches"),
+                     ("static-expires-path-info-mtime",
+                      "REGEXP SECONDS: Expires mtime+SECONDS when PATH_INFO matches"),
+                     ("static-expires-type", "TYPE=SECONDS: Expires now+SECONDS for this Content-Type"),
+                     ("static-expires-type-mtime", "TYPE=SECONDS: Expires mtime+SECONDS for this Content-Type")):
+    _add(_name, str, None, _help, repeat=True, section=S)
+del _name, _help
+_add("static-gzip", str, None, "REGEXP: serve FILE.gz (or .br) when the file name matches and the client "
+     "accepts it", repeat=True, section=S)
+_add("static-gzip-all", bool, False, "serve FILE.gz (or .br) for every static file when the client accepts it",
+     section=S)
+_add("static-gzip-dir", str, None, "serve FILE.gz (or .br) for files under this prefix", repeat=True,
+     aliases=("static-gzip-prefix",), section=S)
+_add("static-gzip-ext", str, None, "serve FILE.gz (or .br) for files with this suffix", repeat=True,
+     aliases=("static-gzip-suffix",), section=S)
+_add("honour-range", bool, False, "answer Range requests for static files (206/416)", section=S)
+_add("file-serve-mode", str, None, "x-sendfile or x-accel-redirect (nginx): name the file in a header and "
+     "let the front server send it", aliases=("fileserve-mode",), section=S)
+_add("offload-threads", int, 0, "threads per worker that send static files and file_wrapper bodies, "
+     "freeing the worker", aliases=("offload-thread",), section=S)
+_add("static-cache-paths", int, 0, "cache resolved static paths (resolved per request here)", section=S,
+     ignored=True)
+_add("static-cache-paths-name", str, None, "cache used for static paths", section=S, ignored=True)
 _add("app", str, None, "(xml <app>) marks an app entry; the mount carries it", repeat=True, section=S,
      ignored=True)
 _add("route", str, None, "internal routing rule", repeat=True, section=S, ignored=True)
 _add("route-host", str, None, "internal routing rule on HTTP_HOST", repeat=True, section=S, ignored=True)
 _add("route-uri", str, None, "internal routing rule on REQUEST_URI", repeat=True, section=S, ignored=True)
 _add("route-run", str, None, "internal routing action", repeat=True, section=S, ignored=True)
-_add("offload-threads", int, 0, "threads for offloaded transfers", section=S, ignored=True)
 _add("max-fd", int, 0, "raise the file descriptor limit", section=S, ignored=True)
 _add("reaper", bool, False, "reap zombies after each request", short="r", section=S, ignored=True)
 _add("cgi-mode", bool, False, "CGI mode for plugins supporting it", short="c", section=S, ignored=True)
@@ -268,8 +307,7 @@ _ignored(S, "spooler-processes", "spooler-frequency", "mules", "cache2", "cache"
          "log-drain", "log-filter", "log-alarm", "log-maxsize", "log-backupname", "log-master-bufsize",
          "listen-queue-alarm", "wsgi-env-behaviour", "wsgi-env-behavior",
          "http-modifier1", "http-var", "http-stats", "http-processes",
-         "http-workers", "http-socket-protocol", "check-static", "static-skip-ext",
-         "static-safe", "offload-threads-stacksize", "cheaper-rss-limit-soft", "cheaper-rss-limit-hard",
+         "http-workers", "http-socket-protocol", "offload-threads-stacksize", "cheaper-rss-limit-soft", "cheaper-rss-limit-hard",
          "threads-stacksize", "threads-stack-size", "buffer-size-workers", "async", "gevent",
          "asyncio", "tornado", "py-tracebacker",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
@@ -282,7 +320,7 @@ _ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "logfile-chown", "log
          "log-master-stream", "log-master-req-stream", "ignore-sigpipe", "ignore-write-errors",
          "disable-write-exception", "reload-on-exception", "pcre-jit",
          "no-orphans", "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind", "reuse-port",
-         "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets", "static-gzip-all",
+         "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
          "lazy-apps-fallback", "py-call-osafterfork", "ugreen", "greenlet", "stackless", "jailed",
          "master-as-root", "ksm", "python-worker-override", type_=bool)
 

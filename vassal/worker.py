@@ -19,6 +19,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -28,6 +29,7 @@ from typing import Any
 from vassal.log import log
 from vassal.protocols import http as H
 from vassal.protocols import uwsgi as U
+from vassal.protocols.offload import Offloader
 from vassal.scoreboard import STATUS_BUSY, STATUS_IDLE, Scoreboard
 from vassal.sockets import ListenSocket
 from vassal.wsgi import App, AppTable, ErrorStream, FileWrapper, print_app_exception
@@ -64,6 +66,9 @@ class WorkerSettings:
     version: bytes = b""
     catch_exceptions: bool = False
     emperor_link: Any = None  # VassalLink or None
+    static: Any = None  # vassal.protocols.static.StaticFiles or None
+    offload_threads: int = 0
+    reload_mercy: float = 60.0  # worker-reload-mercy: how long offloaded transfers may finish
     timeval: bytes = b"\x04" + b"\x00" * 15  # socket-timeout as a struct timeval (4 s)
     extra: dict = field(default_factory=dict)
 
@@ -72,7 +77,7 @@ class _Response:
     """start_response/write for one request."""
 
     __slots__ = ("sock", "protocol", "status", "headers", "head_sent", "body_bytes", "head_bytes",
-                 "chunks", "keep", "has_length", "extra", "nheaders", "head_only")
+                 "chunks", "keep", "has_length", "extra", "nheaders", "head_only", "via")
 
     def __init__(self, sock: socket.socket, protocol: str, keep: bool, extra: str, head_only: bool = False) -> None:
         self.sock = sock
@@ -88,6 +93,7 @@ class _Response:
         self.extra = extra
         self.nheaders = 0
         self.head_only = head_only  # a HEAD request: the body the app returns is not sent
+        self.via = ""  # "sendfile"/"offload": how the body went (the request log says so)
 
     def start_response(self, status: str, headers: list, exc_info: Any = None):
         if exc_info is not None:
@@ -184,6 +190,8 @@ class Worker:
         self._ctime_sec = 0
         self._ctime = ""
         self._log_prefix = f"[pid: {self.pid}|app: "
+        self.offload = Offloader(settings.offload_threads, struct.unpack("ll", settings.timeval)[0]) \
+            if settings.offload_threads else None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -223,6 +231,8 @@ class Worker:
         self._loop(0)
         for t in threads:
             t.join()
+        if self.offload is not None:
+            self.offload.shutdown(time.monotonic() + self.s.reload_mercy)
         if self.reason == "max-requests":
             log(f"...The work of process {self.pid} is done. Seeya!")
         return 0
@@ -370,7 +380,9 @@ class Worker:
         failed = False
         result = None
         try:
-            if app is None:
+            if self.s.static is not None and self._serve_static(env, sock, resp, cslot):
+                app = None  # a static file answered: not a request of the app
+            elif app is None:
                 log("--- no python application found, check your startup logs for errors ---")
                 resp.status = "500 Internal Server Error"
                 resp.headers = [("Content-Type", "text/plain")]
@@ -463,6 +475,18 @@ class Worker:
             self.stop("lifetime")
         return resp.keep and resp.has_length and not failed
 
+    def _serve_static(self, env: dict, sock: socket.socket, resp: _Response, cslot: Any) -> bool:
+        reply = self.s.static.serve(env, sock, resp.keep, self.s.add_headers, self.offload)
+        if reply is None:
+            return False
+        resp.status, resp.head_bytes, resp.body_bytes = reply.status, reply.head_bytes, reply.body_bytes
+        resp.nheaders, resp.keep, resp.via = reply.nheaders, reply.keep, reply.via
+        resp.head_sent = resp.has_length = True
+        cslot.static_requests += 1
+        if reply.via == "offload":
+            cslot.offloaded_requests += 1
+        return True
+
     def _send_list(self, resp: _Response, result: Any) -> None:
         if len(result) == 1:
             data = result[0]
@@ -507,6 +531,14 @@ class Worker:
             for chunk in wrapper:
                 resp.write(chunk)
             return
+        if self.offload is not None and size:
+            # the offload thread gets its own handle on the file: the app closes its own
+            self.offload.submit(resp.sock, os.dup(fd), offset, size)
+            resp.keep = False
+            resp.body_bytes += size
+            resp.via = "offload"
+            self.slot.cores[_core_id()].offloaded_requests += 1
+            return
         sent = 0
         out = resp.sock.fileno()
         while sent < size:
@@ -516,6 +548,7 @@ class Worker:
             sent += n
         resp.body_bytes += sent
         resp.chunks += 1
+        resp.via = "sendfile"
 
     def _log_anyway(self, status: str, rt: int, size: int) -> bool:
         s = self.s
