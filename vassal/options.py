@@ -195,7 +195,6 @@ _add("touch-workers-reload", str, None, "reload only the workers when this file 
      section=S)
 _add("touch-chain-reload", str, None, "reload workers one by one when this file changes", repeat=True,
      section=S)
-_add("touch-logreopen", str, None, "reopen the log file when this file changes", repeat=True, section=S)
 _add("touch-exec", str, None, "FILE COMMAND: run a command when the file changes", repeat=True, section=S,
      ignored=True)
 _add("py-autoreload", int, 0, "reload when a loaded python module changes, checking every N seconds",
@@ -303,8 +302,7 @@ _ignored(S, "spooler-processes", "spooler-frequency", "mules", "cache2", "cache"
          "limit-as", "rlimit-nproc", "cgroup", "worker-exec",
          "socket-protocol",
          "https", "https-socket", "ssl-socket", "http-to", "fastrouter", "rawrouter", "sslrouter",
-         "snmp", "req-logger-list", "log-encoder", "log-req-encoder", "log-route", "log-req-route",
-         "log-drain", "log-filter", "log-alarm", "log-maxsize", "log-backupname", "log-master-bufsize",
+         "snmp", "log-alarm",
          "listen-queue-alarm", "wsgi-env-behaviour", "wsgi-env-behavior",
          "http-modifier1", "http-var", "http-stats", "http-processes",
          "http-workers", "http-socket-protocol", "offload-threads-stacksize", "cheaper-rss-limit-soft", "cheaper-rss-limit-hard",
@@ -312,12 +310,10 @@ _ignored(S, "spooler-processes", "spooler-frequency", "mules", "cache2", "cache"
          "asyncio", "tornado", "py-tracebacker",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
 _ignored(S, "touch-signal", "touch-mules-reload", "touch-spoolers-reload",
-         "touch-logrotate", "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
+         "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
          repeat=True)
 _ignored(S, "stats-pusher-default-freq")
-_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "logfile-chown", "log-reopen", "log-truncate", "log-zero",
-         "log-micros", "log-x-forwarded-for", "log-ioerror", "log-sendfile", "logformat-strftime",
-         "log-master-stream", "log-master-req-stream", "ignore-sigpipe", "ignore-write-errors",
+_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "ignore-sigpipe", "ignore-write-errors",
          "disable-write-exception", "reload-on-exception", "pcre-jit",
          "no-orphans", "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind", "reuse-port",
          "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
@@ -348,25 +344,57 @@ _add("pyargv", str, None, "sys.argv for the app (split on spaces)", section=S)
 
 # --- logging -------------------------------------------------------------------------------
 S = "logging"
-_add("logto", str, None, "log to this file (or udp address)", section=S)
+_add("logto", str, None, "log to this file (or to a UDP host:port)", section=S)
 _add("logto2", str, None, "log to this file after dropping privileges", section=S)
-_add("log-format", str, None, "format of request log lines (%(method) %(uri) ...)", aliases=("logformat",),
-     section=S)
-_add("disable-logging", bool, False, "do not log requests", short="L", section=S)
+_add("log-truncate", bool, False, "empty the logto file on start-up", section=S)
+_add("log-reopen", bool, False, "reopen the log file on reload (instead of keeping the open one)", section=S)
+_add("logfile-chmod", str, None, "permissions of the log file (three octal digits)", section=S)
+_add("logfile-chown", bool, False, "give the log file to uid/gid before dropping privileges", section=S)
+_add("log-maxsize", int, 0, "rotate the log file past this many bytes (implies log-master)", section=S)
+_add("log-backupname", str, None, "name of the rotated log file (default: FILE.<unix time>)", section=S)
+_add("touch-logrotate", str, None, "rotate the log file when this file is touched", repeat=True, section=S)
+_add("touch-logreopen", str, None, "reopen the log file when this file is touched", repeat=True, section=S)
 _add("log-date", str, None, "prefix log lines with a date (strftime format; alone: the default)",
      aliases=("logdate",), implicit="", section=S)
-_add("log-prefix", str, None, "prefix log lines with this string", aliases=("logprefix",), implicit="",
+_add("log-prefix", str, None, "as log-date in uWSGI: a strftime text before each line, then ' - '",
+     aliases=("logprefix",), implicit="", section=S)
+_add("log-master", bool, False, "workers log through a pipe the master reads and writes out", section=S)
+_add("log-master-bufsize", int, 8192, "longest log message the master keeps (longer ones are cut)", section=S)
+_add("log-master-stream", bool, False, "the master's log pipe is a stream (lines are reassembled)", section=S)
+_add("log-master-req-stream", bool, False, "the request log pipe is a stream", section=S)
+_add("threaded-logger", bool, False, "uWSGI writes logs from a thread; here the master's loop does (log-master)",
      section=S)
-_add("log-master", bool, False, "let the master write the logs", section=S)
+_add("logger", str, None, "[ID ]PLUGIN[:ARGS]: write logs there (file, fd, stdio, socket, syslog)", repeat=True,
+     section=S)
+_add("req-logger", str, None, "[ID ]PLUGIN[:ARGS]: write request lines there", repeat=True, aliases=("logger-req",),
+     section=S)
+_add("log-syslog", str, None, "IDENT[,FACILITY]: log to syslog (a logger)", implicit="uwsgi", repeat=True, section=S)
+_add("log-socket", str, None, "ADDR[,PREFIX]: send log lines as datagrams (a logger)", repeat=True, section=S)
+_add("logger-list", bool, False, "list the built-in loggers", aliases=("loggers-list",), section=S)
+_add("log-drain", str, None, "REGEXP: drop log lines that match", repeat=True, section=S)
+_add("log-filter", str, None, "REGEXP: keep only log lines that match", repeat=True, section=S)
+_add("log-route", str, None, "ID REGEXP: send matching lines to the logger with this id", repeat=True, section=S)
+_add("log-req-route", str, None, "ID REGEXP: send matching request lines to that req-logger", repeat=True,
+     section=S)
+_add("log-encoder", str, None, "NAME[:ID] [ARGS]: transform log lines (prefix suffix nl gzip compress format json)",
+     repeat=True, section=S)
+_add("log-req-encoder", str, None, "NAME[:ID] [ARGS]: transform request log lines", repeat=True, section=S)
+_add("log-format", str, None, "format of request log lines (%(method) %(uri) %(status) ...)",
+     aliases=("logformat",), section=S)
+_add("logformat-strftime", bool, False, "%(ftime) uses the log-date format", aliases=("log-format-strftime",),
+     section=S)
+_add("disable-logging", bool, False, "do not log requests", short="L", section=S)
 _add("log-4xx", bool, False, "log requests with 4xx status even when logging is disabled", section=S)
 _add("log-5xx", bool, False, "log requests with 5xx status even when logging is disabled", section=S)
-_add("log-slow", int, 0, "log requests slower than this many milliseconds", section=S)
-_add("log-big", int, 0, "log responses bigger than this many bytes", section=S)
-_add("log-syslog", str, None, "log to syslog", implicit="uwsgi", section=S)
-_add("log-socket", str, None, "send logs to this socket", section=S)
-_add("logger", str, None, "add a logger", repeat=True, section=S)
-_add("req-logger", str, None, "add a request logger", repeat=True, aliases=("logger-req",), section=S)
-_add("logfile-chmod", str, None, "permissions of the log file", section=S)
+_add("log-slow", int, 0, "log requests at least this many milliseconds long even when logging is disabled",
+     section=S)
+_add("log-big", int, 0, "log responses of at least this many bytes even when logging is disabled", section=S)
+_add("log-zero", bool, False, "log responses without body even when logging is disabled", section=S)
+_add("log-sendfile", bool, False, "log responses sent with sendfile even when logging is disabled", section=S)
+_add("log-ioerror", bool, False, "log requests with read and write errors even when logging is disabled",
+     section=S)
+_add("log-micros", bool, False, "request times in microseconds in the request log", section=S)
+_add("log-x-forwarded-for", bool, False, "log the X-Forwarded-For header as the client address", section=S)
 
 # --- emperor -------------------------------------------------------------------------------
 S = "emperor"

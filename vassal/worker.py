@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vassal.log import log
+from vassal.logs.request import Done, RequestLog
 from vassal.protocols import http as H
 from vassal.protocols import uwsgi as U
 from vassal.protocols.offload import Offloader
 from vassal.scoreboard import STATUS_BUSY, STATUS_IDLE, Scoreboard
 from vassal.sockets import ListenSocket
-from vassal.wsgi import App, AppTable, ErrorStream, FileWrapper, print_app_exception
+from vassal.wsgi import AppTable, ErrorStream, FileWrapper, print_app_exception
 
 END_CODE = 30
 
@@ -50,12 +51,6 @@ class WorkerSettings:
     max_requests: int = 0
     max_worker_lifetime: int = 0
     reload_on_rss: int = 0  # bytes
-    disable_logging: bool = False
-    log_4xx: bool = False
-    log_5xx: bool = False
-    log_slow: int = 0
-    log_big: int = 0
-    memory_report: bool = False
     buffer_size: int = 4096
     keepalive: bool = True
     keepalive_timeout: float = 60.0
@@ -67,6 +62,7 @@ class WorkerSettings:
     catch_exceptions: bool = False
     emperor_link: Any = None  # VassalLink or None
     static: Any = None  # vassal.protocols.static.StaticFiles or None
+    reqlog: Any = field(default_factory=RequestLog)  # vassal.logs.request.RequestLog
     offload_threads: int = 0
     reload_mercy: float = 60.0  # worker-reload-mercy: how long offloaded transfers may finish
     timeval: bytes = b"\x04" + b"\x00" * 15  # socket-timeout as a struct timeval (4 s)
@@ -187,9 +183,6 @@ class Worker:
             "uwsgi.node": settings.hostname.encode(),
         }
         self.lock = threading.Lock()
-        self._ctime_sec = 0
-        self._ctime = ""
-        self._log_prefix = f"[pid: {self.pid}|app: "
         self.offload = Offloader(settings.offload_threads, struct.unpack("ll", settings.timeval)[0]) \
             if settings.offload_threads else None
 
@@ -364,6 +357,7 @@ class Worker:
         slot = self.slot
         cslot = slot.cores[core]
         cslot.in_request = t0
+        werr0 = cslot.write_errors
         slot.busy_cores += 1
         slot.status = STATUS_BUSY
         # the vars of the request in progress, for the stats server (uWSGI shows them)
@@ -463,8 +457,12 @@ class Worker:
             inst.loyal_sent = 1
             self.s.emperor_link.loyal()
         status = resp.status or "500"
-        if not self.s.disable_logging or self._log_anyway(status, rt, resp.body_bytes):
-            self._log(env, app, t0, rt, status, resp, nvars, pktsize)
+        self.s.reqlog.done(Done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
+                                resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol,
+                                t0, t1, app.id if app is not None else -1,
+                                app.requests if app is not None else -1, self.board.total_requests(), nvars,
+                                pktsize, 0 if self.s.threads == 1 else _core_id(), self.wid,
+                                cslot.write_errors - werr0))
         if self.s.max_requests and slot.delta_requests >= self.s.max_requests:
             self.stop("max-requests")
         elif self.s.reload_on_rss and _rss() > self.s.reload_on_rss:
@@ -549,34 +547,6 @@ class Worker:
         resp.body_bytes += sent
         resp.chunks += 1
         resp.via = "sendfile"
-
-    def _log_anyway(self, status: str, rt: int, size: int) -> bool:
-        s = self.s
-        c = status[:1]
-        return ((s.log_4xx and c == "4") or (s.log_5xx and c == "5") or (s.log_slow and rt // 1000 > s.log_slow)
-                or (s.log_big and size > s.log_big))
-
-    def _log(self, env: dict, app: App | None, t0: float, rt: int, status: str, resp: _Response, nvars: int,
-             pktsize: int) -> None:
-        sec = int(t0)
-        if sec != self._ctime_sec:  # ctime() once per second, not per request
-            self._ctime_sec = sec
-            self._ctime = time.ctime(sec)
-        if app is not None:
-            app_part = f"{self._log_prefix}{app.id}|req: {app.requests}/"
-        else:
-            app_part = f"{self._log_prefix}-1|req: -1/"
-        mem = ""
-        if self.s.memory_report:
-            rss, vsz = _memory()
-            mem = (f"{{address space usage: {vsz} bytes/{vsz // 1048576}MB}} "
-                   f"{{rss usage: {rss} bytes/{rss // 1048576}MB}} ")
-        get = env.get
-        log(f"{mem}{app_part}{self.board.total_requests()}] {get('REMOTE_ADDR', '')} ({get('REMOTE_USER', '')}) "
-            f"{{{nvars} vars in {pktsize} bytes}} [{self._ctime}] {get('REQUEST_METHOD', '')} "
-            f"{get('REQUEST_URI', '')} => generated {resp.body_bytes} bytes in {rt // 1000} msecs "
-            f"({resp.protocol} {status[:3]}) {resp.nheaders} headers in {resp.head_bytes} bytes "
-            f"({resp.chunks or 1} switches on core {0 if self.s.threads == 1 else _core_id()})")
 
 
 def _core_id() -> int:

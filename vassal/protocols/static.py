@@ -91,6 +91,8 @@ def parse_http_date(value: str) -> int:
         month = _MONTHS.index(v[8:11]) + 1
         day, year = int(v[5:7]), int(v[12:16])
         hh, mm, ss = int(v[17:19]), int(v[20:22]), int(v[23:25])
+        if not (1 <= day <= 31 and hh < 24 and mm < 60 and ss < 61):
+            return 0
         return calendar.timegm((year, month, day, hh, mm, ss, 0, 0, 0))
     except (ValueError, OverflowError):
         return 0
@@ -554,10 +556,10 @@ def from_config(config: Any) -> StaticFiles | None:
             sf.expires_type.append(_Expires(ctype, _seconds(option, secs, where), mtime))
     # uWSGI tries every plain rule of a kind before its mtime rules
     sf.expires_type.sort(key=lambda r: r.from_mtime)
-    mode = config.get("file-serve-mode")
-    if mode:
+    for mode, where in _values(config, "file-serve-mode"):
         if mode.lower() not in _SERVE_MODES:
-            raise StaticConfigError(f"file-serve-mode {mode!r}: expected x-sendfile, x-accel-redirect or nginx")
+            raise StaticConfigError(f"file-serve-mode {mode!r} ({where}): expected x-sendfile, "
+                                    "x-accel-redirect or nginx")
         sf.mode = _SERVE_MODES[mode.lower()]
     sf.honour_range = bool(config.get("honour-range"))
     return sf
