@@ -530,12 +530,15 @@ class Worker:
                 resp.write(chunk)
             return
         if self.offload is not None and size:
-            # the offload thread gets its own handle on the file: the app closes its own
-            self.offload.submit(resp.sock, os.dup(fd), offset, size)
-            resp.keep = False
+            # the offloader gets its own handle on the file: the app closes its own
             resp.body_bytes += size
-            resp.via = "offload"
-            self.slot.cores[_core_id()].offloaded_requests += 1
+            resp.chunks += 1
+            if self.offload.send(resp.sock, os.dup(fd), offset, size):
+                resp.via = "sendfile"
+            else:
+                resp.keep = False
+                resp.via = "offload"
+                self.slot.cores[_core_id()].offloaded_requests += 1
             return
         sent = 0
         out = resp.sock.fileno()

@@ -7,6 +7,10 @@ accept the next request. The thread drives every transfer it holds with non-bloc
 sendfile(2) from one epoll set, and closes the connection when the body is out: an offloaded
 response ends its connection, as uWSGI's does.
 
+Unlike uWSGI the worker first offers the body to the socket itself, without blocking: what
+the kernel takes at once (often all of it) needs no thread, and a body sent whole keeps its
+connection alive. Only the rest of a body the client does not take fast enough is offloaded.
+
 A transfer that makes no progress for ``socket-timeout`` seconds is dropped, so a client that
 stops reading cannot hold a file and a socket forever. A stopping worker waits for the
 transfers in flight (up to its reload mercy) before it exits.
@@ -135,12 +139,46 @@ class Offloader:
         self.next = 0
         self.lock = threading.Lock()
 
-    def submit(self, sock: socket.socket, file_fd: int, offset: int, length: int) -> None:
-        """Send ``length`` bytes of ``file_fd`` from ``offset`` on ``sock``, then close both.
+    def send(self, sock: socket.socket, file_fd: int, offset: int, length: int) -> bool:
+        """Send ``length`` bytes of ``file_fd`` from ``offset`` on ``sock`` without blocking.
 
-        Takes ownership of ``file_fd``; the caller must neither read from nor write to
-        ``sock`` afterwards (closing its own handle is fine: the thread holds a dup).
+        What the socket takes at once goes out right here (often all of it); the rest is handed
+        to an offload thread. True: all sent, ``file_fd`` closed, the connection is still the
+        caller's. False: handed over; the thread owns ``file_fd`` and will end the connection,
+        and the caller must neither read from nor write to ``sock`` (closing its own handle is
+        fine: the thread holds a dup).
         """
+        fd = sock.fileno()
+        os.set_blocking(fd, False)
+        sent = 0
+        try:
+            while sent < length:
+                n = os.sendfile(fd, file_fd, offset + sent, length - sent)
+                if n == 0:
+                    break
+                sent += n
+        except BlockingIOError:
+            pass
+        except OSError:
+            os.set_blocking(fd, True)
+            os.close(file_fd)
+            raise
+        if sent >= length or sent and not self._more(file_fd, offset + sent):
+            os.set_blocking(fd, True)
+            os.close(file_fd)
+            return True
+        self.submit(sock, file_fd, offset + sent, length - sent)
+        return False
+
+    @staticmethod
+    def _more(file_fd: int, pos: int) -> bool:
+        try:
+            return os.fstat(file_fd).st_size > pos
+        except OSError:
+            return False
+
+    def submit(self, sock: socket.socket, file_fd: int, offset: int, length: int) -> None:
+        """Hand the whole transfer to a thread (see ``send``); the socket ends up non-blocking."""
         out_fd = os.dup(sock.fileno())
         os.set_blocking(out_fd, False)
         t = _Transfer(out_fd, file_fd, offset, length, time.monotonic())

@@ -435,8 +435,9 @@ class StaticFiles:
                 return StaticReply(status, len(head), len(data), len(headers), keep, "sendfile")
             sock.sendall(head)
             if offload is not None:
-                offload.submit(sock, found.fd, lo, length)
-                handed = True
+                handed = True  # the offloader closes the file either way
+                if offload.send(sock, found.fd, lo, length):
+                    return StaticReply(status, len(head), length, len(headers), keep, "sendfile")
                 # the offload thread owns the connection now: nothing more may be read from it
                 return StaticReply(status, len(head), length, len(headers), False, "offload")
             sent = sendfile_all(sock.fileno(), found.fd, lo, length)
