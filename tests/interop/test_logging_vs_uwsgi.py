@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import stat
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import Procs, free_port, port_open, read_to_close, wait_until
 from tests.interop.helpers import backend_argv, copy_app, need_uwsgi
@@ -224,3 +227,26 @@ def test_logfile_chmod_and_truncate(procs: Procs, tmp_path: Path) -> None:
         wait_until(lambda log=log: "spawned uWSGI worker" in log.read_text(), 10, message=f"{kind} log")
         assert stat.S_IMODE(log.stat().st_mode) == 0o604, kind
         assert "old line" not in log.read_text(), kind
+
+
+@pytest.mark.parametrize("reopen", [False, True])
+def test_reload_keeps_or_reopens_the_log(procs: Procs, tmp_path: Path, reopen: bool) -> None:
+    """After logrotate moved the file, a reload writes on to the moved file — unless
+    log-reopen, which opens the path anew (with and without a log master alike)."""
+    servers = start_both(procs, tmp_path, "logto = {d}/app.log\nlog-master = true\n"
+                         + ("log-reopen = true\n" if reopen else ""))
+    masters = {kind: next(p for p in procs.procs if str(d) in " ".join(p.args))
+               for kind, (_port, d) in servers.items()}
+    for kind, (port, d) in servers.items():
+        wait_until(lambda d=d: any("spawned uWSGI worker 2" in x for x in lines_of(d / "app.log")), 10,
+                   message=f"{kind} started")
+        os.rename(d / "app.log", d / "moved.log")
+        masters[kind].send_signal(signal.SIGHUP)
+        # the new incarnation announces itself in the file it logs to
+        where = d / ("app.log" if reopen else "moved.log")
+        wait_until(lambda where=where: sum("spawned uWSGI worker 2" in x for x in lines_of(where))
+                   == (1 if reopen else 2), 20, interval=0.2, message=f"{kind} reloaded, logging to {where.name}")
+        assert b" 200 OK" in get(port, "/after-reload")
+        wait_until(lambda where=where: request_lines(where, "/after-reload"), 10,
+                   message=f"{kind} logging requests to {where.name}")
+        assert (d / "app.log").exists() == reopen, kind

@@ -493,10 +493,7 @@ def sendfile_all(out_fd: int, in_fd: int, offset: int, count: int) -> int:
 
 def _values(config: Any, name: str) -> list[tuple[str, str]]:
     """(value, where) of every occurrence of an option, for one-line errors."""
-    from vassal.config.model import canonical
-
-    canon = canonical(name)
-    return [(e.typed, str(e.origin)) for e in config.entries if e.name == canon]
+    return [(value, str(origin)) for value, origin in config.occurrences(name)]
 
 
 def _regexp(option: str, text: str, where: str) -> re.Pattern[bytes]:

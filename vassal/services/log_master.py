@@ -28,6 +28,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from vassal import log as logmod
@@ -106,31 +107,23 @@ class LogMaster(Service):
         self.maxsize = int(config.get("log-maxsize") or 0)
         self.rotate_touch = [_Touch(p) for p in config.getlist("touch-logrotate")]
         self.reopen_touch = [_Touch(p) for p in config.getlist("touch-logreopen")]
-        specs = [f"syslog:{v}" if v else "syslog" for v in config.getlist("log-syslog")] + \
-                [f"socket:{v}" for v in config.getlist("log-socket")] + config.getlist("logger")
-        self.loggers: list[Logger] = [make_logger(s) for s in specs]
-        self.req_loggers: list[Logger] = [make_logger(s) for s in config.getlist("req-logger")]
-        self.encoders: list[Encoder] = [make_encoder(s) for s in config.getlist("log-encoder")]
-        self.req_encoders: list[Encoder] = [make_encoder(s) for s in config.getlist("log-req-encoder")]
-        self.drain = [_regexp("log-drain", v) for v in config.getlist("log-drain")]
-        self.filter = [_regexp("log-filter", v) for v in config.getlist("log-filter")]
-        self.routes = [self._route("log-route", v, self.loggers) for v in config.getlist("log-route")]
-        self.req_routes = [self._route("log-req-route", v, self.req_loggers)
-                           for v in config.getlist("log-req-route")]
+        self.loggers: list[Logger] = [
+            *_each(config, "log-syslog", lambda v: make_logger(f"syslog:{v}" if v else "syslog")),
+            *_each(config, "log-socket", lambda v: make_logger(f"socket:{v}")),
+            *_each(config, "logger", make_logger)]
+        self.req_loggers: list[Logger] = _each(config, "req-logger", make_logger)
+        self.encoders: list[Encoder] = _each(config, "log-encoder", make_encoder)
+        self.req_encoders: list[Encoder] = _each(config, "log-req-encoder", make_encoder)
+        self.drain = _each(config, "log-drain", _regexp)
+        self.filter = _each(config, "log-filter", _regexp)
+        self.routes = _each(config, "log-route", lambda v: _route(v, self.loggers))
+        self.req_routes = _each(config, "log-req-route", lambda v: _route(v, self.req_loggers))
         self.with_req = any(config.has(o) for o in REQ_IMPLYING)
         self.pid = os.getpid()
         self.pending: dict[int, bytes] = {}  # stream mode: the unfinished line per pipe
         self.log_r = self.log_w = self.req_r = self.req_w = -1
         self.saved_streams: tuple[Any, Any] | None = None
         self.next_check = 0.0  # monotonic time of the next log file check
-
-    @staticmethod
-    def _route(option: str, value: str, loggers: list[Logger]) -> tuple[re.Pattern[bytes], Logger | None]:
-        ident, space, pattern = value.partition(" ")
-        if not space:
-            raise LoggerError(f"{option} {value!r}: syntax is LOGGERID REGEXP")
-        # as uWSGI: a route to an id no logger has is kept and sends nowhere
-        return _regexp(option, pattern), next((lg for lg in loggers if lg.id == ident), None)
 
     # --- set-up, in the master before the app loads ----------------------------------------
 
@@ -276,11 +269,31 @@ class LogMaster(Service):
                 pass
 
 
-def _regexp(option: str, text: str) -> re.Pattern[bytes]:
+def _each(config: Any, option: str, make: Callable[[str], Any]) -> list[Any]:
+    """``make`` applied to every value of ``option``; a bad one is a one-line error naming
+    the option, the value and where it was given."""
+    out = []
+    for value, origin in config.occurrences(option):
+        try:
+            out.append(make(value))
+        except LoggerError as exc:
+            raise LoggerError(f"{option} {value!r} ({origin}): {exc}") from None
+    return out
+
+
+def _regexp(text: str) -> re.Pattern[bytes]:
     try:
         return re.compile(os.fsencode(text))
     except re.error as exc:
-        raise LoggerError(f"{option} {text!r}: bad regular expression: {exc}") from None
+        raise LoggerError(f"bad regular expression: {exc}") from None
+
+
+def _route(value: str, loggers: list[Logger]) -> tuple[re.Pattern[bytes], Logger | None]:
+    ident, space, pattern = value.partition(" ")
+    if not space:
+        raise LoggerError("syntax is LOGGERID REGEXP")
+    # as uWSGI: a route to an id no logger has is kept and sends nowhere
+    return _regexp(pattern), next((lg for lg in loggers if lg.id == ident), None)
 
 
 _active: list[LogMaster] = []
