@@ -31,7 +31,13 @@ backupname: str | None = None
 chmod: int | None = None
 #: where rotation/reopen act: fd 2 without a log master, the master's own fd with one
 original_fd: int = 2
-_logvars = threading.local()
+
+
+class _LogVars(threading.local):
+    table: dict[bytes, bytes] | None = None  # a class default: no AttributeError per request
+
+
+_logvars = _LogVars()
 
 #: uWSGI keeps at most this many bytes of a log variable's name and value
 LOGVAR_MAX = 255
@@ -183,7 +189,7 @@ def set_logvar(key: str | bytes, value: str | bytes) -> None:
     """``uwsgi.set_logvar``: a value for ``%(key)`` in this request's log line."""
     k = key.encode("utf-8", "replace") if isinstance(key, str) else bytes(key)
     v = value.encode("utf-8", "replace") if isinstance(value, str) else bytes(value)
-    table = getattr(_logvars, "table", None)
+    table = _logvars.table
     if table is None:
         table = _logvars.table = {}
     table[k[:LOGVAR_MAX]] = v[:LOGVAR_MAX]
@@ -192,14 +198,17 @@ def set_logvar(key: str | bytes, value: str | bytes) -> None:
 def get_logvar(key: str | bytes) -> bytes | None:
     """``uwsgi.get_logvar``: the value set in this request, or None."""
     k = key.encode("utf-8", "replace") if isinstance(key, str) else bytes(key)
-    table = getattr(_logvars, "table", None)
+    table = _logvars.table
     return table.get(k[:LOGVAR_MAX]) if table else None
 
 
 def take_logvars() -> dict[bytes, bytes]:
     """This request's variables, forgotten for the next request on this thread."""
-    table = getattr(_logvars, "table", None)
-    if not table:
-        return {}
+    table = _logvars.table
+    if table is None:
+        return _EMPTY
     _logvars.table = None
     return table
+
+
+_EMPTY: dict[bytes, bytes] = {}

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vassal.log import log
-from vassal.logs.request import Done, RequestLog
+from vassal.logs.request import RequestLog
 from vassal.protocols import http as H
 from vassal.protocols import uwsgi as U
 from vassal.protocols.offload import Offloader
@@ -457,12 +457,12 @@ class Worker:
             inst.loyal_sent = 1
             self.s.emperor_link.loyal()
         status = resp.status or "500"
-        self.s.reqlog.done(Done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
-                                resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol,
-                                t0, t1, app.id if app is not None else -1,
-                                app.requests if app is not None else -1, self.board.total_requests(), nvars,
-                                pktsize, 0 if self.s.threads == 1 else _core_id(), self.wid,
-                                cslot.write_errors - werr0))
+        self.s.reqlog.done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
+                           resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol, t0, t1,
+                           app.id if app is not None else -1, app.requests if app is not None else -1,
+                           self.board.total_requests(), nvars, pktsize,
+                           0 if self.s.threads == 1 else _core_id(), self.wid, self.pid,
+                           cslot.write_errors - werr0)
         if self.s.max_requests and slot.delta_requests >= self.s.max_requests:
             self.stop("max-requests")
         elif self.s.reload_on_rss and _rss() > self.s.reload_on_rss:

@@ -73,8 +73,10 @@ def test_conditions_when_logging_is_disabled() -> None:
 
 def test_default_line_via_micros_and_xff() -> None:
     log = RequestLog(micros=True, xff=True)
-    line = log.default_line(done(via="offload")).decode()
-    assert line.startswith("[pid: ") and "|app: 0|req: 3/9] 203.0.113.1 () {20 vars in 300 bytes}" in line
+    d = done(via="offload")
+    line = log.line(d.env, d.status, d.body_bytes, d.head_bytes, d.nheaders, d.switches, d.via, d.protocol, d.t0,
+                    d.t1, d.app_id, d.app_requests, d.total_requests, d.nvars, d.pktsize, d.core, 4242).decode()
+    assert line.startswith("[pid: 4242") and "|app: 0|req: 3/9] 203.0.113.1 () {20 vars in 300 bytes}" in line
     assert "GET /x?y=1 => generated 12 bytes in 250000 micros via offload() (HTTP/1.1 200) 2 headers in 40 " \
            "bytes (1 switches on core 0)\n" in line
 

@@ -32,7 +32,7 @@ from vassal import log as logmod
 req_fd: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Done:
     """One finished request, as the worker saw it."""
 
@@ -55,6 +55,7 @@ class Done:
     wid: int
     write_errors: int = 0
     read_errors: int = 0
+    pid: int = 0  # the worker's (passed in: getpid() per request costs a syscall)
     logvars: dict[bytes, bytes] = field(default_factory=dict)  # uwsgi.set_logvar
 
 
@@ -137,7 +138,7 @@ VARIABLES: dict[str, Chunk] = {
     "ftime": _ftime,
     "ctime": lambda d: time.ctime(int(d.t0)).encode(),
     "epoch": _num(lambda d: int(time.time())),
-    "pid": _num(lambda d: os.getpid()),
+    "pid": _num(lambda d: d.pid or os.getpid()),
     "wid": _num(lambda d: d.wid),
     "switches": _num(lambda d: d.switches),
     "vars": _num(lambda d: d.nvars),
@@ -240,15 +241,24 @@ class RequestLog:
                 or (self.big and d.body_bytes >= self.big) or (self.sendfile and d.via == "sendfile")
                 or (self.ioerror and d.read_errors > 0 and d.write_errors > 0))
 
-    def done(self, d: Done) -> None:
-        """The request is over: write its line if it is to be logged."""
-        d.logvars = logmod.take_logvars()
-        if not self.wanted(d):
-            return
-        if self.chunks is not None:
-            line = b"".join([p if type(p) is bytes else (p(d) or b"-") for p in self.chunks])  # type: ignore[operator]
+    def done(self, env: dict, status: int, body_bytes: int, head_bytes: int, nheaders: int, switches: int,
+             via: str, protocol: str, t0: float, t1: float, app_id: int, app_requests: int, total: int,
+             nvars: int, pktsize: int, core: int, wid: int, pid: int, write_errors: int = 0) -> None:
+        """The request is over: write its line if it is to be logged (the worker's one call)."""
+        logvars = logmod.take_logvars()
+        if self.enabled and self.chunks is None:  # the common case: no Done to build
+            line = self.line(env, status, body_bytes, head_bytes, nheaders, switches, via, protocol, t0, t1,
+                             app_id, app_requests, total, nvars, pktsize, core, pid)
         else:
-            line = self.default_line(d)
+            d = Done(env, status, body_bytes, head_bytes, nheaders, switches, via, protocol, t0, t1, app_id,
+                     app_requests, total, nvars, pktsize, core, wid, write_errors, 0, pid, logvars)
+            if not self.wanted(d):
+                return
+            if self.chunks is not None:
+                line = b"".join([p if type(p) is bytes else (p(d) or b"-") for p in self.chunks])  # type: ignore[operator]
+            else:
+                line = self.line(env, status, body_bytes, head_bytes, nheaders, switches, via, protocol, t0, t1,
+                                 app_id, app_requests, total, nvars, pktsize, core, pid)
         if req_fd is None:
             logmod.write(line)
         else:
@@ -257,24 +267,27 @@ class RequestLog:
             except OSError:
                 pass
 
-    def default_line(self, d: Done) -> bytes:
-        """uWSGI's line (core/logging.c: uwsgi_logit_simple)."""
-        env = d.env
+    def line(self, env: dict, status: int, body_bytes: int, head_bytes: int, nheaders: int, switches: int,
+             via: str, protocol: str, t0: float, t1: float, app_id: int, app_requests: int, total: int,
+             nvars: int, pktsize: int, core: int, pid: int) -> bytes:
+        """uWSGI's line (core/logging.c: uwsgi_logit_simple), in one f-string."""
+        rt = int((t1 - t0) * 1_000_000)
+        if rt < 0:
+            rt = 0
+        get = env.get
+        addr = get("HTTP_X_FORWARDED_FOR") if self.xff else None
+        if addr is None:
+            addr = get("REMOTE_ADDR", "")
+        sec = int(t0)
+        cached = _ctime_cache
         mem = ""
         if self.memory_report:
             vsz, rss = _memory()
             mem = (f"{{address space usage: {vsz} bytes/{vsz // 1048576}MB}} "
                    f"{{rss usage: {rss} bytes/{rss // 1048576}MB}} ")
-        rt = _micros(d)
-        unit = "micros" if self.micros else "msecs"
-        if not self.micros:
-            rt //= 1000
-        via = f" via {d.via}() " if d.via else " "
-        addr = env.get("HTTP_X_FORWARDED_FOR") if self.xff else None
-        if addr is None:
-            addr = env.get("REMOTE_ADDR", "")
-        return (f"{mem}[pid: {os.getpid()}|app: {d.app_id}|req: {d.app_requests}/{d.total_requests}] {addr} "
-                f"({env.get('REMOTE_USER', '')}) {{{d.nvars} vars in {d.pktsize} bytes}} [{_ctime(int(d.t0))}] "
-                f"{env.get('REQUEST_METHOD', '')} {env.get('REQUEST_URI', '')} => generated {d.body_bytes} bytes in "
-                f"{rt} {unit}{via}({d.protocol} {d.status}) {d.nheaders} headers in {d.head_bytes} bytes "
-                f"({d.switches} switches on core {d.core})\n").encode("latin-1", "replace")
+        return (f"{mem}[pid: {pid}|app: {app_id}|req: {app_requests}/{total}] {addr} ({get('REMOTE_USER', '')}) "
+                f"{{{nvars} vars in {pktsize} bytes}} [{cached[1] if cached[0] == sec else _ctime(sec)}] "
+                f"{get('REQUEST_METHOD', '')} {get('REQUEST_URI', '')} => generated {body_bytes} bytes in "
+                f"{rt if self.micros else rt // 1000} {'micros' if self.micros else 'msecs'}"
+                f"{f' via {via}() ' if via else ' '}({protocol} {status}) {nheaders} headers in "
+                f"{head_bytes} bytes ({switches} switches on core {core})\n").encode("latin-1", "replace")
