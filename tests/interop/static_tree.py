@@ -7,6 +7,8 @@ import os
 import random
 from pathlib import Path
 
+HUGE = 64 << 20  # more than the socket buffers of both ends hold
+
 
 def make_tree(t: Path) -> Path:
     """pub/ (mapped), pub-secret/ (a sibling whose name starts like pub), shared/ (static-safe),
@@ -25,6 +27,9 @@ def make_tree(t: Path) -> Path:
     (t / "pub" / "expire-uri.txt").write_bytes(b"expires by uri\n")
     rnd = random.Random(13)
     (t / "pub" / "big.bin").write_bytes(bytes(rnd.getrandbits(8) for _ in range(300_000)))
+    with open(t / "pub" / "huge.bin", "wb") as f:  # sparse: 64 MiB that cost nothing to make
+        f.write(b"HUGE")
+        f.truncate(HUGE)
     (t / "pub-secret" / "s.txt").write_bytes(b"secret\n")
     (t / "shared" / "x.txt").write_bytes(b"shared\n")
     (t / "chk" / "robots.txt").write_bytes(b"User-agent: *\n")

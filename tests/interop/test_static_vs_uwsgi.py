@@ -9,6 +9,7 @@ mapped directory (uWSGI's check is a string prefix) is served by uWSGI and refus
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 
 from tests.conftest import IMPERIUM, Procs, free_port, port_open, read_to_close, wait_until
 from tests.interop.helpers import VASSAL_BINARY, backend_argv, copy_app, need_uwsgi
-from tests.interop.static_tree import make_tree
+from tests.interop.static_tree import HUGE, make_tree
 from vassal.protocols import uwsgi as U
 from vassal.protocols.static import http_date
 
@@ -250,3 +251,23 @@ def test_offload_threads_send_the_same_bytes(servers: dict, tree: Path, target: 
     ours = assert_same(answers)
     name = target.rsplit("/", 1)[1]
     assert ours[0] == 200 and ours[2] == (tree / "tree" / "pub" / name).read_bytes()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_offload_frees_the_only_worker(servers: dict, kind: str) -> None:
+    """One worker, one offload thread: it answers others while a slow client downloads."""
+    port = servers["offload"][kind][0]
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.settimeout(30)
+    slow.connect(("127.0.0.1", port))
+    try:
+        slow.sendall(b"GET /s/huge.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert http(port, "/s/a.txt")[2] == b"hello\n"
+        assert http(port, "/not-static")[2] == b"app:/not-static"
+        got = 0
+        while data := slow.recv(1 << 20):
+            got += len(data)
+    finally:
+        slow.close()
+    assert got > HUGE  # the head and the whole body

@@ -111,3 +111,56 @@ def test_a_missing_docroot_is_retried(tmp_path: Path) -> None:
     assert root.resolve() is None
     (tmp_path / "later").mkdir()
     assert root.resolve() == os.fsencode(os.path.realpath(tmp_path / "later"))
+
+
+_TREE: dict[str, Path] = {}
+
+
+def _tree() -> Path:
+    """One tree for every example (hypothesis runs the test body many times)."""
+    if "t" not in _TREE:
+        import tempfile
+
+        from tests.interop.static_tree import make_tree
+
+        _TREE["t"] = make_tree(Path(tempfile.mkdtemp(prefix="static-fuzz-")))
+    return _TREE["t"]
+
+
+_PIECES = st.sampled_from(["..", ".", "", "pub", "pub-secret", "s.txt", "a.txt", "sub", "index.html",
+                           "link-prefix.txt", "link-out.txt", "link-safe.txt", "%2e%2e", "\x00", "//", "shared",
+                           "x.txt", "chk", "robots.txt"])
+
+
+@given(st.lists(_PIECES, max_size=8), st.sampled_from(["GET", "HEAD", "POST"]))
+def test_nothing_outside_the_directory_is_ever_served(parts: list[str], method: str) -> None:
+    import socket
+
+    t = _tree()
+    sf = S.StaticFiles(roots=[S._Root(b"/s", os.fsencode(t / "pub"), strip=True)], index=[b"index.html"],
+                       safe=[os.fsencode(t / "shared")])
+    path = "/s/" + "/".join(parts)
+    a, b = socket.socketpair()
+    try:
+        a.settimeout(5)  # the files served here fit the socket buffer; never hang on a surprise
+        b.setblocking(False)
+        reply = sf.serve({"PATH_INFO": path, "REQUEST_METHOD": method, "SERVER_PROTOCOL": "HTTP/1.1"}, a, True, "")
+        if reply is None:
+            return
+        data = b""
+        while True:
+            try:
+                chunk = b.recv(1 << 20)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        body = data.partition(b"\r\n\r\n")[2]
+        assert b"secret" not in body
+        allowed = {p.read_bytes() for p in (t / "pub").rglob("*") if p.is_file() and not p.is_symlink()}
+        allowed.add((t / "shared" / "x.txt").read_bytes())
+        assert method == "HEAD" or body in allowed
+    finally:
+        a.close()
+        b.close()
