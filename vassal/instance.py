@@ -190,7 +190,7 @@ def _setup_log(config: Any, reloading: bool) -> None:
     mode = config.get("logfile-chmod")
     if mode is not None:
         if len(mode) != 3 or any(c not in "01234567" for c in mode):
-            raise InstanceError(f"logfile-chmod: invalid chmod value: {mode}")
+            raise InstanceError(f"logfile-chmod ({config.origin('logfile-chmod')}): invalid chmod value: {mode}")
         logmod.chmod = int(mode, 8)
     logmod.backupname = config.get("log-backupname")
     target = config.get("daemonize") or config.get("logto")
