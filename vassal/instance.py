@@ -25,7 +25,7 @@ from vassal.log import log
 from vassal.logs.loggers import LoggerError
 from vassal.logs.request import RequestLog
 from vassal.master import FAILED_APP_CODE, Master
-from vassal.protocols import static
+from vassal.protocols import offload, static
 from vassal.scoreboard import Scoreboard
 from vassal.services import Service, log_master
 from vassal.sockets import (
@@ -335,6 +335,7 @@ def _settings(config: Any, version: str, link: Any) -> WorkerSettings:
 
 
 def _static_files(config: Any) -> Any:
+    offload.use_sendfile = not config.get("disable-sendfile")
     try:
         return static.from_config(config)
     except static.StaticConfigError as exc:

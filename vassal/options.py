@@ -277,6 +277,7 @@ _add("file-serve-mode", str, None, "x-sendfile or x-accel-redirect (nginx): name
      "let the front server send it", aliases=("fileserve-mode",), section=S)
 _add("offload-threads", int, 0, "threads per worker that send static files and file_wrapper bodies, "
      "freeing the worker", aliases=("offload-thread",), section=S)
+_add("disable-sendfile", bool, False, "copy file bodies with read()/write() instead of sendfile()", section=S)
 _add("static-cache-paths", int, 0, "cache resolved static paths (resolved per request here)", section=S,
      ignored=True)
 _add("static-cache-paths-name", str, None, "cache used for static paths", section=S, ignored=True)

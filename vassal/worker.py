@@ -30,7 +30,7 @@ from vassal.log import log
 from vassal.logs.request import RequestLog
 from vassal.protocols import http as H
 from vassal.protocols import uwsgi as U
-from vassal.protocols.offload import Offloader
+from vassal.protocols.offload import Offloader, send_all
 from vassal.scoreboard import STATUS_BUSY, STATUS_IDLE, Scoreboard
 from vassal.sockets import ListenSocket
 from vassal.wsgi import AppTable, ErrorStream, FileWrapper, print_app_exception
@@ -540,13 +540,7 @@ class Worker:
                 resp.via = "offload"
                 self.slot.cores[_core_id()].offloaded_requests += 1
             return
-        sent = 0
-        out = resp.sock.fileno()
-        while sent < size:
-            n = os.sendfile(out, fd, offset + sent, size - sent)
-            if n == 0:
-                break
-            sent += n
+        sent = send_all(resp.sock.fileno(), fd, offset, size)
         resp.body_bytes += sent
         resp.chunks += 1
         resp.via = "sendfile"

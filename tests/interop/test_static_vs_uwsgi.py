@@ -52,6 +52,7 @@ honour-range = true
 static-expires-type = image/png={now}
 static-expires-mtime = \\.css$ {mtime}
 static-expires-uri = ^/s/expire-uri {now}
+disable-sendfile = true
 """
 
 SECOND = """static-map = /s={t}/pub

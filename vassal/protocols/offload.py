@@ -31,6 +31,30 @@ from dataclasses import dataclass
 #: bytes per sendfile(2) call: large enough to keep syscalls few, small enough to share a
 #: thread fairly between clients
 CHUNK = 1 << 20
+#: bytes per read/write round with ``disable-sendfile``
+COPY_CHUNK = 1 << 16
+#: ``disable-sendfile``: copy with pread(2)/write(2) (file systems where sendfile misbehaves),
+#: set in the master before the workers fork
+use_sendfile = True
+
+
+def send_chunk(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+    """One sendfile(2) (or, with ``disable-sendfile``, one pread/write round); bytes sent."""
+    if use_sendfile:
+        return os.sendfile(out_fd, in_fd, offset, count)
+    data = os.pread(in_fd, min(count, COPY_CHUNK), offset)
+    return os.write(out_fd, data) if data else 0
+
+
+def send_all(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+    """Send until ``count`` bytes went out on a blocking socket (with its kernel timeout)."""
+    sent = 0
+    while sent < count:
+        n = send_chunk(out_fd, in_fd, offset + sent, count - sent)
+        if n == 0:  # the file shrank under us
+            break
+        sent += n
+    return sent
 
 
 @dataclass
@@ -107,7 +131,7 @@ class _Thread:
         """Send what the socket takes now; finish the transfer when done or broken."""
         try:
             while t.remaining > 0:
-                n = os.sendfile(t.out_fd, t.in_fd, t.offset, min(t.remaining, CHUNK))
+                n = send_chunk(t.out_fd, t.in_fd, t.offset, min(t.remaining, CHUNK))
                 if n == 0:  # the file shrank: nothing more to send
                     break
                 t.offset += n
@@ -153,7 +177,7 @@ class Offloader:
         sent = 0
         try:
             while sent < length:
-                n = os.sendfile(fd, file_fd, offset + sent, length - sent)
+                n = send_chunk(fd, file_fd, offset + sent, length - sent)
                 if n == 0:
                     break
                 sent += n

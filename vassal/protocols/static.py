@@ -38,6 +38,7 @@ from enum import IntEnum
 from typing import Any
 
 from vassal.log import log
+from vassal.protocols.offload import send_all
 
 DEFAULT_MIMEFILE = "/etc/mime.types"
 #: files up to this size are read and sent with the head in one write
@@ -440,7 +441,7 @@ class StaticFiles:
                     return StaticReply(status, len(head), length, len(headers), keep, "sendfile")
                 # the offload thread owns the connection now: nothing more may be read from it
                 return StaticReply(status, len(head), length, len(headers), False, "offload")
-            sent = sendfile_all(sock.fileno(), found.fd, lo, length)
+            sent = send_all(sock.fileno(), found.fd, lo, length)
             return StaticReply(status, len(head), sent, len(headers), keep and sent == length, "sendfile")
         finally:
             if not handed:
@@ -475,17 +476,6 @@ def _send_head(sock: socket.socket, protocol: str, status: str, headers: list[tu
     head = _head(protocol, status, headers, extra)
     sock.sendall(head)
     return StaticReply(status, len(head), 0, len(headers), keep)
-
-
-def sendfile_all(out_fd: int, in_fd: int, offset: int, count: int) -> int:
-    """sendfile(2) until ``count`` bytes went out (the socket is blocking with a timeout)."""
-    sent = 0
-    while sent < count:
-        n = os.sendfile(out_fd, in_fd, offset + sent, count - sent)
-        if n == 0:  # the file shrank under us
-            break
-        sent += n
-    return sent
 
 
 # --- configuration -----------------------------------------------------------------------
