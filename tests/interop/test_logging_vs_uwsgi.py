@@ -250,3 +250,25 @@ def test_reload_keeps_or_reopens_the_log(procs: Procs, tmp_path: Path, reopen: b
         wait_until(lambda where=where: request_lines(where, "/after-reload"), 10,
                    message=f"{kind} logging requests to {where.name}")
         assert (d / "app.log").exists() == reopen, kind
+
+
+def test_logfile_chown_before_dropping_privileges(procs: Procs) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("logfile-chown needs root to give the file away")
+    import pwd
+    import shutil
+    import tempfile
+
+    nobody = pwd.getpwnam("nobody")
+    base = Path(tempfile.mkdtemp(prefix="logchown-"))  # outside pytest's 0700 tree: nobody reads the app
+    try:
+        base.chmod(0o755)
+        servers = start_both(procs, base, f"logto = {{d}}/app.log\nlogfile-chown = true\nuid = {nobody.pw_uid}\n"
+                                          f"gid = {nobody.pw_gid}\n")
+        for kind, (port, d) in servers.items():
+            wait_until(lambda port=port: b" 200 OK" in get(port, "/as-nobody"), 10, message=f"{kind} serving")
+            st = (d / "app.log").stat()
+            assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid), kind
+    finally:
+        procs.kill_all()
+        shutil.rmtree(base, ignore_errors=True)
