@@ -42,7 +42,6 @@ _NAMES = {GRACEFUL_RELOAD: "graceful reload", BRUTAL_RELOAD: "brutal reload", SH
 class Master:
     def __init__(self, *, config: Any, sockets: list[ListenSocket], board: Scoreboard,
                  spawn_worker: Callable[[int], None], link: Any = None,
-                 stats_server: statsmod.StatsServer | None = None,
                  stats_source: statsmod.StatsSource | None = None,
                  original_cwd: str = "", cleanup: Callable[[], None] | None = None,
                  lazy_need_app: bool = False, services: list[Service] | None = None) -> None:
@@ -51,7 +50,6 @@ class Master:
         self.board = board
         self.spawn_worker = spawn_worker  # forks worker wid; the child never returns
         self.link = link
-        self.stats_server = stats_server
         self.stats_source = stats_source
         self.original_cwd = original_cwd
         self.cleanup = cleanup
@@ -299,24 +297,23 @@ class Master:
             service.start(self)
         for wid in range(1, self.n + 1):
             self.spawn(wid)
-        if self.stats_server is not None:
-            log(f"*** Stats server enabled on {self.stats_server.address} fd: {self.stats_server.fileno()} ***")
         while True:
             fds = [self.wake_r]
             if self.link is not None:
                 fds.append(self.link.fileno())
-            if self.stats_server is not None:
-                fds.append(self.stats_server.fileno())
             if self.zerg_server is not None:
                 fds.append(self.zerg_server.fileno())
             listening = [ls.fileno() for ls in self.sockets] if self.cheap and not self.pids else []
             fds += listening
             mono = time.monotonic()
             owners: dict[int, Service] = {}
+            writers: dict[int, Service] = {}
             timeout = 1.0
             for service in self.services:
                 for fd in service.fds():
                     owners[fd] = service
+                for fd in service.wfds():
+                    writers[fd] = service
                 wish = service.timeout(mono)
                 if wish is not None:
                     timeout = min(timeout, max(0.0, wish))
@@ -324,9 +321,9 @@ class Master:
             if self.state != RUNNING:
                 timeout = min(timeout, 0.05)
             try:
-                ready, _, _ = select.select(fds, [], [], timeout)
+                ready, writable, _ = select.select(fds, list(writers), [], timeout)
             except InterruptedError:
-                ready = []
+                ready, writable = [], []
             except OSError as exc:
                 if exc.errno == errno.EBADF:
                     self.link_gone()
@@ -342,14 +339,14 @@ class Master:
                 self._handle_signal(self.pending.pop(0))
             if self.link is not None and self.link.fileno() in ready:
                 self.emperor_command()
-            if self.stats_server is not None and self.stats_server.fileno() in ready:
-                self.stats_server.serve_one(self.stats_doc)
             if self.zerg_server is not None and self.zerg_server.fileno() in ready:
                 self.serve_zerg()
             for fd in ready:
                 service = owners.get(fd)
                 if service is not None:
                     service.on_ready(fd)
+            for fd in writable:
+                writers[fd].on_writable(fd)
             self.reap()
             if listening and any(fd in ready for fd in listening) and self.state == RUNNING:
                 log("a connection is waiting: leaving cheap mode")
@@ -394,17 +391,11 @@ class Master:
         finally:
             conn.close()
 
-    def stats_doc(self, minified: bool) -> str:
-        assert self.stats_source is not None
-        return statsmod.generate(self.stats_source, minified)
-
     def finish(self) -> int:
         for service in self.services:
             service.finish()
         if self.state in (GRACEFUL_RELOAD, BRUTAL_RELOAD) and not self.exit_on_reload:
             self.reexec()
-        if self.stats_server is not None:
-            self.stats_server.close()
         if self.zerg_server is not None:
             self.zerg_server.close()
             _unlink_unix(self.config.get("zerg-server"))
@@ -416,9 +407,6 @@ class Master:
     def reexec(self) -> None:
         """Replace this process by a new incarnation, sockets and emperor fds kept open."""
         log("binary reloading uWSGI...")
-        if self.stats_server is not None:
-            self.stats_server.close()
-            self.stats_server = None
         if self.zerg_server is not None:
             self.zerg_server.close()  # rebound by the next incarnation
             _unlink_unix(self.config.get("zerg-server"))
