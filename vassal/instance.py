@@ -328,6 +328,7 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
     ``need_app`` is None (not given) and an app was named but failed."""
     apps = AppTable()
     apps.load(config)
+    uwsgi_module.set_apps(apps.apps)
     for err in apps.errors:
         log(f"imperium: {err}")
     if not apps.apps:

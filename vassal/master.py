@@ -28,6 +28,7 @@ from typing import Any
 from emperor.protocol import ToVassal
 from vassal import stats as statsmod
 from vassal.log import log
+from vassal.respawn_guard import RespawnGuard
 from vassal.scoreboard import STATUS_CHEAP, Scoreboard
 from vassal.services import Service
 from vassal.sockets import ENV_INHERITED, ListenSocket, export_for_exec, parse_address, zerg_send
@@ -60,7 +61,7 @@ class Master:
         self.state = RUNNING
         self.pending: list[int] = []
         self.respawn_at: dict[int, float] = {}
-        self.fast_deaths: dict[int, int] = {}
+        self.guard = RespawnGuard(self.n)
         self.harakiri = int(config.get("harakiri") or 0)
         self.reload_mercy = int(config.get("reload-mercy") or 60)
         self.worker_mercy = int(config.get("worker-reload-mercy") or 60)
@@ -75,7 +76,7 @@ class Master:
         self.last_heartbeat = 0.0
         self.idle_notified = False
         self.cheap = False  # idle without die-on-idle: workers stopped until a connection comes
-        self.started = time.time()
+        self.started = time.monotonic()  # intervals are monotonic: a clock step changes nothing
         self.exit_code = 0
         self.zerg_server = _zerg_server(config.get("zerg-server"), int(config.get("listen") or 100))
         self.wake_r, self.wake_w = os.pipe()
@@ -188,22 +189,19 @@ class Master:
                 log(f"DAMN ! worker {wid} (pid: {pid}) died :( trying respawn ...")
             else:
                 log(f"worker {wid} killed successfully (pid: {pid})")
-            lived = time.time() - w.last_spawn
-            if lived < 1 and os.WEXITSTATUS(status) != 0:
-                self.fast_deaths[wid] = self.fast_deaths.get(wid, 0) + 1
-            else:
-                self.fast_deaths[wid] = 0
-            if self.fast_deaths.get(wid, 0) >= 3:
-                log("worker respawning too fast !!! i have to sleep a bit (2 seconds)...")
-                self.respawn_at[wid] = time.monotonic() + 2
+            now = time.monotonic()
+            at = self.guard.respawn_at(now)
+            if at > now:
+                self.respawn_at[wid] = at
             else:
                 self.spawn(wid, respawn=True)
 
     # --- periodic checks -----------------------------------------------------------------
 
     def checks(self, now: float) -> None:
+        """The periodic duties; ``now`` is ``time.monotonic()`` (the scoreboard's clock)."""
         for wid, due in list(self.respawn_at.items()):
-            if time.monotonic() >= due:
+            if now >= due:
                 del self.respawn_at[wid]
                 self.spawn(wid, respawn=True)
         if self.harakiri:
@@ -231,7 +229,9 @@ class Master:
             busy = any(self.board.workers[w].busy_cores > 0 for w in range(1, self.n + 1))
             if not busy and now - last > self.idle and not self.idle_notified:
                 self.idle_notified = True
-                log(f"workers have been inactive for more than {self.idle} seconds ({int(last)}-{int(now)})")
+                wall = time.time()  # uWSGI shows wall times here
+                log(f"workers have been inactive for more than {self.idle} seconds "
+                    f"({int(wall - (now - last))}-{int(wall)})")
                 if self.die_on_idle:
                     if self.link is not None:
                         self.link.voluntary_shutdown()
@@ -291,7 +291,7 @@ class Master:
             # before the workers exist, so that the emperor always sees 1 before 5
             self.link.spawned()
             if self.heartbeat:
-                self.last_heartbeat = time.time()
+                self.last_heartbeat = time.monotonic()
                 self.link.heartbeat()
         for service in self.services:
             service.start(self)
@@ -352,15 +352,14 @@ class Master:
                 log("a connection is waiting: leaving cheap mode")
                 self.cheap = False
                 self.idle_notified = False
-                self.started = time.time()
+                self.started = time.monotonic()
                 for wid in range(1, self.n + 1):
                     self.spawn(wid, respawn=True)
-            now = time.time()
             mono = time.monotonic()
             for service in self.services:
                 service.tick(mono)
             if self.state == RUNNING:
-                self.checks(now)
+                self.checks(mono)
                 continue
             if self.pids and time.monotonic() > self.deadline:
                 for pid, wid in list(self.pids.items()):

@@ -162,7 +162,7 @@ def generate(src: StatsSource, minified: bool = False) -> str:
     e.comma()
     e.key("workers")
     e.list_open()
-    now = time.time()
+    now, mono = time.time(), time.monotonic()
     for i in range(1, board.nworkers + 1):
         w = board.workers[i]
         e.obj_open()
@@ -230,8 +230,9 @@ def generate(src: StatsSource, minified: bool = False) -> str:
                 e.comma()
                 e.key("req_info")
                 e.obj_open()
-                if started and started <= now:
-                    e.kv("request_start", int(started), comma=False)
+                if started and started <= mono:
+                    # the scoreboard keeps the monotonic start; uWSGI shows wall time
+                    e.kv("request_start", int(now - (mono - started)), comma=False)
                 e.obj_close()
                 e.obj_close()
                 if j < board.ncores - 1:

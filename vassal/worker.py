@@ -169,7 +169,7 @@ class Worker:
         self.stopping = False
         self.reason = ""
         self.wake_r, self.wake_w = os.pipe()
-        self.spawned_at = time.time()
+        self.spawned_at = time.monotonic()
         self.base_env = {
             "wsgi.version": (1, 0),
             "wsgi.errors": ErrorStream(),
@@ -350,7 +350,7 @@ class Worker:
 
     def _run(self, sock: socket.socket, env: dict, body: H.Body, keep: bool, nvars: int, pktsize: int,
              core: int) -> bool:
-        t0 = time.time()
+        t0 = time.monotonic()  # the scoreboard's clock: harakiri and idle are intervals
         slot = self.slot
         cslot = slot.cores[core]
         cslot.in_request = t0
@@ -422,7 +422,7 @@ class Worker:
                     close()
                 except Exception:  # noqa: BLE001
                     print_app_exception()
-        t1 = time.time()
+        t1 = time.monotonic()
         rt = int((t1 - t0) * 1_000_000)
         # bookkeeping: one writer per field (this worker), read by the master
         with self.lock:
