@@ -14,13 +14,13 @@ import pytest
 
 from emperor.events import Available, Destroy, MonitorContext, Sync, Touch, Unavailable
 from monitors.amqp import EXCHANGE, AmqpMonitor
-from tests.conftest import free_port, held_service, need_service, wait_until
+from tests.conftest import free_port, held_service, need_module, need_service, wait_until
 from tests.integration.monitor_harness import (  # noqa: F401  (fixture)
     MonitorRun,
     monitors_fixture,
 )
 
-pika = pytest.importorskip("pika")
+pika = need_module("pika")
 
 # the outage test stops the broker: see service_lock for how tests keep out of its way
 pytestmark = pytest.mark.service("rabbitmq")

@@ -10,10 +10,10 @@ import pytest
 
 from emperor.events import Destroy, MonitorContext, Touch, Unavailable
 from monitors.zmq import ZmqMonitor
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, need_module, wait_until
 from tests.integration.monitor_harness import monitors_fixture  # noqa: F401  (fixture)
 
-zmq = pytest.importorskip("zmq")
+zmq = need_module("zmq")
 
 
 @contextmanager

@@ -17,11 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import need_service
 from vassal.config import load_config
 
 UWSGI = shutil.which("uwsgi-core") or "/usr/bin/uwsgi-core"
 
-pytestmark = pytest.mark.skipif(not os.access(UWSGI, os.X_OK), reason="real uWSGI (uwsgi-core) not installed")
+
+@pytest.fixture(autouse=True)
+def _real_uwsgi() -> None:
+    need_service("uwsgi", os.access(UWSGI, os.X_OK), f"{UWSGI} (Debian's uwsgi-core)")
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:

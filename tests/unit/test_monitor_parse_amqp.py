@@ -10,6 +10,7 @@ import pytest
 
 from emperor.events import Destroy, Touch
 from monitors.amqp import EXCHANGE, BadMessage, interpret, parse_amqp_arg
+from tests.conftest import need_module
 
 
 def test_uwsgi_form() -> None:
@@ -29,7 +30,7 @@ def test_our_parameters_are_taken_out() -> None:
 
 
 def test_pika_accepts_what_we_hand_it() -> None:
-    pika = pytest.importorskip("pika")
+    pika = need_module("pika")
     params = pika.URLParameters(parse_amqp_arg("amqp://u:p@h:5673/vh?queue=q").url)
     assert (params.host, params.port, params.virtual_host, params.credentials.username) == ("h", 5673, "vh", "u")
 
