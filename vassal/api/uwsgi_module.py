@@ -20,10 +20,18 @@ _state: dict[str, Any] = {"worker_id": 0, "masterpid": 0, "board": None, "socket
 _locks: dict[int, threading.RLock] = {}
 
 
+def _bytes(value: str) -> bytes:
+    # argv and file names that are not UTF-8 arrive with surrogateescape: give their bytes back
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace")
+
+
 def _opt_dict(config: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for entry in getattr(config, "entries", []):
-        value: Any = True if entry.value is None else entry.value.encode()
+        value: Any = True if entry.value is None else _bytes(entry.value)
         key = entry.key
         if key in out:
             prev = out[key]
