@@ -93,7 +93,8 @@ def test_emperor_stats_clients_are_capped(procs: Procs, tmp_path: Path) -> None:
         wait_until(lambda: any(v["id"] == "app.ini" and v["loyal"]
                                for v in _http_stats(e.stats_port, 3)["vassals"]),  # type: ignore[arg-type]
                    10, message="the vassal started during the flood")
-        assert len(os.listdir(f"/proc/{e.proc.pid}/fd")) - before <= 80
+        # 64 clients, at most two accept batches (16) being closed, the vassal's few fds
+        assert len(os.listdir(f"/proc/{e.proc.pid}/fd")) - before <= 64 + 2 * 16 + 10
     finally:
         for s in idle:
             s.close()
