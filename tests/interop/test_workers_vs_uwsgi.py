@@ -41,8 +41,10 @@ def test_uwsgi_workers_matches_uwsgi(procs: Procs, tmp_path: Path) -> None:
     assert docs["imperium"]["shape"] == docs["uwsgi"]["shape"]
     assert docs["imperium"]["respawn_counts"] == docs["uwsgi"]["respawn_counts"] == [0, 0]
     assert docs["imperium"]["mountpoints"] == docs["uwsgi"]["mountpoints"]
-    # the worker answering is busy, the other idle: the same in both
-    assert sorted(docs["imperium"]["statuses"]) == sorted(docs["uwsgi"]["statuses"])
+    # the worker answering sees itself busy (the other may still be closing the probe
+    # request, in either server)
+    for doc in docs.values():
+        assert "busy" in doc["statuses"] and set(doc["statuses"]) <= {"busy", "idle"}
 
 
 @pytest.mark.parametrize("kind", ["imperium", "uwsgi"])
