@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import grp
 import json
-import os
 import pwd
 import shutil
 import stat
