@@ -341,7 +341,7 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
 
 def _services(config: Any) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
-    return []
+    return uwsgi_module.services()
 
 
 def _run(config: Any) -> int:
@@ -379,7 +379,10 @@ def _run(config: Any) -> int:
     threads = max(1, int(config.get("threads") or 1))
     board = Scoreboard(processes, threads)
     buffer_size = int(config.get("buffer-size") or 4096)
-    uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
+    try:
+        uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
+    except uwsgi_module.ApiError as exc:
+        raise InstanceError(str(exc)) from None
     _pythonpath(config)
     for mod in config.getlist("shared-import"):
         __import__(mod)
