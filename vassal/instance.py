@@ -424,6 +424,7 @@ def _run(config: Any) -> int:
                      "chdir": config.get("chdir") or ""} for a in (apps.apps if apps else [])]
         stats_source = StatsSource(version, sockets, board, app_info, int(config.get("listen") or 100),
                                    bool(config.get("stats-no-cores")))
+        stats_source.api_parts = uwsgi_module.stats_parts
     if apps is not None:
         for i in range(1, processes + 1):
             board.workers[i].app_loaded = 1 if apps.apps else 0

@@ -10,8 +10,9 @@ before any worker is forked, in ``SUBSYSTEMS`` order:
   services it needs to ``ctx.services``; raise ``ApiError`` (one line naming the option) on
   bad input;
 - ``exports(ctx) -> dict``: the names it adds to the module (functions and constants);
-- ``stats(ctx) -> dict`` (optional): what it adds to the stats document (see
-  ``stats_parts``).
+- ``stats(ctx) -> dict`` (optional): what it adds to the stats document, as lists by key
+  (``{"caches": [...], "locks": [(name, pid), ...]}``), joined in ``SUBSYSTEMS`` order by
+  ``stats_parts``.
 
 A new subsystem is a new module plus one line in ``SUBSYSTEMS``. Values that change per
 process (``worker_id()``) are read from ``context.ctx`` when called.
@@ -23,7 +24,7 @@ import sys
 import types
 from typing import Any
 
-from vassal.api import context, locks, process
+from vassal.api import caches, context, locks, process
 from vassal.api.context import ApiContext, ApiError
 
 #: the subsystems, in the order they are set up and their names added (a later one may
@@ -31,6 +32,7 @@ from vassal.api.context import ApiContext, ApiError
 SUBSYSTEMS: tuple[types.ModuleType, ...] = (
     process,
     locks,
+    caches,
 )
 
 __all__ = ["ApiError", "install", "services", "set_worker_id", "SUBSYSTEMS"]
@@ -59,13 +61,14 @@ def services() -> list:
     return list(context.ctx.services)
 
 
-def stats_parts() -> dict[str, Any]:
-    """What the subsystems add to the stats document, by key."""
-    out: dict[str, Any] = {}
+def stats_parts() -> dict[str, list]:
+    """What the subsystems add to the stats document: each key's lists joined in order."""
+    out: dict[str, list] = {}
     for sub in SUBSYSTEMS:
         fn = getattr(sub, "stats", None)
         if fn is not None:
-            out.update(fn(context.ctx))
+            for key, items in fn(context.ctx).items():
+                out.setdefault(key, []).extend(items)
     return out
 
 
