@@ -144,3 +144,45 @@ def test_stats_show_the_caches_as_uwsgi(servers) -> None:
             assert a[key] == b[key], (a["name"], key)
     lock_names = {kind: [next(iter(d)) for d in docs[kind]["locks"]] for kind in KINDS}
     assert lock_names["imperium"] == lock_names["uwsgi"]
+
+
+@pytest.mark.parametrize("writer,reader", [("uwsgi", "imperium"), ("imperium", "uwsgi")])
+def test_a_store_file_written_by_one_is_read_by_the_other(tmp_path: Path, writer: str, reader: str) -> None:
+    """Same memory layout and hash: a persistent cache moves between uWSGI and Imperium."""
+    need_uwsgi()
+    procs = Procs(tmp_path)
+    store = tmp_path / "shared.store"
+    shutil.copy(APP, tmp_path / "cache_app.py")
+    try:
+        results = {}
+        for kind in (writer, reader):
+            port, stats = free_port(), free_port()
+            ini = tmp_path / f"{kind}.ini"
+            ini.write_text(f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = %d/cache_app.py\nmaster = true\n"
+                           f"processes = 2\nstats = 127.0.0.1:{stats}\n"
+                           f"cache2 = name=st,items=20,blocksize=32,keysize=24,store={store}\n")
+            p = procs.start(backend_argv(kind, ini), cwd=tmp_path)
+            wait_until(lambda p=p, port=port: p.poll() is not None or port_open(port), 20, message=kind)
+            assert p.poll() is None, procs.output(p)[-2000:]
+            if kind == writer:
+                for i in range(12):
+                    assert answer(port, f"/update?k=key-{i}&v=value-{i}&c=st")[0] == "True"
+                assert answer(port, "/inc?k=n&n=1234567&c=st")[0] == "True"
+                assert answer(port, "/set?k=%C3%A9t%C3%A9&v=utf8&c=st")[0] == "True"  # bytes >= 0x80 in the hash
+                assert answer(port, "/del?k=key-3&c=st")[0] == "True"
+            else:
+                results = {i: answer(port, f"/get?k=key-{i}&c=st")[0] for i in range(12)}
+                results["n"] = answer(port, "/num?k=n&c=st")[0]
+                results["utf8"] = answer(port, "/get?k=%C3%A9t%C3%A9&c=st")[0]
+                results["keys"] = answer(port, "/keys?c=st")[0]
+                assert answer(port, "/update?k=key-3&v=again&c=st")[0] == "True"
+                assert read_json(stats)["caches"][0]["items"] == 14
+            p.send_signal(2)
+            p.wait(20)
+        want = {i: (None if i == 3 else f"b'value-{i}'") for i in range(12)}
+        assert {i: results[i] for i in range(12)} == {i: str(v) if v else "None" for i, v in want.items()}
+        assert results["n"] == "1234567"
+        assert results["utf8"] == "b'utf8'"
+        assert "b'key-11'" in results["keys"]
+    finally:
+        procs.kill_all()
