@@ -52,7 +52,13 @@ META_WORDS = 32  # header words before the hash table (room to grow)
 
 _INT64 = struct.Struct("=q")
 _HEAD = struct.Struct("=9Q")  # an item's fields up to next (the lock-free read path)
+_VS_EXP = struct.Struct("=3Q")  # valsize, first_block, expires
 _SEQ, _MISS, _HITS = M_SEQ, M_MISS, M_HITS
+#: hits and misses of lock-free reads are counted per process and added to the shared
+#: counters every _FLUSH of them (and at each write): one shared cache line bouncing between
+#: processors at every read would cost more than the read
+_FLUSH = 64
+_SPIN = 40
 _trylock, _lock, _unlock, _consistent = shm.raw_calls()
 _NONE = 0xFFFFFFFFFFFFFFFF
 
@@ -196,6 +202,8 @@ class Cache:
         self.lastmod = spec.use_last_modified
         # reads without the lock, unless a read changes the cache (LRU order, lazy expiry)
         self.fast_reads = not (spec.purge_lru or spec.lazy_expire)
+        # an update of a live key rewrites its value in place (no LRU order, no blocks to move)
+        self.fast_writes = not (spec.purge_lru or spec.lazy_expire or spec.bitmap)
         self.bitmap_size = (spec.blocks + 7) // 8 if spec.bitmap else 0
         self.table_off = META_WORDS  # word index of the hash table
         self.stack_off = self.table_off + self.hashsize  # word index of the free-item stack
@@ -206,6 +214,8 @@ class Cache:
         self.lock = shm.RobustMutex(self.meta, 0, f"cache_{self.name}")
         self.data_off = self.isz * self.max_items
         self._hashes: dict[bytes, int] = {}
+        self._hits = 0  # lock-free reads not yet added to the shared counters
+        self._miss = 0
         self.store: mmap.mmap
         self.restored = False
         if spec.store:
@@ -350,10 +360,20 @@ class Cache:
         return _Held(self)
 
     def _enter(self) -> None:
+        self._take(_trylock(self.lock.addr))
+
+    def _take(self, r: int) -> None:
+        """Finish taking the lock after a first trylock answered ``r``."""
         lk = self.lock
-        r = _trylock(lk.addr)
         if r == errno.EBUSY:
-            r = _lock(lk.addr)
+            # the holder runs on another processor for a microsecond or two: try again a few
+            # times before sleeping in the kernel (a sleep and a wake-up cost far more)
+            for _ in range(_SPIN):
+                r = _trylock(lk.addr)
+                if r != errno.EBUSY:
+                    break
+            else:
+                r = _lock(lk.addr)
         if r != 0:
             if r != errno.EOWNERDEAD:
                 raise OSError(r, f"cache {self.name}: lock: {os.strerror(r)}")
@@ -367,7 +387,12 @@ class Cache:
         self.m[M_SEQ] = (self.m[M_SEQ] + 1) | 1
 
     def _exit(self) -> None:
-        self.m[M_SEQ] += 1
+        m = self.m
+        if self._hits or self._miss:
+            m[M_HITS] += self._hits
+            m[M_MISS] += self._miss
+            self._hits = self._miss = 0
+        m[M_SEQ] += 1
         _unlock(self.lock.addr)
 
     # --- lookups -------------------------------------------------------------------------
@@ -435,7 +460,10 @@ class Cache:
                         return self._get_locked(key, h)  # a long chain: walk it under the lock
                 if not i:
                     if m[_SEQ] == s:
-                        m[_MISS] += 1
+                        self._miss += 1
+                        if self._miss >= _FLUSH:
+                            m[_MISS] += self._miss
+                            self._miss = 0
                         return None
                     continue
                 if vs > self.max_item_size:
@@ -448,7 +476,10 @@ class Cache:
                 continue
             if flags & _UNGETTABLE:
                 return None
-            m[_HITS] += 1
+            self._hits += 1
+            if self._hits >= _FLUSH:
+                m[_HITS] += self._hits
+                self._hits = 0
             return value
         return self._get_locked(key, h)
 
@@ -539,8 +570,34 @@ class Cache:
         h = self._hashes.get(key)
         if h is None:
             h = self._hash_of(key)
-        self._enter()
+        addr = self.lock.addr
+        r = _trylock(addr)
+        if r:
+            self._take(r)
+        else:
+            self.m[_SEQ] += 1  # odd: readers retry (it is even here: a dead writer means EOWNERDEAD)
         try:
+            if flags == _UPDATE and self.fast_writes:
+                # the common case inline: replace the value of a live key in place
+                m = self.m
+                store = self.store
+                isz = self.isz
+                i = m[self.table_off + h % self.hashsize]
+                while i:
+                    b = i * isz
+                    _f, ks, ih, _v, first, _e, _h, _p, nxt = _HEAD.unpack_from(store, b)
+                    if ih == h and ks == n and store[b + 88: b + 88 + n] == key:
+                        if expires:
+                            expires += int(time.time())
+                            if not m[M_NEXT_SCAN] or m[M_NEXT_SCAN] > expires:
+                                m[M_NEXT_SCAN] = expires
+                        off = self.data_off + first * self.blocksize
+                        store[off: off + vlen] = value
+                        _VS_EXP.pack_into(store, b + 24, vlen, first, expires)
+                        if self.lastmod:
+                            m[M_LAST_MODIFIED] = int(time.time())
+                        return True
+                    i = nxt
             return self._set_locked(key, h, value, expires, flags)
         finally:
             self._exit()

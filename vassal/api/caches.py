@@ -23,6 +23,8 @@ from vassal.api.context import ApiContext, ApiError
 from vassal.log import log
 from vassal.services import Service
 
+_UPDATE = int(CacheFlag.UPDATE)  # a plain int: IntFlag arithmetic on the hot path is slow
+
 _caches: dict[str, Cache] = {}
 _first: list[Cache] = []  # the default cache (the first one configured), if any
 _warned: set[str] = set()
@@ -322,7 +324,7 @@ def cache_update(key: Any, value: Any, expires: Any = 0, cache: Any = None) -> b
         return None
     k = key if type(key) is bytes else _bytes("cache_update", key)
     v = value if type(value) is bytes else _bytes("cache_update", value)
-    return True if c.set(k, v, _int("cache_update", expires) if expires else 0, CacheFlag.UPDATE) else None
+    return True if c.set(k, v, _int("cache_update", expires) if expires else 0, _UPDATE) else None
 
 
 def cache_del(key: Any, cache: Any = None) -> bool | None:
@@ -354,7 +356,7 @@ def _math(fn: str, flag: CacheFlag, default: int, key: Any, value: Any, expires:
     delta = _int(fn, default if value is None else value)
     if not -(1 << 63) <= delta < (1 << 63):
         raise OverflowError(f"{fn}() value out of the int64 range")
-    flags = CacheFlag.UPDATE | CacheFlag.MATH | CacheFlag.FIXEXPIRE | flag
+    flags = int(CacheFlag.UPDATE | CacheFlag.MATH | CacheFlag.FIXEXPIRE | flag)
     ok = c.set(_bytes(fn, key), delta.to_bytes(8, "little", signed=True), _int(fn, expires) if expires else 0, flags)
     return True if ok else None
 
