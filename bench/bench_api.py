@@ -21,7 +21,16 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import IMPERIUM, UWSGI_CORE, Server, free_port, print_table, ratio, tempdir, wait_first_200
+from bench.common import (
+    IMPERIUM,
+    UWSGI_CORE,
+    Server,
+    free_port,
+    print_table,
+    ratio,
+    tempdir,
+    wait_first_200,
+)
 
 WORKERS = 4
 CLIENTS = 8

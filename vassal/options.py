@@ -273,6 +273,7 @@ _add("cache-udp-server", str, None, "cache replication (refused: not supported)"
 _add("cache-udp-node", str, None, "cache replication (refused: not supported)", repeat=True, section=S)
 _add("cache-sync", str, None, "copy a remote cache at startup (refused: not supported)", section=S)
 _add("locks", int, 0, "create N+1 user locks (uwsgi.lock(0..N))", section=S)
+_add("rpc-max", int, 64, "most RPC functions a process may register", section=S)
 _add("spooler", str, None, "spooler directory", short="Q", repeat=True, section=S, ignored=True)
 _ignored(S, "spooler-processes", "spooler-frequency", "mules", "hook-asap",
          "hook-pre-app", "hook-post-app", "hook-accepting", "cron", "unique-cron", "attach-daemon",

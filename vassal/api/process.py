@@ -5,7 +5,11 @@ that need no subsystem of their own)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
+import threading
+import time
 from typing import Any
 
 from vassal.api.context import ApiContext
@@ -26,7 +30,7 @@ def exports(ctx: ApiContext) -> dict[str, Any]:
         return True
 
     def stop() -> bool:
-        os.kill(ctx.masterpid, signal.SIGINT)
+        os.kill(ctx.masterpid, signal.SIGQUIT)  # as uWSGI: the master shuts down
         return True
 
     def total_requests() -> int:
@@ -71,17 +75,59 @@ def exports(ctx: ApiContext) -> dict[str, Any]:
     def get_option(name: str) -> Any:
         return opt.get(name)
 
-    def accepting(accepting: bool = True) -> None:
+    def accepting(accepting: int = 1) -> None:
+        b = ctx.board
+        if b is not None and 1 <= ctx.worker_id <= b.nworkers:
+            b.workers[ctx.worker_id].accepting = 1 if accepting else 0
         return None
 
     def request_id() -> int:
-        return total_requests()
+        """Requests this core of this worker has served (uWSGI's per-core counter)."""
+        b = ctx.board
+        if b is None or not 1 <= ctx.worker_id <= b.nworkers:
+            return 0
+        name = threading.current_thread().name
+        core = int(name[5:]) if name.startswith("core ") else 0
+        return b.workers[ctx.worker_id].cores[core].requests if core < b.ncores else 0
+
+    def mem() -> tuple[int, int]:
+        """(rss, vsz) of this process in bytes."""
+        try:
+            with open("/proc/self/statm", "rb") as f:
+                parts = f.read().split()
+            page = os.sysconf("SC_PAGE_SIZE")
+            return int(parts[1]) * page, int(parts[0]) * page
+        except (OSError, ValueError, IndexError):
+            return 0, 0
+
+    def is_connected(fd: int) -> bool:
+        """True when ``fd`` is a socket with a peer still there."""
+        if not isinstance(fd, int):
+            raise TypeError("is_connected() argument must be an integer")
+        try:
+            s = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            return False
+        try:
+            s.getpeername()
+            return s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def micros() -> int:
+        return time.time_ns() // 1000
+
+    def i_am_the_spooler() -> None:
+        return None  # uWSGI answers None (not False) outside the spooler
+
+    def sendfile(*args: Any) -> None:
+        raise ValueError("uwsgi.sendfile is not supported by Imperium: return "
+                         "environ['wsgi.file_wrapper'](f) from the app instead (sent with sendfile(2))")
 
     def disconnect() -> None:
-        return None
-
-    def i_am_the_spooler() -> bool:
-        return False
+        raise ValueError("uwsgi.disconnect is not supported by Imperium: return from the app to close")
 
     opt = _opt_dict(ctx.config)
     cfg = ctx.config
@@ -92,18 +138,24 @@ def exports(ctx: ApiContext) -> dict[str, Any]:
         "buffer_size": ctx.buffer_size,
         "started_on": ctx.started_on,
         "opt": opt,
-        "magic_table": {},
         "applist": [],
         "applications": None,
         "cores": int(cfg.get("threads") or 1) if cfg is not None else 1,
         "has_threads": 1,
+        "version_info": _version_info(ctx.version),
+        "magic_table": _magic_table(cfg),
+        "is_a_reload": bool(os.environ.get("UWSGI_RELOADS")),
+        "loop": None,
+        "unbit": None,
+        "sockets": [ls.fileno() for ls in ctx.sockets],
         # spooler return codes: defined by uWSGI whether or not a spooler runs
         "SPOOL_OK": -2,
         "SPOOL_RETRY": -1,
         "SPOOL_IGNORE": 0,
     }
     for fn in (worker_id, mule_id, masterpid, reload, stop, total_requests, workers, log, setprocname,
-               listen_queue, get_option, accepting, request_id, disconnect, i_am_the_spooler):
+               listen_queue, get_option, accepting, request_id, disconnect, i_am_the_spooler, mem,
+               is_connected, micros, sendfile):
         names[fn.__name__] = fn
     return names
 
@@ -118,4 +170,23 @@ def _opt_dict(config: Any) -> dict[str, Any]:
             out[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
         else:
             out[key] = value
+    return out
+
+
+def _version_info(version: str) -> tuple:
+    """uWSGI's (base, major, minor, revision, custom) from "2.0.21-imperium-0.1.0"."""
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)(?:\.(\d+))?-?(.*)", version)
+    if not m:
+        return (0, 0, 0, 0, version.encode())
+    return (int(m[1]), int(m[2]), int(m[3]), int(m[4] or 0), m[5].encode())
+
+
+def _magic_table(config: Any) -> dict[bytes, bytes]:
+    """The magic variables (%n, %d, ...) as uWSGI's module shows them: one-byte keys."""
+    magic = getattr(config, "magic", None) or {}
+    out = {}
+    for k, v in magic.items():
+        key = k[1:] if k.startswith("%") else k
+        if len(key) == 1 and v is not None:
+            out[key.encode()] = str(v).encode()
     return out

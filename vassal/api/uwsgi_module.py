@@ -24,7 +24,7 @@ import sys
 import types
 from typing import Any
 
-from vassal.api import caches, context, locks, process
+from vassal.api import caches, context, locks, process, rpc, sharedarea
 from vassal.api.context import ApiContext, ApiError
 
 #: the subsystems, in the order they are set up and their names added (a later one may
@@ -32,7 +32,9 @@ from vassal.api.context import ApiContext, ApiError
 SUBSYSTEMS: tuple[types.ModuleType, ...] = (
     process,
     locks,
+    sharedarea,
     caches,
+    rpc,
 )
 
 __all__ = ["ApiError", "install", "services", "set_worker_id", "SUBSYSTEMS"]
