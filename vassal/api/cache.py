@@ -51,7 +51,9 @@ M_ITEMS, M_HITS, M_MISS, M_FULL, M_NEXT_SCAN, M_LRU_HEAD, M_LRU_TAIL, M_STACK, M
 META_WORDS = 32  # header words before the hash table (room to grow)
 
 _INT64 = struct.Struct("=q")
-_HEAD = struct.Struct("=9Q")  # an item's fields up to next (the lock-free read path)
+_HEAD = struct.Struct("=9Q")  # an item's fields up to next
+_HEAD5 = struct.Struct("=5Q")  # flags, keysize, hash, valsize, first_block (the read path)
+_NEXT = struct.Struct("=Q")
 _VS_EXP = struct.Struct("=3Q")  # valsize, first_block, expires
 _SEQ, _MISS, _HITS = M_SEQ, M_MISS, M_HITS
 #: hits and misses of lock-free reads are counted per process and added to the shared
@@ -214,8 +216,7 @@ class Cache:
         self.lock = shm.RobustMutex(self.meta, 0, f"cache_{self.name}")
         self.data_off = self.isz * self.max_items
         self._hashes: dict[bytes, int] = {}
-        self._hits = 0  # lock-free reads not yet added to the shared counters
-        self._miss = 0
+        self._counts = [0, 0]  # lock-free hits and misses not yet added to the shared counters
         self.store: mmap.mmap
         self.restored = False
         if spec.store:
@@ -225,6 +226,7 @@ class Cache:
             self.store = shm.anonymous(spec.filesize)
         self.v = _views(self.store, self.data_off)
         self.rebuild()
+        self.reader = self._make_reader()
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -388,10 +390,11 @@ class Cache:
 
     def _exit(self) -> None:
         m = self.m
-        if self._hits or self._miss:
-            m[M_HITS] += self._hits
-            m[M_MISS] += self._miss
-            self._hits = self._miss = 0
+        counts = self._counts
+        if counts[0] or counts[1]:
+            m[M_HITS] += counts[0]
+            m[M_MISS] += counts[1]
+            counts[0] = counts[1] = 0
         m[M_SEQ] += 1
         _unlock(self.lock.addr)
 
@@ -431,57 +434,74 @@ class Cache:
         return 0
 
     def get(self, key: bytes) -> bytes | None:
-        h = self._hashes.get(key)
-        if h is None:
-            h = self._hash_of(key)
-        if not self.fast_reads:
-            return self._get_locked(key, h)
+        return self.reader(key)
+
+    def _make_reader(self) -> Callable[[bytes], bytes | None]:
+        """The lock-free ``get``, as a closure: every constant it needs is a local of the
+        closure (an attribute load per use would cost a third of the call)."""
         m = self.m
         isz = self.isz
         store = self.store
-        unpack = _HEAD.unpack_from
-        n = len(key)
-        table = self.table_off + h % self.hashsize
-        for _ in range(4):
-            s = m[_SEQ]
-            if s & 1:
-                continue
-            try:
-                i = m[table]
-                rounds = 0
-                while i:
-                    b = i * isz
-                    flags, ks, ih, vs, first, _e, _h, _p, nxt = unpack(store, b)
-                    if ih == h and ks == n and store[b + 88: b + 88 + n] == key:
-                        break
-                    i = nxt
-                    rounds += 1
-                    if rounds > 64:
-                        return self._get_locked(key, h)  # a long chain: walk it under the lock
-                if not i:
-                    if m[_SEQ] == s:
-                        self._miss += 1
-                        if self._miss >= _FLUSH:
-                            m[_MISS] += self._miss
-                            self._miss = 0
-                        return None
+        unpack = _HEAD5.unpack_from
+        unpack_next = _NEXT.unpack_from
+        hashes = self._hashes
+        hash_of = self._hash_of
+        table_off = self.table_off
+        hashsize = self.hashsize
+        data_off = self.data_off
+        blocksize = self.blocksize
+        max_item_size = self.max_item_size
+        locked = self._get_locked
+        counts = self._counts  # [hits, misses] not yet added to the shared counters
+
+        def get(key: bytes) -> bytes | None:
+            h = hashes.get(key)
+            if h is None:
+                h = hash_of(key)
+            n = len(key)
+            table = table_off + h % hashsize
+            for _ in range(4):
+                s = m[_SEQ]
+                if s & 1:
                     continue
-                if vs > self.max_item_size:
+                try:
+                    i = m[table]
+                    rounds = 0
+                    while i:
+                        b = i * isz
+                        flags, ks, ih, vs, first = unpack(store, b)
+                        if ih == h and ks == n and store[b + 88: b + 88 + n] == key:
+                            break
+                        i = unpack_next(store, b + 64)[0]
+                        rounds += 1
+                        if rounds > 64:
+                            return locked(key, h)  # a long chain: walk it under the lock
+                    if not i:
+                        if m[_SEQ] == s:
+                            counts[1] += 1
+                            if counts[1] >= _FLUSH:
+                                m[_MISS] += counts[1]
+                                counts[1] = 0
+                            return None
+                        continue
+                    if vs > max_item_size:
+                        continue
+                    off = data_off + first * blocksize
+                    value = store[off: off + vs]
+                except (IndexError, struct.error):  # a link read while a writer changed it
                     continue
-                off = self.data_off + first * self.blocksize
-                value = store[off: off + vs]
-            except (IndexError, struct.error):  # a link read while a writer changed it
-                continue
-            if m[_SEQ] != s:
-                continue
-            if flags & _UNGETTABLE:
-                return None
-            self._hits += 1
-            if self._hits >= _FLUSH:
-                m[_HITS] += self._hits
-                self._hits = 0
-            return value
-        return self._get_locked(key, h)
+                if m[_SEQ] != s:
+                    continue
+                if flags & _UNGETTABLE:
+                    return None
+                counts[0] += 1
+                if counts[0] >= _FLUSH:
+                    m[_HITS] += counts[0]
+                    counts[0] = 0
+                return value
+            return locked(key, h)
+
+        return get if self.fast_reads else (lambda key: locked(key, hash_of(key)))
 
     def _get_locked(self, key: bytes, h: int) -> bytes | None:
         self._enter()

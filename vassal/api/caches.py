@@ -303,10 +303,12 @@ def exports(ctx: ApiContext) -> dict[str, Any]:
 
 
 def cache_get(key: Any, cache: Any = None) -> bytes | None:
-    c = _first[0] if cache is None and _first else _cache("cache_get", cache)
+    if cache is None and _first:
+        return _first[0].reader(key if type(key) is bytes else _bytes("cache_get", key))
+    c = _cache("cache_get", cache)
     if c is None:
         return None
-    return c.get(key if type(key) is bytes else _bytes("cache_get", key))
+    return c.reader(key if type(key) is bytes else _bytes("cache_get", key))
 
 
 def cache_set(key: Any, value: Any, expires: Any = 0, cache: Any = None) -> bool | None:
