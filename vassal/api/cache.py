@@ -31,6 +31,7 @@ its C functions return.
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import errno
 import mmap
@@ -39,15 +40,28 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from vassal.api import shm
+
+try:  # the optional C accelerator of the two hot paths (see _cachefast.c); Python does it all too
+    from vassal.api import _cachefast as _accel
+except ImportError:  # not compiled here: the Python paths below are complete
+    _accel = None  # type: ignore[assignment]
+if os.environ.get("IMPERIUM_NO_ACCEL"):
+    _accel = None  # type: ignore[assignment]
+
+#: what a fast path answers when the case is not the plain one: run the Python path
+FALLBACK: object = _accel.FALLBACK if _accel is not None else object()
 
 ITEM_HEADER = 88  # eleven uint64
 F_FLAGS, F_KEYSIZE, F_HASH, F_VALSIZE, F_FIRST, F_EXPIRES, F_HITS, F_PREV, F_NEXT, F_LRU_PREV, F_LRU_NEXT = range(11)
 
 # meta region: the mutex, then these uint64 counters (word index), then the tables
 M_ITEMS, M_HITS, M_MISS, M_FULL, M_NEXT_SCAN, M_LRU_HEAD, M_LRU_TAIL, M_STACK, M_BITMAP_POS, \
-    M_LAST_MODIFIED, M_REPAIRS, M_SEQ = range(shm.MUTEX_SIZE // 8, shm.MUTEX_SIZE // 8 + 12)
+    M_LAST_MODIFIED, M_REPAIRS, M_SEQ, M_DIRTY = range(shm.MUTEX_SIZE // 8, shm.MUTEX_SIZE // 8 + 13)
+# M_DIRTY: set by the C accelerator when it got the lock of a dead holder; the next Python
+# taker of the lock repairs the cache (the word numbers are also written in _cachefast.c)
 META_WORDS = 32  # header words before the hash table (room to grow)
 
 _INT64 = struct.Struct("=q")
@@ -226,6 +240,17 @@ class Cache:
             self.store = shm.anonymous(spec.filesize)
         self.v = _views(self.store, self.data_off)
         self.rebuild()
+        self.fast: Any = None
+        self.updater: Callable[[bytes, bytes, int], object] | None = None
+        if _accel is not None:
+            self._anchors = (ctypes.c_char.from_buffer(self.meta), ctypes.c_char.from_buffer(self.store))
+            self.fast = _accel.Fast(self, ctypes.addressof(self._anchors[0]), ctypes.addressof(self._anchors[1]),
+                                    self.isz, self.table_off, self.hashsize, self.data_off,
+                                    spec.blocksize * spec.blocks, self.blocksize, self.max_item_size,
+                                    self.max_items, self.keysize, 1 if spec.hash == "murmur2" else 0,
+                                    1 if self.lastmod else 0)
+            if self.fast_writes:
+                self.updater = self.fast.update
         self.reader = self._make_reader()
 
     # --- setup ---------------------------------------------------------------------------
@@ -381,12 +406,13 @@ class Cache:
                 raise OSError(r, f"cache {self.name}: lock: {os.strerror(r)}")
             # its holder died: what it was changing may be half done
             _consistent(lk.addr)
-            self.m[M_SEQ] = (self.m[M_SEQ] + 1) | 1
-            self.m[M_REPAIRS] += 1
+        m = self.m
+        m[M_SEQ] = (m[M_SEQ] + 1) | 1
+        if r or m[M_DIRTY]:
+            m[M_DIRTY] = 0
+            m[M_REPAIRS] += 1
             kept = self.rebuild()
             self.log(f'[cache] a process died holding the lock of cache "{self.name}": rebuilt, {kept} items kept')
-            return
-        self.m[M_SEQ] = (self.m[M_SEQ] + 1) | 1
 
     def _exit(self) -> None:
         m = self.m
@@ -434,7 +460,12 @@ class Cache:
         return 0
 
     def get(self, key: bytes) -> bytes | None:
-        return self.reader(key)
+        r = self.reader(key)
+        return self.get_slow(key) if r is FALLBACK else r
+
+    def get_slow(self, key: bytes) -> bytes | None:
+        """``get`` under the lock (what a fast path answering FALLBACK leaves to Python)."""
+        return self._get_locked(key, self._hash_of(key))
 
     def _make_reader(self) -> Callable[[bytes], bytes | None]:
         """The lock-free ``get``, as a closure: every constant it needs is a local of the
@@ -451,7 +482,6 @@ class Cache:
         data_off = self.data_off
         blocksize = self.blocksize
         max_item_size = self.max_item_size
-        locked = self._get_locked
         counts = self._counts  # [hits, misses] not yet added to the shared counters
 
         def get(key: bytes) -> bytes | None:
@@ -475,7 +505,7 @@ class Cache:
                         i = unpack_next(store, b + 64)[0]
                         rounds += 1
                         if rounds > 64:
-                            return locked(key, h)  # a long chain: walk it under the lock
+                            return FALLBACK  # a long chain: walk it under the lock
                     if not i:
                         if m[_SEQ] == s:
                             counts[1] += 1
@@ -499,9 +529,13 @@ class Cache:
                     m[_HITS] += counts[0]
                     counts[0] = 0
                 return value
-            return locked(key, h)
+            return FALLBACK
 
-        return get if self.fast_reads else (lambda key: locked(key, hash_of(key)))
+        if not self.fast_reads:
+            return lambda key: FALLBACK
+        if _accel is not None:
+            return self.fast.get
+        return get
 
     def _get_locked(self, key: bytes, h: int) -> bytes | None:
         self._enter()
@@ -592,7 +626,7 @@ class Cache:
             h = self._hash_of(key)
         addr = self.lock.addr
         r = _trylock(addr)
-        if r:
+        if r or self.m[M_DIRTY]:
             self._take(r)
         else:
             self.m[_SEQ] += 1  # odd: readers retry (it is even here: a dead writer means EOWNERDEAD)
@@ -621,6 +655,12 @@ class Cache:
             return self._set_locked(key, h, value, expires, flags)
         finally:
             self._exit()
+
+    def update(self, key: bytes, value: bytes, expires: int = 0) -> bool:
+        """``set`` with UPDATE: the C fast path when it can, else Python's."""
+        if self.updater is not None and expires >= 0 and self.updater(key, value, expires) is True:
+            return True
+        return self.set(key, value, expires, _UPDATE)
 
     def _set_locked(self, key: bytes, h: int, value: bytes, expires: int, flags: int) -> bool:
         m = self.m
@@ -882,6 +922,8 @@ class Cache:
 
     def stats(self) -> dict:
         m = self.m
+        if self.fast is not None:
+            self.fast.flush()
         spec = self.spec
         return {"name": self.name, "hash": spec.hash, "hashsize": spec.hashsize, "keysize": spec.keysize,
                 "max_items": spec.max_items, "blocks": spec.blocks, "blocksize": spec.blocksize,

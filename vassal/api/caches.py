@@ -18,7 +18,7 @@ import operator
 import time
 from typing import Any
 
-from vassal.api.cache import HASHES, Cache, CacheFlag, CacheSpec, StoreError
+from vassal.api.cache import FALLBACK, HASHES, Cache, CacheFlag, CacheSpec, StoreError
 from vassal.api.context import ApiContext, ApiError
 from vassal.log import log
 from vassal.services import Service
@@ -303,12 +303,13 @@ def exports(ctx: ApiContext) -> dict[str, Any]:
 
 
 def cache_get(key: Any, cache: Any = None) -> bytes | None:
-    if cache is None and _first:
-        return _first[0].reader(key if type(key) is bytes else _bytes("cache_get", key))
-    c = _cache("cache_get", cache)
+    c = _first[0] if cache is None and _first else _cache("cache_get", cache)
     if c is None:
         return None
-    return c.reader(key if type(key) is bytes else _bytes("cache_get", key))
+    if type(key) is not bytes:
+        key = _bytes("cache_get", key)
+    r = c.reader(key)
+    return c.get_slow(key) if r is FALLBACK else r
 
 
 def cache_set(key: Any, value: Any, expires: Any = 0, cache: Any = None) -> bool | None:
@@ -326,7 +327,10 @@ def cache_update(key: Any, value: Any, expires: Any = 0, cache: Any = None) -> b
         return None
     k = key if type(key) is bytes else _bytes("cache_update", key)
     v = value if type(value) is bytes else _bytes("cache_update", value)
-    return True if c.set(k, v, _int("cache_update", expires) if expires else 0, _UPDATE) else None
+    e = _int("cache_update", expires) if expires else 0
+    if c.updater is not None and e >= 0 and c.updater(k, v, e) is True:
+        return True
+    return True if c.set(k, v, e, _UPDATE) else None  # a new key, or no C fast path
 
 
 def cache_del(key: Any, cache: Any = None) -> bool | None:
