@@ -213,3 +213,44 @@ def test_cache2_parser_never_crashes(text: str) -> None:
         assert str(exc).startswith("cache2 ") and "\n" not in str(exc)
     else:
         assert spec.name and spec.max_items > 0 and spec.blocksize > 0
+
+
+def test_readers_never_see_a_torn_value_while_writers_write() -> None:
+    """Writers in other processes rewrite values (their length says their letter), add and
+    delete keys (chains move) while this process reads without the lock: every value read
+    is one that was written whole, and no read fails. (Tearing needs two processes inside a
+    sub-microsecond window at once, so this is a net, not a proof, of the seqlock.)"""
+    c = new(max_items=64, blocksize=65536, hashsize=16)  # long copies: overlaps are likely
+    keys = [b"k%d" % i for i in range(4)]
+    for k in keys:
+        assert c.set(k, b"a" * 10)
+    pids = []
+    for w in range(2):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for n in range(4000):
+                    k = keys[(n * 7 + w) % len(keys)]
+                    length = 20000 + (n * 37) % 40000
+                    c.update(k, bytes([97 + length % 26]) * length)
+                    if n % 50 == 0:  # new keys and deletes move chains around
+                        c.set(b"tmp%d-%d" % (w, n), b"x")
+                        c.delete(b"tmp%d-%d" % (w, n - 50))
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    bad = []
+    reads = 0
+    alive = set(pids)
+    while alive and reads < 400000:
+        for k in keys:
+            v = c.get(k)
+            reads += 1
+            if v is None or (len(v) > 10 and (len(set(v)) != 1 or v[0] != 97 + len(v) % 26)):
+                bad.append((k, v[:20] if v else v))
+        alive = {p for p in alive if os.waitpid(p, os.WNOHANG) == (0, 0)}
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+        os.waitpid(p, 0)
+    assert not bad, bad[:5]
+    assert reads > 0
