@@ -35,7 +35,7 @@ NOT_OFFERED = {
     "metric_set_min": "metrics",
     # the request in progress: belongs to the worker's request path
     "env": "the request path", "start_response": "the request path", "cl": "the request path",
-    "connection_fd": "the request path", "ready_fd": "the request path", "add_var": "the request path",
+"ready_fd": "the request path", "add_var": "the request path",
     "chunked_read": "the request path", "chunked_read_nb": "the request path",
     "send": "the request path", "recv": "the request path", "close": "the request path",
     "connect": "raw sockets by fd", "parsefile": "uwsgi packet files",
@@ -175,3 +175,13 @@ def test_names_uwsgi_offers_that_we_do_not_are_listed(servers) -> None:
     assert missing <= set(NOT_OFFERED), sorted(missing - set(NOT_OFFERED))
     stale = {n for n in NOT_OFFERED if n in ours}
     assert not stale, f"offered now, remove from NOT_OFFERED: {sorted(stale)}"
+
+
+def test_sendfile_sends_the_file_after_the_headers(servers, tmp_path: Path) -> None:
+    data = bytes(range(256)) * 300
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    for kind in KINDS:
+        resp = http_request(servers[kind], path=f"/sendfile?f={quote(str(path))}")
+        assert resp.status == 200, kind
+        assert resp.body == data + data + b"|end", (kind, len(resp.body))

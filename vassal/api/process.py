@@ -13,6 +13,8 @@ import time
 from typing import Any
 
 from vassal.api.context import ApiContext
+from vassal.api.request import response as request_response
+from vassal.log import log as _log
 
 
 def exports(ctx: ApiContext) -> dict[str, Any]:
@@ -53,8 +55,6 @@ def exports(ctx: ApiContext) -> dict[str, Any]:
         return tuple(out)
 
     def log(msg: Any) -> bool:
-        from vassal.log import log as _log
-
         _log(msg.decode() if isinstance(msg, bytes) else str(msg))
         return True
 
@@ -122,12 +122,50 @@ def exports(ctx: ApiContext) -> dict[str, Any]:
     def i_am_the_spooler() -> None:
         return None  # uWSGI answers None (not False) outside the spooler
 
-    def sendfile(*args: Any) -> None:
-        raise ValueError("uwsgi.sendfile is not supported by Imperium: return "
-                         "environ['wsgi.file_wrapper'](f) from the app instead (sent with sendfile(2))")
+    def sendfile(what: Any, chunk: int = 0, pos: int = 0, filesize: int = 0) -> bool | None:
+        """Send a file (a path, or an object with fileno()) to the client now, headers
+        first if not sent yet (uWSGI's uwsgi.sendfile); None when it cannot be opened."""
+        resp = request_response("sendfile")
+        opened = isinstance(what, (str, bytes))
+        try:
+            fd = os.open(what, os.O_RDONLY | os.O_CLOEXEC) if opened else what.fileno()
+        except (OSError, AttributeError, ValueError) as exc:
+            _log(f"uwsgi.sendfile: {what!r}: {getattr(exc, 'strerror', None) or exc}")
+            return None
+        try:
+            if not resp.head_sent:
+                resp.sock.sendall(resp.head(None))
+                resp.head_sent = True
+            if resp.head_only:
+                return True
+            size = filesize or max(0, os.fstat(fd).st_size - pos)
+            out = resp.sock.fileno()
+            sent = 0
+            while sent < size:
+                n = os.sendfile(out, fd, pos + sent, size - sent)
+                if n == 0:
+                    break
+                sent += n
+            resp.body_bytes += sent
+            resp.chunks += 1
+            return True
+        finally:
+            if opened:
+                os.close(fd)
 
     def disconnect() -> None:
-        raise ValueError("uwsgi.disconnect is not supported by Imperium: return from the app to close")
+        """Close the client connection now; what the app sends after is dropped."""
+        resp = request_response("disconnect")
+        resp.keep = False
+        resp.head_sent = True
+        resp.head_only = True
+        try:
+            resp.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def connection_fd() -> int:
+        return request_response("connection_fd").sock.fileno()
 
     opt = _opt_dict(ctx.config)
     cfg = ctx.config
@@ -155,7 +193,7 @@ def exports(ctx: ApiContext) -> dict[str, Any]:
     }
     for fn in (worker_id, mule_id, masterpid, reload, stop, total_requests, workers, log, setprocname,
                listen_queue, get_option, accepting, request_id, disconnect, i_am_the_spooler, mem,
-               is_connected, micros, sendfile):
+               is_connected, micros, sendfile, connection_fd):
         names[fn.__name__] = fn
     return names
 
