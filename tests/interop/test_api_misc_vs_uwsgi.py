@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import Procs, free_port, port_open, wait_until
+from tests.conftest import Procs, free_port, port_open, read_json, wait_until
 from tests.interop.helpers import backend_argv, http_request, need_uwsgi
 
 KINDS = ("imperium", "uwsgi")
@@ -55,9 +55,14 @@ NOT_OFFERED = {
 }
 
 
+STATS: dict[int, int] = {}  # http port -> stats port
+
+
 def _ini(port: int, processes: int) -> str:
+    STATS[port] = free_port()
     return (f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = %d/api_app.py\nmaster = true\n"
-            f"processes = {processes}\nlocks = 3\nsharedarea = 2\nsharedarea = size=100\n")
+            f"processes = {processes}\nlocks = 3\nsharedarea = 2\nsharedarea = size=100\n"
+            f"stats = 127.0.0.1:{STATS[port]}\ncache2 = name=c,items=5\n")
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +190,13 @@ def test_sendfile_sends_the_file_after_the_headers(servers, tmp_path: Path) -> N
         resp = http_request(servers[kind], path=f"/sendfile?f={quote(str(path))}")
         assert resp.status == 200, kind
         assert resp.body == data + data + b"|end", (kind, len(resp.body))
+
+
+def test_stats_list_the_same_locks_in_the_same_order(servers) -> None:
+    names = {}
+    for kind in KINDS:
+        port = servers[kind]
+        doc = read_json(STATS[port])
+        names[kind] = [next(iter(d)) for d in doc["locks"]]
+    assert names["imperium"] == names["uwsgi"], str(names)
+    assert "user 3" in names["uwsgi"] and "sharedarea1" in names["uwsgi"] and "cache_c" in names["uwsgi"]

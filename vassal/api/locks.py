@@ -22,8 +22,9 @@ from vassal.api.context import ApiContext, ApiError
 _locks: list[shm.RobustMutex] = []
 _MAX = 1 << 16
 
-#: the other locks uWSGI 2.0 registers in every instance, listed (free) by its stats server
-FIXED_LOCK_NAMES = ("signal", "filemon", "timer", "rbtimer", "cron", "rpc", "snmp")
+#: the other locks uWSGI 2.0 registers in every instance before the sharedareas', listed
+#: (free) by its stats server; "snmp" comes after the sharedareas (see sharedarea.stats)
+FIXED_LOCK_NAMES = ("signal", "filemon", "timer", "rbtimer", "cron", "rpc")
 
 
 def setup(ctx: ApiContext) -> None:

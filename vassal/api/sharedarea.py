@@ -230,4 +230,5 @@ def exports(ctx: ApiContext) -> dict[str, Any]:
 
 
 def stats(ctx: ApiContext) -> dict[str, list]:
-    return {"locks": [(a.lock.name, a.lock.holder()) for a in _areas]}
+    # uWSGI registers its "snmp" lock right after the sharedareas' (and before the caches')
+    return {"locks": [(a.lock.name, a.lock.holder()) for a in _areas] + [("snmp", 0)]}
