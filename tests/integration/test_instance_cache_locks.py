@@ -70,9 +70,12 @@ def test_store_survives_respawn_reload_and_restart(procs, tmp_path: Path) -> Non
     p = start(procs, *args, port=port)
     assert r(port, "/update?k=kept&v=across&c=p") == "True"
     assert r(port, "/inc?k=count&n=7&c=p") == "True"
-    # a worker killed: the cache is in shared memory, untouched
-    wid_pid = call(port, "/get?k=kept&c=p")
-    assert wid_pid["r"] == "b'across'"
+    # every worker killed and respawned: the cache is in shared memory, untouched
+    for pid in worker_pids(p.pid):
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: "Respawned uWSGI worker 2" in procs.output(p) and "Respawned uWSGI worker 1" in procs.output(p),
+               20, message="the respawns")
+    wait_until(lambda: _answers(port, "/get?k=kept&c=p") == "b'across'", 20, message="the value after respawn")
     os.kill(p.pid, signal.SIGHUP)  # graceful reload: the master re-execs itself
     wait_until(lambda: "binary reloading" in procs.output(p), 20, message="the reload")
     wait_until(lambda: _answers(port, "/get?k=kept&c=p") == "b'across'", 20, message="the value after reload")
@@ -83,6 +86,12 @@ def test_store_survives_respawn_reload_and_restart(procs, tmp_path: Path) -> Non
     start(procs, *args, port=port)
     assert r(port, "/get?k=kept&c=p") == "b'across'"
     assert r(port, "/num?k=count&c=p") == "7"
+
+
+def worker_pids(master: int) -> list[int]:
+    from tests import procstat
+
+    return [p.pid for p in procstat.table().values() if p.ppid == master and not p.exited]
 
 
 def _answers(port: int, path: str) -> str | None:

@@ -25,7 +25,8 @@ def _ini(port: int, stats: int, extra: str = "") -> str:
     return (f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = %d/cache_app.py\nmaster = true\n"
             f"processes = 4\nstats = 127.0.0.1:{stats}\ncache-expire-freq = 1\n"
             "cache2 = name=a,items=10,blocksize=64\n"
-            "cache2 = name=small,items=4,blocksize=16,keysize=8\n" + extra)
+            "cache2 = name=small,items=4,blocksize=16,keysize=8\n"
+            "add-cache-item = a preset=from the config\nadd-cache-item = small tiny=1\n" + extra)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,7 @@ def answer(port: int, path: str) -> tuple:
 
 # (request, comment): run in this order on both servers, answers compared one by one
 SEQUENCE = [
+    "/get?k=preset&c=a", "/get?k=tiny&c=small", "/get?k=preset&c=small", "/del?k=tiny&c=small",
     "/get?k=x", "/exists?k=x", "/set?k=x&v=1", "/get?k=x", "/exists?k=x",
     "/set?k=x&v=2", "/get?k=x",  # set does not replace a live key
     "/update?k=x&v=3", "/get?k=x", "/update?k=new&v=n", "/get?k=new",
