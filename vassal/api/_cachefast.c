@@ -118,7 +118,8 @@ static PyObject *Fast_get(Fast *f, PyObject *arg) {
         }
         const char *it = f->store + i * f->isz;
         uint64_t flags = rd(it), vs = rd(it + 24), first = rd(it + 32);
-        if (vs > f->max_item_size || first * f->blocksize + vs > f->data_size)
+        /* first below the number of blocks before any product: no overflow, no read outside */
+        if (vs > f->max_item_size || first >= f->data_size / f->blocksize || first * f->blocksize + vs > f->data_size)
             continue;
         PyObject *value = PyBytes_FromStringAndSize(f->store + f->data_off + first * f->blocksize, (Py_ssize_t)vs);
         if (!value) return NULL;
@@ -174,6 +175,12 @@ static PyObject *Fast_update(Fast *f, PyObject *const *args, Py_ssize_t nargs) {
     int long_chain = 0;
     uint64_t i = find(f, key, n, h, &long_chain);
     PyObject *ret = FALLBACK;
+    if (i) {
+        char *it = f->store + i * f->isz;
+        uint64_t first = rd(it + 32);
+        if (first >= f->data_size / f->blocksize || first * f->blocksize + (uint64_t)vn > f->data_size)
+            i = 0;  /* cannot happen with a sane cache: let Python's path (and its checks) decide */
+    }
     if (i) {
         char *it = f->store + i * f->isz;
         uint64_t first = rd(it + 32);
