@@ -200,3 +200,16 @@ def test_stats_list_the_same_locks_in_the_same_order(servers) -> None:
         names[kind] = [next(iter(d)) for d in doc["locks"]]
     assert names["imperium"] == names["uwsgi"], str(names)
     assert "user 3" in names["uwsgi"] and "sharedarea1" in names["uwsgi"] and "cache_c" in names["uwsgi"]
+
+
+def test_opt_shows_the_options_as_uwsgi(servers) -> None:
+    """Same keys and values (bytes; a repeated key keeps its last value, as uWSGI's python 3
+    plugin does), leaving out what differs by construction (ports, paths, --plugin)."""
+    differ = {"http-socket", "wsgi-file", "stats", "ini", "plugin"}
+    opts = {}
+    for kind in KINDS:
+        d = call(servers[kind], "attr", "opt")
+        assert d["t"] == "dict"
+        opts[kind] = {k: v for k, v in eval(d["r"]).items() if k not in differ}  # noqa: S307 - our app's repr
+    assert opts["imperium"] == opts["uwsgi"]
+    assert opts["uwsgi"]["sharedarea"] == b"size=100"

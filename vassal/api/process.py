@@ -199,15 +199,13 @@ def exports(ctx: ApiContext) -> dict[str, Any]:
 
 
 def _opt_dict(config: Any) -> dict[str, Any]:
+    """``uwsgi.opt``: every option and placeholder given, key as written, value as bytes (True
+    for a flag given without one). A repeated key keeps its last value: uWSGI's python 3
+    plugin means to make a list but never finds the key again (it looks it up as bytes in a
+    dict of str keys), and apps written for it see the last value."""
     out: dict[str, Any] = {}
     for entry in getattr(config, "entries", []):
-        value: Any = True if entry.value is None else entry.value.encode()
-        key = entry.key
-        if key in out:
-            prev = out[key]
-            out[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
-        else:
-            out[key] = value
+        out[entry.key] = True if entry.value is None else entry.value.encode()
     return out
 
 
@@ -224,7 +222,6 @@ def _magic_table(config: Any) -> dict[bytes, bytes]:
     magic = getattr(config, "magic", None) or {}
     out = {}
     for k, v in magic.items():
-        key = k[1:] if k.startswith("%") else k
-        if len(key) == 1 and v is not None:
-            out[key.encode()] = str(v).encode()
+        if len(k) == 1 and v is not None:
+            out[k.encode()] = str(v).encode()
     return out
