@@ -32,6 +32,8 @@ class ApiContext:
     worker_id: int = 0
     #: 0 unless this process is a mule
     mule_id: int = 0
+    #: True in a spooler process (uWSGI refuses user locks there)
+    spooler: bool = False
     #: master services (vassal.services.Service) the subsystems need, gathered by install()
     services: list = field(default_factory=list)
 

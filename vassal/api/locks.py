@@ -47,7 +47,7 @@ def user_lock(num: int = 0) -> shm.RobustMutex:
 
 
 def _not_spooler(ctx: ApiContext) -> None:
-    if getattr(ctx, "i_am_the_spooler", False):
+    if ctx.spooler:
         raise ValueError("The spooler cannot lock/unlock resources")
 
 
