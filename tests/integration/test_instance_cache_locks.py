@@ -114,6 +114,9 @@ def _answers(port: int, path: str) -> str | None:
     (["--cache", "0"], ["cache 0"]),
     (["--cache-udp-node", "127.0.0.1:1"], ["cache-udp-node", "not supported"]),
     (["--locks", "-1"], ["locks -1"]),
+    (["--cache2", "name=x,items=10,hashsize=99999999999"], ["cache2", "more than a machine can map"]),
+    (["--cache2", "name=x,items=100000000,blocksize=100000"], ["cache2", "more than a machine can map"]),
+    (["--sharedarea", "pages=abc"], ["sharedarea", "pages must be a number"]),
 ])
 def test_bad_cache_specs_stop_the_start_with_one_line(tmp_path: Path, spec: list[str], words: list[str]) -> None:
     port = free_port()

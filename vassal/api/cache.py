@@ -31,6 +31,7 @@ its C functions return.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import enum
 import errno
@@ -239,7 +240,10 @@ class Cache:
         else:
             self.store = shm.anonymous(spec.filesize)
         self.v = _views(self.store, self.data_off)
-        self.rebuild()
+        if self.restored:
+            self.rebuild()
+        else:
+            self._init_fresh()
         self.fast: Any = None
         self.updater: Callable[[bytes, bytes, int], object] | None = None
         if _accel is not None:
@@ -358,6 +362,17 @@ class Cache:
         m[M_ITEMS] = kept
         m[M_NEXT_SCAN] = next_scan
         return kept
+
+    def _init_fresh(self) -> None:
+        """A new anonymous cache: every item free (what ``rebuild`` finds, without reading
+        the zeroed items one by one: a million items start in milliseconds)."""
+        n = self.max_items - 1
+        if n > 0:
+            # the stack pops from the top: item 1 last in, first out
+            self.m[self.stack_off + 1: self.stack_off + 1 + n] = memoryview(array.array("Q", range(n, 0, -1)))
+        self.m[M_STACK] = max(n, 0)
+        if self.bitmap_size and self.spec.blocks % 8:
+            self.meta[self.bitmap_off + self.bitmap_size - 1] = 0xFF >> (self.spec.blocks % 8)
 
     def _valid(self, i: int) -> bool:
         ks = self._get(i, F_KEYSIZE)
@@ -767,10 +782,17 @@ class Cache:
             return True
 
     def clear(self) -> None:
+        """Delete every item (walking the hash chains: only the items in use are read)."""
         with self.locked():
-            for i in range(1, self.max_items):
-                if self._get(i, F_KEYSIZE):
+            m = self.m
+            for head in m[self.table_off: self.table_off + self.hashsize].tolist():
+                i = head
+                rounds = 0
+                while i and rounds <= self.max_items:
+                    nxt = self._get(i, F_NEXT)
                     self._delete_index(i)
+                    i = nxt
+                    rounds += 1
 
     def _delete_index(self, i: int) -> None:
         m = self.m
@@ -824,9 +846,10 @@ class Cache:
                 if self._get(i, F_KEYSIZE):
                     self._delete_index(i)
 
-    def sweep(self, now: int, batch: int = 1024) -> int:
-        """Drop the expired items (the master's sweeper); the lock is taken per batch of
-        items so that workers are never held up for a whole scan."""
+    def sweep(self, now: int, batch: int = 4096) -> int:
+        """Drop the expired items (the master's sweeper). It walks the hash table's chains,
+        so it reads only the items in use (never the pages of free ones), and takes the lock
+        per batch of hash slots so that workers are never held up for a whole scan."""
         spec = self.spec
         if spec.no_expire or spec.purge_lru or spec.lazy_expire:
             return 0
@@ -836,18 +859,25 @@ class Cache:
                 return 0
             self.m[M_NEXT_SCAN] = 0
         freed = 0
-        for start in range(1, self.max_items, batch):
+        t0 = self.table_off
+        for start in range(0, self.hashsize, batch):
             with self.locked():
                 m = self.m
-                for i in range(start, min(start + batch, self.max_items)):
-                    exp = self._get(i, F_EXPIRES)
-                    if not exp or not self._get(i, F_KEYSIZE):
-                        continue
-                    if exp <= now:
-                        self._delete_index(i)
-                        freed += 1
-                    elif not m[M_NEXT_SCAN] or m[M_NEXT_SCAN] > exp:
-                        m[M_NEXT_SCAN] = exp
+                heads = m[t0 + start: t0 + min(start + batch, self.hashsize)].tolist()
+                for head in heads:
+                    i = head
+                    rounds = 0
+                    while i and rounds <= self.max_items:
+                        nxt = self._get(i, F_NEXT)
+                        exp = self._get(i, F_EXPIRES)
+                        if exp:
+                            if exp <= now:
+                                self._delete_index(i)
+                                freed += 1
+                            elif not m[M_NEXT_SCAN] or m[M_NEXT_SCAN] > exp:
+                                m[M_NEXT_SCAN] = exp
+                        i = nxt
+                        rounds += 1
         return freed
 
     # --- LRU -----------------------------------------------------------------------------

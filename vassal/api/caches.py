@@ -115,8 +115,9 @@ def parse_cache2(value: str, where: str = "") -> CacheSpec:
 
 
 def _check_size(what: str, spec: CacheSpec) -> None:
-    if spec.filesize > 1 << 40:
-        raise ApiError(f"{what}: {spec.filesize} bytes of cache is more than this machine can map")
+    if spec.filesize > 1 << 40 or spec.hashsize > 1 << 32:
+        raise ApiError(f"{what}: {spec.filesize} bytes of items and blocks and {spec.hashsize} hash slots "
+                       "is more than a machine can map")
 
 
 def specs_from_config(config: Any) -> list[CacheSpec]:
@@ -159,6 +160,9 @@ def setup(ctx: ApiContext) -> None:
             c = Cache(spec, log)
         except StoreError as exc:
             raise ApiError(f"cache {spec.name}: {exc}") from None
+        except (OSError, ValueError, OverflowError, MemoryError) as exc:
+            raise ApiError(f"cache {spec.name}: cannot allocate its shared memory "
+                           f"({spec.filesize} bytes of items and blocks, {spec.hashsize} hash slots): {exc}") from None
         if c.restored:
             log(f"[uwsgi-cache] restored {c.stats()['items']} items")
         log(f'*** Cache "{spec.name}" initialized: {spec.filesize // (1024 * 1024)}MB (key: {spec.item_size} '
