@@ -213,3 +213,20 @@ def test_opt_shows_the_options_as_uwsgi(servers) -> None:
         opts[kind] = {k: v for k, v in eval(d["r"]).items() if k not in differ}  # noqa: S307 - our app's repr
     assert opts["imperium"] == opts["uwsgi"]
     assert opts["uwsgi"]["sharedarea"] == b"size=100"
+
+
+def test_sharedarea_is_shared_by_the_workers(servers2) -> None:
+    import threading
+    import time
+
+    for kind in KINDS:
+        port = servers2[kind]
+        assert answer(port, "sharedarea_write", 1, 10, "b:shared!")[2] is None
+        busy: dict = {}
+        t = threading.Thread(target=lambda port=port, busy=busy: busy.update(call(port, "sleepread", 1.5, 1, 10, 7)))
+        t.start()
+        time.sleep(0.4)  # one worker sleeps: this read is the other's
+        other = call(port, "sharedarea_read", 1, 10, 7)
+        t.join(30)
+        assert busy["wid"] != other["wid"], (kind, busy, other)
+        assert busy["r"] == other["r"] == "b'shared!'", (kind, busy, other)
