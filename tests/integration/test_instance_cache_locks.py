@@ -113,7 +113,7 @@ def _answers(port: int, path: str) -> str | None:
     (["--cache2", "name=x,items=10", "--cache2", "name=x,items=5"], ["two caches have the same name"]),
     (["--cache", "0"], ["cache 0"]),
     (["--cache-udp-node", "127.0.0.1:1"], ["cache-udp-node", "not supported"]),
-    (["--locks", "-1"], ["locks -1"]),
+    (["--locks", "-1"], ["locks", "-1"]),
     (["--cache2", "name=x,items=10,hashsize=99999999999"], ["cache2", "more than a machine can map"]),
     (["--cache2", "name=x,items=100000000,blocksize=100000"], ["cache2", "more than a machine can map"]),
     (["--sharedarea", "pages=abc"], ["sharedarea", "pages must be a number"]),
