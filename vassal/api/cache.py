@@ -23,10 +23,12 @@ changes anything and even again after; a reader notes the word, reads, and keeps
 read only if the word did not move and was even (else it tries again, and after a few tries
 reads under the lock). A reader never follows a link out of range and never keeps a torn
 value. This relies on the processor keeping loads in order (x86's TSO; CPython's own calls
-between the loads stop the compiler reordering them). Hit/miss counters are bumped outside
-the lock, as uWSGI bumps them under a read lock shared by many readers: a few may be lost
-under contention. The public methods are the operations of uWSGI's cache API and return what
-its C functions return.
+between the loads stop the compiler reordering them; the C accelerator uses acquire loads).
+Hits and misses of lock-free reads are counted per process and added to the shared counters
+every 64 reads and at each write. The lock-free read and the in-place update of a live key
+have an optional C twin (``_cachefast.c``, same memory, same protocol) that answers FALLBACK
+for any other case. The public methods are the operations of uWSGI's cache API and return
+what its C functions return.
 """
 
 from __future__ import annotations
