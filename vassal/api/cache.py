@@ -619,8 +619,7 @@ class Cache:
         out = []
         with self.locked():
             m = self.m
-            for slot in range(self.hashsize):
-                i = m[self.table_off + slot]
+            for i in m[self.table_off: self.table_off + self.hashsize].tolist():
                 rounds = 0
                 while i and rounds <= self.max_items:
                     out.append(self._key(i, self._get(i, F_KEYSIZE)))
