@@ -259,7 +259,7 @@ _add("sharedarea", str, None, "a shared memory area of N pages (or keyval: pages
 _add("cache", int, None, "create the default shared cache holding this many items (minus one)", section=S)
 _add("cache-blocksize", int, 65536, "largest value of the default cache (bytes)", section=S)
 _add("cache-store", str, None, "keep the default cache in this file (survives restarts)", section=S)
-_add("cache-store-sync", int, 0, "write cache stores to disk every N seconds", section=S)
+_add("cache-store-sync", int, 0, "ask the kernel to write cache stores out every N seconds", section=S)
 _add("cache-no-expire", bool, False, "do not sweep expired cache items", section=S)
 _add("cache-expire-freq", int, 3, "seconds between two sweeps of expired cache items", section=S)
 _add("cache-report-freed-items", bool, False, "log how many items each sweep freed", section=S)

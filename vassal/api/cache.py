@@ -961,13 +961,19 @@ class Cache:
                 "items": m[M_ITEMS], "hits": m[M_HITS], "miss": m[M_MISS], "full": m[M_FULL],
                 "last_modified_at": m[M_LAST_MODIFIED]}
 
-    def sync(self) -> None:
-        """Write a store's pages to its file now (``store_sync``, and at exit)."""
-        if self.spec.store:
-            try:
+    def sync(self, wait: bool = True) -> None:
+        """Write a store's pages to its file: now and waiting (at exit), or ``wait=False``
+        (``store_sync``) only asking the kernel to schedule it, as uWSGI's msync(MS_ASYNC)
+        does, so that the master's loop never waits on the disk."""
+        if not self.spec.store:
+            return
+        try:
+            if wait:
                 self.store.flush()
-            except (OSError, ValueError):
-                pass
+            else:
+                shm.msync_async(self.store)
+        except (OSError, ValueError):
+            pass
 
 
 class _Held:

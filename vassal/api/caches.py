@@ -255,7 +255,7 @@ class CacheSweeper(Service):
             due = self.next_sync.get(c.name)
             if due is not None and now >= due:
                 self.next_sync[c.name] = now + c.spec.store_sync
-                c.sync()
+                c.sync(wait=False)
 
     def finish(self) -> None:
         for c in self.caches:

@@ -57,6 +57,22 @@ def raw_calls() -> tuple:
     return _trylock, _lock, _unlock, _consistent
 
 
+_msync = _libc.msync
+_msync.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+MS_ASYNC = 1
+
+
+def msync_async(buf: mmap.mmap) -> None:
+    """Ask the kernel to write a file mapping's dirty pages out, without waiting."""
+    anchor = ctypes.c_char.from_buffer(buf)
+    try:
+        if _msync(ctypes.addressof(anchor), len(buf), MS_ASYNC) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        del anchor
+
+
 def anonymous(size: int) -> mmap.mmap:
     """Zeroed memory shared with every process forked after this call."""
     return mmap.mmap(-1, max(size, 1), flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
