@@ -28,7 +28,7 @@ NOT_OFFERED = {
     "signal_registered": "signals", "signal_received": "signals", "add_timer": "signals",
     "add_rb_timer": "signals", "add_cron": "signals", "add_file_monitor": "signals",
     "mule_msg": "mules", "mule_get_msg": "mules", "farm_msg": "mules", "farm_get_msg": "mules",
-    "in_farm": "mules", "set_logvar": "logging", "get_logvar": "logging",
+    "in_farm": "mules",
     "log_this_request": "logging", "logsize": "logging", "alarm": "logging (alarms)",
     "metric_inc": "metrics", "metric_dec": "metrics", "metric_mul": "metrics", "metric_div": "metrics",
     "metric_get": "metrics", "metric_set": "metrics", "metric_set_max": "metrics",
