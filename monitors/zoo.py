@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emperor.events import Destroy, Event, Monitor, MonitorContext, Sync, Touch
+from emperor.events import Destroy, Event, Monitor, MonitorContext, Sync, Touch, printable
 from monitors import fleet, zoo_member
 from monitors.deps import require
 from monitors.outage import Backoff, Outage
@@ -308,17 +308,18 @@ class ZooMonitor(Monitor):
             info = zoo_member.decode(got[0]) if got[0] is not None else zoo_member.MemberInfo(
                 error="ZooKeeper refuses to read its node")
             if info.error:
-                self._warn(f"member:{name}", f"fleet member {name}: {info.error}; it counts "
-                                             "as a member without labels")
+                self._warn(f"member:{name}", f"fleet member {printable(name)}: {info.error}; it "
+                                             "counts as a member without labels")
                 info.labels = {}
             members[name] = info
         if set(members) != set(self.members):
             joined = sorted(set(members) - set(self.members))
             left = sorted(set(self.members) - set(members))
             if self.members or joined != [self.member]:
-                self.log.info("%s fleet members: %s%s%s", self.prefix, ", ".join(sorted(members)) or "none",
-                              f"; joined: {', '.join(joined)}" if joined else "",
-                              f"; left: {', '.join(left)}" if left else "")
+                self.log.info("%s fleet members: %s%s%s", self.prefix,
+                              ", ".join(map(printable, sorted(members))) or "none",
+                              f"; joined: {', '.join(map(printable, joined))}" if joined else "",
+                              f"; left: {', '.join(map(printable, left))}" if left else "")
         self.members = members
 
     def _register(self, client: Any, session: int | None) -> bool:
@@ -447,7 +448,7 @@ class ZooMonitor(Monitor):
         except fleet.BadSpec as exc:
             return self._skip(name, str(exc))
         if self._warned.pop(name, None) is not None:
-            self.log.info("%s znode %s is usable again", self.prefix, name)
+            self.log.info("%s znode %s is usable again", self.prefix, printable(name))
         return Vassal(Touch(name=name, mtime=self._mtime(name, stat), config=data or None), spec)
 
     def _mtime(self, name: str, stat: Any) -> float:
@@ -462,7 +463,7 @@ class ZooMonitor(Monitor):
         return mtime
 
     def _skip(self, name: str, reason: str) -> Vassal:
-        self._warn(name, f"skipping znode {name}: {reason}")
+        self._warn(name, f"skipping znode {printable(name)}: {reason}")
         return Vassal(None, error=reason)
 
     def _warn(self, key: str, message: str) -> None:
