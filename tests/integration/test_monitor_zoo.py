@@ -15,14 +15,14 @@ import pytest
 
 from emperor.events import Available, Destroy, MonitorContext, Sync, Touch, Unavailable
 from monitors import fleet
-from tests.conftest import wait_until
+from tests.conftest import need_module, wait_until
 from tests.integration.monitor_harness import (
     MonitorRun,
     monitors_fixture,  # noqa: F401  (fixture)
 )
 from tests.integration.zoo_tree import HOSTS, Tree, zk_tree
 
-pytest.importorskip("kazoo")
+need_module("kazoo")
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.security import make_digest_acl  # noqa: E402
 

@@ -14,11 +14,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
+from tests.conftest import held_service, need_module
 
-from tests.conftest import held_service
-
-pytest.importorskip("kazoo")
+need_module("kazoo")
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import NodeExistsError, NoNodeError  # noqa: E402
 

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 from emperor.events import MonitorContext
 from monitors.zoo_source import parse_zoo_arg, redact
+from tests.conftest import need_module
 
-pytest.importorskip("kazoo")
+need_module("kazoo")
 
 
 def test_plain() -> None:
