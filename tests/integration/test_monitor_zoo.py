@@ -24,7 +24,6 @@ from tests.integration.zoo_tree import HOSTS, Tree, zk_tree
 
 need_module("kazoo")
 from kazoo.client import KazooClient  # noqa: E402
-from kazoo.security import make_digest_acl  # noqa: E402
 
 from monitors.zoo import ZooMonitor  # noqa: E402
 from monitors.zoo_status import fleet_status  # noqa: E402
@@ -132,11 +131,11 @@ def test_path_that_does_not_exist_yet(tree: Tree, monitors) -> None:
 
 def test_credentials(monitors) -> None:
     with zk_tree(auth=("ops", "right")) as tree:
-        acl = [make_digest_acl("ops", "right", all=True)]
+        acl = tree.acl("ops", "right")
         tree.client.create(tree.path, b"", acl=acl, makepath=True)
         tree.put("a.ini", "[uwsgi]\n", acl=acl)
-        good = start(monitors, tree.arg(creds="ops:right@"), member="good")
-        wrong = start(monitors, tree.arg(creds="ops:wrong@"), member="wrong")
+        good = start(monitors, tree.arg(creds=tree.creds("ops", "right")), member="good")
+        wrong = start(monitors, tree.arg(creds=tree.creds("ops", "wrong")), member="wrong")
         anonymous = start(monitors, tree.arg(), member="anonymous")
         good.wait_sync({"a.ini"})
         for run in (wrong, anonymous):
@@ -148,10 +147,12 @@ def test_credentials(monitors) -> None:
         assert not good.all(Unavailable)
         # a znode the good identity may not read is skipped; the others are still used
         mark = good.mark()
-        tree.put("theirs.ini", "[uwsgi]\n", acl=[make_digest_acl("other", "x", all=True)])
+        tree.put("theirs.ini", "[uwsgi]\n", acl=tree.acl("other", "x"))
         tree.put("b.ini", "[uwsgi]\n", acl=acl)
         good.wait_sync({"a.ini", "b.ini"}, mark)
         assert "skipping znode theirs.ini: ZooKeeper refuses to read it" in good.logs.text()
+        for run in (good, wrong, anonymous):  # before the tree goes, or they would rejoin it
+            run.stop()
 
 
 def test_chroot(tree: Tree, monitors) -> None:

@@ -76,11 +76,10 @@ def test_bad_znodes_and_wrong_credentials_are_contained(tree: Tree, procs, tmp_p
     for name in ("huge.ini", "broken.json", "placement.yaml"):
         assert not emp.lines(name)
     # an emperor with wrong credentials on a protected path: a clear error, and it lives on
-    from kazoo.security import make_digest_acl
-
     secret = f"{tree.base}/secret"
-    tree.client.create(secret, b"", acl=[make_digest_acl("ops", "right", all=True)])
-    locked = emperor(procs, tmp_path, tree, "locked", arg=tree.arg(path=secret, creds="ops:wrong@"))
+    tree.client.create(secret, b"", acl=tree.acl("ops", "right"))
+    locked = emperor(procs, tmp_path, tree, "locked",
+                     arg=tree.arg(path=secret, creds=tree.creds("ops", "wrong")))
     wait_until(lambda: "wrong or missing credentials" in locked.log(), message=locked.log()[-1500:])
     assert "ops:wrong" not in locked.log()
     locked.check_alive()
@@ -130,6 +129,7 @@ def test_zookeeper_outage_stops_nothing_and_loses_nothing(procs, tmp_path: Path)
         assert emp.running("a.ini") == a.pid
         assert digest("[uwsgi]\n# a2\n") == emp.lines("a.ini")[-1].digest
         wait_until(lambda: tree.members() == ["solo"], message="the emperor a member again")
+        procs.kill_all()  # before the tree goes, or it would rejoin it
 
 
 def _placement(names: list[str], members: str) -> dict[str, set[str]]:

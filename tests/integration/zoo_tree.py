@@ -47,6 +47,8 @@ class Tree:
     """A vassal path of our own (``<base>/vassals``), written through a kazoo client."""
 
     def __init__(self, auth: tuple[str, str] | None = None) -> None:
+        #: digest identities the test used: the cleanup needs them to delete what they own
+        self.identities: set[str] = {f"{auth[0]}:{auth[1]}"} if auth else set()
         self.base = f"/imperium-test/{uuid.uuid4().hex[:10]}"
         self.path = f"{self.base}/vassals"
         self.client = KazooClient(HOSTS, timeout=10,
@@ -57,6 +59,17 @@ class Tree:
             hosts: str = HOSTS, **params: str) -> str:
         query = "&".join([f"timeout={timeout:g}", *(f"{k}={v}" for k, v in params.items())])
         return f"zoo://{creds}{hosts}{path or self.path}?{query}"
+
+    def creds(self, user: str, password: str) -> str:
+        """``user:password@`` for a URI, remembered for the cleanup."""
+        self.identities.add(f"{user}:{password}")
+        return f"{user}:{password}@"
+
+    def acl(self, user: str, password: str) -> list:
+        from kazoo.security import make_digest_acl
+
+        self.identities.add(f"{user}:{password}")
+        return [make_digest_acl(user, password, all=True)]
 
     def node(self, name: str) -> str:
         return f"{self.path}/{name}"
@@ -81,8 +94,10 @@ class Tree:
         try:
             if not self.client.connected:
                 self.client.stop()
-                self.client = KazooClient(HOSTS, timeout=10, auth_data=self.client.auth_data)
+                self.client = KazooClient(HOSTS, timeout=10)
                 self.client.start(timeout=15)
+            for identity in self.identities:
+                self.client.add_auth("digest", identity)
             self.client.delete(self.base, recursive=True)
         except Exception:  # a test that broke the server leaves its tree; it is tiny
             pass
