@@ -25,6 +25,7 @@ from vassal.log import log
 from vassal.master import FAILED_APP_CODE, Master
 from vassal.scoreboard import Scoreboard
 from vassal.services import Service
+from vassal.services.subsystems import SetupError, Subsystems
 from vassal.sockets import (
     BindError,
     ListenSocket,
@@ -379,7 +380,11 @@ def _run(config: Any) -> int:
     threads = max(1, int(config.get("threads") or 1))
     board = Scoreboard(processes, threads)
     buffer_size = int(config.get("buffer-size") or 4096)
-    uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
+    module = uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
+    try:  # signals, spooler, mules: their pipes and shared memory exist before any fork
+        extras = Subsystems(config, module, board, processes, lambda role: _procname(config, role))
+    except SetupError as exc:
+        raise InstanceError(str(exc)) from None
     _pythonpath(config)
     for mod in config.getlist("shared-import"):
         __import__(mod)
@@ -421,6 +426,8 @@ def _run(config: Any) -> int:
                      "chdir": config.get("chdir") or ""} for a in (apps.apps if apps else [])]
         stats_source = StatsSource(version, sockets, board, app_info, int(config.get("listen") or 100),
                                    bool(config.get("stats-no-cores")))
+        stats_source.sections += extras.stats_sections()
+        stats_source.signal_queue = extras.signals.queued
     if apps is not None:
         for i in range(1, processes + 1):
             board.workers[i].app_loaded = 1 if apps.apps else 0
@@ -435,7 +442,9 @@ def _run(config: Any) -> int:
         for service in master.services:
             service.in_worker(wid)
         uwsgi_module.set_worker_id(wid)
+        extras.in_worker(wid)
         _set_title(_procname(config, f"worker {wid}"))
+        extras.post_fork()
         table = apps
         if table is None:
             for mod in config.getlist("import"):
@@ -450,7 +459,9 @@ def _run(config: Any) -> int:
                                       "chdir": config.get("chdir") or ""} for a in table.apps]
             if config.get("chdir2"):
                 os.chdir(config.get("chdir2"))
-        worker_main(Worker(wid, sockets, table, board, settings))
+        worker = Worker(wid, sockets, table, board, settings)
+        worker.watch.update(extras.watch())  # signal pipes, handled between requests
+        worker_main(worker)
 
     def cleanup() -> None:
         if config.get("vacuum"):
@@ -480,7 +491,7 @@ def _run(config: Any) -> int:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
                         stats_server=stats_server, stats_source=stats_source, original_cwd=original_cwd,
                         cleanup=cleanup, lazy_need_app=lazy and need_app is not False,
-                        services=_services(config))
+                        services=_services(config) + extras.services)
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
     log(f"spawned uWSGI master process (pid: {os.getpid()})")

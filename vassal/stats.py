@@ -113,6 +113,10 @@ class StatsSource:
         self.backlog = backlog
         self.no_cores = no_cores
         self.vars: dict[tuple[int, int], list[str]] = {}
+        #: top-level sections after "workers" (spoolers ...): each writes its key and value
+        self.sections: list[Any] = []
+        #: signals waiting for the workers: (0) in the shared pipe, (wid) in a worker's own
+        self.signal_queue: Any = None
 
 
 def generate(src: StatsSource, minified: bool = False) -> str:
@@ -122,7 +126,7 @@ def generate(src: StatsSource, minified: bool = False) -> str:
     queue = listen_queue(src.sockets[0]) if src.sockets else 0
     e.kv("listen_queue", queue)
     e.kv("listen_queue_errors", 0)
-    e.kv("signal_queue", 0)
+    e.kv("signal_queue", src.signal_queue(0) if src.signal_queue else 0)
     board = src.board
     busy = sum(1 for i in range(1, board.nworkers + 1) if board.workers[i].busy_cores > 0)
     e.kv("load", busy)
@@ -173,7 +177,7 @@ def generate(src: StatsSource, minified: bool = False) -> str:
         e.kv("exceptions", w.exceptions)
         e.kv("harakiri_count", w.harakiri_count)
         e.kv("signals", w.signals)
-        e.kv("signal_queue", 0)
+        e.kv("signal_queue", src.signal_queue(i) if src.signal_queue else 0)
         status = "busy" if w.busy_cores > 0 else STATUS_NAMES.get(w.status, "idle")
         e.kv("status", status)
         rss, vsz = _memory(w.pid) if w.pid > 0 else (0, 0)
@@ -240,6 +244,9 @@ def generate(src: StatsSource, minified: bool = False) -> str:
         if i < board.nworkers:
             e.comma()
     e.list_close()
+    for section in src.sections:
+        e.comma()
+        section(e)
     e.obj_close()
     return e.text()
 

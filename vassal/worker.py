@@ -184,6 +184,8 @@ class Worker:
         self._ctime_sec = 0
         self._ctime = ""
         self._log_prefix = f"[pid: {self.pid}|app: "
+        #: other fds the loop watches (uWSGI signal pipes): fd -> what to call when readable
+        self.watch: dict[int, Any] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -234,6 +236,9 @@ class Worker:
         for fd in self.by_fd:
             ep.register(fd, _EPOLLIN | _EXCL)
         ep.register(self.wake_r, _EPOLLIN)
+        watch = self.watch
+        for fd in watch:
+            ep.register(fd, _EPOLLIN | _EXCL)
         idle: dict[int, list] = {}  # fd -> [sock, reader, listen socket, addr, since]
         by_fd = self.by_fd
         wake = self.wake_r
@@ -267,6 +272,9 @@ class Worker:
                     else:
                         conn = idle.pop(fd, None)
                         if conn is None:
+                            hook = watch.get(fd)
+                            if hook is not None:
+                                hook()
                             continue
                         ep.unregister(fd)
                     if self._serve(conn, core):
