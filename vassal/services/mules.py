@@ -33,6 +33,8 @@ class MuleService(ChildrenService):
         self.master = master
         for child in self.children:
             child.respawn_at = 0.0
+        for touch in self.touches:
+            touch.touched()
 
     def run_child(self, index: int) -> None:
         self.mules.run(self.mules.specs[index])

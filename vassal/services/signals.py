@@ -172,6 +172,10 @@ class SignalService(Service):
         self.next_touch_check = 0.0
         self.inputs = [p[0] for p in (hub.workers_pipe, hub.mules_pipe, hub.spooler_pipe) if p is not None]
 
+    def start(self, master: Any) -> None:
+        for touch in self.touches:  # the mtimes the instance starts with, as uWSGI records them
+            touch.touched()
+
     def fds(self) -> list[int]:
         fds = [s.fileno() for s in self.inputs]
         fds.append(self.hub.control[0].fileno())

@@ -29,6 +29,11 @@ class SpoolerService(ChildrenService):
         self.touches = [Touch(p, 0) for p in config.getlist("touch-spoolers-reload")]
         self.next_touch_check = 0.0
 
+    def start(self, master: Any) -> None:
+        for touch in self.touches:
+            touch.touched()
+        super().start(master)
+
     def run_child(self, index: int) -> None:
         self.spoolers.run(index)
 

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from vassal.api import process
+from vassal.api.harakiri import UserHarakiri
 from vassal.api.mules import MuleError, Mules
 from vassal.api.mules import parse as parse_mules
 from vassal.api.signals import SignalHub
 from vassal.api.spooler import SpoolError, Spoolers, SpoolerSettings
 from vassal.services import Service
+from vassal.services.harakiri import UserHarakiriService
 from vassal.services.mules import MuleService
 from vassal.services.signals import SignalOptionError, SignalService
 from vassal.services.spooler import SpoolerService
@@ -56,12 +58,19 @@ class Subsystems:
         else:
             module.__getattr__ = _no_spooler
             module.i_am_the_spooler = lambda: None
-        if mule_specs:
-            self.services.append(MuleService(self.mules, config, title))
+        mule_service = MuleService(self.mules, config, title) if mule_specs else None
+        if mule_service is not None:
+            self.services.append(mule_service)
+        self.harakiri = UserHarakiri(nworkers, len(mule_specs), self.spoolers)
+        self.harakiri.install(module)
+        self.services.append(UserHarakiriService(
+            self.harakiri, lambda wid: int(board.workers[wid].pid) if board is not None else 0,
+            lambda mid: mule_service.children[mid - 1].pid if mule_service is not None else 0))
 
     def in_worker(self, wid: int) -> None:
         """In a worker right after the fork: its role, its signal table, its pipes."""
         process.become(process.Role.WORKER, worker_id=wid)
+        self.harakiri.deadlines[self.harakiri.worker_index(wid)] = 0.0
         self.signals.reset_worker_area(wid)
         self.signals.close_unused()
         self.mules.close_unused()
