@@ -126,6 +126,7 @@ class _Slot(ctypes.Structure):
         ("frequency", ctypes.c_int32),  # uwsgi.set_spooler_frequency (0: the option's)
         ("harakiri", ctypes.c_double),  # wall time after which the master kills it (0: none)
         ("user_harakiri", ctypes.c_double),
+        ("current", ctypes.c_char * 256),  # the job being run: left set when the process dies
     ]
 
 
@@ -133,9 +134,9 @@ class _Slot(ctypes.Structure):
 
 
 def pack_job(pairs: list[tuple[bytes, bytes]], body: bytes = b"") -> bytes:
-    block = encode_vars(pairs)
-    if len(block) > MAX_VARS:
+    if sum(4 + len(k) + len(v) for k, v in pairs) > MAX_VARS:
         raise SpoolError("uwsgi.spool: args buffer is limited to 64k, use the 'body' for bigger values")
+    block = encode_vars(pairs)
     return _HEADER.pack(Modifier1.SPOOLER, len(block), 0) + block + body
 
 
@@ -195,6 +196,7 @@ class Spoolers:
         self.module: Any = None
         self.signal_hub: Any = None
         self._stop_after_task = False
+        self._last: set[str] = set()  # jobs that killed a spooler process: run after the others
 
     # --- spooling (any process) ----------------------------------------------------------
 
@@ -404,6 +406,13 @@ class Spoolers:
         slot.pid = os.getpid()
         slot.running = 0
         slot.tasks = 0
+        crashed = slot.current.decode(errors="replace")
+        if crashed:
+            # the previous spooler died in this job: the others go first, so one poisonous
+            # job cannot keep the rest of the queue from ever running
+            log(f"[spooler] job {crashed} killed the previous spooler process: it runs after the others")
+            self._last.add(crashed)
+            slot.current = b""
         directory = self.slot_dirs[slot_index]
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
@@ -472,6 +481,8 @@ class Spoolers:
             return 0
         if self.settings.ordered:
             names.sort(key=_natural_key)
+        if self._last:
+            names.sort(key=lambda n: n in self._last)  # stable: the order otherwise stays
         done = 0
         for name in names:
             if self._stop_after_task:
@@ -506,6 +517,7 @@ class Spoolers:
         done = 0
         try:
             slot.running = 1
+            slot.current = name.encode()[:255]
             if not self.settings.quiet:
                 log(f"[spooler {directory} pid: {os.getpid()}] managing request {name} ...")
             if self.settings.chdir:
@@ -529,6 +541,8 @@ class Spoolers:
             for fd in held:
                 os.close(fd)
             slot.running = 0
+            slot.current = b""
+            self._last.discard(name)
         if self.settings.max_tasks and slot.tasks >= self.settings.max_tasks:
             log(f"[spooler {directory} pid: {os.getpid()}] maximum number of tasks reached "
                 f"({self.settings.max_tasks}) recycling ...")

@@ -14,6 +14,7 @@ expression (``uwsgi`` and ``os`` in scope) and answers its repr, or the exceptio
 
 import json
 import os
+import time
 from urllib.parse import parse_qsl, unquote
 
 import uwsgi
@@ -71,6 +72,10 @@ if "spooler" in FEATURES:
         event("job", who(), json.dumps(doc, sort_keys=True))
         if doc.get("crash"):
             os._exit(7)
+        if doc.get("sleep"):
+            time.sleep(float(doc["sleep"]))
+        if doc.get("cwd"):
+            event("cwd", who(), os.getcwd())
         ret = doc.get("ret", "ok")
         return {"ok": uwsgi.SPOOL_OK, "retry": uwsgi.SPOOL_RETRY, "ignore": uwsgi.SPOOL_IGNORE}.get(ret, None)
 
