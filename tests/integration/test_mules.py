@@ -165,3 +165,20 @@ def test_mule_and_spooler_processes_leave_with_the_instance(procs, tmp_path) -> 
     b.stop()
     assert not [p for p in kids if pid_alive(p)]
     assert Path(b.events_path).exists()
+
+
+def test_reload_brings_back_timers_spooler_and_mules(procs, tmp_path) -> None:
+    b = Backend(procs, "imperium", tmp_path, ["mule = true", f"spooler = {tmp_path / 'spool'}",
+                                              "spooler-frequency = 1", "timer = 20 1"], "timer,mule,spooler")
+    b.wait_events("signal", 1)
+    old = mule_pids(b)
+    os.kill(b.proc.pid, 1)  # graceful reload: the master re-execs itself
+    wait_until(lambda: len(mule_pids(b)) > len(old), 20, message="mule of the new incarnation")
+    assert "binary reloading uWSGI..." in b.output()
+    n = len(b.events("signal"))
+    b.wait_events("signal", n + 2)
+    b.get("/spool?after=reload")
+    b.get("/mule/1?after-reload")
+    assert b.wait_events("job")[0][1] == "spooler"
+    b.wait_events("message")
+    assert not [p for p in old if pid_alive(p)]
