@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vassal.api import process
+from vassal.api import role
 from vassal.api.mules import MuleError
 from vassal.api.mules import parse as parse_mules
 from vassal.api.signals import SignalError, SignalHub
@@ -88,7 +88,7 @@ def test_touch_like_uwsgi_check_touches(tmp_path) -> None:
 def hub():
     h = SignalHub(nworkers=2, nmules=2, farms=["pool"], spooler=True)
     yield h
-    process.become(process.Role.MASTER)
+    role.become(role.Role.MASTER)
 
 
 def _read(sock: socket.socket) -> bytes:
@@ -119,12 +119,12 @@ def test_registration_rules(hub) -> None:
         hub.register_signal(1, "", print)
     assert hub.signal_registered(1) is True and hub.signal_registered(2) is None
     # a worker starts with the master's table, then registers its own
-    process.become(process.Role.WORKER, worker_id=2)
+    role.become(role.Role.WORKER, worker_id=2)
     hub.reset_worker_area(2)
     assert hub.signal_registered(1) is True
     hub.register_signal(3, "worker2", print)
     assert hub.target_of(3) == "worker2"
-    process.become(process.Role.MULE, mule_id=1)
+    role.become(role.Role.MULE, mule_id=1)
     with pytest.raises(SignalError, match="only the master and the workers can register"):
         hub.register_signal(4, "", print)
     for target in ("worker3", "mule3", "farm2", "farm_nope", "subscribed"):

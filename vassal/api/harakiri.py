@@ -12,7 +12,7 @@ import mmap
 import time
 from typing import Any
 
-from vassal.api.process import ME, Role
+from vassal.api.role import ME, Role
 
 
 class UserHarakiri:

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from vassal.api.process import ME, Role, become, end_me, run_post_fork_hook
+from vassal.api.role import ME, Role, become, end_me, run_post_fork_hook
 from vassal.api.signals import SignalHub, socket_pair
 from vassal.log import log
 

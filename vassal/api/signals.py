@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vassal.api.process import ME, Role, end_me
+from vassal.api.role import ME, Role, end_me
 from vassal.log import log
 from vassal.scoreboard import STATUS_CHEAP
 

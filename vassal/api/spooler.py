@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from vassal.api.process import ME, Role, end_me
+from vassal.api.role import ME, Role, end_me
 from vassal.log import log
 from vassal.protocols.http import BadRequest
 from vassal.protocols.uwsgi import decode_vars, encode_vars
@@ -397,7 +397,7 @@ class Spoolers:
 
     def run(self, slot_index: int) -> None:
         """The body of spooler process ``slot_index`` (forked by the master); never returns."""
-        from vassal.api.process import become
+        from vassal.api.role import become
 
         become(Role.SPOOLER, spooler_slot=slot_index)
         if self.signal_hub is not None:
@@ -602,6 +602,6 @@ def _import(name: str) -> None:
 
 
 def _post_fork(module: Any) -> None:
-    from vassal.api.process import run_post_fork_hook
+    from vassal.api.role import run_post_fork_hook
 
     run_post_fork_hook(module)

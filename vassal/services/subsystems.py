@@ -12,7 +12,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from vassal.api import process
+from vassal.api import role
 from vassal.api.harakiri import UserHarakiri
 from vassal.api.mules import MuleError, Mules
 from vassal.api.mules import parse as parse_mules
@@ -69,7 +69,7 @@ class Subsystems:
 
     def in_worker(self, wid: int) -> None:
         """In a worker right after the fork: its role, its signal table, its pipes."""
-        process.become(process.Role.WORKER, worker_id=wid)
+        role.become(role.Role.WORKER, worker_id=wid)
         self.harakiri.deadlines[self.harakiri.worker_index(wid)] = 0.0
         self.signals.reset_worker_area(wid)
         self.signals.close_unused()
@@ -83,7 +83,7 @@ class Subsystems:
 
     def post_fork(self) -> None:
         """``uwsgi.post_fork_hook``: in the worker, before a lazy app loads (uWSGI's order)."""
-        process.run_post_fork_hook(self.module)
+        role.run_post_fork_hook(self.module)
 
     def watch(self) -> dict[int, Callable[[], Any]]:
         """fds a worker's loop must watch, with what to do when one is readable."""

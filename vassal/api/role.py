@@ -1,4 +1,4 @@
-"""Which process of the instance this is: the master, a worker, a mule or a spooler.
+"""Which process of the instance this is (its role): the master, a worker, a mule or a spooler.
 
 The uWSGI API answers by process: ``mule_id()`` is the mule's number in a mule and 0
 elsewhere, ``i_am_the_spooler()`` is true only in a spooler, a uWSGI signal is read from the
