@@ -19,13 +19,12 @@ import time
 from typing import Any
 
 from vassal import log as logmod
-from vassal.api import uwsgi_module
+from vassal.api import background, uwsgi_module
 from vassal.emperor_link import EmperorLink
 from vassal.log import log
 from vassal.master import FAILED_APP_CODE, Master
 from vassal.scoreboard import Scoreboard
 from vassal.services import Service
-from vassal.services.subsystems import SetupError, Subsystems
 from vassal.sockets import (
     BindError,
     ListenSocket,
@@ -342,7 +341,7 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
 
 def _services(config: Any) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
-    return []
+    return uwsgi_module.services()
 
 
 def _run(config: Any) -> int:
@@ -380,11 +379,12 @@ def _run(config: Any) -> int:
     threads = max(1, int(config.get("threads") or 1))
     board = Scoreboard(processes, threads)
     buffer_size = int(config.get("buffer-size") or 4096)
-    module = uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
-    try:  # signals, spooler, mules: their pipes and shared memory exist before any fork
-        extras = Subsystems(config, module, board, processes, lambda role: _procname(config, role))
-    except SetupError as exc:
+    try:
+        uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
+    except uwsgi_module.ApiError as exc:
         raise InstanceError(str(exc)) from None
+    extras = background.current()  # signals, spooler, mules: hooks for the workers and the stats
+    extras.title = lambda role: _procname(config, role)
     _pythonpath(config)
     for mod in config.getlist("shared-import"):
         __import__(mod)
@@ -491,7 +491,7 @@ def _run(config: Any) -> int:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
                         stats_server=stats_server, stats_source=stats_source, original_cwd=original_cwd,
                         cleanup=cleanup, lazy_need_app=lazy and need_app is not False,
-                        services=_services(config) + extras.services)
+                        services=_services(config))
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
     log(f"spawned uWSGI master process (pid: {os.getpid()})")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -171,7 +170,6 @@ def test_pack_unpack_any_vars(env: dict, body: bytes) -> None:
 def test_spool_writes_uwsgi_files(tmp_path) -> None:
     settings_ = SpoolerSettings(dirs=[str(tmp_path)])
     sp = Spoolers(settings_, "host")
-    sp.module = SimpleNamespace()
     path = sp.spool({b"a": b"1", "b": "x", b"body": b"payload"}, priority=b"3").decode()
     assert os.path.dirname(path) == str(tmp_path / "3")
     name = os.path.basename(path)

@@ -42,5 +42,5 @@ class UserHarakiri:
             self.deadlines[self.worker_index(ME.worker_id)] = deadline
         # in the master there is nobody to kill it: uWSGI ignores it as well
 
-    def install(self, module: Any) -> None:
-        module.set_user_harakiri = self.set_user_harakiri
+    def exports(self) -> dict[str, Any]:
+        return {"set_user_harakiri": self.set_user_harakiri}

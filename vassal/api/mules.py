@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from vassal.api.role import ME, Role, become, end_me, run_post_fork_hook
+from vassal.api.role import ME, Role, become, end_me, run_post_fork_hook, uwsgi_module
 from vassal.api.signals import SignalHub, socket_pair
 from vassal.log import log
 
@@ -100,7 +100,6 @@ class Mules:
         self.queues = [socket_pair(socket.SOCK_SEQPACKET, msg_size) for _ in mules]
         self.farm_queues = {f.name: socket_pair(socket.SOCK_SEQPACKET, msg_size) for f in farms}
         self.buffer = max(MSG_BUFFER, msg_size)
-        self.module: Any = None
         for f in farms:
             for mid in f.mules:
                 signals.mule_farms.setdefault(mid, []).append(f.name)
@@ -194,13 +193,10 @@ class Mules:
         text = name.decode() if isinstance(name, bytes) else name
         return True if text in mine else None
 
-    def mule_id(self) -> int:
-        return ME.mule_id
-
-    def install(self, module: Any) -> None:
-        self.module = module
-        for name in ("mule_msg", "farm_msg", "mule_get_msg", "farm_get_msg", "in_farm", "mule_id"):
-            setattr(module, name, getattr(self, name))
+    def exports(self) -> dict[str, Any]:
+        """The mule functions of the ``uwsgi`` module (``mule_id`` is the process module's)."""
+        return {name: getattr(self, name) for name in ("mule_msg", "farm_msg", "mule_get_msg", "farm_get_msg",
+                                                        "in_farm")}
 
     # --- the mule process ----------------------------------------------------------------
 
@@ -222,7 +218,7 @@ class Mules:
         for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
-        run_post_fork_hook(self.module)
+        run_post_fork_hook()
         program = spec.program
         if program.endswith(".py"):
             try:
@@ -269,7 +265,7 @@ class Mules:
                         self._dispatch(data)
 
     def _dispatch(self, data: bytes) -> None:
-        hook = getattr(self.module, "mule_msg_hook", None)
+        hook = getattr(uwsgi_module(), "mule_msg_hook", None)
         if hook is None:
             log(f"*** mule {ME.mule_id} received a {len(data)} bytes message ***")
             return

@@ -42,6 +42,10 @@ def become(role: Role, *, worker_id: int = 0, mule_id: int = 0, spooler_slot: in
     ME.worker_id = worker_id
     ME.mule_id = mule_id
     ME.spooler_slot = spooler_slot
+    from vassal.api import context
+
+    context.ctx.worker_id = worker_id
+    context.ctx.mule_id = mule_id
 
 
 def end_me(code: int = END_CODE) -> None:
@@ -60,10 +64,15 @@ def exit_on(*signums: int) -> None:
         signal.signal(signum, lambda _s, _f: end_me())
 
 
-def run_post_fork_hook(module: object) -> None:
+def uwsgi_module() -> object:
+    """The ``uwsgi`` module the app sees (its hooks are read from it when they are needed)."""
+    return sys.modules.get("uwsgi")
+
+
+def run_post_fork_hook(module: object | None = None) -> None:
     """``uwsgi.post_fork_hook``, if the app set one (uwsgidecorators' @postfork does): run in
     every worker, mule and spooler right after the fork, as uWSGI's python plugin does."""
-    hook = getattr(module, "post_fork_hook", None)
+    hook = getattr(module if module is not None else uwsgi_module(), "post_fork_hook", None)
     if hook is None:
         return
     try:

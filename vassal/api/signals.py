@@ -408,11 +408,11 @@ class SignalHub:
             raise SignalError(f"uwsgi.add_file_monitor: {name}: no such file or directory")
         self._request("add_file_monitor", {"kind": "filemon", "sig": sig, "path": os.path.abspath(name)})
 
-    def install(self, module: Any) -> None:
-        """Put the signal functions on the ``uwsgi`` module."""
-        for name in ("register_signal", "signal", "signal_registered", "signal_wait", "signal_received",
-                     "add_timer", "add_rb_timer", "add_cron", "add_file_monitor"):
-            setattr(module, name, getattr(self, name))
+    def exports(self) -> dict[str, Any]:
+        """The signal functions of the ``uwsgi`` module."""
+        return {name: getattr(self, name) for name in (
+            "register_signal", "signal", "signal_registered", "signal_wait", "signal_received", "add_timer",
+            "add_rb_timer", "add_cron", "add_file_monitor")}
 
     def close_unused(self) -> None:
         """In a child: close the ends of the pipes this process never uses (hygiene, and so

@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from vassal.api.role import ME, Role, end_me
+from vassal.api.role import ME, Role, end_me, run_post_fork_hook, uwsgi_module
 from vassal.log import log
 from vassal.protocols.http import BadRequest
 from vassal.protocols.uwsgi import decode_vars, encode_vars
@@ -193,7 +193,6 @@ class Spoolers:
         self.slots = (_Slot * len(self.slot_dirs)).from_buffer(self._mm)
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
-        self.module: Any = None
         self.signal_hub: Any = None
         self._stop_after_task = False
         self._last: set[str] = set()  # jobs that killed a spooler process: run after the others
@@ -335,16 +334,13 @@ class Spoolers:
         env, body = got
         return self._task_dict(name, env, body)
 
-    def i_am_the_spooler(self) -> bool | None:
-        return True if ME.role is Role.SPOOLER else None
-
-    def install(self, module: Any) -> None:
-        self.module = module
-        module.spoolers = tuple(d.encode() for d in self.settings.dirs)
-        module.spool = module.send_to_spooler = self.spool
-        for name in ("spooler_jobs", "spooler_pid", "spooler_pids", "set_spooler_frequency",
-                     "spooler_get_task", "i_am_the_spooler"):
-            setattr(module, name, getattr(self, name))
+    def exports(self) -> dict[str, Any]:
+        """The spooler functions of the ``uwsgi`` module."""
+        names = {name: getattr(self, name) for name in ("spooler_jobs", "spooler_pid", "spooler_pids",
+                                                         "set_spooler_frequency", "spooler_get_task")}
+        names.update(spool=self.spool, send_to_spooler=self.spool,
+                     spoolers=tuple(d.encode() for d in self.settings.dirs))
+        return names
 
     # --- reading jobs --------------------------------------------------------------------
 
@@ -431,7 +427,7 @@ class Spoolers:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-        _post_fork(self.module)
+        run_post_fork_hook()
         for name in self.settings.imports:
             _import(name)
         pipes = self.signal_hub.my_pipes() if self.signal_hub is not None else []
@@ -551,7 +547,7 @@ class Spoolers:
         return done
 
     def _call(self, slot: _Slot, name: str, env: dict[bytes, bytes], body: bytes) -> int:
-        func = getattr(self.module, "spooler", None)
+        func = getattr(uwsgi_module(), "spooler", None)
         if func is None or not callable(func):
             return SPOOL_IGNORE
         task = self._task_dict(name, env, body)
@@ -599,9 +595,3 @@ def _import(name: str) -> None:
         from vassal.wsgi import print_app_exception
 
         print_app_exception()
-
-
-def _post_fork(module: Any) -> None:
-    from vassal.api.role import run_post_fork_hook
-
-    run_post_fork_hook(module)
