@@ -21,6 +21,10 @@ from vassal.api.mules import MuleError, Mules
 from vassal.api.mules import parse as parse_mules
 from vassal.api.signals import SignalHub
 from vassal.api.spooler import SpoolError, Spoolers, SpoolerSettings
+from vassal.services.harakiri import UserHarakiriService
+from vassal.services.mules import MuleService
+from vassal.services.signals import SignalOptionError, SignalService
+from vassal.services.spooler import SpoolerService
 
 #: names uWSGI's module has only with a spooler configured
 SPOOLER_NAMES = frozenset({"spool", "send_to_spooler", "spooler_jobs", "spooler_pid", "spooler_pids",
@@ -29,11 +33,6 @@ SPOOLER_NAMES = frozenset({"spool", "send_to_spooler", "spooler_jobs", "spooler_
 
 class Background:
     def __init__(self, config: Any, board: Any, nworkers: int) -> None:
-        from vassal.services.harakiri import UserHarakiriService
-        from vassal.services.mules import MuleService
-        from vassal.services.signals import SignalOptionError, SignalService
-        from vassal.services.spooler import SpoolerService
-
         self.board = board
         #: the process title of a child ("mule 1", "spooler"), set by the instance
         self.title: Callable[[str], str | None] | None = None

@@ -34,6 +34,7 @@ from typing import Any
 from vassal.api.role import ME, Role, become, end_me, run_post_fork_hook, uwsgi_module
 from vassal.api.signals import SignalHub, socket_pair
 from vassal.log import log
+from vassal.wsgi import print_app_exception
 
 #: uWSGI's receive buffer for one message (char message[65536])
 MSG_BUFFER = 65536
@@ -226,8 +227,6 @@ class Mules:
             except SystemExit as exc:
                 end_me(exc.code if isinstance(exc.code, int) else 1)
             except BaseException:  # noqa: BLE001 - printed; the master starts the mule again
-                from vassal.wsgi import print_app_exception
-
                 print_app_exception()
             end_me()  # a program that returns ends the mule (uWSGI's end_me)
         if ":" in program:
@@ -240,8 +239,6 @@ class Mules:
             except SystemExit as exc:
                 end_me(exc.code if isinstance(exc.code, int) else 1)
             except BaseException:  # noqa: BLE001
-                from vassal.wsgi import print_app_exception
-
                 print_app_exception()
             end_me()
         self._loop()
@@ -272,8 +269,6 @@ class Mules:
         try:
             hook(data)
         except Exception:  # noqa: BLE001 - printed, the mule goes on
-            from vassal.wsgi import print_app_exception
-
             print_app_exception()
 
 

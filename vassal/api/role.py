@@ -14,6 +14,9 @@ import signal
 import sys
 from dataclasses import dataclass
 
+from vassal.api import context
+from vassal.wsgi import print_app_exception
+
 
 class Role(enum.Enum):
     MASTER = "master"
@@ -42,8 +45,6 @@ def become(role: Role, *, worker_id: int = 0, mule_id: int = 0, spooler_slot: in
     ME.worker_id = worker_id
     ME.mule_id = mule_id
     ME.spooler_slot = spooler_slot
-    from vassal.api import context
-
     context.ctx.worker_id = worker_id
     context.ctx.mule_id = mule_id
 
@@ -78,6 +79,4 @@ def run_post_fork_hook(module: object | None = None) -> None:
     try:
         hook()
     except Exception:  # noqa: BLE001 - uWSGI clears the error and goes on
-        from vassal.wsgi import print_app_exception
-
         print_app_exception()

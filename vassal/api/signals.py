@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import json
 import mmap
 import os
 import select
 import socket
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +43,7 @@ from typing import Any
 from vassal.api.role import ME, Role, end_me
 from vassal.log import log
 from vassal.scoreboard import STATUS_CHEAP
+from vassal.wsgi import print_app_exception
 
 NSIGNALS = 256
 #: longest target name uWSGI keeps (char receiver[64])
@@ -223,9 +226,6 @@ class SignalHub:
 
     def queued(self, wid: int = 0) -> int:
         """Signals waiting in the shared worker pipe (0) or in worker ``wid``'s (stats)."""
-        import fcntl
-        import termios
-
         sock = self.workers_pipe[1] if wid == 0 else self.worker_pipes[wid][1]
         buf = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
         return int.from_bytes(buf, "little")
@@ -287,8 +287,6 @@ class SignalHub:
         try:
             handler(sig)
         except Exception:  # noqa: BLE001 - a handler's error is logged, the process goes on
-            from vassal.wsgi import print_app_exception
-
             print_app_exception()
             return -1
         return 0

@@ -31,6 +31,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import fcntl
+import importlib.util
 import itertools
 import mmap
 import os
@@ -47,10 +48,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from vassal.api.role import ME, Role, end_me, run_post_fork_hook, uwsgi_module
+from vassal.api.role import ME, Role, become, end_me, run_post_fork_hook, uwsgi_module
 from vassal.log import log
 from vassal.protocols.http import BadRequest
 from vassal.protocols.uwsgi import decode_vars, encode_vars
+from vassal.wsgi import print_app_exception
 
 PREFIX = "uwsgi_spoolfile_on_"
 SPOOL_OK = -2
@@ -393,8 +395,6 @@ class Spoolers:
 
     def run(self, slot_index: int) -> None:
         """The body of spooler process ``slot_index`` (forked by the master); never returns."""
-        from vassal.api.role import become
-
         become(Role.SPOOLER, spooler_slot=slot_index)
         if self.signal_hub is not None:
             self.signal_hub.close_unused()
@@ -556,8 +556,6 @@ class Spoolers:
         try:
             ret = func(task)
         except Exception:  # noqa: BLE001 - the job's error is printed, the job is retried
-            from vassal.wsgi import print_app_exception
-
             print_app_exception()
             return SPOOL_RETRY
         finally:
@@ -580,8 +578,6 @@ def _import(name: str) -> None:
     """``spooler-import``: a module name, or a file path (uWSGI's rule: a '/' or '.py')."""
     try:
         if "/" in name or name.endswith(".py"):
-            import importlib.util
-
             modname = os.path.splitext(os.path.basename(name))[0].replace(".", "_").replace("-", "_")
             spec = importlib.util.spec_from_file_location(modname, name)
             if spec is None or spec.loader is None:
@@ -592,6 +588,4 @@ def _import(name: str) -> None:
         else:
             __import__(name)
     except Exception:  # noqa: BLE001 - uWSGI prints the error and carries on
-        from vassal.wsgi import print_app_exception
-
         print_app_exception()

@@ -24,6 +24,11 @@ from vassal.log import log
 from vassal.master import _fork_worker
 from vassal.services import Service
 
+try:  # imported now: after the privileges drop the interpreter's own files may be out of reach
+    import setproctitle
+except ImportError:  # pragma: no cover
+    setproctitle = None  # type: ignore[assignment]
+
 #: a child that dies this soon after its birth counts as a fast death
 FAST_DEATH = 1.0
 #: fast deaths in a row after which the respawn waits RESPAWN_PAUSE seconds
@@ -43,13 +48,8 @@ def fork_child(master: Any, run: Callable[[], None], title: str | None = None) -
             master.zerg_server.close()
         if master.link is not None:
             master.link.close()
-        if title:
-            try:
-                import setproctitle
-
-                setproctitle.setproctitle(title)
-            except ImportError:
-                pass
+        if title and setproctitle is not None:
+            setproctitle.setproctitle(title)
         run()
 
     return _fork_worker(child, 0)
