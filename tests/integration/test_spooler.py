@@ -137,3 +137,14 @@ def test_spooler_import_and_chdir(procs, tmp_path) -> None:
     assert b.wait_events("imported")[0][2] == str(tmp_path)
     # only the spooler imported it: the workers have no spooler function
     assert ev(b, "getattr(uwsgi, 'spooler', None)") == (200, "None")
+
+
+def test_several_spooler_processes_run_each_job_once(procs, tmp_path) -> None:
+    b = Backend(procs, "imperium", tmp_path, spooler(tmp_path, "spooler-processes = 3"), "spooler")
+    n = 60
+    for i in range(n):
+        b.get(f"/spool?n={i}&sleep=0.01")
+    b.wait_events("job", n, timeout=60)
+    wait_until(lambda: not list((tmp_path / "spool").glob("uwsgi_spoolfile_on_*")), 20, message="all done")
+    runs = sorted(int(json.loads(e[2])["n"]) for e in b.events("job"))
+    assert runs == list(range(n))  # each exactly once, whichever process ran it

@@ -372,8 +372,11 @@ class Spoolers:
             if not os.access(path, os.R_OK | os.W_OK):  # unlinked under us
                 os.close(fd)
                 return None
-            with os.fdopen(os.dup(fd), "rb") as f:
-                data = f.read()
+            # read on this fd only: closing any other fd of the file (a dup) would drop the lock
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+            data = b"".join(chunks)
         except OSError:
             os.close(fd)
             return None
