@@ -33,6 +33,7 @@ from typing import Any
 
 from vassal.api.role import ME, Role, become, end_me, run_post_fork_hook, uwsgi_module
 from vassal.api.signals import SignalHub, socket_pair
+from vassal.api.spooler import as_bytes
 from vassal.log import log
 from vassal.wsgi import print_app_exception
 
@@ -273,13 +274,7 @@ class Mules:
 
 
 def _message(call: str, message: Any) -> bytes:
-    if isinstance(message, bytes):
-        return message
-    if isinstance(message, str):
-        return message.encode("utf-8")
-    if isinstance(message, (bytearray, memoryview)):
-        return bytes(message)
-    raise MuleError(f"uwsgi.{call}: the message must be bytes or str, not {type(message).__name__}")
+    return as_bytes(call, "the message", message, numbers=False, error=MuleError)
 
 
 def _send(sock: socket.socket, data: bytes) -> bool:

@@ -168,16 +168,17 @@ def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def _as_bytes(call: str, what: str, value: Any) -> bytes:
+def as_bytes(call: str, what: str, value: Any, numbers: bool = True, error: type = SpoolError) -> bytes:
+    """A value given to the API as bytes: str is UTF-8, numbers their text (when allowed)."""
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value).encode()
-    raise SpoolError(f"uwsgi.{call}: {what} must be bytes or str, not {type(value).__name__}")
+    raise error(f"uwsgi.{call}: {what} must be bytes or str, not {type(value).__name__}")
 
 
 # --- the spoolers of an instance ------------------------------------------------------------
@@ -213,11 +214,11 @@ class Spoolers:
         pairs: list[tuple[bytes, bytes]] = []
         body = b""
         for key, value in items.items():
-            k = _as_bytes("spool", "a key", key)
+            k = as_bytes("spool", "a key", key)
             if k == b"body":
-                body = _as_bytes("spool", "the body", value)
+                body = as_bytes("spool", "the body", value)
                 continue
-            pairs.append((k, _as_bytes("spool", f"the value of {k.decode('utf-8', 'replace')!r}", value)))
+            pairs.append((k, as_bytes("spool", f"the value of {k.decode('utf-8', 'replace')!r}", value)))
         opts = dict(pairs)
         directory = self._directory(opts.get(b"spooler"))
         priority = opts.get(b"priority")
