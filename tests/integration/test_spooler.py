@@ -148,3 +148,13 @@ def test_several_spooler_processes_run_each_job_once(procs, tmp_path) -> None:
     wait_until(lambda: not list((tmp_path / "spool").glob("uwsgi_spoolfile_on_*")), 20, message="all done")
     runs = sorted(int(json.loads(e[2])["n"]) for e in b.events("job"))
     assert runs == list(range(n))  # each exactly once, whichever process ran it
+
+
+def test_a_job_spooled_while_another_runs_is_not_left_for_the_next_pass(procs, tmp_path) -> None:
+    b = Backend(procs, "imperium", tmp_path, [f"spooler = {tmp_path / 'spool'}", "spooler-frequency = 3600"],
+                "spooler")
+    b.get("/spool?first=1&sleep=1")
+    b.wait_events("job")  # the first one is running now
+    b.get("/spool?second=1")
+    # uWSGI would leave it until the next pass, an hour away
+    wait_until(lambda: len(b.events("job")) == 2, 15, message="the second job right after the first")

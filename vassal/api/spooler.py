@@ -125,6 +125,7 @@ class _Slot(ctypes.Structure):
         ("tasks", ctypes.c_uint64),
         ("respawns", ctypes.c_uint64),
         ("running", ctypes.c_int32),
+        ("pending", ctypes.c_int32),  # a job was spooled while it ran one: look again at once
         ("frequency", ctypes.c_int32),  # uwsgi.set_spooler_frequency (0: the option's)
         ("harakiri", ctypes.c_double),  # wall time after which the master kills it (0: none)
         ("user_harakiri", ctypes.c_double),
@@ -285,15 +286,20 @@ class Spoolers:
         return path
 
     def _wake(self, directory: str) -> None:
-        # uWSGI wakes only an idle spooler; a busy one would then sleep a whole
-        # spooler-frequency before it sees the job: we always wake it
+        # an idle spooler gets SIGUSR1, as in uWSGI; a busy one is not interrupted (a signal
+        # could break a job's system call) but told to scan again when it is done: uWSGI
+        # tells it nothing, and the job then waits a whole spooler-frequency
         for i, d in enumerate(self.slot_dirs):
             slot = self.slots[i]
-            if d == directory and slot.pid > 0:
-                try:
-                    os.kill(int(slot.pid), signal.SIGUSR1)
-                except OSError:
-                    pass
+            if d != directory or slot.pid <= 0:
+                continue
+            if slot.running:
+                slot.pending = 1
+                continue
+            try:
+                os.kill(int(slot.pid), signal.SIGUSR1)
+            except OSError:
+                pass
 
     # --- the rest of the API -------------------------------------------------------------
 
@@ -441,11 +447,13 @@ class Spoolers:
             except OSError as exc:
                 log(f"[spooler] chdir() to {directory}: {exc.strerror}")
                 end_me(1)
-            # a scan that finished jobs looks again at once: jobs may have come meanwhile
+            # a scan that finished jobs, or during which jobs were spooled, is followed at once
+            # by another
+            slot.pending = 0
             done = self._scan(slot, directory)
             if self._stop_after_task:
                 end_me(0)
-            timeout = 0 if done else (slot.frequency or self.settings.frequency)
+            timeout = 0 if done or slot.pending else (slot.frequency or self.settings.frequency)
             try:
                 ready, _, _ = select.select([wake_r, *pipes], [], [], timeout)
             except InterruptedError:
