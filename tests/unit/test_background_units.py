@@ -188,3 +188,14 @@ def test_mule_and_farm_options() -> None:
     assert [(f.name, f.mules) for f in farms] == [("a", [1, 3]), ("b", [4])]
     with pytest.raises(MuleError, match="invalid mule id '5'"):
         parse_mules(FakeConfig(mules=["4"], farm=["a:5"]))
+
+
+def test_child_phases_only_move_as_the_table_says() -> None:
+    from vassal.services.children import MOVES, Child, Phase
+
+    c = Child(0)
+    for to in (Phase.RUNNING, Phase.CURSED, Phase.RUNNING, Phase.STOPPING, Phase.GONE):
+        c.move(to)
+    with pytest.raises(RuntimeError, match="gone -> running is not a move"):
+        c.move(Phase.RUNNING)
+    assert all(Phase.NEW not in targets for targets in MOVES.values())  # nothing goes back to new

@@ -6,6 +6,13 @@ it keeps dying within a second of its birth, so a broken program cannot make the
 spin), and on reload or shutdown sends the stop signal and, past the mercy, SIGKILL. The
 master waits (``busy``) until every child is reaped before it re-execs or exits.
 
+The life of a slot, one enum and one table of allowed moves (``Phase``, ``MOVES``)::
+
+    (start) ──fork──▶ RUNNING ──dies while the instance runs──▶ RESPAWN_WAIT ──due──▶ RUNNING
+                        │  ▲                 (or at once, when it did not die young)
+                        │  └──── touch reload: CURSED, dies, forked again ────┘
+                        └──reload/shutdown──▶ STOPPING ──dies──▶ GONE
+
 A child is forked the way the master forks workers (``vassal.master._fork_worker``: stop
 signals blocked across the fork, default handlers, death with the master) and drops what
 only the master may hold: the listening sockets, the stats and zerg servers, the emperor fd.
@@ -13,6 +20,7 @@ only the master may hold: the listening sockets, the stats and zerg servers, the
 
 from __future__ import annotations
 
+import enum
 import os
 import signal
 import time
@@ -55,14 +63,40 @@ def fork_child(master: Any, run: Callable[[], None], title: str | None = None) -
     return _fork_worker(child, 0)
 
 
+class Phase(enum.Enum):
+    NEW = "new"  # not forked yet
+    RUNNING = "running"
+    CURSED = "cursed"  # asked to stop, to be forked again (touch reload)
+    RESPAWN_WAIT = "respawn-wait"  # died young too often: forked again after a pause
+    STOPPING = "stopping"  # the instance stops or reloads: not forked again
+    GONE = "gone"
+
+
+#: phase -> phases it may move to
+MOVES: dict[Phase, frozenset[Phase]] = {
+    Phase.NEW: frozenset({Phase.RUNNING, Phase.RESPAWN_WAIT, Phase.STOPPING, Phase.GONE}),
+    Phase.RUNNING: frozenset({Phase.RUNNING, Phase.CURSED, Phase.RESPAWN_WAIT, Phase.STOPPING}),
+    Phase.CURSED: frozenset({Phase.RUNNING, Phase.RESPAWN_WAIT, Phase.STOPPING}),
+    Phase.RESPAWN_WAIT: frozenset({Phase.RUNNING, Phase.STOPPING, Phase.GONE}),
+    Phase.STOPPING: frozenset({Phase.GONE}),
+    Phase.GONE: frozenset(),
+}
+
+
 @dataclass
 class Child:
     index: int
+    phase: Phase = Phase.NEW
     pid: int = 0
     born: float = 0.0  # monotonic
     fast_deaths: int = 0
     respawn_at: float | None = None
     no_mercy_at: float | None = None
+
+    def move(self, to: Phase) -> None:
+        if to not in MOVES[self.phase]:
+            raise RuntimeError(f"child {self.index}: {self.phase.value} -> {to.value} is not a move")
+        self.phase = to
 
 
 class ChildrenService(Service):
@@ -105,18 +139,24 @@ class ChildrenService(Service):
             self.spawn(child)
 
     def spawn(self, child: Child, respawn: bool = False) -> None:
+        child.move(Phase.RUNNING)
         child.respawn_at = None
         child.no_mercy_at = None
         child.born = time.monotonic()
         child.pid = fork_child(self.master, lambda: self.run_child(child.index), self.title(child.index))
         self.spawned(child, respawn)
 
+    def wait_then_spawn(self, child: Child, delay: float) -> None:
+        child.move(Phase.RESPAWN_WAIT)
+        child.respawn_at = time.monotonic() + delay
+
     def child_exited(self, pid: int, status: int) -> bool:
         child = next((c for c in self.children if c.pid == pid), None)
         if child is None:
             return False
         child.pid = 0
-        if self.stopping_now:
+        if child.phase is Phase.STOPPING:
+            child.move(Phase.GONE)
             self.annihilated(child, pid)
             return True
         self.died(child, pid, status)
@@ -126,7 +166,7 @@ class ChildrenService(Service):
             child.fast_deaths = 0
         if child.fast_deaths >= FAST_DEATHS_MAX:
             log(f"{self.name} respawning too fast !!! i have to sleep a bit ({int(RESPAWN_PAUSE)} seconds)...")
-            child.respawn_at = time.monotonic() + RESPAWN_PAUSE
+            self.wait_then_spawn(child, RESPAWN_PAUSE)
         else:
             self.spawn(child, respawn=True)
         return True
@@ -137,7 +177,7 @@ class ChildrenService(Service):
 
     def tick(self, now: float) -> None:
         for child in self.children:
-            if child.respawn_at is not None and now >= child.respawn_at and not self.stopping_now:
+            if child.phase is Phase.RESPAWN_WAIT and now >= (child.respawn_at or 0.0):
                 self.spawn(child, respawn=True)
             if child.pid and child.no_mercy_at is not None and now >= child.no_mercy_at:
                 log(f"{self.describe(child)} (pid: {child.pid}) is taking too much time to die...NO MERCY !!!")
@@ -154,17 +194,21 @@ class ChildrenService(Service):
             except ProcessLookupError:
                 pass
 
-    def curse(self, child: Child, sig: int) -> None:
+    def curse(self, child: Child, sig: int, then: Phase = Phase.CURSED) -> None:
         """Ask a child to stop with ``sig``; SIGKILL after the mercy."""
         if child.pid:
+            child.move(then)
             self.kill(child, sig)
             child.no_mercy_at = time.monotonic() + self.mercy
+        elif then is Phase.STOPPING:
+            child.move(Phase.GONE)
 
     def stopping(self, reload: bool) -> None:
         self.stopping_now = True
         for child in self.children:
             child.respawn_at = None
-            self.curse(child, self.reload_signal if reload else self.stop_signal)
+            if child.phase is not Phase.GONE:
+                self.curse(child, self.reload_signal if reload else self.stop_signal, then=Phase.STOPPING)
 
     def busy(self) -> bool:
         return any(c.pid for c in self.children)

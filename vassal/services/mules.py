@@ -10,7 +10,7 @@ from typing import Any
 
 from vassal.api.mules import Mules
 from vassal.log import log
-from vassal.services.children import Child, ChildrenService
+from vassal.services.children import Child, ChildrenService, Phase
 from vassal.services.signals import Touch
 
 
@@ -32,7 +32,7 @@ class MuleService(ChildrenService):
         # uWSGI starts the mules after the workers: so do we, at the first tick
         self.master = master
         for child in self.children:
-            child.respawn_at = 0.0
+            self.wait_then_spawn(child, 0.0)
         for touch in self.touches:
             touch.touched()
 
@@ -68,5 +68,6 @@ class MuleService(ChildrenService):
             if touch.touched():
                 log(f"{time.ctime()} - *** {touch.path} has been touched... mules reload !!! ***")
                 for child in self.children:
-                    self.cursed.add(child.index)
-                    self.curse(child, signal.SIGHUP)
+                    if child.phase is Phase.RUNNING:
+                        self.cursed.add(child.index)
+                        self.curse(child, signal.SIGHUP)

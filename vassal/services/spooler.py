@@ -5,14 +5,13 @@ short stays on disk and runs again). What a spooler does is in ``vassal.api.spoo
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from typing import Any
 
 from vassal.api.spooler import Spoolers
 from vassal.log import log
-from vassal.services.children import Child, ChildrenService
+from vassal.services.children import Child, ChildrenService, Phase
 from vassal.services.signals import Touch
 
 
@@ -92,7 +91,6 @@ class SpoolerService(ChildrenService):
                 if touch.touched():
                     log(f"*** {touch.path} has been touched... spoolers reload !!! ***")
                     for child in self.children:
-                        # the spooler ends after the job in hand; respawned as usual
-                        if child.pid:
-                            os.kill(child.pid, signal.SIGHUP)
-                            child.no_mercy_at = now + self.mercy
+                        # the spooler ends after the job in hand; forked again as usual
+                        if child.phase is Phase.RUNNING:
+                            self.curse(child, signal.SIGHUP)
