@@ -158,3 +158,20 @@ def test_a_job_spooled_while_another_runs_is_not_left_for_the_next_pass(procs, t
     b.get("/spool?second=1")
     # uWSGI would leave it until the next pass, an hour away
     wait_until(lambda: len(b.events("job")) == 2, 15, message="the second job right after the first")
+
+
+def test_a_symlinked_priority_directory_is_not_followed(procs, tmp_path) -> None:
+    from vassal.api.spooler import pack_job
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    job = outside / "uwsgi_spoolfile_on_x_1_1_1_1_1"
+    job.write_bytes(pack_job([(b"planted", b"1")]))
+    (tmp_path / "spool").mkdir()
+    os.symlink(outside, tmp_path / "spool" / "8")  # looks like priority 8
+    b = Backend(procs, "imperium", tmp_path, spooler(tmp_path), "spooler")
+    b.get("/spool?after=1")
+    b.wait_events("job")
+    b.get("/spool?again=1")  # a second scan
+    wait_until(lambda: len(b.events("job")) == 2, 10, message="second job")
+    assert job.exists() and not any("planted" in e[2] for e in b.events("job"))

@@ -497,7 +497,7 @@ class Spoolers:
                 break
             if name.startswith(PREFIX):
                 done += self._task(slot, directory, where, name)
-            elif sub is None and name.isdigit() and os.path.isdir(os.path.join(where, name)):
+            elif sub is None and name.isdigit() and _real_dir(os.path.join(where, name)):
                 done += self._scan(slot, directory, name)
         return done
 
@@ -575,6 +575,14 @@ class Spoolers:
         if isinstance(ret, bool) or not isinstance(ret, int):
             return SPOOL_RETRY
         return ret
+
+
+def _real_dir(path: str) -> bool:
+    """A directory, not a symlink to one (a priority directory never leads out of the spool)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _unlink(path: str) -> None:
