@@ -29,9 +29,9 @@ import os, signal, uwsgi
 def event(*parts):
     open(os.environ['EVENTS'], 'a').write(' '.join(map(str, parts)) + '\\n')
 uwsgi.register_signal  # present in mules too
-event('started', 'm%d' % uwsgi.mule_id(), uwsgi.in_farm('pool'))
 if os.environ.get('IGNORE_HUP'):
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+event('started', 'm%d' % uwsgi.mule_id(), uwsgi.in_farm('pool'))
 while True:
     msg = uwsgi.mule_get_msg(timeout=1)
     if msg is None:
@@ -89,7 +89,7 @@ def test_mule_module_callable(procs, tmp_path) -> None:
 @pytest.mark.parametrize("options,message", [
     (["mule", "farm = pool:2"], "farm = 'pool:2': invalid mule id '2' (this instance has 1 mules)"),
     (["mule", "farm = pool"], "farm = 'pool': invalid farm value, must be in the form name:mule[,muleN]"),
-    (["mules = -1"], "mules = -1: must not be negative"),
+    (["mules = -1"], "option mules: -1 is negative (command line)"),
     (["mule", "farm = a:1", "farm = a:1"], "farm = 'a:1': a farm named 'a' is already defined"),
 ])
 def test_bad_mule_options(procs, tmp_path, options, message) -> None:
@@ -131,13 +131,14 @@ def test_reload_waits_for_mules_with_mercy(procs, tmp_path) -> None:
     b = Backend(procs, "imperium", tmp_path, [f"mule = {tmp_path / 'prog.py'}", "mule-reload-mercy = 1"], "")
     b.env["IGNORE_HUP"] = "1"
     b.stop()
+    before = len(b.events("started"))  # the first start's mule may not have begun yet
     b.start()
-    b.wait_events("started")
+    b.wait_events("started", before + 1)  # the mule of this start ignores SIGHUP from now on
     pid = mule_pids(b)[-1]
     os.kill(b.proc.pid, 1)  # graceful reload: the mule ignores SIGHUP, the mercy ends it
     wait_until(lambda: "is taking too much time to die...NO MERCY !!!" in b.output(), 15, message="no mercy")
     wait_until(lambda: not pid_alive(pid), 10, message="old mule gone")
-    wait_until(lambda: len(b.events("started")) >= 2, 20, message="mule of the new incarnation")
+    wait_until(lambda: len(b.events("started")) >= before + 2, 20, message="mule of the new incarnation")
 
 
 def test_touch_mules_reload_and_user_harakiri(procs, tmp_path) -> None:
