@@ -54,6 +54,16 @@ def exports(ctx: ApiContext) -> dict[str, Any]:
         _log(msg.decode() if isinstance(msg, bytes) else str(msg))
         return True
 
+    def set_logvar(key: Any, value: Any) -> None:
+        from vassal.log import set_logvar as _set
+
+        _set(key, value)
+
+    def get_logvar(key: Any) -> bytes | None:
+        from vassal.log import get_logvar as _get
+
+        return _get(key)
+
     def setprocname(name: Any) -> None:
         try:
             import setproctitle
@@ -103,7 +113,8 @@ def exports(ctx: ApiContext) -> dict[str, Any]:
         "SPOOL_IGNORE": 0,
     }
     for fn in (worker_id, mule_id, masterpid, reload, stop, total_requests, workers, log, setprocname,
-               listen_queue, get_option, accepting, request_id, disconnect, i_am_the_spooler):
+               listen_queue, get_option, accepting, request_id, disconnect, i_am_the_spooler, set_logvar,
+               get_logvar):
         names[fn.__name__] = fn
     return names
 
