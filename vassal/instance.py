@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from vassal import log as logmod
-from vassal.api import uwsgi_module
+from vassal.api import background, uwsgi_module
 from vassal.emperor_link import EmperorLink
 from vassal.log import log
 from vassal.logs.loggers import LoggerError
@@ -432,6 +432,8 @@ def _run(config: Any) -> int:
         uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
     except uwsgi_module.ApiError as exc:
         raise InstanceError(str(exc)) from None
+    extras = background.current()  # signals, spooler, mules: hooks for the workers and the stats
+    extras.title = lambda role: _procname(config, role)
     _pythonpath(config)
     for mod in config.getlist("shared-import"):
         __import__(mod)
@@ -476,6 +478,8 @@ def _run(config: Any) -> int:
         stats_source = StatsSource(version, sockets, board, app_info, int(config.get("listen") or 100),
                                    bool(config.get("stats-no-cores")))
         stats_source.api_parts = uwsgi_module.stats_parts
+        stats_source.sections += extras.stats_sections()
+        stats_source.signal_queue = extras.signals.queued
         stats_source.can_offload = 1 if settings.offload_threads else 0
     if apps is not None:
         for i in range(1, processes + 1):
@@ -489,7 +493,9 @@ def _run(config: Any) -> int:
         for service in master.services:
             service.in_worker(wid)
         uwsgi_module.set_worker_id(wid)
+        extras.in_worker(wid)
         _set_title(_procname(config, f"worker {wid}"))
+        extras.post_fork()
         table = apps
         if table is None:
             for mod in config.getlist("import"):
@@ -504,7 +510,9 @@ def _run(config: Any) -> int:
                                       "chdir": config.get("chdir") or ""} for a in table.apps]
             if config.get("chdir2"):
                 os.chdir(config.get("chdir2"))
-        worker_main(Worker(wid, sockets, table, board, settings))
+        worker = Worker(wid, sockets, table, board, settings)
+        worker.watch.update(extras.watch())  # signal pipes, handled between requests
+        worker_main(worker)
 
     def cleanup() -> None:
         if config.get("vacuum"):

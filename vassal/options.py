@@ -179,7 +179,8 @@ _add("harakiri-verbose", bool, False, "log more about harakiri kills", ignored=T
 _add("reload-mercy", int, 60, "seconds to wait for workers (or vassals) to stop on reload/shutdown",
      section=S)
 _add("worker-reload-mercy", int, 60, "seconds a worker gets to finish before it is killed", section=S)
-_add("mule-reload-mercy", int, 60, "seconds a mule gets to finish before it is killed", ignored=True, section=S)
+_add("mule-reload-mercy", int, 60, "seconds a mule gets to stop on reload/shutdown before it is killed",
+     section=S)
 _add("die-on-term", bool, False, "SIGTERM shuts down instead of reloading", section=S)
 _add("exit-on-reload", bool, False, "exit instead of reloading", section=S)
 _add("idle", int, 0, "after this many idle seconds go to sleep (cheap mode)", section=S)
@@ -314,8 +315,7 @@ _add("cache-udp-node", str, None, "cache replication (refused: not supported)", 
 _add("cache-sync", str, None, "copy a remote cache at startup (refused: not supported)", section=S)
 _add("locks", int, 0, "create N+1 user locks (uwsgi.lock(0..N))", section=S)
 _add("rpc-max", int, 64, "most RPC functions a process may register", section=S)
-_add("spooler", str, None, "spooler directory", short="Q", repeat=True, section=S, ignored=True)
-_ignored(S, "spooler-processes", "spooler-frequency", "mules", "hook-asap",
+_ignored(S, "hook-asap",
          "hook-pre-app", "hook-post-app", "hook-accepting", "cron", "unique-cron", "attach-daemon",
          "attach-daemon2", "smart-attach-daemon", "legion", "subscribe-to", "subscribe2",
          "harakiri-graceful-timeout",
@@ -332,8 +332,7 @@ _ignored(S, "spooler-processes", "spooler-frequency", "mules", "hook-asap",
          "threads-stacksize", "threads-stack-size", "buffer-size-workers", "async", "gevent",
          "asyncio", "tornado", "py-tracebacker",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
-_ignored(S, "touch-signal", "touch-mules-reload", "touch-spoolers-reload",
-         "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
+_ignored(S, "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
          repeat=True)
 _ignored(S, "stats-pusher-default-freq")
 _ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "ignore-sigpipe", "ignore-write-errors",
@@ -342,6 +341,38 @@ _ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "ignore-sigpipe", "ig
          "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
          "lazy-apps-fallback", "py-call-osafterfork", "ugreen", "greenlet", "stackless", "jailed",
          "master-as-root", "ksm", "python-worker-override", type_=bool)
+
+# --- instance: uWSGI signals, the spooler, mules (vassal.api.signals/spooler/mules) ----------
+_add("timer", str, None, "SIGNAL SECONDS: raise a uWSGI signal every SECONDS", repeat=True,
+     aliases=("signal-timer",), section=S)
+_add("rbtimer", str, None, "SIGNAL SECONDS: raise a uWSGI signal every SECONDS (rb timer)", repeat=True,
+     aliases=("signal-rbtimer",), section=S)
+_add("touch-signal", str, None, "FILE SIGNAL: raise a uWSGI signal when FILE is touched", repeat=True,
+     section=S)
+_add("signal-bufsize", int, 0, "socket buffer size of the signal pipes (bytes)", aliases=("signals-bufsize",),
+     section=S)
+_add("spooler", str, None, "run a spooler on this directory (created if missing)", short="Q", repeat=True,
+     section=S)
+_add("spooler-processes", int, 1, "spooler processes per spooler directory", section=S)
+_add("spooler-frequency", int, 30, "seconds a spooler sleeps between scans of its directory",
+     aliases=("spooler-freq",), section=S)
+_add("spooler-ordered", bool, False, "run jobs in name order, priority subdirectories first", section=S)
+_add("spooler-max-tasks", int, 0, "recycle a spooler process after this many jobs (0: never)", section=S)
+_add("spooler-harakiri", int, 0, "kill a spooler process stuck in one job longer than this many seconds",
+     section=S)
+_add("spooler-chdir", str, None, "chdir here before each spooler job", section=S)
+_add("spooler-import", str, None, "import this module (or file) in the spooler processes", repeat=True,
+     aliases=("spooler-pyimport", "spooler-py-import", "spooler-python-import"), section=S)
+_add("spooler-quiet", bool, False, "do not log each spooler job", section=S)
+_add("touch-spoolers-reload", str, None, "restart the spooler processes when this file is touched",
+     repeat=True, section=S)
+_add("mule", str, None, "add a mule (alone: signal-only; FILE.py or module:callable: its program)",
+     repeat=True, implicit="", section=S)
+_add("mules", int, 0, "add this many signal-only mules", repeat=True, section=S)
+_add("farm", str, None, "NAME:ID[,ID...]: a farm of mules", repeat=True, section=S)
+_add("mule-msg-size", int, 0, "socket buffer size of the mule message queues (bytes)", section=S)
+_add("touch-mules-reload", str, None, "restart the mules when this file is touched", repeat=True,
+     section=S)
 
 # --- python --------------------------------------------------------------------------------
 S = "python"
