@@ -8,8 +8,12 @@ vassal and acts as uWSGI's ``uwsgi_emperor_simple_do``/``emperor_add`` would: st
 any more. A second monitor naming the same vassal is a standby: it takes over (restarting
 the vassal if its file is another one) when the owner drops the name.
 
-Process exits come from pidfds watched by the loop; vassal messages from the emperor fd.
-A periodic tick applies heartbeat and curse tolerance and the royal-death mercy.
+Vassals are made by the fork server (``emperor.forkserver``) without the loop ever waiting:
+a vassal is ``STARTING`` until its pid comes back. Process exits come from the fork server
+(or pidfds, for the thread spawner); vassal messages from the emperor fd. Each vassal's state
+is its ``Lifecycle`` (emperor.lifecycle). A periodic tick applies heartbeat and curse
+tolerance and the royal-death mercy. Every interval is measured on the monotonic clock
+(emperor.clock); wall time is kept only for what the stats server shows.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
 from typing import Any
 
 from emperor import spawn as spawning
+from emperor.clock import Clock
 from emperor.events import (
     Available,
     Destroy,
@@ -33,10 +37,12 @@ from emperor.events import (
     Unavailable,
     is_valid_name,
 )
+from emperor.forkserver import ForkServer, own_interpreter
+from emperor.lifecycle import Phase
 from emperor.logs import log, log_verbose, set_output, setup_logging
 from emperor.policy import Blacklist, Throttle
-from emperor.protocol import EXILE_CODE, VassalLink
-from emperor.settings import EmperorSettings
+from emperor.protocol import EXILE_CODE, ToEmperor, ToVassal, VassalLink
+from emperor.settings import EmperorSettings, default_binary
 from emperor.stats import StatsServer, render
 from emperor.vassal import VassalHandle, describe_status
 
@@ -44,8 +50,14 @@ TICK = 0.25  # seconds between heartbeat / curse / mercy checks (of vassals that
 
 
 class Emperor:
-    def __init__(self, settings: EmperorSettings) -> None:
+    def __init__(self, settings: EmperorSettings, *, clock: Clock | None = None,
+                 forkserver: ForkServer | None = None) -> None:
         self.settings = settings
+        self.clock = clock or Clock()
+        #: started by run_emperor before any thread; None: Popen in a thread instead
+        self.forkserver = forkserver
+        self.spawner: ForkServer | spawning.ThreadSpawner | None = None
+        self.by_pid: dict[int, VassalHandle] = {}
         self.log = setup_logging()
         self.ctx = MonitorContext(freq=float(settings.freq), tyrant=settings.tyrant,
                                   tyrant_nofollow=settings.tyrant_nofollow,
@@ -60,10 +72,8 @@ class Emperor:
         self.retry: dict[str, asyncio.TimerHandle] = {}
         self.exiled: dict[str, float] = {}
         self.refused: dict[str, tuple[Any, ...]] = {}  # last refusal logged, to log it once
-        self.royal_death_at = 0.0
+        self.royal_death_at: float | None = None  # monotonic
         self.hooks: set[asyncio.Future] = set()
-        self.pidfds: dict[int, int] = {}
-        self.polled: dict[int, VassalHandle] = {}  # vassals without a pidfd (old kernels)
         self.stats: StatsServer | None = None
         self.home = os.getcwd()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -94,6 +104,11 @@ class Emperor:
     async def main(self) -> int:
         self.loop = asyncio.get_running_loop()
         self.done = self.loop.create_future()
+        if self.forkserver is not None:
+            self.forkserver.attach(self.loop, self.on_process_exit)
+            self.spawner = self.forkserver
+        else:
+            self.spawner = spawning.ThreadSpawner(self.loop, self.on_process_exit)
         try:
             self.build_monitors()
         except Exception as exc:
@@ -149,7 +164,7 @@ class Emperor:
         task.add_done_callback(lambda t, m=monitor: self.monitor_ended(m, t))
 
     def monitor_ended(self, monitor: Monitor, task: asyncio.Task) -> None:
-        if task.cancelled() or self.royal_death_at:
+        if task.cancelled() or self.royal_death_at is not None:
             return
         exc = task.exception()
         why = f"{type(exc).__name__}: {exc}" if exc else "it returned"
@@ -157,7 +172,7 @@ class Emperor:
             f"running, restarting it in {self.settings.freq}s")
         assert self.loop is not None
         self.loop.call_later(self.settings.freq,
-                             lambda: None if self.royal_death_at else self.start_monitor(monitor))
+                             lambda: None if self.royal_death_at is not None else self.start_monitor(monitor))
 
     # --- monitor events --------------------------------------------------------------------------
 
@@ -168,7 +183,7 @@ class Emperor:
             log(f"[emperor] error handling {event!r} from {monitor.id}: {type(exc).__name__}: {exc}")
 
     def _on_event(self, monitor: Monitor, event: Event) -> None:
-        if self.royal_death_at:
+        if self.royal_death_at is not None:
             return
         if isinstance(event, Touch):
             if not is_valid_name(event.name, self.settings.extra_extensions):
@@ -180,7 +195,7 @@ class Emperor:
                 owner = next(iter(claims))
                 log(f"[emperor] vassal {event.name} is also named by {monitor.id}; "
                     f"{owner.id} keeps it (the other takes over if it drops it)")
-            if event.socket and monitor not in claims:
+            if event.socket and monitor not in claims:  # TODO(on-demand): issue 12 part 2
                 log(f"[emperor] on-demand vassals are not supported: {event.name} is started now "
                     f"instead of waiting on {event.socket}")
             claims[monitor] = event
@@ -223,7 +238,7 @@ class Emperor:
     # --- reconcile -----------------------------------------------------------------------------
 
     def reconcile(self, name: str) -> None:
-        if self.royal_death_at:
+        if self.royal_death_at is not None:
             return
         claim = self.owner_claim(name)
         v = self.vassals.get(name)
@@ -233,6 +248,9 @@ class Emperor:
             self.refused.pop(name, None)
             if v is not None and v.status == 0:
                 v.stop(self.settings.graceful_shutdown)
+            elif v is None:
+                # no source names it any more: its back-off goes with it
+                self.blacklist.remove(name)
             return
         monitor, t = claim
         if v is None:
@@ -277,7 +295,7 @@ class Emperor:
         if len(name.encode()) > 254:
             log(f"[emperor] invalid vassal name: {name}")
             return None
-        now = time.time()
+        now = self.clock.mono()
         if not skip_blacklist:
             until = self.blacklist.refused_until(name, now)
             if until is not None:
@@ -292,49 +310,87 @@ class Emperor:
             return None
         self.refused.pop(name, None)
         v = VassalHandle(name, monitor, mtime=mtime, config=config, uid=uid, gid=gid, cwd=cwd,
-                         config_arg=config_arg, vassals_dir=vassals_dir, attention=self.attention)
+                         config_arg=config_arg, vassals_dir=vassals_dir, attention=self.attention,
+                         clock=self.clock)
         self.vassals[name] = v
         self.start(v)
         return v
 
     def start(self, v: VassalHandle) -> None:
+        """Ask for the vassal's process; the loop goes on at once (``spawned`` follows)."""
+        s = self.settings
+        assert self.loop is not None and self.spawner is not None
+        req = self.spawn_request(v)
+        if spawning.find_binary(req) is None:
+            # uWSGI's child exits 26 here and the next scan tries again, blacklist permitting:
+            # retry as the blacklist says, so installing the binary is enough to recover
+            log(f"[emperor] binary path: {req.argv[0]}")
+            log("[emperor] is the uwsgi binary in your system PATH ?")
+            self.spawn_failed(v)
+            return
+        try:
+            channel = v.open_channel(self.loop, self.on_readable)
+        except OSError as exc:
+            log(f"[emperor] unable to spawn vassal {v.name}: {exc}")
+            self.spawn_failed(v)
+            return
+        v.spawn_method = req.method
+        if s.tyrant:
+            log(f"[emperor-tyrant] dropping privileges to {v.uid} {v.gid} for instance {v.name}")
+        self.spawner.spawn(req, channel.child_fds(),
+                           lambda pid, err, v=v: self.spawned(v, pid, err))
+
+    def spawn_request(self, v: VassalHandle) -> spawning.SpawnRequest:
         s = self.settings
         argv = spawning.build_argv(s, v.name, v.config_arg, has_config=v.use_config, cwd=v.cwd)
         env = spawning.build_env(os.environ, 0, 0 if v.use_config else None,
                                  vassals_dir=v.vassals_dir if (s.start_hook or s.stop_hook) else None)
-        try:
-            proc = spawning.spawn(argv, env, v.cwd, with_config=v.use_config,
-                                  uid=v.uid if s.tyrant else None, gid=v.gid if s.tyrant else None,
-                                  start_hook=s.start_hook, name=v.name)
-        except spawning.BinaryNotFound:
-            # uWSGI's child exits 26 here and the next scan tries again, blacklist permitting:
-            # retry as the blacklist says, so installing the binary is enough to recover
-            log(f"[emperor] binary path: {argv[0]}")
-            log("[emperor] is the uwsgi binary in your system PATH ?")
-            v.exited = True
-            self.remove(v)
-            item = self.blacklist.check(v.name)
-            self.schedule_retry(v.name, item.retry_at() if item else time.time() + s.freq)
+        env.pop("UWSGI_EMPEROR_FD", None)
+        env.pop("UWSGI_EMPEROR_FD_CONFIG", None)
+        method = "exec"
+        fs = self.forkserver
+        if (s.spawn_method == "fork" and fs is not None and self.spawner is fs and not s.wrapper
+                and not s.binary_path and not s.wrapper_override and fs.can_fork(env)
+                and own_interpreter(argv[0]) == fs.interpreter):
+            method = "fork"
+        return spawning.SpawnRequest(
+            v.name, argv, env, v.cwd, method, uid=v.uid if s.tyrant else None,
+            gid=v.gid if s.tyrant else None, start_hook=s.start_hook,
+            overrides=list(s.wrapper_override), fallbacks=list(s.wrapper_fallback),
+            with_config=v.use_config)
+
+    def spawned(self, v: VassalHandle, pid: int | None, error: str | None) -> None:
+        """The spawner's answer: the process exists (or could not be made)."""
+        if pid is None:
+            log(f"[emperor] unable to spawn vassal {v.name}: {error}")
+            self.spawn_failed(v)
             return
-        except OSError as exc:
-            log(f"[emperor] unable to spawn vassal {v.name}: {exc}")
-            v.exited = True
-            self.remove(v)
-            self.schedule_retry(v.name, time.time() + self.settings.freq)
+        self.by_pid[pid] = v
+        v.attach(pid)
+        log_verbose(f"[emperor] vassal {v.name} is {v.spawn_method}ed (pid: {pid})")
+
+    def spawn_failed(self, v: VassalHandle) -> None:
+        v.life.exited()
+        self.remove(v)
+        if self.royal_death_at is not None:
+            self.maybe_buried()
             return
-        if s.tyrant:
-            log(f"[emperor-tyrant] dropping privileges to {v.uid} {v.gid} for instance {v.name}")
-        assert self.loop is not None
-        v.attach(proc, self.loop, self.on_readable)
-        self.watch_exit(v)
+        item = self.blacklist.check(v.name)
+        self.schedule_retry(v.name, item.retry_at() if item else self.clock.mono() + self.settings.freq)
+
+    def on_process_exit(self, pid: int, status: int) -> None:
+        v = self.by_pid.pop(pid, None)
+        if v is not None:
+            self.on_exit(v, status)
 
     # --- retries (blacklisted names) ------------------------------------------------------------
 
     def schedule_retry(self, name: str, when: float) -> None:
-        if name in self.retry or self.royal_death_at:
+        """Start ``name`` again at ``when`` (monotonic seconds)."""
+        if name in self.retry or self.royal_death_at is not None:
             return
         assert self.loop is not None
-        delay = max(0.0, when - time.time())
+        delay = max(0.0, when - self.clock.mono())
         log_verbose(f"[emperor] vassal {name} is blacklisted, next start in {int(delay * 1000)} ms")
         self.retry[name] = self.loop.call_later(delay + 0.0005, self._retry, name)
 
@@ -359,30 +415,25 @@ class Emperor:
             self.on_byte(v, byte)
 
     def on_byte(self, v: VassalHandle, byte: int) -> None:
-        now = time.time()
-        if byte == 17:
-            v.loyal = 1
-            v.last_loyal = now
+        if byte == ToEmperor.LOYAL:
+            v.life.on_loyal()
             log_verbose(f"[emperor] vassal {v.name} is now loyal")
             self.blacklist.remove(v.name)
-        elif byte == 26:
-            v.last_heartbeat = now
+        elif byte == ToEmperor.HEARTBEAT:
+            v.life.on_heartbeat()
             self.attention.add(v)
-        elif byte == 22:
-            v.voluntary = True
-            v.stop(self.settings.graceful_shutdown)
-        elif byte == 5:
-            v.accepting = 1
-            v.last_accepting = now
+        elif byte == ToEmperor.VOLUNTARY_SHUTDOWN:
+            v.stop(self.settings.graceful_shutdown, voluntary=True)
+        elif byte == ToEmperor.ACCEPTING:
+            v.life.on_accepting()
             log_verbose(f"[emperor] vassal {v.name} is ready to accept requests")
-        elif byte == 1:
-            v.ready = 1
-            v.last_ready = now
+        elif byte == ToEmperor.SPAWNED:
+            v.life.on_ready()
             log_verbose(f"[emperor] vassal {v.name} has been spawned")
-        elif byte == 2:
+        elif byte == ToEmperor.CONFIG_REQUEST:
             v.push_config()
-        elif byte == 30:
-            pass  # broodlord is not supported: SOS requests are ignored
+        elif byte == ToEmperor.SOS:
+            pass  # broodlord is not supported yet: SOS requests are ignored
 
     def on_eof(self, v: VassalHandle) -> None:
         """EOF or error on the emperor fd: uWSGI curses the vassal (it is then removed when
@@ -392,41 +443,6 @@ class Emperor:
             v.curse()
 
     # --- process exits -------------------------------------------------------------------------
-
-    def watch_exit(self, v: VassalHandle) -> None:
-        assert self.loop is not None
-        try:
-            pidfd = os.pidfd_open(v.pid)
-        except (OSError, AttributeError):
-            self.polled[v.pid] = v
-            return
-        self.pidfds[v.pid] = pidfd
-        self.loop.add_reader(pidfd, self._pidfd_ready, v)
-
-    def _pidfd_ready(self, v: VassalHandle) -> None:
-        # the vassal has exited but is not reaped: its pid (and so its process group id)
-        # cannot be reused yet, so this is the safe moment to kill what it left behind
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(v.pid, signal.SIGKILL)
-        self._reap(v)
-
-    def _reap(self, v: VassalHandle) -> bool:
-        try:
-            pid, status = os.waitpid(v.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = v.pid, 0
-        if pid == 0:
-            return False
-        pidfd = self.pidfds.pop(v.pid, None)
-        if pidfd is not None:
-            assert self.loop is not None
-            self.loop.remove_reader(pidfd)
-            os.close(pidfd)
-        self.polled.pop(v.pid, None)
-        if v.proc is not None:
-            v.proc.popen.returncode = os.waitstatus_to_exitcode(status) if status else 0
-        self.on_exit(v, status)
-        return True
 
     def on_exit(self, v: VassalHandle, status: int) -> None:
         # messages sent just before dying (loyal, ready...) still count, and the EOF that
@@ -443,25 +459,26 @@ class Emperor:
                 break
             for byte in data:
                 self.on_byte(v, byte)
-        v.exited = True
+        asked_to_stop, voluntary, wanted = v.life.asked_to_stop, v.life.voluntary, v.status == 0
+        v.life.exited()
         log_verbose(f"[emperor] vassal {v.name} (pid: {v.pid}) {describe_status(status)}")
         if self.vassals.get(v.name) is not v:
             v.close()
             return
-        if self.royal_death_at:
+        if self.royal_death_at is not None:
             self.remove(v)
             self.maybe_buried()
             return
-        if not v.asked_to_stop and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXILE_CODE:
+        if not asked_to_stop and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXILE_CODE:
             log_verbose(f"[emperor] vassal {v.name} exiled itself (exit code {EXILE_CODE}): "
                         "it comes back when its config changes")
             self.exiled[v.name] = v.last_mod
             self.remove(v)
             return
-        if v.status == 0:
+        if wanted:
             # uWSGI adds the vassal again (checking the blacklist) before removing the dead one
             # (which blacklists it): the order decides the back-off, so keep it
-            now = time.time()
+            now = self.clock.mono()
             allowed = self.blacklist.refused_until(v.name, now) is None
             self.remove(v)
             claim = self.owner_claim(v.name)
@@ -477,7 +494,7 @@ class Emperor:
                 self.schedule_retry(v.name, item.retry_at() if item else now + self.settings.freq)
             return
         self.remove(v)
-        if v.voluntary:
+        if voluntary:
             # uWSGI's monitors find the config again at their next scan: so do we
             assert self.loop is not None
             self.loop.call_later(self.settings.freq, self.reconcile, v.name)
@@ -494,7 +511,7 @@ class Emperor:
             self.run_stop_hook(v)
         log_verbose(f"[emperor] removed uwsgi instance {v.name}")
         if not v.loyal and not self.settings.no_blacklist:
-            for line in self.blacklist.add(v.name, time.time()):
+            for line in self.blacklist.add(v.name, self.clock.mono(), self.clock.wall()):
                 log_verbose(line)
 
     def run_stop_hook(self, v: VassalHandle) -> None:
@@ -531,27 +548,29 @@ class Emperor:
                 log(f"[emperor] error in the periodic checks: {type(exc).__name__}: {exc}")
 
     def tick(self) -> None:
-        now = time.time()
-        for v in list(self.polled.values()):
-            self._reap(v)
+        now = self.clock.mono()
+        if isinstance(self.spawner, spawning.ThreadSpawner):
+            self.spawner.poll()
         hb = self.settings.required_heartbeat
         for v in list(self.attention):
-            if v.last_heartbeat > 0 and v.last_heartbeat + hb < now:
+            beat = v.life.heartbeat_at
+            if beat is not None and beat.mono + hb < now:
                 log(f"[emperor] vassal {v.name} sent no heartbeat in last {hb} seconds, "
                     "brutally respawning it...")
-                v.last_heartbeat = 0
+                v.life.forget_heartbeat()
                 v.signal(signal.SIGKILL)
-            if (v.cursed_at > 0 and v.alive() and not self.royal_death_at
-                    and now - v.cursed_at >= self.settings.curse_tolerance):
-                v.cursed_at = now
+            cursed = v.life.cursed_at
+            if (v.life.dying and cursed is not None and v.alive() and self.royal_death_at is None
+                    and now - cursed.mono >= self.settings.curse_tolerance):
+                v.life.cursed_at = self.clock.now()  # SIGKILL again one tolerance later
                 log_verbose(f"[emperor] vassal {v.name} (pid: {v.pid}) is still alive "
                             f"{self.settings.curse_tolerance}s after its curse: SIGKILL")
                 v.signal(signal.SIGKILL)
-        if self.royal_death_at and now - self.royal_death_at >= self.settings.reload_mercy:
+        if self.royal_death_at is not None and now - self.royal_death_at >= self.settings.reload_mercy:
             for v in list(self.vassals.values()):
-                if v.alive() and not getattr(v, "no_mercy", False):
+                if v.alive() and not v.no_mercy:
                     log_verbose(f"[emperor] NO MERCY for vassal {v.name} !!!")
-                    v.no_mercy = True  # type: ignore[attr-defined]
+                    v.no_mercy = True
                     v.signal(signal.SIGKILL)
             if now - self.royal_death_at >= self.settings.reload_mercy + 5:
                 # nothing answers any more: do not hang the shutdown on it
@@ -565,19 +584,19 @@ class Emperor:
         cmd = self.parent.read_command()
         if cmd == -1:
             return
-        if cmd is None or cmd in (0, 2):
+        if cmd is None or cmd in (ToVassal.STOP, ToVassal.GRACEFUL_STOP):
             self.loop.remove_reader(self.parent.fileno())
             log("[emperor] stop requested by my Emperor" if cmd is not None
                 else "[emperor] my Emperor is gone")
             self.royal_death()
-        elif cmd == 1:
+        elif cmd == ToVassal.RELOAD:
             self.massive_reload()
 
     # --- signals -------------------------------------------------------------------------------
 
     def royal_death(self) -> None:
-        now = time.time()
-        if self.royal_death_at:
+        now = self.clock.mono()
+        if self.royal_death_at is not None:
             left = int(self.settings.reload_mercy - (now - self.royal_death_at))
             log(f"[emperor] *** RAGNAROK ALREADY EVOKED (mercyless in {left} seconds)***")
             return
@@ -588,14 +607,14 @@ class Emperor:
         for name in list(self.retry):
             self.cancel_retry(name)
         for v in list(self.vassals.values()):
-            if v.alive():
-                v.stop(self.settings.graceful_shutdown)
-            else:
+            if v.exited or v.life.phase is Phase.WAITING:
                 self.remove(v)
+            else:  # a STARTING one reads the stop byte queued in its socket when it runs
+                v.stop(self.settings.graceful_shutdown)
         self.maybe_buried()
 
     def maybe_buried(self) -> None:
-        if self.royal_death_at and not self.vassals and not self.hooks:
+        if self.royal_death_at is not None and not self.vassals and not self.hooks:
             self.bury()
 
     def bury(self) -> None:
@@ -603,7 +622,7 @@ class Emperor:
             self.done.set_result(0)
 
     def massive_reload(self) -> None:
-        now = time.time()
+        now = self.clock.wall()  # becomes last_mod, a shown moment
         for v in list(self.vassals.values()):
             if v.status == 0 and not v.reload(now):
                 v.curse()
@@ -630,9 +649,8 @@ class Emperor:
         for v in list(self.vassals.values()):
             v.signal(signal.SIGKILL)
             v.close()
-        for pidfd in self.pidfds.values():
-            with contextlib.suppress(OSError):
-                os.close(pidfd)
+        if self.spawner is not None:
+            self.spawner.close()
         if self.settings.pidfile:
             with contextlib.suppress(OSError):
                 os.unlink(self.settings.pidfile)
@@ -646,9 +664,25 @@ def _redirect_log(path: str) -> None:
     set_output(2)
 
 
+def start_forkserver(settings: EmperorSettings) -> ForkServer | None:
+    """The fork server, with the interpreter of our own command when we have one."""
+    interp = own_interpreter(default_binary()) if settings.spawn_method == "fork" else None
+    server = ForkServer(interp)
+    try:
+        server.start()
+    except OSError as exc:
+        log(f"[emperor] cannot start the fork server ({exc}): vassals are exec'd from a thread")
+        return None
+    return server
+
+
 def run_emperor(config: Any) -> int:
     """Entry point of ``imperium --emperor ...``: run until royal death, return the exit code."""
-    settings = EmperorSettings.from_config(config)
+    try:
+        settings = EmperorSettings.from_config(config)
+    except ValueError as exc:
+        log(f"imperium: {exc}")
+        return 1
     if settings.logto and "://" not in settings.logto and not settings.logto.startswith("udp:"):
         _redirect_log(settings.logto)
     if settings.procname:
@@ -656,7 +690,9 @@ def run_emperor(config: Any) -> int:
             import setproctitle
 
             setproctitle.setproctitle(settings.procname)
-    emperor = Emperor(settings)
+    # the fork server first: no thread may exist yet (monitors start theirs later)
+    forkserver = start_forkserver(settings)
+    emperor = Emperor(settings, forkserver=forkserver)
 
     async def go() -> int:
         try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _default_binary() -> str:
+def default_binary() -> str:
     """Our own command, as uWSGI uses its own binary: the ``imperium`` next to the interpreter."""
     here = Path(sys.executable).parent / "imperium"
     if here.exists():
@@ -58,9 +58,12 @@ class EmperorSettings:
     no_blacklist: bool = False
     procname: str | None = None
     logto: str | None = None
+    spawn_method: str = "fork"  # emperor-spawn: fork our own vassals, or always exec
+    wrapper_override: list[str] = field(default_factory=list)
+    wrapper_fallback: list[str] = field(default_factory=list)
 
     def binary(self) -> str:
-        return self.wrapper or self.binary_path or _default_binary()
+        return self.wrapper or self.binary_path or default_binary()
 
     @classmethod
     def from_config(cls, config: Any) -> EmperorSettings:
@@ -113,4 +116,14 @@ class EmperorSettings:
             no_blacklist=bool(get("emperor-no-blacklist", False)),
             procname=get("emperor-procname"),
             logto=get("logto"),
+            spawn_method=_spawn_method(get("emperor-spawn", "fork")),
+            wrapper_override=[str(v) for v in getlist("emperor-wrapper-override")],
+            wrapper_fallback=[str(v) for v in getlist("emperor-wrapper-fallback")],
         )
+
+
+def _spawn_method(value: Any) -> str:
+    method = str(value).strip().lower()
+    if method not in ("fork", "exec"):
+        raise ValueError(f"emperor-spawn = {value}: must be fork or exec")
+    return method

@@ -358,6 +358,8 @@ _add("emperor-wrapper-override", str, None, "binary to try before the default on
      section=S)
 _add("emperor-wrapper-fallback", str, None, "binary to try after the default one", repeat=True, section=S)
 _add("emperor-procname", str, None, "name of the emperor process", section=S)
+_add("emperor-spawn", str, "fork", "fork: our own vassals are forked from the fork server; "
+     "exec: every vassal is exec'd", section=S)
 _add("emperor-use-clone", str, None, "clone() flags for vassals (namespaces)", section=S)
 _add("emperor-on-demand-extension", str, None, "socket-activation: read the socket from FILE.EXT",
      aliases=("emperor-on-demand-ext",), section=S)
