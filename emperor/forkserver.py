@@ -526,11 +526,13 @@ def run_instance(argv: list[str]) -> int:
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _write_cmdline(sys.orig_argv)
-    code = 1
+    code = 0
     try:
-        from emperor.cli import main
+        import runpy
 
-        code = main(list(argv[1:]))
+        # the console script itself, as python runs it (``__main__``, its ``__file__``):
+        # it calls emperor.cli.main, already imported here
+        runpy.run_path(script, run_name="__main__")
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, int) and exc.code is not None:
