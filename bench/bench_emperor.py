@@ -11,7 +11,11 @@ Figures:
   * touch → reload: from a newer mtime to the bash vassal getting byte 1 (it exits on it);
   * drop → first HTTP 200 and delete → port closed (connect() refused), one vassal at a
     time; the vassal is a real app server (uwsgi-core + python3 plugin under both emperors,
-    and ``imperium`` under ours);
+    and ``imperium`` under ours: forked by our fork server, no ``binary-path``);
+  * vassal start → first 200: as above, but the drop is followed at once by a stats
+    connection, which makes uWSGI's emperor scan now: the figure is the spawn path (fork or
+    exec + app-server start), not uWSGI's scan period. Ours: ``imperium`` vassals forked
+    (the default) and exec'd (``emperor-spawn = exec``); uWSGI's: uwsgi-core vassals;
   * N HTTP vassals dropped at once: first 200 of each, then, with all of them answering,
     the emperor's idle CPU and RSS, then SIGINT to the emperor → the emperor and every
     vassal process gone;
@@ -325,22 +329,27 @@ def http_vassal(vassal: str, port: int, app: Path) -> str:
 
 
 @contextmanager
-def emperor_on_fresh_dir(kind: str, label: str, binary: str) -> Iterator[tuple[EmperorProc, Path]]:
+def emperor_on_fresh_dir(kind: str, label: str, binary: str | None,
+                         extra: list[str] | None = None) -> Iterator[tuple[EmperorProc, Path]]:
     """An emperor on an empty vassal dir (in a temp dir that also holds its log and the
     app); on exit it is killed with every vassal process it ran, and the dir removed."""
     with tempdir(f"bench-emperor-{label}-{kind}-") as d:
         root = Path(d)
         vdir = root / "v"
         vdir.mkdir()
-        em = EmperorProc(kind, vdir, root, binary)
+        em = EmperorProc(kind, vdir, root, binary, extra)
         try:
             yield em, vdir
         finally:
             em.kill()
 
 
-def app_server(vassal: str) -> str:
-    return UWSGI_CORE if vassal == "uwsgi" else IMPERIUM
+def app_server(kind: str, vassal: str) -> str | None:
+    """The ``binary-path`` to give: none for our vassals under our emperor (its own command,
+    forked by the fork server; binary-path would mean exec)."""
+    if vassal == "uwsgi":
+        return UWSGI_CORE
+    return None if kind == "imperium" else IMPERIUM
 
 
 # --- the benches ------------------------------------------------------------------------------
@@ -389,7 +398,7 @@ def bench_http_one(kind: str, vassal: str, repeat: int) -> tuple[list[float], li
     """One HTTP vassal at a time: (drop → first 200, delete → port refused) in seconds."""
     first: list[float] = []
     closed: list[float] = []
-    with emperor_on_fresh_dir(kind, "http", app_server(vassal)) as (em, vdir):
+    with emperor_on_fresh_dir(kind, "http", app_server(kind, vassal)) as (em, vdir):
         app = write_hello_app(vdir.parent)
         for i in range(repeat):
             port = free_port()
@@ -405,6 +414,26 @@ def bench_http_one(kind: str, vassal: str, repeat: int) -> tuple[list[float], li
             # let the vassal be reaped: the next drop starts from a quiet emperor
             time.sleep(0.3)
     return first, closed
+
+
+def bench_start(kind: str, vassal: str, method: str, repeat: int) -> list[float]:
+    """Vassal start → first 200: a drop, then at once a stats connection (uWSGI's emperor
+    scans after any event), so the scan period is not measured; seconds per start."""
+    extra = ["--emperor-spawn", method] if kind == "imperium" else []
+    out: list[float] = []
+    with emperor_on_fresh_dir(kind, f"start-{method}", app_server(kind, vassal), extra) as (em, vdir):
+        app = write_hello_app(vdir.parent)
+        for i in range(repeat):
+            port = free_port()
+            name = f"s{i}.ini"
+            t0 = drop(vdir, name, http_vassal(vassal, port, app))
+            stats(em.port)
+            out += wait_200({name: port}, {name: t0}, 30, 0.001).values()
+            em.track()
+            (vdir / name).unlink()
+            wait_refused(port, time.monotonic(), 30)
+            time.sleep(0.3)  # reaped, and the emperor quiet again
+    return out
 
 
 @dataclass
@@ -432,7 +461,7 @@ def bench_http_many(kind: str, vassal: str, files: int, quiet: float) -> ManyRes
     """N HTTP vassals dropped at once → each one's first 200; then the emperor idling with
     all of them up; then SIGINT → everything gone."""
     res = ManyResult(files)
-    with emperor_on_fresh_dir(kind, "many", app_server(vassal)) as (em, vdir):
+    with emperor_on_fresh_dir(kind, "many", app_server(kind, vassal)) as (em, vdir):
         app = write_hello_app(vdir.parent)
         ports = dict(zip((f"web{i:04d}.ini" for i in range(files)), free_ports(files),
                          strict=True))
@@ -506,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) -> int:
-    summary: dict[str, dict[str, float | None]] = {k: {} for k in ("imperium", "uwsgi")}
+    summary: dict[str, dict[str, float | None]] = {
+        k: {} for k in ("imperium", "uwsgi", "imperium-fork", "imperium-exec")}
 
     rows = []
     for kind in kinds:
@@ -535,6 +565,22 @@ def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) ->
                 ["closed = connect() to the vassal's port is refused; one vassal at a time, 0.3 s apart"])
 
     rows = []
+    start_cases = [("imperium", "imperium", "fork"), ("imperium", "imperium", "exec")]
+    if "uwsgi" in kinds and "uwsgi" in vassal_kinds:
+        start_cases.append(("uwsgi", "uwsgi", "fork+exec"))
+    for kind, vassal, method in start_cases:
+        if kind not in kinds:
+            continue
+        starts = bench_start(kind, vassal, method, args.http_repeat)
+        summary[kind if kind == "uwsgi" else f"imperium-{method}"]["start"] = ms(starts, 50)
+        rows.append([f"{kind} emperor, {vassal} vassal ({method})", len(starts), ms(starts, 50),
+                     ms(starts, 95)])
+    print_table("Emperor: vassal start (spawn) -> first 200 (ms)", ["case", "n", "p50", "p95"], rows,
+                ["each drop is followed by a stats connection: uWSGI's emperor scans at once, so "
+                 "its 3 s scan period is not counted", "fork: our vassal forked by the fork server "
+                 "(instance code preloaded); exec: emperor-spawn = exec (interpreter + imports)"])
+
+    rows = []
     many_cases = [(k, "uwsgi") for k in kinds if "uwsgi" in vassal_kinds]
     if "imperium" in kinds:
         many_cases.append(("imperium", "imperium"))
@@ -543,6 +589,9 @@ def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) ->
         if vassal == "uwsgi":
             summary[kind]["many200"] = ms(r.first, 95)
             summary[kind]["stop"] = r.stop_s
+        if kind == vassal:  # each emperor with its own vassals: all answering (s)
+            summary[kind]["all200"] = (max(r.first) if len(r.first) == r.files
+                                       else float("nan"))
         rows.append([f"{kind} emperor, {vassal} vassals", f"{len(r.first)}/{r.files}",
                      ms(r.first, 50), ms(r.first, 95), max(r.first, default=float("nan")),
                      r.spawn_cpu, r.cpu, r.rss_kib / 1024, r.procs, secs(r.stop_s, r.left)])
@@ -577,6 +626,14 @@ def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) ->
         a, b = ours.get(key), peer.get(key)
         rows.append([label, "-" if goal is None else f"{'<' if strict else '<='} {goal:g}", a, b,
                      times(a, b), "-" if goal is None else verdict(a, goal, strict)])
+    for label, ours_key, key in (
+            ("vassal start -> first 200 p50, forked imperium vs uwsgi-core (ms)", "imperium-fork", "start"),
+            ("vassal start -> first 200 p50, exec'd imperium vs uwsgi-core (ms)", "imperium-exec", "start"),
+            (f"{args.http_files} own HTTP vassals at once -> all 200 (s)", "imperium", "all200")):
+        a, b = summary[ours_key].get(key), peer.get(key)
+        ratio_ab = None if a is None or b is None or not b else a / b
+        rows.append([label, "<= 1.0x uWSGI", a, b, times(a, b),
+                     "-" if ratio_ab is None or ratio_ab != ratio_ab else verdict(ratio_ab, 1.0, False)])
     print_table("Emperor: summary against the goals", ["figure", "goal", "imperium", "uWSGI",
                                                         "imperium/uWSGI", "imperium vs goal"], rows)
     return 0

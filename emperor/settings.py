@@ -86,6 +86,7 @@ class EmperorSettings:
             except (KeyError, LookupError):
                 return False
 
+        _refuse_unsupported(has, get)
         return cls(
             monitors=[str(v) for v in getlist("emperor")],
             freq=max(1, int(get("emperor-freq", 3))),
@@ -120,6 +121,25 @@ class EmperorSettings:
             wrapper_override=[str(v) for v in getlist("emperor-wrapper-override")],
             wrapper_fallback=[str(v) for v in getlist("emperor-wrapper-fallback")],
         )
+
+
+#: emperor options uWSGI has that Imperium does not implement: refused by name, never
+#: accepted without their effect
+UNSUPPORTED = {
+    "emperor-use-clone": "namespaces for vassals are not implemented",
+    "emperor-on-demand-extension": "on-demand vassals are not implemented yet",
+    "emperor-on-demand-directory": "on-demand vassals are not implemented yet",
+    "emperor-on-demand-exec": "on-demand vassals are not implemented yet",
+}
+
+
+def _refuse_unsupported(has: Any, get: Any) -> None:
+    for name, why in UNSUPPORTED.items():
+        if has(name):
+            raise ValueError(f"{name}: not supported by Imperium ({why})")
+    if int(get("emperor-broodlord", 0) or 0) > 0:
+        raise ValueError("emperor-broodlord: not supported by Imperium (broodlord mode is not "
+                         "implemented yet)")
 
 
 def _spawn_method(value: Any) -> str:

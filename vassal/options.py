@@ -371,7 +371,8 @@ _add("emperor-proxy-socket", str, None, "talk to the emperor through this proxy 
 _add("emperor-cap", str, None, "capabilities the emperor keeps", section=S, ignored=True)
 _add("vassals-cap", str, None, "capabilities given to vassals", aliases=("vassal-cap",), section=S,
      ignored=True)
-_add("early-emperor", bool, False, "start the emperor as early as possible", section=S)
+_add("early-emperor", bool, False, "start the emperor as early as possible (an Imperium emperor "
+     "always starts before anything else)", section=S, ignored=True)
 _add("binary-path", str, None, "binary used to start vassals", section=S)
 _add("vassal-set", str, None, "KEY=VALUE: pass --set KEY=VALUE to every vassal", repeat=True,
      aliases=("vassals-set",), section=S)

@@ -110,3 +110,36 @@ def _cmdline(pid: int) -> bytes:
             return f.read()
     except OSError:
         return b""
+
+
+def test_wrapper_override_and_fallback(procs: Procs, tmp_path: Path) -> None:
+    """uWSGI's order: each emperor-wrapper-override, the binary, each emperor-wrapper-fallback."""
+    missing = str(tmp_path / "no-such-uwsgi")
+    e = Emperor(procs, tmp_path, "--emperor-wrapper-override", str(tmp_path / "no-such-wrapper"),
+                "--emperor-wrapper-override", str(tmp_path / "fake-vassal"), binary=missing)
+    e.ini("over.ini")
+    start = e.wait_records("over.ini", "start")[0]
+    e.wait_log(f"[emperor] trying to use {tmp_path / 'no-such-wrapper'} as binary wrapper ...")
+    e.wait_log(f"[emperor] trying to use {tmp_path / 'fake-vassal'} as binary wrapper ...")
+    assert "--ini" in start["argv"] and "[emperor] binary path:" not in e.log()
+    assert e.stop() == 0
+
+    other = tmp_path / "second"
+    other.mkdir()
+    e = Emperor(procs, other, "--emperor-wrapper-fallback", str(other / "fake-vassal"),
+                binary=missing)
+    e.ini("fall.ini")
+    e.wait_records("fall.ini", "start")
+    e.wait_log(f"[emperor] binary path: {missing}")
+    e.wait_log(f"[emperor] trying to use {other / 'fake-vassal'} as binary fallback ...")
+    assert e.stop() == 0
+
+
+def test_unsupported_emperor_options_are_refused_by_name(procs: Procs, tmp_path: Path) -> None:
+    from tests.conftest import IMPERIUM
+
+    for option, value in (("emperor-use-clone", "fs"), ("emperor-on-demand-directory", "/tmp"),
+                          ("emperor-broodlord", "4"), ("emperor-spawn", "vfork")):
+        p = procs.start([IMPERIUM, "--emperor", str(tmp_path), f"--{option}", value])
+        assert p.wait(timeout=15) == 1
+        assert f"imperium: {option}" in procs.output(p)
