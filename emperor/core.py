@@ -22,8 +22,10 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 from typing import Any
 
+from emperor import ondemand
 from emperor import spawn as spawning
 from emperor.clock import Clock
 from emperor.events import (
@@ -38,7 +40,7 @@ from emperor.events import (
     is_valid_name,
 )
 from emperor.forkserver import ForkServer, own_interpreter
-from emperor.lifecycle import Phase
+from emperor.lifecycle import Kind, Phase
 from emperor.logs import log, log_verbose, set_output, setup_logging
 from emperor.policy import Blacklist, Throttle
 from emperor.protocol import EXILE_CODE, ToEmperor, ToVassal, VassalLink
@@ -47,6 +49,7 @@ from emperor.stats import StatsServer, render
 from emperor.vassal import VassalHandle, describe_status
 
 TICK = 0.25  # seconds between heartbeat / curse / mercy checks (of vassals that need them)
+PENDING = object()  # an on-demand socket name still being looked up
 
 
 class Emperor:
@@ -80,6 +83,9 @@ class Emperor:
         self.done: asyncio.Future | None = None
         self.broodlord_num = 0
         self.attention: set[VassalHandle] = set()
+        #: emperor-on-demand-exec answers: (name, mtime) -> socket name (None: no socket)
+        self.od_exec: dict[tuple[str, float], str | None] = {}
+        self.od_pending: set[tuple[str, float]] = set()
         self.parent: VassalLink | None = None
 
     # --- setup ---------------------------------------------------------------------------------
@@ -195,9 +201,6 @@ class Emperor:
                 owner = next(iter(claims))
                 log(f"[emperor] vassal {event.name} is also named by {monitor.id}; "
                     f"{owner.id} keeps it (the other takes over if it drops it)")
-            if event.socket and monitor not in claims:  # TODO(on-demand): issue 12 part 2
-                log(f"[emperor] on-demand vassals are not supported: {event.name} is started now "
-                    f"instead of waiting on {event.socket}")
             claims[monitor] = event
             self.reconcile(event.name)
         elif isinstance(event, Destroy):
@@ -247,7 +250,7 @@ class Emperor:
             self.exiled.pop(name, None)
             self.refused.pop(name, None)
             if v is not None and v.status == 0:
-                v.stop(self.settings.graceful_shutdown)
+                self.retire(v)
             elif v is None:
                 # no source names it any more: its back-off goes with it
                 self.blacklist.remove(name)
@@ -268,8 +271,18 @@ class Emperor:
         if (cwd, arg, t.config is not None) != v.launch_key():
             # another file (or a config instead of a file): a reload cannot switch to it
             log(f"[emperor] vassal {name} now comes from {monitor.id}: restarting it")
-            v.stop(self.settings.graceful_shutdown)
+            self.retire(v)
             return
+        if t.mtime > v.last_mod:
+            sock_name = self.on_demand_socket(name, t)
+            if sock_name is PENDING:
+                return
+            if sock_name != v.socket_name:
+                # into or out of on-demand mode, or another socket: uWSGI stops the instance
+                log(f'[uwsgi-emperor] {name} -> on-demand socket changed '
+                    f'("{v.socket_name or ""}" -> "{sock_name or ""}"): restarting it')
+                self.retire(v)
+                return
         if v.monitor is not monitor:
             log(f"[emperor] vassal {name} is now governed by {monitor.id}")
             v.monitor = monitor
@@ -284,14 +297,72 @@ class Emperor:
                 v.curse()
 
     def add_from_claim(self, name: str, monitor: Monitor, t: Touch) -> None:
+        sock_name = self.on_demand_socket(name, t)
+        if sock_name is PENDING:
+            return  # reconciled again when emperor-on-demand-exec has answered
         cwd, arg, vdir = self.launch_params(t, monitor)
         self.add(name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid, cwd=cwd,
-                 config_arg=arg, vassals_dir=vdir)
+                 config_arg=arg, vassals_dir=vdir, socket_name=sock_name)
+
+    def retire(self, v: VassalHandle) -> None:
+        """No longer wanted as it is: stop it, or, waiting on demand, just remove it."""
+        if v.life.phase is Phase.WAITING:
+            v.life.exited()
+            self.remove(v)
+            self.reconcile(v.name)
+        else:
+            v.stop(self.settings.graceful_shutdown)
+
+    # --- on demand -----------------------------------------------------------------------------
+
+    def on_demand_socket(self, name: str, t: Touch) -> str | None | object:
+        """The socket this claim waits on (None: start now), or PENDING while the
+        emperor-on-demand-exec command runs in a thread."""
+        if t.socket:
+            return t.socket
+        s = self.settings
+        if not s.on_demand_exec or s.on_demand_extension or s.on_demand_directory:
+            return ondemand.from_options(s, name, t.path)
+        key = (name, t.mtime)
+        if key in self.od_exec:
+            return self.od_exec[key]
+        if key not in self.od_pending:
+            assert self.loop is not None
+            self.od_pending.add(key)
+            fut = self.loop.run_in_executor(None, ondemand.run_exec, s.on_demand_exec, t.path or name)
+
+            def done(f: asyncio.Future, key: tuple[str, float] = key) -> None:
+                self.od_pending.discard(key)
+                self.od_exec = {k: v for k, v in self.od_exec.items() if k[0] != key[0]}
+                self.od_exec[key] = None if f.cancelled() or f.exception() else f.result()
+                self.reconcile(key[0])
+            fut.add_done_callback(done)
+        return PENDING
+
+    def _rearm(self, v: VassalHandle) -> None:
+        if self.vassals.get(v.name) is v and v.life.phase is Phase.WAITING and v.listener:
+            self.wait_on_demand(v)
+
+    def wait_on_demand(self, v: VassalHandle) -> None:
+        assert self.loop is not None and v.listener is not None
+        self.loop.add_reader(v.listener.fileno(), self.on_demand_ready, v)
+
+    def on_demand_ready(self, v: VassalHandle) -> None:
+        """A connection waits on the socket of a vassal without a process: start it."""
+        assert self.loop is not None and v.listener is not None
+        self.loop.remove_reader(v.listener.fileno())
+        if self.vassals.get(v.name) is not v or v.life.phase is not Phase.WAITING:
+            return
+        v.life.to(Phase.STARTING)
+        v.first_run = v.last_run = self.clock.now()
+        self.start(v)
 
     def add(self, name: str, monitor: Monitor | None, *, mtime: float, config: bytes | None,
             uid: int | None, gid: int | None, cwd: str | None, config_arg: str,
-            vassals_dir: str | None, skip_blacklist: bool = False) -> VassalHandle | None:
-        """emperor_add: blacklist, throttle, tyrant checks, then start the vassal."""
+            vassals_dir: str | None, skip_blacklist: bool = False, socket_name: str | None = None,
+            listener: socket.socket | None = None) -> VassalHandle | None:
+        """emperor_add: blacklist, throttle, tyrant checks, then start the vassal (or, on
+        demand, bind its socket and wait: ``listener`` is a socket already bound for it)."""
         if len(name.encode()) > 254:
             log(f"[emperor] invalid vassal name: {name}")
             return None
@@ -309,10 +380,31 @@ class Emperor:
                 log(f"[emperor-tyrant] invalid permissions for vassal {name}")
             return None
         self.refused.pop(name, None)
+        if socket_name and listener is None:
+            try:
+                listener = ondemand.bind(socket_name)
+            except (OSError, ValueError) as exc:
+                log(f"[emperor] cannot bind the on-demand socket {socket_name} of vassal {name}: "
+                    f"{getattr(exc, 'strerror', None) or exc}")
+                # as uWSGI (emperor_del of a never-loyal vassal): blacklisted, tried again later
+                if not self.settings.no_blacklist:
+                    self.blacklist.add(name, self.clock.mono(), self.clock.wall())
+                item = self.blacklist.check(name)
+                self.schedule_retry(name, item.retry_at() if item else now + self.settings.freq)
+                return None
         v = VassalHandle(name, monitor, mtime=mtime, config=config, uid=uid, gid=gid, cwd=cwd,
                          config_arg=config_arg, vassals_dir=vassals_dir, attention=self.attention,
-                         clock=self.clock)
+                         clock=self.clock, kind=Kind.ON_DEMAND if listener else Kind.PLAIN,
+                         socket_name=socket_name if listener else None)
         self.vassals[name] = v
+        if listener is not None:
+            assert self.loop is not None
+            v.listener = listener
+            v._loop = self.loop
+            log(f'[uwsgi-emperor] {name} -> "on demand" instance detected, waiting for '
+                f'connections on socket "{socket_name}" ...')
+            self.wait_on_demand(v)
+            return v
         self.start(v)
         return v
 
@@ -337,7 +429,10 @@ class Emperor:
         v.spawn_method = req.method
         if s.tyrant:
             log(f"[emperor-tyrant] dropping privileges to {v.uid} {v.gid} for instance {v.name}")
-        self.spawner.spawn(req, channel.child_fds(),
+        fds = channel.child_fds()
+        if v.listener is not None:
+            fds.append(v.listener.fileno())
+        self.spawner.spawn(req, fds,
                            lambda pid, err, v=v: self.spawned(v, pid, err))
 
     def spawn_request(self, v: VassalHandle) -> spawning.SpawnRequest:
@@ -357,7 +452,7 @@ class Emperor:
             v.name, argv, env, v.cwd, method, uid=v.uid if s.tyrant else None,
             gid=v.gid if s.tyrant else None, start_hook=s.start_hook,
             overrides=list(s.wrapper_override), fallbacks=list(s.wrapper_fallback),
-            with_config=v.use_config)
+            with_config=v.use_config, stdin_socket=v.listener is not None)
 
     def spawned(self, v: VassalHandle, pid: int | None, error: str | None) -> None:
         """The spawner's answer: the process exists (or could not be made)."""
@@ -370,6 +465,18 @@ class Emperor:
         log_verbose(f"[emperor] vassal {v.name} is {v.spawn_method}ed (pid: {pid})")
 
     def spawn_failed(self, v: VassalHandle) -> None:
+        if v.life.on_demand and self.royal_death_at is None and v.life.phase is Phase.STARTING:
+            # back to waiting; the queued connection stays queued for the next try, after
+            # the back-off of a vassal that never became loyal
+            v.life.to(Phase.RETURNING)
+            v.waiting_again()
+            if not self.settings.no_blacklist:
+                self.blacklist.add(v.name, self.clock.mono(), self.clock.wall())
+            item = self.blacklist.check(v.name)
+            delay = max(item.retry_at() - self.clock.mono() if item else 0.0, self.settings.freq)
+            assert self.loop is not None
+            self.loop.call_later(delay, self._rearm, v)
+            return
         v.life.exited()
         self.remove(v)
         if self.royal_death_at is not None:
@@ -423,7 +530,10 @@ class Emperor:
             v.life.on_heartbeat()
             self.attention.add(v)
         elif byte == ToEmperor.VOLUNTARY_SHUTDOWN:
-            v.stop(self.settings.graceful_shutdown, voluntary=True)
+            if v.life.on_demand:  # 22 changes meaning in on-demand mode: back to waiting
+                v.back_to_waiting()
+            else:
+                v.stop(self.settings.graceful_shutdown, voluntary=True)
         elif byte == ToEmperor.ACCEPTING:
             v.life.on_accepting()
             log_verbose(f"[emperor] vassal {v.name} is ready to accept requests")
@@ -460,10 +570,18 @@ class Emperor:
             for byte in data:
                 self.on_byte(v, byte)
         asked_to_stop, voluntary, wanted = v.life.asked_to_stop, v.life.voluntary, v.status == 0
-        v.life.exited()
         log_verbose(f"[emperor] vassal {v.name} (pid: {v.pid}) {describe_status(status)}")
+        if (v.life.phase is Phase.RETURNING and self.vassals.get(v.name) is v
+                and self.royal_death_at is None):
+            v.waiting_again()
+            log(f'[uwsgi-emperor] {v.name} -> back to "on demand" mode, waiting for connections '
+                f'on socket "{v.socket_name}" ...')
+            self.wait_on_demand(v)
+            return
+        v.life.exited()
         if self.vassals.get(v.name) is not v:
             v.close()
+            v.close_listener()
             return
         if self.royal_death_at is not None:
             self.remove(v)
@@ -484,11 +602,15 @@ class Emperor:
             claim = self.owner_claim(v.name)
             if allowed and claim is not None:
                 # started from what its monitor says now (uWSGI reuses the dead one's
-                # config and mtime: the same thing unless it changed while it was dying)
+                # config and mtime: the same thing unless it changed while it was dying);
+                # an on-demand one waits again on the socket the emperor kept
                 monitor, t = claim
                 cwd, arg, vdir = self.launch_params(t, monitor)
-                self.add(v.name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid,
-                         cwd=cwd, config_arg=arg, vassals_dir=vdir, skip_blacklist=True)
+                listener, v.listener = v.listener, None
+                if self.add(v.name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid,
+                            cwd=cwd, config_arg=arg, vassals_dir=vdir, skip_blacklist=True,
+                            socket_name=v.socket_name, listener=listener) is None and listener:
+                    listener.close()
             elif claim is not None:
                 item = self.blacklist.check(v.name)
                 self.schedule_retry(v.name, item.retry_at() if item else now + self.settings.freq)
@@ -507,6 +629,7 @@ class Emperor:
             del self.vassals[v.name]
         self.attention.discard(v)
         v.close()
+        v.close_listener()
         if self.settings.stop_hook:
             self.run_stop_hook(v)
         log_verbose(f"[emperor] removed uwsgi instance {v.name}")

@@ -48,7 +48,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-from emperor.spawn import Exited, SpawnRequest, Started, child_env
+from emperor.spawn import Exited, SpawnRequest, Started, child_env, split_fds
 
 ENV_SERVER_FD = "IMPERIUM_FORKSERVER_FD"
 PR_SET_PDEATHSIG = 1
@@ -402,8 +402,9 @@ def _reap(sock: socket.socket) -> None:
 _PYTHON_IGNORES = (signal.SIGPIPE, signal.SIGXFSZ)  # what a fresh interpreter ignores
 
 
-def become_vassal(req: SpawnRequest, fds: list[int], plumbing: list[int]) -> int:
+def become_vassal(req: SpawnRequest, all_fds: list[int], plumbing: list[int]) -> int:
     """Turn this fork of the server into the vassal; returns only with an exit code."""
+    fds, listener = split_fds(req, all_fds)
     os.setpgid(0, 0)
     signal.set_wakeup_fd(-1)
     for fd in plumbing:
@@ -417,10 +418,15 @@ def become_vassal(req: SpawnRequest, fds: list[int], plumbing: list[int]) -> int
     _prctl_pdeathsig()
     if os.getppid() != server:
         return 1  # the server died between fork and prctl: so must we
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    if devnull != 0:
-        os.dup2(devnull, 0)
-        os.close(devnull)
+    if listener is not None:  # on demand: the emperor's listening socket is our fd 0
+        if listener != 0:
+            os.dup2(listener, 0)
+            os.close(listener)
+    else:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        if devnull != 0:
+            os.dup2(devnull, 0)
+            os.close(devnull)
     keep = set(fds) | {0, 1, 2}
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)

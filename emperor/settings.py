@@ -61,6 +61,9 @@ class EmperorSettings:
     spawn_method: str = "fork"  # emperor-spawn: fork our own vassals, or always exec
     wrapper_override: list[str] = field(default_factory=list)
     wrapper_fallback: list[str] = field(default_factory=list)
+    on_demand_extension: str | None = None
+    on_demand_directory: str | None = None
+    on_demand_exec: str | None = None
 
     def binary(self) -> str:
         return self.wrapper or self.binary_path or default_binary()
@@ -120,6 +123,9 @@ class EmperorSettings:
             spawn_method=_spawn_method(get("emperor-spawn", "fork")),
             wrapper_override=[str(v) for v in getlist("emperor-wrapper-override")],
             wrapper_fallback=[str(v) for v in getlist("emperor-wrapper-fallback")],
+            on_demand_extension=get("emperor-on-demand-extension"),
+            on_demand_directory=get("emperor-on-demand-directory"),
+            on_demand_exec=get("emperor-on-demand-exec"),
         )
 
 
@@ -127,9 +133,6 @@ class EmperorSettings:
 #: accepted without their effect
 UNSUPPORTED = {
     "emperor-use-clone": "namespaces for vassals are not implemented",
-    "emperor-on-demand-extension": "on-demand vassals are not implemented yet",
-    "emperor-on-demand-directory": "on-demand vassals are not implemented yet",
-    "emperor-on-demand-exec": "on-demand vassals are not implemented yet",
 }
 
 

@@ -155,6 +155,8 @@ class SpawnRequest:
     overrides: list[str] = field(default_factory=list)  # emperor-wrapper-override
     fallbacks: list[str] = field(default_factory=list)  # emperor-wrapper-fallback
     with_config: bool = False
+    #: the last fd given is a listening socket to become the vassal's fd 0 (on demand)
+    stdin_socket: bool = False
 
 
 def find_binary(req: SpawnRequest) -> str | None:
@@ -167,6 +169,13 @@ def find_binary(req: SpawnRequest) -> str | None:
         elif shutil.which(candidate, path=path):
             return candidate
     return None
+
+
+def split_fds(req: SpawnRequest, fds: Sequence[int]) -> tuple[list[int], int | None]:
+    """(emperor fd [+ config fd], the on-demand socket for fd 0 or None)."""
+    if req.stdin_socket and fds:
+        return list(fds[:-1]), fds[-1]
+    return list(fds), None
 
 
 def child_env(req: SpawnRequest, fds: Sequence[int]) -> dict[str, str]:
@@ -248,7 +257,8 @@ class ThreadSpawner:
         self.pool.shutdown(wait=False)
 
 
-def _popen(req: SpawnRequest, fds: list[int]) -> subprocess.Popen:
+def _popen(req: SpawnRequest, all_fds: list[int]) -> subprocess.Popen:
+    fds, listener = split_fds(req, all_fds)
     env = child_env(req, fds)
     binary = find_binary(req) or req.argv[0]
     command = [binary, *req.argv[1:]]
@@ -264,7 +274,8 @@ def _popen(req: SpawnRequest, fds: list[int]) -> subprocess.Popen:
         kwargs["extra_groups"] = []
     if req.gid is not None:
         kwargs["group"] = req.gid
-    return subprocess.Popen(command, env=env, cwd=req.cwd, stdin=subprocess.DEVNULL,
+    return subprocess.Popen(command, env=env, cwd=req.cwd,
+                            stdin=subprocess.DEVNULL if listener is None else listener,
                             pass_fds=fds, close_fds=True, process_group=0, **kwargs)
 
 

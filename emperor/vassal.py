@@ -110,6 +110,8 @@ class VassalHandle:
         self.respawns = 0
         self.socket_name = socket_name
         self.spawn_method = ""  # "fork" or "exec", once asked for
+        #: on demand: the listening socket the emperor bound and keeps (the vassal's fd 0)
+        self.listener: socket.socket | None = None
         self.channel: Channel | None = None
         self.no_mercy = False
         self._pending_config = b""
@@ -304,6 +306,36 @@ class VassalHandle:
         if self.attention is not None:
             self.attention.add(self)
         log_verbose(f"[emperor] curse the uwsgi instance {self.name} (pid: {self.pid})")
+
+    def back_to_waiting(self) -> None:
+        """emperor_back_to_ondemand: an on-demand vassal asked to go idle (byte 22)."""
+        if not self.life.back_to_waiting():
+            return
+        # always graceful (uWSGI sends 0 unless emperor-graceful-shutdown): a worker that
+        # accepted a connection in the last moment answers it instead of dropping it
+        self.send(ToVassal.GRACEFUL_STOP)
+        if self.attention is not None:
+            self.attention.add(self)
+        log_verbose(f"[emperor] bringing back instance {self.name} to on-demand mode")
+
+    def waiting_again(self) -> None:
+        """Its process is gone: no fds, no pid, wait for the next connection."""
+        self.close()
+        self.pid = -1
+        self.no_mercy = False
+        self.life.to(Phase.WAITING)
+        if self.attention is not None:
+            self.attention.discard(self)
+
+    def close_listener(self) -> None:
+        if self.listener is not None:
+            if self._loop is not None:
+                try:
+                    self._loop.remove_reader(self.listener.fileno())
+                except (ValueError, OSError):
+                    pass
+            self.listener.close()
+            self.listener = None
 
     def state(self) -> str:
         return self.life.describe()

@@ -34,6 +34,7 @@ from vassal.sockets import (
     inherited_from_env,
     parse_address,
     socket_name,
+    stdin_listener,
     zerg_attach,
 )
 from vassal.stats import StatsServer, StatsSource
@@ -173,6 +174,17 @@ def _socket_specs(config: Any) -> list[tuple[str, str, str]]:
     return [(value, protos[name], name) for name, value in config.items() if name in protos]
 
 
+_STDIN_PROTOS = {"uwsgi": "uwsgi", "http": "http", "http11": "http"}
+
+
+def _has_stdin_socket() -> bool:
+    sock = stdin_listener()
+    if sock is None:
+        return False
+    sock.detach()  # fd 0 stays open for _make_sockets
+    return True
+
+
 def _make_sockets(config: Any) -> list[ListenSocket]:
     backlog = int(config.get("listen") or 100)
     chmod = config.get("chmod-socket")
@@ -193,6 +205,15 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
     out: list[ListenSocket] = []
     used: set[int] = set()
     specs = _socket_specs(config)
+    stdin = stdin_listener()
+    if stdin is not None:  # on demand: the emperor's socket, with the `protocol` option's proto
+        used.add(0)
+        for key in [k for k, fd in inherited.items() if fd == 0]:
+            del inherited[key]
+        name = socket_name(stdin)
+        out.append(ListenSocket(stdin, name, _STDIN_PROTOS.get(config.get("protocol") or "", "uwsgi")))
+        log(f"uwsgi socket 0 inherited from fd 0 (on demand): {out[0].proto} {name}")
+        specs = [sp for sp in specs if not _same_address(sp[0], name)]
     attached: set[str] = set()
     for node in config.getlist("zerg"):
         try:
@@ -363,7 +384,7 @@ def _run(config: Any) -> int:
     log(f"*** Starting uWSGI {version} (64bit) on [{time.ctime()}] ***")
     log(f"current working directory: {os.getcwd()}")
     log(f"detected binary path: {sys.executable}")
-    if not _socket_specs(config) and not config.getlist("zerg"):
+    if not _socket_specs(config) and not config.getlist("zerg") and not _has_stdin_socket():
         raise InstanceError("no socket configured: use http-socket = ADDR or socket = ADDR")
     link = EmperorLink.from_config(config)
     if config.get("home"):
