@@ -436,6 +436,63 @@ def bench_start(kind: str, vassal: str, method: str, repeat: int) -> list[float]
     return out
 
 
+def listening(port: int) -> bool:
+    """Something listens on 127.0.0.1:port (read from /proc: a connect would start an
+    on-demand vassal)."""
+    want = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    parts = line.split()
+                    if parts[1].endswith(want) and parts[3] == "0A":
+                        return True
+        except OSError:
+            continue
+    return False
+
+
+def http_once(port: int, timeout: float = 30.0) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(_REQUEST)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data.split(b"\r\n", 1)[0].split()[1:2] == [b"200"]
+
+
+def bench_on_demand(kind: str, vassal: str, repeat: int) -> list[float]:
+    """On-demand vassal: first connection -> its response (the vassal starts in between)."""
+    out: list[float] = []
+    extra = ["--emperor-on-demand-extension", ".socket"]
+    with emperor_on_fresh_dir(kind, "ondemand", app_server(kind, vassal), extra) as (em, vdir):
+        app = write_hello_app(vdir.parent)
+        plugin = "plugins = python3\n" if vassal == "uwsgi" else ""
+        for i in range(repeat):
+            port = free_port()
+            name = f"od{i}.ini"
+            (vdir / f"{name}.socket").write_text(f"127.0.0.1:{port}\n")
+            drop(vdir, name, f"[uwsgi]\n{plugin}protocol = http\nwsgi-file = {app}\n"
+                             "master = true\nprocesses = 1\n")
+            stats(em.port)  # uWSGI's emperor scans now
+            deadline = time.monotonic() + 15
+            while not listening(port) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(0.2)  # the emperor is quiet again
+            t0 = time.monotonic()
+            try:
+                if http_once(port):
+                    out.append(time.monotonic() - t0)
+            except OSError:
+                pass
+            em.track()
+            (vdir / name).unlink()
+            stats(em.port)
+            wait_refused(port, time.monotonic(), 30)
+            time.sleep(0.3)
+    return out
+
+
 @dataclass
 class ManyResult:
     files: int
@@ -581,6 +638,17 @@ def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) ->
                  "(instance code preloaded); exec: emperor-spawn = exec (interpreter + imports)"])
 
     rows = []
+    od_cases = [("imperium", "imperium")] + ([("uwsgi", "uwsgi")] if "uwsgi" in kinds
+                                             and "uwsgi" in vassal_kinds else [])
+    for kind, vassal in od_cases:
+        firsts = bench_on_demand(kind, vassal, args.http_repeat)
+        summary[kind]["ondemand"] = ms(firsts, 50)
+        rows.append([f"{kind} emperor, {vassal} vassal", len(firsts), ms(firsts, 50), ms(firsts, 95)])
+    print_table("Emperor: on-demand vassal: first connection -> response (ms)",
+                ["case", "n", "p50", "p95"], rows,
+                ["emperor-on-demand-extension .socket (TCP); the vassal starts on that connection"])
+
+    rows = []
     many_cases = [(k, "uwsgi") for k in kinds if "uwsgi" in vassal_kinds]
     if "imperium" in kinds:
         many_cases.append(("imperium", "imperium"))
@@ -631,7 +699,8 @@ def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) ->
              "start", True),
             ("vassal start -> first 200 p50, exec'd imperium vs uwsgi-core (ms)", "imperium-exec",
              "start", False),
-            (f"{args.http_files} own HTTP vassals at once -> all 200 (s)", "imperium", "all200", True)):
+            (f"{args.http_files} own HTTP vassals at once -> all 200 (s)", "imperium", "all200", True),
+            ("on-demand: first connection -> response p50 (ms)", "imperium", "ondemand", True)):
         a, b = summary[ours_key].get(key), peer.get(key)
         ratio_ab = None if a is None or b is None or not b else a / b
         met = "-" if not goal or ratio_ab is None or ratio_ab != ratio_ab else verdict(ratio_ab, 1.0, False)

@@ -98,3 +98,23 @@ def test_on_demand_socket_that_cannot_be_bound_is_contained(procs: Procs, tmp_pa
     wait_until(lambda: (v := e.vassal("bad.ini")) and v["on_demand"] == str(tmp_path / "ok.sock"),
                15, message=f"bad.ini waiting on its socket; log:\n{e.log()[-2000:]}")
     assert e.stop() == 0
+
+
+def test_pg_socket_column_makes_an_on_demand_vassal(procs: Procs, tmp_path: Path) -> None:
+    """A monitor's socket column (pg here): the config comes over the config fd, the socket
+    from the row."""
+    from tests.integration.test_monitor_pg import pg_table
+
+    with pg_table() as table:  # a missing PostgreSQL fails under CI=true
+        path = str(tmp_path / "pg-app.sock")
+        table.put("pgapp.ini", vassal_ini(), socket=path)
+        query = f"SELECT name,config,EXTRACT(epoch FROM ts),uid,gid,socket FROM {table.name}"
+        e = Emperor(procs, tmp_path, monitors=[table.arg(notify=True, query=query)], own_binary=True)
+        e.wait_vassal("pgapp.ini", on_demand=path, pid=-1, timeout=15)
+        body = http_get(path)
+        assert b" 200 " in body.split(b"\r\n", 1)[0], body[:300]
+        pid = e.wait_vassal("pgapp.ini", loyal=1)["pid"]
+        e.seen_pids.add(pid)
+        table.delete("pgapp.ini")
+        e.wait_gone("pgapp.ini", 15)
+        assert e.stop() == 0
