@@ -25,7 +25,7 @@ import signal
 import socket
 from typing import Any
 
-from emperor import ondemand
+from emperor import broodlord, ondemand
 from emperor import spawn as spawning
 from emperor.clock import Clock
 from emperor.events import (
@@ -254,6 +254,8 @@ class Emperor:
             elif v is None:
                 # no source names it any more: its back-off goes with it
                 self.blacklist.remove(name)
+                self.blacklist.remove(broodlord.blacklist_key(name))
+                self.stop_zergs(name)
             return
         monitor, t = claim
         if v is None:
@@ -305,7 +307,10 @@ class Emperor:
                  config_arg=arg, vassals_dir=vdir, socket_name=sock_name)
 
     def retire(self, v: VassalHandle) -> None:
-        """No longer wanted as it is: stop it, or, waiting on demand, just remove it."""
+        """No longer wanted as it is: stop it (and its zergs), or, waiting on demand, just
+        remove it."""
+        if v.life.kind is Kind.PLAIN:
+            self.stop_zergs(v.name)
         if v.life.phase is Phase.WAITING:
             v.life.exited()
             self.remove(v)
@@ -437,9 +442,13 @@ class Emperor:
 
     def spawn_request(self, v: VassalHandle) -> spawning.SpawnRequest:
         s = self.settings
-        argv = spawning.build_argv(s, v.name, v.config_arg, has_config=v.use_config, cwd=v.cwd)
+        # every zerg of NAME is started as NAME:zerg (its [zerg] section), whatever its id
+        argv_name = v.parent + broodlord.SUFFIX if v.parent else v.name
+        argv = spawning.build_argv(s, argv_name, v.config_arg, has_config=v.use_config, cwd=v.cwd,
+                                   broodlord=s.broodlord > 0)
         env = spawning.build_env(os.environ, 0, 0 if v.use_config else None,
-                                 vassals_dir=v.vassals_dir if (s.start_hook or s.stop_hook) else None)
+                                 vassals_dir=v.vassals_dir if (s.start_hook or s.stop_hook) else None,
+                                 broodlord_num=v.broodlord_num)
         env.pop("UWSGI_EMPEROR_FD", None)
         env.pop("UWSGI_EMPEROR_FD_CONFIG", None)
         method = "exec"
@@ -543,7 +552,35 @@ class Emperor:
         elif byte == ToEmperor.CONFIG_REQUEST:
             v.push_config()
         elif byte == ToEmperor.SOS:
-            pass  # broodlord is not supported yet: SOS requests are ignored
+            self.sos(v)
+
+    def sos(self, v: VassalHandle) -> None:
+        """Byte 30: a zerg for ``v`` if the broodlord budget allows (emperor/broodlord.py)."""
+        s = self.settings
+        if (s.broodlord <= 0 or v.life.kind is not Kind.PLAIN or v.life.dying or v.exited
+                or self.royal_death_at is not None or self.vassals.get(v.name) is not v):
+            return
+        if broodlord.zerg_count(self.vassals.values()) >= s.broodlord:
+            return
+        now = self.clock.mono()
+        if self.blacklist.refused_until(broodlord.blacklist_key(v.name), now) is not None:
+            return  # its last zerg died before it became loyal: back off
+        log_verbose(f"[emperor] going in broodlord mode: launching zergs for {v.name}")
+        self.throttle.spawned(now)
+        name = broodlord.zerg_name(v.name, self.vassals)
+        z = VassalHandle(name, v.monitor, mtime=self.clock.wall(), config=v.config, uid=v.uid,
+                         gid=v.gid, cwd=v.cwd, config_arg=v.config_arg + broodlord.SUFFIX,
+                         vassals_dir=v.vassals_dir, attention=self.attention, clock=self.clock,
+                         kind=Kind.ZERG)
+        z.parent = v.name
+        self.broodlord_num += 1
+        z.broodlord_num = self.broodlord_num
+        self.vassals[name] = z
+        self.start(z)
+
+    def stop_zergs(self, parent: str) -> None:
+        for z in [z for z in self.vassals.values() if broodlord.is_zerg_of(z, parent)]:
+            self.retire(z)
 
     def on_eof(self, v: VassalHandle) -> None:
         """EOF or error on the emperor fd: uWSGI curses the vassal (it is then removed when
@@ -634,7 +671,8 @@ class Emperor:
             self.run_stop_hook(v)
         log_verbose(f"[emperor] removed uwsgi instance {v.name}")
         if not v.loyal and not self.settings.no_blacklist:
-            for line in self.blacklist.add(v.name, self.clock.mono(), self.clock.wall()):
+            key = broodlord.blacklist_key(v.parent) if v.parent else v.name
+            for line in self.blacklist.add(key, self.clock.mono(), self.clock.wall()):
                 log_verbose(line)
 
     def run_stop_hook(self, v: VassalHandle) -> None:

@@ -64,6 +64,7 @@ class EmperorSettings:
     on_demand_extension: str | None = None
     on_demand_directory: str | None = None
     on_demand_exec: str | None = None
+    broodlord: int = 0  # emperor-broodlord: zergs allowed in all (0: off)
 
     def binary(self) -> str:
         return self.wrapper or self.binary_path or default_binary()
@@ -126,6 +127,7 @@ class EmperorSettings:
             on_demand_extension=get("emperor-on-demand-extension"),
             on_demand_directory=get("emperor-on-demand-directory"),
             on_demand_exec=get("emperor-on-demand-exec"),
+            broodlord=max(0, int(get("emperor-broodlord", 0) or 0)),
         )
 
 
@@ -140,9 +142,6 @@ def _refuse_unsupported(has: Any, get: Any) -> None:
     for name, why in UNSUPPORTED.items():
         if has(name):
             raise ValueError(f"{name}: not supported by Imperium ({why})")
-    if int(get("emperor-broodlord", 0) or 0) > 0:
-        raise ValueError("emperor-broodlord: not supported by Imperium (broodlord mode is not "
-                         "implemented yet)")
 
 
 def _spawn_method(value: Any) -> str:

@@ -110,6 +110,8 @@ class VassalHandle:
         self.respawns = 0
         self.socket_name = socket_name
         self.spawn_method = ""  # "fork" or "exec", once asked for
+        self.parent: str | None = None  # a zerg's vassal
+        self.broodlord_num: int | None = None  # UWSGI_BROODLORD_NUM of a zerg
         #: on demand: the listening socket the emperor bound and keeps (the vassal's fd 0)
         self.listener: socket.socket | None = None
         self.channel: Channel | None = None

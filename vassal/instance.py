@@ -177,6 +177,12 @@ def _socket_specs(config: Any) -> list[tuple[str, str, str]]:
 _STDIN_PROTOS = {"uwsgi": "uwsgi", "http": "http", "http11": "http"}
 
 
+def _default_proto(config: Any) -> str:
+    """The ``protocol`` option: what a socket without its own protocol speaks (fd 0 of an
+    on-demand vassal, a socket received from a zerg server), uwsgi by default."""
+    return _STDIN_PROTOS.get(config.get("protocol") or "", "uwsgi")
+
+
 def _has_stdin_socket() -> bool:
     sock = stdin_listener()
     if sock is None:
@@ -211,7 +217,7 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
         for key in [k for k, fd in inherited.items() if fd == 0]:
             del inherited[key]
         name = socket_name(stdin)
-        out.append(ListenSocket(stdin, name, _STDIN_PROTOS.get(config.get("protocol") or "", "uwsgi")))
+        out.append(ListenSocket(stdin, name, _default_proto(config)))
         log(f"uwsgi socket 0 inherited from fd 0 (on demand): {out[0].proto} {name}")
         specs = [sp for sp in specs if not _same_address(sp[0], name)]
     attached: set[str] = set()
@@ -229,7 +235,7 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
             sock = socket.socket(fileno=fd)
             name = socket_name(sock)
             # a configured socket with the same address keeps its protocol (uWSGI matches by name)
-            proto = next((p for a, p, _k in specs if _same_address(a, name)), "uwsgi")
+            proto = next((p for a, p, _k in specs if _same_address(a, name)), _default_proto(config))
             out.append(ListenSocket(sock, name, proto))
             attached.add(name)
             log(f"uwsgi socket {len(out) - 1} attached from zerg server {node}: {proto} {name} fd {fd}")
@@ -362,7 +368,9 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
 
 def _services(config: Any) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
-    return []
+    from vassal.services.sos import SosService
+
+    return [s for s in (SosService.from_config(config),) if s is not None]
 
 
 def _run(config: Any) -> int:

@@ -181,8 +181,8 @@ _add("worker-reload-mercy", int, 60, "seconds a worker gets to finish before it 
 _add("mule-reload-mercy", int, 60, "seconds a mule gets to finish before it is killed", section=S)
 _add("die-on-term", bool, False, "SIGTERM shuts down instead of reloading", section=S)
 _add("exit-on-reload", bool, False, "exit instead of reloading", section=S)
-_add("protocol", str, None, "protocol of a socket given without one (fd 0 of an on-demand vassal): "
-     "uwsgi (default) or http", section=S)
+_add("protocol", str, None, "protocol of sockets given without one (fd 0 of an on-demand vassal, "
+     "sockets from a zerg server): uwsgi (default) or http", section=S)
 _add("idle", int, 0, "after this many idle seconds go to sleep (cheap mode)", section=S)
 _add("die-on-idle", bool, False, "exit instead of sleeping when idle", section=S)
 _add("need-app", bool, False, "exit if the app cannot be loaded", implicit="1", section=S)
