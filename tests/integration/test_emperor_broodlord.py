@@ -127,3 +127,31 @@ def test_a_zerg_stanza_that_does_not_start_is_contained(procs: Procs, tmp_path: 
     e.seen_pids.add(v["pid"])
     assert v["zerg"] == 0 and get(port)[0] == 200 and e.proc.poll() is None
     assert e.stop() == 0
+
+
+def test_zergs_for_a_vassal_from_pg(procs: Procs, tmp_path: Path) -> None:
+    """Unlike uWSGI (its issue 2166), a vassal whose config is a database row gets zergs:
+    the zerg reads the [zerg] section of the same config from its config fd."""
+    from tests.integration.test_monitor_pg import pg_table
+
+    with pg_table() as table:  # a missing PostgreSQL fails under CI=true
+        port = free_port()
+        table.put("app.ini", brood_ini(port, tmp_path / "brood.sock"))
+        e = Emperor(procs, tmp_path, "--emperor-broodlord", "1",
+                    monitors=[table.arg(notify=True)], own_binary=True)
+        parent = e.wait_vassal("app.ini", accepting=1, timeout=20)
+        e.seen_pids.add(parent["pid"])
+        answers: list[tuple[int, str]] = []
+        clients = [threading.Thread(target=lambda: answers.append(get(port, "/sleep/1.5")))
+                   for _ in range(6)]
+        for t in clients:
+            t.start()
+        zerg = e.wait_vassal("app.ini:zerg", zerg=1, accepting=1, timeout=20)
+        e.seen_pids.add(zerg["pid"])
+        for t in clients:
+            t.join(60)
+        assert len(answers) == 6 and len({body for _, body in answers}) >= 2, answers
+        table.delete("app.ini")
+        e.wait_gone("app.ini", 15)
+        e.wait_gone("app.ini:zerg", 15)
+        assert e.stop() == 0
