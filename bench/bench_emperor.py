@@ -493,6 +493,76 @@ def bench_on_demand(kind: str, vassal: str, repeat: int) -> list[float]:
     return out
 
 
+_PID_APP = """import os, time
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "/")
+    if path.startswith("/sleep/"):
+        time.sleep(float(path.rsplit("/", 1)[1]))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+"""
+
+
+def first_other_answer(port: int, parent: bytes, timeout: float) -> float | None:
+    """8 clients in a loop of 0.5 s requests: seconds until one answer comes from another
+    process than ``parent`` (a zerg), or None."""
+    import threading
+    import urllib.request
+
+    done = threading.Event()
+    first: list[float] = []
+    t0 = time.monotonic()
+
+    def client() -> None:
+        while not done.is_set():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/sleep/0.5", timeout=30) as r:
+                    if r.read() != parent and not first:
+                        first.append(time.monotonic() - t0)
+                        done.set()
+            except OSError:
+                pass
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    done.wait(timeout)
+    done.set()
+    for t in threads:
+        t.join(35)
+    return first[0] if first else None
+
+
+def bench_broodlord(kind: str, vassal: str, repeat: int) -> list[float]:
+    """Load onset -> the first answer from a zerg: a one-worker vassal with
+    vassal-sos-backlog 2 gets 8 clients asking for 0.5 s requests in a loop."""
+    import urllib.request
+
+    out: list[float] = []
+    for i in range(repeat):
+        with emperor_on_fresh_dir(kind, f"brood{i}", app_server(kind, vassal),
+                                  ["--emperor-broodlord", "2"]) as (em, vdir):
+            app = vdir.parent / "pidapp.py"
+            app.write_text(_PID_APP)
+            port = free_port()
+            zsock = vdir.parent / "brood.sock"
+            plugin = "plugins = python3\n" if vassal == "uwsgi" else ""
+            drop(vdir, "app.ini",
+                 f"[uwsgi]\n{plugin}http-socket = 127.0.0.1:{port}\nwsgi-file = {app}\n"
+                 f"master = true\nprocesses = 1\nvassal-sos-backlog = 2\nzerg-server = {zsock}\n\n"
+                 f"[zerg]\n{plugin}zerg = {zsock}\nprotocol = http\nwsgi-file = {app}\n"
+                 "master = true\nprocesses = 1\nidle = 5\ndie-on-idle = true\n")
+            stats(em.port)
+            if not wait_200({"app.ini": port}, {"app.ini": time.monotonic()}, 30, 0.01):
+                continue
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+                parent = r.read()
+            got = first_other_answer(port, parent, 30)
+            if got is not None:
+                out.append(got)
+            em.track()
+    return out
+
+
 @dataclass
 class ManyResult:
     files: int
@@ -649,6 +719,16 @@ def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) ->
                 ["emperor-on-demand-extension .socket (TCP); the vassal starts on that connection"])
 
     rows = []
+    for kind, vassal in od_cases:
+        zergs = bench_broodlord(kind, vassal, max(1, args.http_repeat // 2))
+        summary[kind]["zerg"] = ms(zergs, 50)
+        rows.append([f"{kind} emperor, {vassal} vassal", len(zergs), ms(zergs, 50), ms(zergs, 95)])
+    print_table("Emperor: broodlord: load onset -> first answer from a zerg (ms)",
+                ["case", "n", "p50", "p95"], rows,
+                ["1 worker, vassal-sos-backlog 2, 8 clients in a loop of 0.5 s requests; the master "
+                 "checks its backlog once a second (both)"])
+
+    rows = []
     many_cases = [(k, "uwsgi") for k in kinds if "uwsgi" in vassal_kinds]
     if "imperium" in kinds:
         many_cases.append(("imperium", "imperium"))
@@ -700,7 +780,8 @@ def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) ->
             ("vassal start -> first 200 p50, exec'd imperium vs uwsgi-core (ms)", "imperium-exec",
              "start", False),
             (f"{args.http_files} own HTTP vassals at once -> all 200 (s)", "imperium", "all200", True),
-            ("on-demand: first connection -> response p50 (ms)", "imperium", "ondemand", True)):
+            ("on-demand: first connection -> response p50 (ms)", "imperium", "ondemand", True),
+            ("broodlord: load onset -> first zerg answer p50 (ms)", "imperium", "zerg", False)):
         a, b = summary[ours_key].get(key), peer.get(key)
         ratio_ab = None if a is None or b is None or not b else a / b
         met = "-" if not goal or ratio_ab is None or ratio_ab != ratio_ab else verdict(ratio_ab, 1.0, False)
