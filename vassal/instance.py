@@ -203,7 +203,8 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
             ls = adopt_fd(inherited.pop(key), addr, "shared")
         else:
             try:
-                ls = bind_socket(addr, "shared", backlog=backlog, chmod=chmod, kind="shared-socket")
+                ls = bind_socket(addr, "shared", backlog=backlog, chmod=chmod, kind="shared-socket",
+                                 chown=config.get("chown-socket"))
             except BindError as exc:
                 raise InstanceError(str(exc)) from None
         ls.shared = True
@@ -260,7 +261,8 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
         else:
             try:
                 ls = bind_socket(addr, proto, backlog=backlog, chmod=chmod, kind=kind,
-                                 so_keepalive=bool(config.get("so-keepalive")))
+                                 so_keepalive=bool(config.get("so-keepalive")),
+                                 chown=config.get("chown-socket"))
             except BindError as exc:
                 raise InstanceError(str(exc)) from None
             what = "TCP address" if ls.family != socket.AF_UNIX else "UNIX address"
