@@ -3,30 +3,18 @@ connection, hands it the socket as fd 0, and takes it back when the vassal goes 
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
-from tests.conftest import Procs, free_port, wait_until
+from tests.conftest import Procs, free_port, read_to_close, wait_until
 from tests.integration.emperor_harness import Emperor
 
 HELLO = Path(__file__).resolve().parent.parent / "interop" / "apps" / "hello.py"
 
 
-def http_get(addr: str | int, timeout: float = 15.0) -> bytes:
+def http_get(addr: str | int) -> bytes:
     """One HTTP/1.0 exchange over TCP (a port) or a UNIX socket (a path); raises on refusal."""
-    if isinstance(addr, int):
-        s = socket.create_connection(("127.0.0.1", addr), timeout=timeout)
-    else:
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(timeout)
-        s.connect(addr)
-    with s:
-        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data
+    return read_to_close(addr, b"GET / HTTP/1.0\r\nHost: x\r\n\r\n", timeout=15)
 
 
 def vassal_ini(idle: int = 0) -> str:

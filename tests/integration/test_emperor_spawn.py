@@ -142,3 +142,56 @@ def test_unsupported_emperor_options_are_refused_by_name(procs: Procs, tmp_path:
         p = procs.start([IMPERIUM, "--emperor", str(tmp_path), f"--{option}", value])
         assert p.wait(timeout=15) == 1
         assert f"imperium: {option}" in procs.output(p)
+
+
+def _spawn_and_wait(make_spawner, argv: list[str]) -> tuple[int, int, bytes]:
+    """Spawn ``argv`` through a spawner in a fresh loop: (pid, wait status, what the child
+    wrote on its emperor fd)."""
+    import asyncio
+    import socket as socketmod
+
+    from emperor.spawn import SpawnRequest
+
+    async def go() -> tuple[int, int, bytes]:
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future = loop.create_future()
+        exited: asyncio.Future = loop.create_future()
+        spawner = make_spawner(loop, lambda pid, status: exited.set_result((pid, status)))
+        ours, theirs = socketmod.socketpair()
+        req = SpawnRequest("t.ini", argv, {"PATH": os.defpath}, None, "exec")
+        spawner.spawn(req, [theirs.fileno()], lambda pid, err: started.set_result((pid, err)))
+        pid, err = await asyncio.wait_for(started, 20)
+        theirs.close()
+        assert err is None and pid > 0
+        got_pid, status = await asyncio.wait_for(exited, 20)
+        assert got_pid == pid
+        data = ours.recv(100)
+        ours.close()
+        spawner.close()
+        return pid, status, data
+
+    return asyncio.run(go())
+
+
+# bash: dash cannot write to fds above 9
+SCRIPT = ["/bin/bash", "-c", 'printf "fd=$UWSGI_EMPEROR_FD" >&"$UWSGI_EMPEROR_FD"; exit 5']
+
+
+def test_thread_spawner_the_fallback_without_fork_server() -> None:
+    from emperor.spawn import ThreadSpawner
+
+    pid, status, data = _spawn_and_wait(ThreadSpawner, SCRIPT)
+    assert os.waitstatus_to_exitcode(status) == 5 and data.startswith(b"fd=")
+
+
+def test_fork_server_exec_reports_pid_and_status() -> None:
+    from emperor.forkserver import ForkServer
+
+    def make(loop, on_exit):
+        fs = ForkServer()
+        fs.start()
+        fs.attach(loop, on_exit)
+        return fs
+
+    pid, status, data = _spawn_and_wait(make, SCRIPT)
+    assert os.waitstatus_to_exitcode(status) == 5 and data.startswith(b"fd=")

@@ -9,26 +9,16 @@ uwsgi-core vassals, ours with ours, and uWSGI's emperor with our vassals.
 
 from __future__ import annotations
 
-import os
 import threading
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
-    IMPERIUM,
-    UWSGI_CORE,
-    Procs,
-    free_port,
-    need_service,
-    port_open,
-    read_json,
-    wait_until,
-)
+from tests.conftest import Procs, free_port, read_json, wait_until
+from tests.interop.helpers import twin_emperor
 
 APP = Path(__file__).resolve().parent.parent / "fixtures" / "apps" / "pid_sleep.py"
-PLUGIN = "/usr/lib/uwsgi/plugins/python3_plugin.so"
 
 
 def get(port: int, path: str = "/") -> str:
@@ -39,19 +29,7 @@ def get(port: int, path: str = "/") -> str:
 @pytest.mark.parametrize("emperor,vassal", [("uwsgi", "uwsgi"), ("imperium", "imperium"),
                                             ("uwsgi", "imperium")])
 def test_broodlord_twin(procs: Procs, tmp_path: Path, emperor: str, vassal: str) -> None:
-    if "uwsgi" in (emperor, vassal):
-        need_service("uwsgi", os.access(UWSGI_CORE, os.X_OK) and os.path.exists(PLUGIN),
-                     f"{UWSGI_CORE} with the python3 plugin")
-    vdir = tmp_path / "vassals"
-    vdir.mkdir()
-    stats = free_port()
-    argv = [UWSGI_CORE if emperor == "uwsgi" else IMPERIUM, "--emperor", str(vdir),
-            "--emperor-broodlord", "1", "--emperor-freq", "1",
-            "--emperor-stats", f"127.0.0.1:{stats}"]
-    if vassal == "uwsgi" or emperor == "uwsgi":
-        argv += ["--binary-path", UWSGI_CORE if vassal == "uwsgi" else IMPERIUM]
-    proc = procs.start(argv, cwd=tmp_path)
-    wait_until(lambda: port_open(stats) or proc.poll() is not None, 15, message="the emperor")
+    proc, vdir, stats = twin_emperor(procs, tmp_path, emperor, vassal, "--emperor-broodlord", "1")
     port = free_port()
     zsock = tmp_path / "brood.sock"
     plugin = "plugins = python3\n" if vassal == "uwsgi" else ""

@@ -10,55 +10,25 @@ emperor driving our vassal (our fd 0 adoption under the reference emperor).
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
-    IMPERIUM,
-    UWSGI_CORE,
-    Procs,
-    free_port,
-    need_service,
-    port_open,
-    read_json,
-    wait_until,
-)
+from tests.conftest import Procs, read_json, read_to_close, wait_until
+from tests.interop.helpers import twin_emperor
 
 HELLO = Path(__file__).resolve().parent / "apps" / "hello.py"
-PLUGIN = "/usr/lib/uwsgi/plugins/python3_plugin.so"
 
 
 def http_get(path: str) -> bytes:
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(20)
-    with s:
-        s.connect(path)
-        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data.split(b"\r\n", 1)[0]
+    """The status line of one HTTP/1.0 exchange over a UNIX socket."""
+    return read_to_close(path, b"GET / HTTP/1.0\r\nHost: x\r\n\r\n", timeout=20).split(b"\r\n", 1)[0]
 
 
 @pytest.mark.parametrize("emperor,vassal", [("uwsgi", "uwsgi"), ("uwsgi", "imperium"),
                                             ("imperium", "imperium")])
 def test_on_demand_twin(procs: Procs, tmp_path: Path, emperor: str, vassal: str) -> None:
-    if "uwsgi" in (emperor, vassal):
-        need_service("uwsgi", os.access(UWSGI_CORE, os.X_OK) and os.path.exists(PLUGIN),
-                     f"{UWSGI_CORE} with the python3 plugin")
-    vdir = tmp_path / "vassals"
-    vdir.mkdir()
-    stats = free_port()
-    argv = [UWSGI_CORE if emperor == "uwsgi" else IMPERIUM, "--emperor", str(vdir),
-            "--emperor-on-demand-extension", ".socket", "--emperor-freq", "1",
-            "--emperor-stats", f"127.0.0.1:{stats}"]
-    if vassal == "uwsgi" or emperor == "uwsgi":
-        argv += ["--binary-path", UWSGI_CORE if vassal == "uwsgi" else IMPERIUM]
-    proc = procs.start(argv, cwd=tmp_path)
-    wait_until(lambda: port_open(stats) or proc.poll() is not None, 15, message="the emperor")
+    proc, vdir, stats = twin_emperor(procs, tmp_path, emperor, vassal, "--emperor-on-demand-extension", ".socket")
     path = str(tmp_path / "app.sock")
     (vdir / "app.ini.socket").write_text(path + "\n")
     plugin = "plugins = python3\n" if vassal == "uwsgi" else ""
