@@ -290,7 +290,7 @@ class Emperor:
             v.monitor = monitor
         if self.settings.tyrant and (t.uid != v.uid or t.gid != v.gid):
             log(f"[emperor-tyrant] !!! permissions of vassal {name} changed. stopping the instance... !!!")
-            v.stop(self.settings.graceful_shutdown)
+            self.retire(v)
             return
         if t.mtime > v.last_mod:
             if t.config is not None:

@@ -133,8 +133,9 @@ class Lifecycle:
             self.to(Phase.RUNNING)
 
     def stop(self, *, voluntary: bool = False) -> bool:
-        """Mark to die because the emperor asked (byte 0/2 goes out); False if already dying."""
-        if self.phase in DYING or self.phase is Phase.EXITED:
+        """Mark to die because the emperor asked (byte 0/2 goes out); False if already dying
+        or without a process to ask (WAITING: the emperor removes it instead)."""
+        if self.phase in DYING or self.phase is Phase.EXITED or self.phase is Phase.WAITING:
             return False
         self.to(Phase.STOPPING)
         self.asked_to_stop = True

@@ -288,7 +288,10 @@ class VassalHandle:
         self.respawns += 1
         self.last_mod = mtime
         self.last_run = self.clock.now()
-        self.life.reloading()
+        if self.life.phase is not Phase.STARTING:
+            # still starting, it reads byte 1 (queued in its socket) once it runs, as a vassal
+            # uWSGI has just forked would: it stays STARTING until its process exists
+            self.life.reloading()
         log_verbose(f"[emperor] reload the uwsgi instance {self.name}")
         return True
 

@@ -134,3 +134,22 @@ def test_a_vassal_stopped_while_starting_gets_the_byte_when_it_runs() -> None:
         v.close()
     finally:
         loop.close()
+
+
+def test_a_touch_while_starting_is_queued_not_an_illegal_transition() -> None:
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        v = VassalHandle("a.ini", None, mtime=1.0, config=None, uid=None, gid=None,
+                         cwd=None, config_arg="a.ini", vassals_dir=None)
+        channel = v.open_channel(loop, lambda _v: None)
+        assert v.reload(2.0) and v.life.phase is Phase.STARTING and v.respawns == 1
+        assert channel.child.recv(10) == b"\1"  # the vassal reloads once it runs
+        v.attach(1234)
+        assert v.life.phase is Phase.RUNNING
+        v.close()
+    finally:
+        loop.close()
+    waiting = Lifecycle(Clock(), Kind.ON_DEMAND, phase=Phase.WAITING)
+    assert not waiting.stop() and waiting.phase is Phase.WAITING
