@@ -153,3 +153,44 @@ def test_a_touch_while_starting_is_queued_not_an_illegal_transition() -> None:
         loop.close()
     waiting = Lifecycle(Clock(), Kind.ON_DEMAND, phase=Phase.WAITING)
     assert not waiting.stop() and waiting.phase is Phase.WAITING
+
+
+def _reload(life: Lifecycle) -> None:
+    """What VassalHandle.reload does to the lifecycle (guarded the same way)."""
+    if life.status() == 0 and life.phase in (Phase.RUNNING, Phase.RELOADING):
+        life.reloading()
+
+
+_OPS = {
+    "started": Lifecycle.started, "stop": Lifecycle.stop, "curse": Lifecycle.curse,
+    "back": Lifecycle.back_to_waiting, "ready": Lifecycle.on_ready,
+    "accepting": Lifecycle.on_accepting, "loyal": Lifecycle.on_loyal,
+    "heartbeat": Lifecycle.on_heartbeat, "exited": Lifecycle.exited, "reload": _reload,
+}
+
+
+def test_any_sequence_of_events_keeps_the_lifecycle_consistent() -> None:
+    """Whatever order the vassal's bytes, the monitors and the process exits come in, the
+    guarded operations the emperor uses never make an illegal transition, EXITED is final,
+    and the derived fields stay uWSGI's."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from([Kind.PLAIN, Kind.ZERG, Kind.ON_DEMAND]),
+           st.lists(st.sampled_from(sorted(_OPS)), max_size=40))
+    def run(kind: Kind, ops: list[str]) -> None:
+        life = Lifecycle(Clock(), kind,
+                         phase=Phase.WAITING if kind is Kind.ON_DEMAND else Phase.STARTING)
+        for op in ops:
+            before = life.phase
+            _OPS[op](life)
+            assert life.phase is before or life.phase in TRANSITIONS[before]
+            assert life.status() in (0, 1, 2)
+            if life.dying:
+                assert life.cursed_at is not None
+            if before is Phase.EXITED:
+                assert life.phase is Phase.EXITED
+        assert life.zerg == (kind is Kind.ZERG) and life.on_demand == (kind is Kind.ON_DEMAND)
+
+    run()
