@@ -48,6 +48,7 @@ import traceback
 from collections import deque
 from typing import Any
 
+from emperor.protocol import EXILE_CODE
 from emperor.spawn import Exited, SpawnRequest, Started, child_env, split_fds
 
 ENV_SERVER_FD = "IMPERIUM_FORKSERVER_FD"
@@ -494,7 +495,7 @@ def exec_vassal(req: SpawnRequest) -> int:
         _say(f"[emperor] trying to use {wrapper} as binary fallback ...")
         with contextlib.suppress(OSError):
             os.execvp(wrapper, [wrapper, *argv[1:]])
-    return 26  # UWSGI_EXILE_CODE, as uWSGI's child
+    return EXILE_CODE  # as uWSGI's child
 
 
 def _write_cmdline(argv: list[str]) -> None:
