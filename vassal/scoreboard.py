@@ -30,6 +30,8 @@ class Core(ctypes.Structure):
         ("write_errors", ctypes.c_uint64),
         ("read_errors", ctypes.c_uint64),
         ("in_request", ctypes.c_double),  # start time of the current request, 0 when idle
+        ("static_requests", ctypes.c_uint64),
+        ("offloaded_requests", ctypes.c_uint64),
     ]
 
 

@@ -113,6 +113,7 @@ class StatsSource:
         self.backlog = backlog
         self.no_cores = no_cores
         self.vars: dict[tuple[int, int], list[str]] = {}
+        self.can_offload = 0  # 1 with offload-threads: every socket can hand transfers over
 
 
 def generate(src: StatsSource, minified: bool = False) -> str:
@@ -153,7 +154,7 @@ def generate(src: StatsSource, minified: bool = False) -> str:
         e.kv("queue", listen_queue(ls))
         e.kv("max_queue", src.backlog)
         e.kv("shared", 1 if ls.shared else 0)
-        e.kv("can_offload", 0, comma=False)
+        e.kv("can_offload", src.can_offload, comma=False)
         e.obj_close()
         if n < len(src.sockets) - 1:
             e.comma()
@@ -210,9 +211,9 @@ def generate(src: StatsSource, minified: bool = False) -> str:
                 e.obj_open()
                 e.kv("id", j)
                 e.kv("requests", c.requests)
-                e.kv("static_requests", 0)
+                e.kv("static_requests", c.static_requests)
                 e.kv("routed_requests", 0)
-                e.kv("offloaded_requests", 0)
+                e.kv("offloaded_requests", c.offloaded_requests)
                 e.kv("write_errors", c.write_errors)
                 e.kv("read_errors", c.read_errors)
                 e.kv("in_request", 1 if started else 0)

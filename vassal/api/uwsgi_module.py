@@ -90,6 +90,16 @@ def install(config: Any, version: str, numproc: int, masterpid: int, board: Any,
         _log(msg.decode() if isinstance(msg, bytes) else str(msg))
         return True
 
+    def set_logvar(key: Any, value: Any) -> None:
+        from vassal.log import set_logvar as _set
+
+        _set(key, value)
+
+    def get_logvar(key: Any) -> bytes | None:
+        from vassal.log import get_logvar as _get
+
+        return _get(key)
+
     def setprocname(name: Any) -> None:
         try:
             import setproctitle
@@ -143,7 +153,8 @@ def install(config: Any, version: str, numproc: int, masterpid: int, board: Any,
         return False
 
     for fn in (worker_id, reload, stop, total_requests, workers, log, setprocname, listen_queue, lock, unlock,
-               is_locked, get_option, accepting, mule_id, request_id, disconnect, i_am_the_spooler):
+               is_locked, get_option, accepting, mule_id, request_id, disconnect, i_am_the_spooler, set_logvar,
+               get_logvar):
         setattr(m, fn.__name__, fn)
     m.masterpid = masterpid_
     sys.modules["uwsgi"] = m
