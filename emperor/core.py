@@ -38,6 +38,8 @@ from emperor.events import (
     Touch,
     Unavailable,
     is_valid_name,
+    name_bytes,
+    printable,
 )
 from emperor.forkserver import ForkServer, own_interpreter
 from emperor.lifecycle import Kind, Phase
@@ -193,8 +195,8 @@ class Emperor:
             return
         if isinstance(event, Touch):
             if not is_valid_name(event.name, self.settings.extra_extensions):
-                if len(event.name.encode()) > 254:
-                    log(f"[emperor] invalid vassal name: {event.name}")
+                if len(name_bytes(event.name) or b"") > 254:
+                    log(f"[emperor] invalid vassal name: {printable(event.name)}")
                 return
             claims = self.claims.setdefault(event.name, {})
             if claims and monitor not in claims:
@@ -368,8 +370,8 @@ class Emperor:
             listener: socket.socket | None = None) -> VassalHandle | None:
         """emperor_add: blacklist, throttle, tyrant checks, then start the vassal (or, on
         demand, bind its socket and wait: ``listener`` is a socket already bound for it)."""
-        if len(name.encode()) > 254:
-            log(f"[emperor] invalid vassal name: {name}")
+        if len(name_bytes(name) or b"") > 254:
+            log(f"[emperor] invalid vassal name: {printable(name)}")
             return None
         now = self.clock.mono()
         if not skip_blacklist:
