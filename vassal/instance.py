@@ -38,6 +38,7 @@ from vassal.sockets import (
     inherited_from_env,
     parse_address,
     socket_name,
+    stdin_listener,
     zerg_attach,
 )
 from vassal.stats import StatsSource, generate
@@ -215,6 +216,23 @@ def _socket_specs(config: Any) -> list[tuple[str, str, str]]:
     return [(value, protos[name], name) for name, value in config.items() if name in protos]
 
 
+_STDIN_PROTOS = {"uwsgi": "uwsgi", "http": "http", "http11": "http"}
+
+
+def _default_proto(config: Any) -> str:
+    """The ``protocol`` option: what a socket without its own protocol speaks (fd 0 of an
+    on-demand vassal, a socket received from a zerg server), uwsgi by default."""
+    return _STDIN_PROTOS.get(config.get("protocol") or "", "uwsgi")
+
+
+def _has_stdin_socket() -> bool:
+    sock = stdin_listener()
+    if sock is None:
+        return False
+    sock.detach()  # fd 0 stays open for _make_sockets
+    return True
+
+
 def _make_sockets(config: Any) -> list[ListenSocket]:
     backlog = int(config.get("listen") or 100)
     chmod = config.get("chmod-socket")
@@ -236,6 +254,15 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
     out: list[ListenSocket] = []
     used: set[int] = set()
     specs = _socket_specs(config)
+    stdin = stdin_listener()
+    if stdin is not None:  # on demand: the emperor's socket, with the `protocol` option's proto
+        used.add(0)
+        for key in [k for k, fd in inherited.items() if fd == 0]:
+            del inherited[key]
+        name = socket_name(stdin)
+        out.append(ListenSocket(stdin, name, _default_proto(config)))
+        log(f"uwsgi socket 0 inherited from fd 0 (on demand): {out[0].proto} {name}")
+        specs = [sp for sp in specs if not _same_address(sp[0], name)]
     attached: set[str] = set()
     for node in config.getlist("zerg"):
         try:
@@ -251,7 +278,7 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
             sock = socket.socket(fileno=fd)
             name = socket_name(sock)
             # a configured socket with the same address keeps its protocol (uWSGI matches by name)
-            proto = next((p for a, p, _k in specs if _same_address(a, name)), "uwsgi")
+            proto = next((p for a, p, _k in specs if _same_address(a, name)), _default_proto(config))
             out.append(ListenSocket(sock, name, proto))
             attached.add(name)
             log(f"uwsgi socket {len(out) - 1} attached from zerg server {node}: {proto} {name} fd {fd}")
@@ -392,7 +419,10 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
 
 def _services(config: Any) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
-    return [*log_master.active(), *uwsgi_module.services()]
+    from vassal.services.sos import SosService
+
+    sos = SosService.from_config(config)
+    return [*log_master.active(), *uwsgi_module.services(), *([sos] if sos is not None else [])]
 
 
 def _run(config: Any) -> int:
@@ -412,7 +442,7 @@ def _run(config: Any) -> int:
     log(f"*** Starting uWSGI {version} (64bit) on [{time.ctime()}] ***")
     log(f"current working directory: {os.getcwd()}")
     log(f"detected binary path: {sys.executable}")
-    if not _socket_specs(config) and not config.getlist("zerg"):
+    if not _socket_specs(config) and not config.getlist("zerg") and not _has_stdin_socket():
         raise InstanceError("no socket configured: use http-socket = ADDR or socket = ADDR")
     link = EmperorLink.from_config(config)
     if config.get("home"):

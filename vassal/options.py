@@ -183,6 +183,8 @@ _add("mule-reload-mercy", int, 60, "seconds a mule gets to stop on reload/shutdo
      section=S)
 _add("die-on-term", bool, False, "SIGTERM shuts down instead of reloading", section=S)
 _add("exit-on-reload", bool, False, "exit instead of reloading", section=S)
+_add("protocol", str, None, "protocol of sockets given without one (fd 0 of an on-demand vassal, "
+     "sockets from a zerg server): uwsgi (default) or http", section=S)
 _add("idle", int, 0, "after this many idle seconds go to sleep (cheap mode)", section=S)
 _add("die-on-idle", bool, False, "exit instead of sleeping when idle", section=S)
 _add("need-app", bool, False, "exit if the app cannot be loaded", implicit="1", section=S)
@@ -211,9 +213,9 @@ _add("memory-report", bool, False, "log memory usage after each request", short=
 _add("vacuum", bool, False, "remove UNIX sockets and pidfiles on exit", section=S)
 _add("emperor-fd", int, None, "the emperor fd (normally found in UWSGI_EMPEROR_FD)", section=S)
 _add("emperor-fd-config", int, None, "the emperor config fd (normally UWSGI_EMPEROR_FD_CONFIG)", section=S)
-_add("vassal-sos", int, 0, "ask the emperor for reinforcements when busy for this many seconds", ignored=True, section=S)
+_add("vassal-sos", int, 0, "ask the emperor for reinforcements when busy for this many seconds", section=S)
 _add("vassal-sos-backlog", int, 0, "ask the emperor for reinforcements when this many requests wait",
-     ignored=True, section=S)
+     section=S)
 
 # --- instance: process identity and environment --------------------------------------------
 _add("chdir", str, None, "chdir here before loading the app (in the master)", section=S)
@@ -467,7 +469,7 @@ _add("emperor-tyrant-nofollow", bool, False, "tyrant mode using the symlink's ow
 _add("emperor-nofollow", bool, False, "use the mtime of symlinks, not of their targets", section=S)
 _add("emperor-stats", str, None, "serve the emperor stats JSON on this address",
      aliases=("emperor-stats-server",), section=S)
-_add("emperor-broodlord", int, 0, "allow this many zerg vassals in broodlord mode (0: off)", ignored=True, section=S)
+_add("emperor-broodlord", int, 0, "allow this many zerg vassals in broodlord mode (0: off)", section=S)
 _add("emperor-magic-exec", bool, False, "run executable configs as exec://NAME", section=S)
 _add("emperor-extra-extension", str, None, "also accept configs with this extension (loaded with --config)",
      repeat=True, aliases=("emperor-extra-ext",), section=S)
@@ -475,15 +477,18 @@ _add("emperor-no-blacklist", bool, False, "never blacklist a failing vassal", se
 _add("emperor-graceful-shutdown", bool, False, "stop vassals gracefully (byte 2, SIGHUP-like)", section=S)
 _add("emperor-wrapper", str, None, "start vassals with this binary instead of our own", section=S)
 _add("emperor-wrapper-override", str, None, "binary to try before the default one", repeat=True,
-     ignored=True, section=S)
-_add("emperor-wrapper-fallback", str, None, "binary to try after the default one", repeat=True, ignored=True, section=S)
+     section=S)
+_add("emperor-wrapper-fallback", str, None, "binary to try after the default one", repeat=True, section=S)
 _add("emperor-procname", str, None, "name of the emperor process", section=S)
-_add("emperor-use-clone", str, None, "clone() flags for vassals (namespaces)", ignored=True, section=S)
+_add("emperor-spawn", str, "fork", "fork: our own vassals are forked from the fork server; "
+     "exec: every vassal is exec'd", section=S)
+_add("emperor-use-clone", str, None, "clone() flags for vassals (namespaces): refused, not implemented",
+     section=S)
 _add("emperor-on-demand-extension", str, None, "socket-activation: read the socket from FILE.EXT",
-     aliases=("emperor-on-demand-ext",), ignored=True, section=S)
+     aliases=("emperor-on-demand-ext",), section=S)
 _add("emperor-on-demand-directory", str, None, "socket-activation: UNIX sockets in this directory",
-     aliases=("emperor-on-demand-dir",), ignored=True, section=S)
-_add("emperor-on-demand-exec", str, None, "socket-activation: run this to learn the socket", ignored=True, section=S)
+     aliases=("emperor-on-demand-dir",), section=S)
+_add("emperor-on-demand-exec", str, None, "socket-activation: run this to learn the socket", section=S)
 _add("emperor-proxy-socket", str, None, "talk to the emperor through this proxy socket", section=S,
      ignored=True)
 _add("emperor-cap", str, None, "capabilities the emperor keeps", section=S, ignored=True)
@@ -494,7 +499,8 @@ _add("emperor-fleet-labels", str, None, "labels of this fleet member: KEY=VALUE[
 _add("fleet-status", str, None, "print where each vassal of a zoo:// fleet runs, and exit", section=S)
 _add("vassals-cap", str, None, "capabilities given to vassals", aliases=("vassal-cap",), section=S,
      ignored=True)
-_add("early-emperor", bool, False, "start the emperor as early as possible", ignored=True, section=S)
+_add("early-emperor", bool, False, "start the emperor as early as possible (an Imperium emperor "
+     "always starts before anything else)", section=S, ignored=True)
 _add("binary-path", str, None, "binary used to start vassals", section=S)
 _add("vassal-set", str, None, "KEY=VALUE: pass --set KEY=VALUE to every vassal", repeat=True,
      aliases=("vassals-set",), section=S)
@@ -508,8 +514,8 @@ _add("vassals-inherit-before", str, None, "pass --inherit FILE to every vassal (
      repeat=True, section=S)
 _add("vassals-start-hook", str, None, "run COMMAND VASSALNAME before a vassal starts", section=S)
 _add("vassals-stop-hook", str, None, "run COMMAND VASSALNAME after a vassal is removed", section=S)
-_add("imperial-monitor-list", bool, False, "list the imperial monitors and exit",
-     aliases=("imperial-monitors-list",), ignored=True, section=S)
+_add("imperial-monitor-list", bool, False, "list the imperial monitors (and go on, as uWSGI)",
+     aliases=("imperial-monitors-list",), section=S)
 
 del S
 
