@@ -34,6 +34,7 @@ from vassal.sockets import (
     inherited_from_env,
     parse_address,
     socket_name,
+    socket_specs,
     zerg_attach,
 )
 from vassal.stats import StatsServer, StatsSource
@@ -169,8 +170,10 @@ def _open_logfile(config: Any, option: str) -> None:
 
 def _socket_specs(config: Any) -> list[tuple[str, str, str]]:
     """(address, proto, option name) for every socket option, in config order (as uWSGI)."""
-    protos = {"socket": "uwsgi", "http-socket": "http", "http": "http"}
-    return [(value, protos[name], name) for name, value in config.items() if name in protos]
+    try:
+        return socket_specs(config.items(), config.get("protocol"))
+    except ValueError as exc:
+        raise InstanceError(str(exc)) from None
 
 
 def _make_sockets(config: Any) -> list[ListenSocket]:
@@ -233,7 +236,10 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
         else:
             try:
                 ls = bind_socket(addr, proto, backlog=backlog, chmod=chmod, kind=kind,
-                                 so_keepalive=bool(config.get("so-keepalive")))
+                                 so_keepalive=bool(config.get("so-keepalive")),
+                                 reuse_port=bool(config.get("reuse-port")),
+                                 defer_accept=0 if config.get("no-defer-accept") else
+                                 int(config.get("socket-timeout") or 4))
             except BindError as exc:
                 raise InstanceError(str(exc)) from None
             what = "TCP address" if ls.family != socket.AF_UNIX else "UNIX address"
@@ -268,31 +274,7 @@ def _same_address(spec: str, name: str) -> bool:
 
 
 def _settings(config: Any, version: str, link: Any) -> WorkerSettings:
-    headers = "".join(f"{h.strip()}\r\n" for h in config.getlist("add-header") if h.strip())
-    return WorkerSettings(
-        threads=max(1, int(config.get("threads") or 1)),
-        processes=max(1, int(config.get("processes") or 1)),
-        max_requests=int(config.get("max-requests") or 0),
-        max_worker_lifetime=int(config.get("max-worker-lifetime") or 0),
-        reload_on_rss=int(config.get("reload-on-rss") or 0) * 1024 * 1024,
-        disable_logging=bool(config.get("disable-logging")),
-        log_4xx=bool(config.get("log-4xx")),
-        log_5xx=bool(config.get("log-5xx")),
-        log_slow=int(config.get("log-slow") or 0),
-        log_big=int(config.get("log-big") or 0),
-        memory_report=bool(config.get("memory-report")),
-        buffer_size=max(4096, int(config.get("buffer-size") or 4096)),
-        keepalive=True,
-        keepalive_timeout=float(config.get("http-timeout") or 60),
-        limit_post=int(config.get("limit-post") or 0),
-        manage_script_name=bool(config.get("manage-script-name")),
-        add_headers=headers,
-        hostname=socket.gethostname(),
-        version=version.encode(),
-        catch_exceptions=bool(config.get("catch-exceptions")),
-        emperor_link=link,
-        timeval=struct.pack("ll", int(config.get("socket-timeout") or 4), 0),
-    )
+    return WorkerSettings.from_config(config, version, link)
 
 
 def _procname(config: Any, role: str) -> str | None:

@@ -119,6 +119,10 @@ S = "instance"
 _add("socket", str, None, "bind a socket speaking the uwsgi protocol (host:port or UNIX path)", repeat=True,
      aliases=("uwsgi-socket",), short="s", section=S)
 _add("http-socket", str, None, "bind a socket speaking plain HTTP to the workers", repeat=True, section=S)
+_add("http11-socket", str, None, "bind an HTTP socket (keep-alive: the same as http-socket here)",
+     repeat=True, section=S)
+_add("protocol", str, None, "protocol of the plain `socket` entries: uwsgi (default) or http",
+     aliases=("socket-protocol",), section=S)
 _add("http", str, None, "serve HTTP on this address (uWSGI's router; here: an HTTP socket)", repeat=True,
      section=S)
 _add("shared-socket", str, None, "bind a socket in the master to be referenced as =N by other options",
@@ -134,17 +138,31 @@ _add("chown-socket", str, None, "owner[:group] of UNIX sockets", section=S)
 _add("listen", int, 100, "listen queue size of the sockets", short="l", section=S)
 _add("abstract-socket", bool, False, "UNIX sockets in the abstract namespace", short="a", section=S)
 _add("so-keepalive", bool, False, "enable TCP keepalive on the sockets", section=S)
-_add("socket-timeout", int, 4, "seconds of socket inactivity before a request is dropped", short="z",
+_add("socket-timeout", int, 4, "seconds of socket inactivity before a request is dropped; also the "
+     "time a whole request head gets to arrive", short="z", section=S)
+_add("http-timeout", int, 60, "seconds an idle keep-alive HTTP connection is kept", section=S)
+_add("http-headers-timeout", int, 0, "seconds a whole HTTP request head gets to arrive "
+     "(0: socket-timeout)", section=S)
+_add("http-keepalive", int, 1, "HTTP/1.1 keep-alive (always on here); a value above 1 is the idle "
+     "timeout in seconds", implicit="1", section=S)
+_add("no-defer-accept", bool, False, "do not set TCP_DEFER_ACCEPT on TCP sockets", section=S)
+_add("reuse-port", bool, False, "set SO_REUSEPORT on TCP sockets (several instances on one port)",
      section=S)
-_add("http-timeout", int, 60, "timeout of HTTP connections, seconds", section=S)
-_add("http-keepalive", bool, False, "keep HTTP/1.1 connections alive between requests", section=S)
+_add("tcp-nodelay", bool, False, "TCP_NODELAY on client connections (always set here)", section=S)
 _add("http-socket-modifier1", int, 0, "uwsgi modifier1 for HTTP sockets", section=S, ignored=True)
 _add("http-socket-modifier2", int, 0, "uwsgi modifier2 for HTTP sockets", section=S, ignored=True)
 _add("http-auto-chunked", bool, False, "chunk HTTP/1.1 responses without a length", section=S)
 _add("add-header", str, None, "add this 'Name: value' header to every response", repeat=True, section=S)
 _add("buffer-size", int, 4096, "largest request header block accepted (bytes)", short="b", section=S)
-_add("post-buffering", int, 0, "buffer request bodies larger than this many bytes before the app runs",
+_add("post-buffering", int, 0, "read whole request bodies before the app runs: in memory below this "
+     "many bytes, in a temporary file from it on", section=S)
+_add("post-buffering-bufsize", int, 8192, "read size of post-buffering (at least post-buffering)",
      section=S)
+_add("wsgi-disable-file-wrapper", bool, False, "leave wsgi.file_wrapper out of the environ", section=S)
+_add("disable-write-exception", bool, False, "no OSError in the app when writing to the client fails",
+     section=S)
+_add("ignore-sigpipe", bool, False, "do not log writes to a client that went away (SIGPIPE)", section=S)
+_add("ignore-write-errors", bool, False, "do not log failed writes to the client", section=S)
 _add("limit-post", int, 0, "refuse request bodies larger than this many bytes (0: no limit)", section=S)
 _add("honour-stdin", bool, False, "leave stdin alone instead of reopening it on /dev/null", section=S)
 _add("close-on-exec", bool, False, "mark request sockets close-on-exec", section=S)
@@ -161,8 +179,8 @@ _add("lazy-apps", bool, False, "load the app in each worker after the fork inste
 _add("lazy", bool, False, "like lazy-apps, and reload workers one by one", section=S)
 _add("single-interpreter", bool, False, "one interpreter per worker (always the case here)", short="i",
      section=S)
-_add("thunder-lock", bool, False, "serialize accept(); the kernel already does it well", section=S,
-     ignored=True)
+_add("thunder-lock", bool, False, "serialize accept() (always: one waiter wakes per connection, "
+     "EPOLLEXCLUSIVE)", section=S)
 _add("max-requests", int, 0, "recycle a worker after this many requests (0: never)", short="R", section=S)
 _add("max-worker-lifetime", int, 0, "recycle a worker after this many seconds (0: never)", section=S)
 _add("max-worker-lifetime-delta", int, 0, "add worker-id times this to max-worker-lifetime", section=S)
@@ -262,7 +280,6 @@ _ignored(S, "spooler-processes", "spooler-frequency", "mules", "cache2", "cache"
          "fs-reload", "fs-brutal-reload", "alarm", "stats-push", "carbon", "metrics-dir",
          "websockets-max-size", "chroot", "cap", "unshare", "namespace",
          "limit-as", "rlimit-nproc", "cgroup", "worker-exec",
-         "socket-protocol",
          "https", "https-socket", "ssl-socket", "http-to", "fastrouter", "rawrouter", "sslrouter",
          "snmp", "req-logger-list", "log-encoder", "log-req-encoder", "log-route", "log-req-route",
          "log-drain", "log-filter", "log-alarm", "log-maxsize", "log-backupname", "log-master-bufsize",
@@ -279,10 +296,8 @@ _ignored(S, "touch-signal", "touch-mules-reload", "touch-spoolers-reload",
 _ignored(S, "stats-pusher-default-freq")
 _ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "logfile-chown", "log-reopen", "log-truncate", "log-zero",
          "log-micros", "log-x-forwarded-for", "log-ioerror", "log-sendfile", "logformat-strftime",
-         "log-master-stream", "log-master-req-stream", "ignore-sigpipe", "ignore-write-errors",
-         "disable-write-exception", "reload-on-exception", "pcre-jit",
-         "no-orphans", "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind", "reuse-port",
-         "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets", "static-gzip-all",
+         "log-master-stream", "log-master-req-stream", "reload-on-exception", "pcre-jit",
+         "no-orphans", "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets", "static-gzip-all",
          "lazy-apps-fallback", "py-call-osafterfork", "ugreen", "greenlet", "stackless", "jailed",
          "master-as-root", "ksm", "python-worker-override", type_=bool)
 
