@@ -69,6 +69,8 @@ VECTORS: dict[str, bytes] = {
     "bare-cr-in-value": POST + b"X-A: a\rContent-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED,
     "nul-in-value": POST + b"X-A: a\x00b\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED,
     "obs-fold-hides-cl": POST + b"X-A: a\r\n Content-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED,
+    "cl-underscore-name": POST + b"Content_Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED,
+    "te-underscore-name": POST + b"Transfer_Encoding: chunked\r\n\r\n" + _chunk_of(SMUGGLED),
     "space-in-header-name": POST + b"Content Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED,
     "two-hosts": b"GET /front HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n" + SMUGGLED,
     # chunk sizes that overflow or are not hex digits
@@ -180,7 +182,8 @@ def test_smuggling_refusals_are_400s_where_the_framing_is_bad(ours: int) -> None
     # a few that llhttp + our checks must refuse outright, never pass to the app
     for name in ("cl-te", "te-cl", "te-space-before-colon", "cl-twice-differing", "cl-underscore",
                  "cl-space-before-colon", "te-notchunked", "obs-fold-hides-cl", "nul-in-value",
-                 "bare-cr-in-value", "chunk-size-overflow", "two-hosts", "te-http10"):
+                 "bare-cr-in-value", "chunk-size-overflow", "two-hosts", "te-http10",
+                 "cl-underscore-name", "te-underscore-name"):
         data, _ = exchange(ours, VECTORS[name])
         assert data.startswith(b"HTTP/1.1 400 "), f"{name}: {data[:200]!r}"
 

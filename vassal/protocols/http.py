@@ -546,7 +546,13 @@ def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: 
     size = (len(method) + len(uri) + len(path) + len(query) + len(protocol) + len(server_name)
             + len(server_port) + len(remote_addr) + 14 + 11 + 9 + 12 + 15 + 11 + 11 + 11 + 11 + 36)
     count = 9
+    cl_raw = te_raw = None
     for name, value in sink.headers:
+        n = len(name)
+        if n == 14 and name.lower() == b"content-length":
+            cl_raw = value
+        elif n == 17 and name.lower() == b"transfer-encoding":
+            te_raw = value
         key = _env_key(name)
         val = value.decode("latin-1")
         old = env.get(key)
@@ -561,7 +567,12 @@ def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: 
             env[key] = val
     req.nvars = count * 2
     req.pktsize = size
+    # framing comes from the fields llhttp read as such; a look-alike name ("Content_Length")
+    # must not put another length or coding in front of the app
     te = env.get("HTTP_TRANSFER_ENCODING")
+    if (te is None) != (te_raw is None) or (
+            env.get("CONTENT_LENGTH") != (None if cl_raw is None else cl_raw.decode("latin-1"))):
+        raise BadRequest("Content-Length or Transfer-Encoding under another spelling")
     if te is not None:
         if protocol == "HTTP/1.0":
             raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
