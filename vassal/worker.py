@@ -610,17 +610,22 @@ class Worker:
 
     def _buffer_body(self, body: H.Body, env: dict) -> H.BufferedBody | None:
         """post-buffering: the whole body before the app runs; None (request dropped, as
-        uWSGI does) when the client goes away or stalls on the way."""
+        uWSGI does) when the client goes away or stalls on the way, logged as uWSGI logs it."""
         cl = int(env.get("CONTENT_LENGTH") or 0)
+        threshold = self.s.post_buffering
         try:
-            return H.buffer_body(body, self.s.post_buffering, self.s.post_buffering_bufsize)
-        except (TimeoutError, BlockingIOError):
-            log(f"[uwsgi-body-read] Timeout reading {body.remaining} bytes. Content-Length: {cl} "
-                f"consumed: {cl - body.remaining} left: {body.remaining}")
+            return H.buffer_body(body, threshold, self.s.post_buffering_bufsize)
         except OSError as exc:
-            reason = exc.strerror or "Client closed connection"
-            log(f"[uwsgi-body-read] Error reading {body.remaining} bytes. Content-Length: {cl} "
-                f"consumed: {cl - body.remaining} left: {body.remaining} message: {reason}")
+            left = max(0, cl - getattr(exc, "received", 0))
+            # uWSGI's figures: the size of the read that failed, and the body as not consumed
+            want = left if cl < threshold else min(left, threshold)
+            if isinstance(exc, (TimeoutError, BlockingIOError)):
+                log(f"[uwsgi-body-read] Timeout reading {want} bytes. Content-Length: {cl} consumed: 0 "
+                    f"left: {cl}")
+            else:
+                reason = exc.strerror if exc.errno else "Client closed connection"
+                log(f"[uwsgi-body-read] Error reading {want} bytes. Content-Length: {cl} consumed: 0 "
+                    f"left: {cl} message: {reason}")
         return None
 
     # --- running the app -------------------------------------------------------------------

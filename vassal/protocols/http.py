@@ -414,26 +414,43 @@ class BufferedBody:
 
 def buffer_body(body: Body, threshold: int, bufsize: int) -> BufferedBody:
     """Read the whole body now (uWSGI's post-buffering): memory below ``threshold`` bytes,
-    a temporary file from it on; reads of ``bufsize`` bytes. Raises BodyError/OSError when
-    the client goes away or times out (the request is then dropped, as uWSGI does)."""
-    known = not isinstance(body, ChunkedBody)
-    if known and body.remaining < threshold:
-        data = body.read(body.remaining) if body.remaining else b""
-        return BufferedBody(io.BytesIO(data), len(data))
+    a temporary file from it on; reads of ``bufsize`` bytes. Raises OSError (BodyError,
+    TimeoutError, ...) with ``received`` set when the client goes away or stalls on the way
+    (the request is then dropped, as uWSGI does)."""
+    received = 0
     spool: Any = io.BytesIO()
-    total = 0
-    while True:
-        piece = body.read(bufsize)
-        if not piece:
-            break
-        total += len(piece)
-        if total >= threshold and isinstance(spool, io.BytesIO):
-            disk = tempfile.TemporaryFile()
-            disk.write(spool.getvalue())
-            spool = disk
-        spool.write(piece)
+    known = not isinstance(body, ChunkedBody)
+
+    def piece(n: int) -> bytes:
+        if not known:
+            return body.read(n)
+        if not body.remaining:
+            return b""
+        data = body.reader.read_some(min(n, body.remaining))
+        if not data:
+            raise BodyError("client closed the connection before sending the whole body")
+        body.remaining -= len(data)
+        return data
+
+    try:
+        if known and body.remaining < threshold:
+            while data := piece(RECV_SIZE):
+                received += len(data)
+                spool.write(data)
+        else:
+            while data := piece(bufsize):
+                received += len(data)
+                if received >= threshold and isinstance(spool, io.BytesIO):
+                    disk = tempfile.TemporaryFile()
+                    disk.write(spool.getvalue())
+                    spool = disk
+                spool.write(data)
+    except OSError as exc:
+        spool.close()
+        exc.received = received  # type: ignore[attr-defined]
+        raise
     spool.seek(0)
-    return BufferedBody(spool, total)
+    return BufferedBody(spool, received)
 
 
 # --- heads ----------------------------------------------------------------------------------
