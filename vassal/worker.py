@@ -39,7 +39,7 @@ from typing import Any
 from vassal.log import log
 from vassal.protocols import http as H
 from vassal.protocols import uwsgi as U
-from vassal.scoreboard import STATUS_BUSY, STATUS_IDLE, Scoreboard
+from vassal.scoreboard import STATUS_BUSY, STATUS_IDLE, VARS_HTTP, VARS_SIZE, Scoreboard
 from vassal.sockets import ListenSocket
 from vassal.wsgi import App, AppTable, ErrorStream, FileWrapper, print_app_exception
 
@@ -49,6 +49,7 @@ _EPOLLIN = select.EPOLLIN
 _EXCL = getattr(select, "EPOLLEXCLUSIVE", 0)
 _LIST_TYPES = (list, tuple)
 _monotonic = time.monotonic
+_time = time.time
 
 # what to do with a connection once the bytes at hand are used up: close it, park it idle,
 # park it reading a head, or leave it where it was (woken with nothing to read)
@@ -154,14 +155,17 @@ class _WriteError(Exception):
 class _Conn:
     """One client connection of a thread."""
 
-    __slots__ = ("sock", "reader", "ls", "addr", "fd")
+    __slots__ = ("sock", "reader", "ls", "addr", "fd", "vars_prefix", "port")
 
-    def __init__(self, sock: socket.socket, ls: ListenSocket, addr: Any) -> None:
+    def __init__(self, sock: socket.socket, ls: ListenSocket, addr: Any, hostname: str = "") -> None:
         self.sock = sock
         self.reader = H.Reader(sock)
         self.ls = ls
         self.addr = _addr_text(addr)
         self.fd = sock.fileno()
+        self.port = ls.server_port
+        # what the stats server needs besides the head to show a request's vars
+        self.vars_prefix = f"{hostname}\0{ls.server_port}\0{self.addr}\0".encode("latin-1", "replace")
 
 
 class _Response:
@@ -175,29 +179,28 @@ class _Response:
     exception logged) unless ``disable-write-exception``.
     """
 
-    __slots__ = ("sock", "protocol", "status", "headers", "head_sent", "body_bytes", "head_bytes",
-                 "chunks", "keep", "has_length", "extra", "nheaders", "head_only", "chunked",
-                 "auto_chunked", "write_errors", "env", "settings")
+    # per-request state starts from these class values: __init__ sets only what differs (one
+    # of these is made per request, so every assignment counts)
+    status: str | None = None
+    headers: Any = ()
+    head_sent = False
+    body_bytes = 0
+    head_bytes = 0
+    chunks = 0
+    has_length = False
+    nheaders = 0
+    chunked = False  # http-auto-chunked chose to chunk this body
+    write_errors = 0
 
     def __init__(self, sock: socket.socket, protocol: str, keep: bool, extra: str, head_only: bool = False,
                  auto_chunked: bool = False, env: dict | None = None,
                  settings: WorkerSettings | None = None) -> None:
         self.sock = sock
         self.protocol = protocol
-        self.status: str | None = None
-        self.headers: list = []
-        self.head_sent = False
-        self.body_bytes = 0
-        self.head_bytes = 0
-        self.chunks = 0
         self.keep = keep
-        self.has_length = False
         self.extra = extra
-        self.nheaders = 0
         self.head_only = head_only  # a HEAD request: the body the app returns is not sent
-        self.chunked = False  # http-auto-chunked chose to chunk this body
         self.auto_chunked = auto_chunked
-        self.write_errors = 0
         self.env = env if env is not None else {}
         self.settings = settings or _DEFAULT_SETTINGS
 
@@ -222,17 +225,18 @@ class _Response:
             raise RuntimeError("the app did not call start_response")
         lines = [self.protocol, " ", self.status, "\r\n"]
         has_length = False
-        n = 0
         for k, v in self.headers:
-            if len(k) == 14 and k.lower() == "content-length":
-                has_length = True
-            elif len(k) == 10 and k.lower() == "connection" and "close" in v.lower():
-                self.keep = False
-            elif len(k) == 17 and k.lower() == "transfer-encoding":
-                has_length = True  # the app frames its body itself
+            n = len(k)
+            if n == 14 or n == 10 or n == 17:
+                lk = k.lower()
+                if lk == "content-length":
+                    has_length = True
+                elif lk == "connection" and "close" in v.lower():
+                    self.keep = False
+                elif lk == "transfer-encoding":
+                    has_length = True  # the app frames its body itself
             lines += (k, ": ", v, "\r\n")
-            n += 1
-        self.nheaders = n
+        self.nheaders = len(self.headers)
         if self.extra:
             lines.append(self.extra)
         if not has_length and self.keep:
@@ -356,6 +360,10 @@ class Worker:
         if not settings.file_wrapper:
             del self.base_env["wsgi.file_wrapper"]
         self.lock = threading.Lock()
+        self.cslots = [self.slot.cores[c] for c in range(settings.threads)]
+        self.loyal = False  # this worker saw the instance loyal (byte 17 sent)
+        self.log_filters = bool(settings.log_4xx or settings.log_5xx or settings.log_slow
+                                or settings.log_big)
         self._ctime_sec = 0
         self._ctime = ""
         self._log_prefix = f"[pid: {self.pid}|app: "
@@ -462,17 +470,27 @@ class Worker:
                         conn = self._accept(ls)
                         if conn is None:
                             continue
+                        since = _monotonic()
+                        # the first request is usually there already (TCP_DEFER_ACCEPT): serve
+                        # it before paying for a place in the epoll set
+                        state = readable(conn, core)
+                        if state == CLOSE:
+                            conn.sock.close()
+                            continue
                         fd = conn.fd
                         if len(conns) >= s.max_parked:
                             # out of room: the longest-idle (else the slowest) connection goes
                             drop(next(iter(idle)) if idle else next(iter(heads)))
                         conns[fd] = conn
                         ep.register(fd, _EPOLLIN)
-                        heads[fd] = _monotonic() + head_timeout
-                    else:
-                        conn = conns.get(fd)
-                        if conn is None:
-                            continue
+                        if state == IDLE:
+                            idle[fd] = _monotonic()
+                        else:  # the head deadline counts from the accept when nothing came yet
+                            heads[fd] = (since if state == STAY else _monotonic()) + head_timeout
+                        continue
+                    conn = conns.get(fd)
+                    if conn is None:
+                        continue
                     state = readable(conn, core)
                     if state == IDLE:
                         heads.pop(fd, None)
@@ -518,7 +536,7 @@ class Worker:
             # unlike TCP, AF_UNIX does not copy timeouts to accepted sockets
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.s.timeval)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self.s.timeval)
-        return _Conn(sock, ls, addr)
+        return _Conn(sock, ls, addr, self.s.hostname)
 
     def _head_timeout(self, conn: _Conn) -> None:
         """A head that did not arrive in time: 408 if it had started, then the close."""
@@ -578,9 +596,9 @@ class Worker:
     def _http_request(self, conn: _Conn, head: bytes, core: int) -> bool:
         """One HTTP request; True when the connection stays open for the next."""
         s = self.s
-        req = H.parse_request(head, s.hostname, conn.ls.server_port, conn.addr, s.max_headers)
+        req = H.parse_request(head, s.hostname, conn.port, conn.addr, s.max_headers)
         env = req.env
-        body: Any = req.body(conn.reader, s.limit_post)
+        body: Any = req.body_reader(conn.reader, s.limit_post)
         if (req.length or req.chunked) and env["SERVER_PROTOCOL"] == "HTTP/1.1":
             expect = env.get("HTTP_EXPECT")
             if expect and expect.lower() == "100-continue" and not body.complete:
@@ -589,9 +607,14 @@ class Worker:
             body = self._buffer_body(body, env)
             if body is None:
                 return False
+        raw = conn.vars_prefix + head
         keep = self._run(conn.sock, env, body, s.keepalive and req.keep_alive, req.nvars, req.pktsize,
-                         core)
-        return keep and body.drain(H.DRAIN_LIMIT) and not body.overrun
+                         core, raw if len(raw) < VARS_SIZE - 5 else None)
+        if not keep:
+            return False
+        if type(body) is H.Body and body.remaining <= 0:
+            return True
+        return body.drain(H.DRAIN_LIMIT) and not body.overrun
 
     def _uwsgi_request(self, conn: _Conn, got: tuple, core: int) -> None:
         _m1, _m2, env, nvars, pktsize = got
@@ -631,16 +654,19 @@ class Worker:
     # --- running the app -------------------------------------------------------------------
 
     def _run(self, sock: socket.socket, env: dict, body: Any, keep: bool, nvars: int, pktsize: int,
-             core: int) -> bool:
-        t0 = time.time()
+             core: int, raw_vars: bytes | None = None) -> bool:
+        t0 = _time()
         slot = self.slot
-        cslot = slot.cores[core]
+        cslot = self.cslots[core]
         cslot.in_request = t0
         slot.busy_cores += 1
         slot.status = STATUS_BUSY
         # the vars of the request in progress, for the stats server (uWSGI shows them)
-        self.board.set_vars(self.wid, core, "\0".join([k + "=" + v for k, v in env.items()]).encode(
-            "latin-1", "replace"))
+        if raw_vars is not None:
+            self.board.set_vars(self.wid, core, raw_vars, VARS_HTTP)
+        else:
+            self.board.set_vars(self.wid, core, "\0".join([k + "=" + v for k, v in env.items()]).encode(
+                "latin-1", "replace"))
         env.update(self.base_env)
         https = env.get("HTTPS")
         env["wsgi.url_scheme"] = env.get("UWSGI_SCHEME") or ("https" if https and https.lower() in ("on", "1")
@@ -708,15 +734,22 @@ class Worker:
                     print_app_exception()
             if type(body) is H.BufferedBody:
                 body.close()
-        t1 = time.time()
+        t1 = _time()
         rt = int((t1 - t0) * 1_000_000)
-        # bookkeeping: one writer per field (this worker), read by the master
-        with self.lock:
-            slot.requests += 1
-            slot.delta_requests += 1
+        # bookkeeping: one writer per field (this worker), read by the master; the lock only
+        # matters between the threads of one worker
+        lock = self.lock if s.threads > 1 else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            n = slot.requests + 1
+            slot.requests = n
+            delta = slot.delta_requests + 1
+            slot.delta_requests = delta
             cslot.requests += 1
-            slot.running_time += rt
-            slot.avg_rt = slot.running_time // slot.requests
+            total = slot.running_time + rt
+            slot.running_time = total
+            slot.avg_rt = total // n
             slot.tx += resp.head_bytes + resp.body_bytes
             slot.last_request_end = t1
             if app is not None:
@@ -727,19 +760,26 @@ class Worker:
                     slot.app_exceptions += 1
             if failed:
                 slot.exceptions += 1
-            slot.busy_cores -= 1
-            if slot.busy_cores <= 0:
+            busy = slot.busy_cores - 1
+            slot.busy_cores = busy
+            if busy <= 0:
                 slot.status = STATUS_IDLE
+        finally:
+            if lock is not None:
+                lock.release()
         cslot.in_request = 0.0
         inst = self.board.instance
         inst.last_request_end = t1
-        if not inst.loyal_sent and s.emperor_link is not None:
-            inst.loyal_sent = 1
-            s.emperor_link.loyal()
+        if not self.loyal:
+            # byte 17 goes once per instance, from whichever worker completes a request first
+            self.loyal = True
+            if not inst.loyal_sent and s.emperor_link is not None:
+                inst.loyal_sent = 1
+                s.emperor_link.loyal()
         status = resp.status or "500"
-        if not s.disable_logging or self._log_anyway(status, rt, resp.body_bytes):
+        if not s.disable_logging or (self.log_filters and self._log_anyway(status, rt, resp.body_bytes)):
             self._log(env, app, t0, rt, status, resp, nvars, pktsize)
-        if s.max_requests and slot.delta_requests >= s.max_requests:
+        if s.max_requests and delta >= s.max_requests:
             self.stop("max-requests")
         elif s.reload_on_rss and _rss() > s.reload_on_rss:
             log(f"worker {self.wid} (pid: {self.pid}) RSS above reload-on-rss: recycling it")

@@ -141,7 +141,7 @@ def test_chunked_bodies_round_trip(body, cuts, ext, trailers, sizes, by_lines) -
     reader = H.Reader(FakeSock(head + chunked(body, cuts, ext, trailers), sizes))  # type: ignore[arg-type]
     while (h := reader.take_head(4096)) is None:
         assert reader.fill()
-    got = parse(h).body(reader)
+    got = parse(h).body_reader(reader)
     if by_lines:
         data = b"".join(iter(got.readline, b""))
     else:
@@ -159,7 +159,7 @@ def test_any_chunked_body_reads_or_fails_cleanly(data: bytes, sizes: list[int]) 
     head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
     reader = H.Reader(FakeSock(data, sizes))  # type: ignore[arg-type]
     try:
-        body = parse(head).body(reader, limit_post=1 << 16)
+        body = parse(head).body_reader(reader, limit_post=1 << 16)
         body.read()
         body.drain(1 << 16)
     except (H.BadRequest, H.BodyError):
@@ -170,7 +170,7 @@ def test_any_chunked_body_reads_or_fails_cleanly(data: bytes, sizes: list[int]) 
 @given(st.binary(max_size=200), st.integers(0, 300), st.lists(st.integers(1, 40), min_size=1, max_size=3))
 def test_known_length_bodies(data: bytes, length: int, sizes: list[int]) -> None:
     reader = H.Reader(FakeSock(data, sizes))  # type: ignore[arg-type]
-    body = parse(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % length).body(reader)
+    body = parse(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % length).body_reader(reader)
     try:
         got = body.read()
     except H.BodyError:

@@ -77,7 +77,7 @@ def next_request(reader: H.Reader) -> H.Request | None:
 def test_content_length_body_and_pipelined_next_request() -> None:
     reader, a = _reader(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /y HTTP/1.1\r\n\r\n")
     with a:
-        body = next_request(reader).body(reader)
+        body = next_request(reader).body_reader(reader)
         assert body.read(2) == b"he"
         assert body.read() == b"llo"
         assert body.read() == b""
@@ -88,7 +88,7 @@ def test_content_length_body_and_pipelined_next_request() -> None:
 def test_unread_body_is_drained_for_the_next_request() -> None:
     reader, a = _reader(b"POST /x HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcdGET /z HTTP/1.1\r\n\r\n")
     with a:
-        assert next_request(reader).body(reader).drain(1 << 20)
+        assert next_request(reader).body_reader(reader).drain(1 << 20)
         assert next_request(reader).env["PATH_INFO"] == "/z"
 
 
@@ -97,7 +97,7 @@ def test_chunked_body_read_and_readline() -> None:
             b"6;ext=1\r\nline1\n\r\nc\r\nline2\nrest..\r\n0\r\nTrailer: x\r\n\r\n")
     reader, a = _reader(data)
     with a:
-        body = next_request(reader).body(reader)
+        body = next_request(reader).body_reader(reader)
         assert isinstance(body, H.ChunkedBody)
         assert body.readline() == b"line1\n"
         assert body.readline() == b"line2\n"
@@ -111,7 +111,7 @@ def test_chunked_body_drip_fed_and_then_a_pipelined_request_closes() -> None:
     with a, b:
         reader = H.Reader(a)
         b.sendall(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab")
-        body = next_request(reader).body(reader)
+        body = next_request(reader).body_reader(reader)
         b.sendall(b"c\r\n2\r\nde\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n")
         assert body.read() == b"abcde"
         # the parser consumed the start of the next request with the body: the worker
@@ -122,7 +122,7 @@ def test_chunked_body_drip_fed_and_then_a_pipelined_request_closes() -> None:
 def test_bad_chunk_in_buffered_body_is_a_400_before_the_app() -> None:
     reader, a = _reader(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n")
     with a, pytest.raises(H.BadRequest) as info:
-        next_request(reader).body(reader)
+        next_request(reader).body_reader(reader)
     assert info.value.status == 400
 
 
@@ -137,5 +137,5 @@ def test_limit_post() -> None:
     req = H.parse_request(b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n", "n", "1", "a")
     reader, a = _reader(b"")
     with a, pytest.raises(H.BadRequest) as info:
-        req.body(reader, limit_post=10)
+        req.body_reader(reader, limit_post=10)
     assert info.value.status == 413

@@ -233,47 +233,6 @@ class Body:
         return True
 
 
-class _Sink:
-    """The llhttp callbacks of one request: its target, its header fields, its chunked body."""
-
-    __slots__ = ("url", "headers", "max_headers", "too_many", "head_done", "done", "body",
-                 "messages")
-
-    def __init__(self, max_headers: int) -> None:
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.max_headers = max_headers
-        self.too_many = False
-        self.head_done = False
-        self.done = False
-        self.body: list[bytes] = []
-        self.messages = 0
-
-    def on_message_begin(self) -> None:
-        self.messages += 1
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self.headers
-        headers.append((name, value))
-        if len(headers) > self.max_headers:
-            self.too_many = True
-            raise BadRequest("too many header fields", 431)
-
-    def on_headers_complete(self) -> None:
-        self.head_done = True
-
-    def on_body(self, data: bytes) -> None:
-        if self.messages <= 1:  # not the body of a request pipelined behind this one
-            self.body.append(data)
-
-    def on_message_complete(self) -> None:
-        if self.messages <= 1:
-            self.done = True
-
-
 class ChunkedBody(Body):
     """``wsgi.input`` for ``Transfer-Encoding: chunked``: llhttp decodes the chunks.
 
@@ -284,7 +243,7 @@ class ChunkedBody(Body):
 
     __slots__ = ("parser", "sink", "pending", "total", "limit", "error")
 
-    def __init__(self, reader: Reader, parser: Any, sink: _Sink, limit: int = 0) -> None:
+    def __init__(self, reader: Reader, parser: Any, sink: Request, limit: int = 0) -> None:
         super().__init__(reader, 0)
         self.parser = parser
         self.sink = sink
@@ -457,27 +416,56 @@ def buffer_body(body: Body, threshold: int, bufsize: int) -> BufferedBody:
 
 
 class Request:
-    """One parsed request head: the environ and how its body is framed."""
+    """One request head: what llhttp reported (its callbacks are these methods), then the
+    environ and how the body is framed. While a chunked body is decoded the same parser keeps
+    reporting here: body pieces, the end of the message, a request pipelined behind it."""
 
-    __slots__ = ("env", "nvars", "pktsize", "keep_alive", "length", "chunked", "upgrade",
-                 "parser", "sink")
+    __slots__ = ("url", "headers", "max_headers", "messages", "done", "body", "env", "nvars",
+                 "pktsize", "keep_alive", "length", "chunked", "upgrade", "parser", "too_many")
 
-    def __init__(self) -> None:
-        self.env: dict[str, Any] = {}
-        self.nvars = 0
-        self.pktsize = 0
-        self.keep_alive = False
+    def __init__(self, max_headers: int) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.max_headers = max_headers
+        self.messages = 0
+        self.done = False
+        self.body: list[bytes] = []
         self.length = 0
         self.chunked = False
         self.upgrade = False
+        self.too_many = False
         self.parser: Any = None
-        self.sink: _Sink | None = None
+        self.env: dict[str, Any] = {}
 
-    def body(self, reader: Reader, limit_post: int = 0) -> Body:
+    # --- llhttp callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.messages += 1
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self.headers
+        headers.append((name, value))
+        if len(headers) > self.max_headers:
+            self.too_many = True
+            raise BadRequest("too many header fields", 431)
+
+    def on_body(self, data: bytes) -> None:
+        if self.messages <= 1:  # not the body of a request pipelined behind this one
+            self.body.append(data)
+
+    def on_message_complete(self) -> None:
+        if self.messages <= 1:
+            self.done = True
+
+    # --- the body --------------------------------------------------------------------------
+
+    def body_reader(self, reader: Reader, limit_post: int = 0) -> Body:
         """The ``wsgi.input`` of this request."""
         if self.chunked:
-            assert self.sink is not None
-            body = ChunkedBody(reader, self.parser, self.sink, limit_post)
+            body = ChunkedBody(reader, self.parser, self, limit_post)
             try:
                 body.feed_buffered()
             except BodyError:
@@ -495,13 +483,11 @@ _KEYS_MAX = 512
 
 
 def _env_key(name: bytes) -> str:
-    key = _KEYS.get(name)
-    if key is None:
-        key = name.upper().replace(b"-", b"_").decode("latin-1")
-        if key != "CONTENT_LENGTH" and key != "CONTENT_TYPE":
-            key = "HTTP_" + key
-        if len(_KEYS) < _KEYS_MAX:
-            _KEYS[name] = key
+    key = name.upper().replace(b"-", b"_").decode("latin-1")
+    if key != "CONTENT_LENGTH" and key != "CONTENT_TYPE":
+        key = "HTTP_" + key
+    if len(_KEYS) < _KEYS_MAX:
+        _KEYS[name] = key
     return key
 
 
@@ -520,9 +506,9 @@ def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: 
     if line.count(b" ") != 2:
         raise BadRequest(f"malformed request line {line[:80]!r}")
     method_b, target, version = line.split(b" ")
-    if version[:5] != b"HTTP/":
-        raise BadRequest(f"malformed request line {line[:80]!r}")
     if version != b"HTTP/1.1" and version != b"HTTP/1.0":
+        if version[:5] != b"HTTP/":
+            raise BadRequest(f"malformed request line {line[:80]!r}")
         raise BadRequest(f"unsupported protocol {version[:20]!r}", 505)
     fed = head
     if not target.isascii():
@@ -530,47 +516,46 @@ def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: 
         # an escaped copy and give the app the target as sent
         escaped = quote_from_bytes(target, safe=bytes(range(128))).encode()
         fed = b" ".join((method_b, escaped, version)) + head[line_end:]
-    sink = _Sink(max_headers)
-    parser = httptools.HttpRequestParser(sink)
-    req = Request()
+    req = Request(max_headers)
+    parser = httptools.HttpRequestParser(req)
     try:
         parser.feed_data(fed)
     except httptools.HttpParserUpgrade:
         req.upgrade = True  # Upgrade or CONNECT: answered, then the connection is closed
     except httptools.HttpParserError as exc:
-        if sink.too_many:
+        if req.too_many:
             raise BadRequest(f"more than {max_headers} header fields", 431) from None
         raise _refuse(exc, method_b) from None
-    if not sink.head_done:
-        raise BadRequest("incomplete request head")
+    # no error on a head ending in its first blank line: llhttp saw the whole head
     uri = target.decode("latin-1")
-    path, _, query = uri.partition("?")
+    path, qmark, query = uri.partition("?")
     if "%" in path:
         path = unquote_to_bytes(path).decode("latin-1")
     method = method_b.decode("latin-1")
     protocol = version.decode("latin-1")
-    env = req.env
-    env["REQUEST_METHOD"] = method
-    env["REQUEST_URI"] = uri
-    env["PATH_INFO"] = path
-    env["QUERY_STRING"] = query
-    env["SERVER_PROTOCOL"] = protocol
-    env["SCRIPT_NAME"] = ""
-    env["SERVER_NAME"] = server_name
-    env["SERVER_PORT"] = server_port
-    env["REMOTE_ADDR"] = remote_addr
+    env = req.env = {
+        "REQUEST_METHOD": method,
+        "REQUEST_URI": uri,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_PROTOCOL": protocol,
+        "SCRIPT_NAME": "",
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": server_port,
+        "REMOTE_ADDR": remote_addr,
+    }
     # the size of the uwsgi packet these vars would make, and the var count, for the log line
     size = (len(method) + len(uri) + len(path) + len(query) + len(protocol) + len(server_name)
-            + len(server_port) + len(remote_addr) + 14 + 11 + 9 + 12 + 15 + 11 + 11 + 11 + 11 + 36)
+            + len(server_port) + len(remote_addr) + 141)
     count = 9
     cl_raw = te_raw = None
-    for name, value in sink.headers:
+    for name, value in req.headers:
         n = len(name)
         if n == 14 and name.lower() == b"content-length":
             cl_raw = value
         elif n == 17 and name.lower() == b"transfer-encoding":
             te_raw = value
-        key = _env_key(name)
+        key = _KEYS.get(name) or _env_key(name)
         val = value.decode("latin-1")
         old = env.get(key)
         if old is not None:
@@ -584,8 +569,23 @@ def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: 
             env[key] = val
     req.nvars = count * 2
     req.pktsize = size
-    # framing comes from the fields llhttp read as such; a look-alike name ("Content_Length")
-    # must not put another length or coding in front of the app
+    if cl_raw is not None or te_raw is not None or "CONTENT_LENGTH" in env or (
+            "HTTP_TRANSFER_ENCODING" in env):
+        _framing(req, env, protocol, cl_raw, te_raw, parser)
+    conn = env.get("HTTP_CONNECTION")
+    if req.upgrade or "HTTP_UPGRADE" in env:
+        req.keep_alive = False  # what follows the request is another protocol
+    elif protocol == "HTTP/1.1":
+        req.keep_alive = conn is None or "close" not in conn.lower()
+    else:
+        req.keep_alive = conn is not None and conn.lower() == "keep-alive"
+    return req
+
+
+def _framing(req: Request, env: dict, protocol: str, cl_raw: bytes | None, te_raw: bytes | None,
+             parser: Any) -> None:
+    """Content-Length / Transfer-Encoding, from the fields llhttp read as such: a look-alike
+    name ("Content_Length") must not put another length or coding in front of the app."""
     te = env.get("HTTP_TRANSFER_ENCODING")
     if (te is None) != (te_raw is None) or (
             env.get("CONTENT_LENGTH") != (None if cl_raw is None else cl_raw.decode("latin-1"))):
@@ -596,22 +596,11 @@ def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: 
         codings = [c.strip().lower() for c in te.split(",") if c.strip()]
         if codings != ["chunked"]:
             raise BadRequest(f"unsupported transfer coding {te[:40]!r}", 501)
-        if not sink.done:
+        if not req.done:
             req.chunked = True
             req.parser = parser
-            req.sink = sink
-    else:
-        cl = env.get("CONTENT_LENGTH")
-        if cl:
-            req.length = int(cl)  # 1*DIGIT: llhttp checked it
-    conn = env.get("HTTP_CONNECTION")
-    if req.upgrade or "HTTP_UPGRADE" in env:
-        req.keep_alive = False  # what follows the request is another protocol
-    elif protocol == "HTTP/1.1":
-        req.keep_alive = conn is None or "close" not in conn.lower()
-    else:
-        req.keep_alive = conn is not None and conn.lower() == "keep-alive"
-    return req
+    elif cl_raw:
+        req.length = int(cl_raw)  # 1*DIGIT: llhttp checked it
 
 
 def parse_head(head: bytes, server_name: str, server_port: str, remote_addr: str) -> tuple[dict, int, int]:
