@@ -191,6 +191,8 @@ class _Response:
     nheaders = 0
     chunked = False  # http-auto-chunked chose to chunk this body
     write_errors = 0
+    #: an HTTP socket's answer: say when the connection closes (HTTP/1.1) or stays (HTTP/1.0)
+    http = False
 
     def __init__(self, sock: socket.socket, protocol: str, keep: bool, extra: str, head_only: bool = False,
                  auto_chunked: bool = False, env: dict | None = None,
@@ -225,14 +227,17 @@ class _Response:
             raise RuntimeError("the app did not call start_response")
         lines = [self.protocol, " ", self.status, "\r\n"]
         has_length = False
+        said = False  # the app sent its own Connection header
         for k, v in self.headers:
             n = len(k)
             if n == 14 or n == 10 or n == 17:
                 lk = k.lower()
                 if lk == "content-length":
                     has_length = True
-                elif lk == "connection" and "close" in v.lower():
-                    self.keep = False
+                elif lk == "connection":
+                    said = True
+                    if "close" in v.lower():
+                        self.keep = False
                 elif lk == "transfer-encoding":
                     has_length = True  # the app frames its body itself
             lines += (k, ": ", v, "\r\n")
@@ -250,6 +255,12 @@ class _Response:
                 lines.append("Transfer-Encoding: chunked\r\n")
                 has_length = True
                 self.chunked = not self.head_only
+        if self.http and not said:
+            if self.protocol == "HTTP/1.1":
+                if not (self.keep and has_length):
+                    lines.append("Connection: close\r\n")
+            elif self.keep and has_length:
+                lines.append("Connection: keep-alive\r\n")
         lines.append("\r\n")
         self.has_length = has_length
         try:
@@ -609,7 +620,7 @@ class Worker:
                 return False
         raw = conn.vars_prefix + head
         keep = self._run(conn.sock, env, body, s.keepalive and req.keep_alive, req.nvars, req.pktsize,
-                         core, raw if len(raw) < VARS_SIZE - 5 else None)
+                         core, raw if len(raw) < VARS_SIZE - 5 else None, True)
         if not keep:
             return False
         if type(body) is H.Body and body.remaining <= 0:
@@ -654,7 +665,7 @@ class Worker:
     # --- running the app -------------------------------------------------------------------
 
     def _run(self, sock: socket.socket, env: dict, body: Any, keep: bool, nvars: int, pktsize: int,
-             core: int, raw_vars: bytes | None = None) -> bool:
+             core: int, raw_vars: bytes | None = None, http: bool = False) -> bool:
         t0 = _time()
         slot = self.slot
         cslot = self.cslots[core]
@@ -676,6 +687,7 @@ class Worker:
         s = self.s
         resp = _Response(sock, protocol, keep, s.add_headers, env.get("REQUEST_METHOD") == "HEAD",
                          s.auto_chunked, env, s)
+        resp.http = http
         app = self.apps.select(env, s.manage_script_name)
         failed = False
         result = None
