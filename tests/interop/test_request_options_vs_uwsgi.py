@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMPERIUM, UWSGI_CORE, Procs, free_port, port_open, wait_until
-from tests.interop.helpers import copy_app, need_uwsgi
+from tests.conftest import UWSGI_CORE, Procs, free_port, port_open, wait_until
+from tests.interop.helpers import VASSAL_BINARY, copy_app, need_uwsgi
 
 KINDS = ("imperium", "uwsgi")
 
@@ -35,7 +35,7 @@ class Server:
         self.port = port or free_port()
         ini = self.dir / f"{name}.ini"
         ini.write_text("[uwsgi]\n" + body.format(port=self.port) + "\nwsgi-file = %d/path.py\n")
-        argv = [IMPERIUM] if kind == "imperium" else [UWSGI_CORE, "--plugin", plugins]
+        argv = [VASSAL_BINARY] if kind == "imperium" else [UWSGI_CORE, "--plugin", plugins]
         self.procs = procs
         self.proc = procs.start([*argv, "--ini", str(ini)], cwd=self.dir)
         if wait:
