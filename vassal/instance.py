@@ -188,7 +188,8 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
             ls = adopt_fd(inherited.pop(key), addr, "shared")
         else:
             try:
-                ls = bind_socket(addr, "shared", backlog=backlog, chmod=chmod, kind="shared-socket")
+                ls = bind_socket(addr, "shared", backlog=backlog, chmod=chmod, kind="shared-socket",
+                                 chown=config.get("chown-socket"))
             except BindError as exc:
                 raise InstanceError(str(exc)) from None
         ls.shared = True
@@ -239,7 +240,8 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
                                  so_keepalive=bool(config.get("so-keepalive")),
                                  reuse_port=bool(config.get("reuse-port")),
                                  defer_accept=0 if config.get("no-defer-accept") else
-                                 int(config.get("socket-timeout") or 4))
+                                 int(config.get("socket-timeout") or 4),
+                                 chown=config.get("chown-socket"))
             except BindError as exc:
                 raise InstanceError(str(exc)) from None
             what = "TCP address" if ls.family != socket.AF_UNIX else "UNIX address"

@@ -103,7 +103,8 @@ for _name, _aliases in (("endfor", ("end-for",)), ("endif", ("end-if",)), ("end"
 del _name, _aliases
 _add("set-placeholder", str, None, "KEY=VALUE: set a placeholder only", repeat=True, aliases=("set-ph",),
      section=S, loader=True)
-_add("strict", bool, False, "refuse unknown options (always the case here)", section=S)
+_add("strict", bool, False, "refuse config keys that are not options (else kept as placeholders)",
+     section=S)
 _add("show-config", bool, False, "print the resolved config as ini and carry on", section=S)
 _add("print", str, None, "print the value while the config is read", repeat=True, section=S, loader=True)
 _add("help", bool, False, "show this help and exit", aliases=("usage",), short="h", section=S, loader=True)
@@ -130,7 +131,7 @@ _add("shared-socket", str, None, "bind a socket in the master to be referenced a
 _add("zerg", str, None, "attach to a zerg server and use the sockets it hands out", repeat=True, section=S)
 _add("zerg-server", str, None, "pass this instance's sockets to zergs on this UNIX socket", section=S)
 _add("zergpool", str, None, "ZERGSOCKET:ADDR: a zerg pool handing ADDR to attached zergs", repeat=True,
-     section=S)
+     ignored=True, section=S)
 _add("zerg-fallback", bool, False, "bind own sockets when the zerg server cannot be reached", section=S)
 _add("chmod-socket", str, None, "permissions of UNIX sockets (alone: 666)", aliases=("chmod",), short="C",
      implicit="666", section=S)
@@ -164,9 +165,9 @@ _add("disable-write-exception", bool, False, "no OSError in the app when writing
 _add("ignore-sigpipe", bool, False, "do not log writes to a client that went away (SIGPIPE)", section=S)
 _add("ignore-write-errors", bool, False, "do not log failed writes to the client", section=S)
 _add("limit-post", int, 0, "refuse request bodies larger than this many bytes (0: no limit)", section=S)
-_add("honour-stdin", bool, False, "leave stdin alone instead of reopening it on /dev/null", section=S)
-_add("close-on-exec", bool, False, "mark request sockets close-on-exec", section=S)
-_add("close-on-exec2", bool, False, "mark server sockets close-on-exec", section=S)
+_add("honour-stdin", bool, False, "leave stdin alone (always so: Imperium never reopens stdin)", section=S)
+_add("close-on-exec", bool, False, "mark request sockets close-on-exec (always so: Python's default)", section=S)
+_add("close-on-exec2", bool, False, "mark server sockets close-on-exec (always so between reloads)", section=S)
 _add("catch-exceptions", bool, False, "show exceptions in the HTTP response (development only)", section=S)
 
 # --- instance: processes -------------------------------------------------------------------
@@ -183,54 +184,54 @@ _add("thunder-lock", bool, False, "serialize accept() (always: one waiter wakes 
      "EPOLLEXCLUSIVE)", section=S)
 _add("max-requests", int, 0, "recycle a worker after this many requests (0: never)", short="R", section=S)
 _add("max-worker-lifetime", int, 0, "recycle a worker after this many seconds (0: never)", section=S)
-_add("max-worker-lifetime-delta", int, 0, "add worker-id times this to max-worker-lifetime", section=S)
+_add("max-worker-lifetime-delta", int, 0, "add worker-id times this to max-worker-lifetime", ignored=True, section=S)
 _add("reload-on-rss", int, 0, "recycle a worker whose RSS exceeds this many megabytes after a request",
      section=S)
 _add("evil-reload-on-rss", int, 0, "kill a worker whose RSS exceeds this many megabytes, checked by the master",
      section=S)
-_add("reload-on-as", int, 0, "recycle a worker whose address space exceeds this many megabytes", section=S)
-_add("evil-reload-on-as", int, 0, "kill a worker whose address space exceeds this many megabytes", section=S)
+_add("reload-on-as", int, 0, "recycle a worker whose address space exceeds this many megabytes", ignored=True, section=S)
+_add("evil-reload-on-as", int, 0, "kill a worker whose address space exceeds this many megabytes", ignored=True, section=S)
 _add("harakiri", int, 0, "kill a worker stuck in one request longer than this many seconds", short="t",
      section=S)
-_add("harakiri-verbose", bool, False, "log more about harakiri kills", section=S)
+_add("harakiri-verbose", bool, False, "log more about harakiri kills", ignored=True, section=S)
 _add("reload-mercy", int, 60, "seconds to wait for workers (or vassals) to stop on reload/shutdown",
      section=S)
 _add("worker-reload-mercy", int, 60, "seconds a worker gets to finish before it is killed", section=S)
-_add("mule-reload-mercy", int, 60, "seconds a mule gets to finish before it is killed", section=S)
+_add("mule-reload-mercy", int, 60, "seconds a mule gets to finish before it is killed", ignored=True, section=S)
 _add("die-on-term", bool, False, "SIGTERM shuts down instead of reloading", section=S)
 _add("exit-on-reload", bool, False, "exit instead of reloading", section=S)
 _add("idle", int, 0, "after this many idle seconds go to sleep (cheap mode)", section=S)
 _add("die-on-idle", bool, False, "exit instead of sleeping when idle", section=S)
 _add("need-app", bool, False, "exit if the app cannot be loaded", implicit="1", section=S)
 _add("heartbeat", int, 0, "send a heartbeat to the emperor every this many seconds", section=S)
-_add("cheaper", int, 0, "minimum number of running workers (adaptive process spawning)", section=S)
-_add("cheaper-initial", int, 0, "workers started at boot in cheaper mode", section=S)
-_add("cheaper-step", int, 1, "workers added at a time in cheaper mode", section=S)
+_add("cheaper", int, 0, "minimum number of running workers (adaptive process spawning)", ignored=True, section=S)
+_add("cheaper-initial", int, 0, "workers started at boot in cheaper mode", ignored=True, section=S)
+_add("cheaper-step", int, 1, "workers added at a time in cheaper mode", ignored=True, section=S)
 _add("cheaper-algo", str, None, "cheaper algorithm", section=S, ignored=True)
-_add("cheaper-overload", int, 3, "cheaper check interval, seconds", section=S)
+_add("cheaper-overload", int, 3, "cheaper check interval, seconds", ignored=True, section=S)
 _add("touch-reload", str, None, "reload when this file's mtime changes", repeat=True, section=S)
 _add("touch-workers-reload", str, None, "reload only the workers when this file changes", repeat=True,
      section=S)
 _add("touch-chain-reload", str, None, "reload workers one by one when this file changes", repeat=True,
-     section=S)
-_add("touch-logreopen", str, None, "reopen the log file when this file changes", repeat=True, section=S)
+     ignored=True, section=S)
+_add("touch-logreopen", str, None, "reopen the log file when this file changes", repeat=True, ignored=True, section=S)
 _add("touch-exec", str, None, "FILE COMMAND: run a command when the file changes", repeat=True, section=S,
      ignored=True)
 _add("py-autoreload", int, 0, "reload when a loaded python module changes, checking every N seconds",
-     section=S)
+     ignored=True, section=S)
 _add("stats", str, None, "serve the stats JSON on this address", aliases=("stats-server",), section=S)
 _add("stats-http", bool, False, "prefix the stats JSON with HTTP headers", section=S)
 _add("stats-minified", bool, False, "compact stats JSON", aliases=("stats-min",), section=S)
 _add("stats-no-cores", bool, False, "leave per-core data out of the stats", section=S)
-_add("stats-no-metrics", bool, False, "leave metrics out of the stats", section=S)
+_add("stats-no-metrics", bool, False, "leave metrics out of the stats (there are none here)", section=S)
 _add("connect-and-read", str, None, "connect to a socket, print what it sends and exit", section=S)
 _add("memory-report", bool, False, "log memory usage after each request", short="m", section=S)
 _add("vacuum", bool, False, "remove UNIX sockets and pidfiles on exit", section=S)
 _add("emperor-fd", int, None, "the emperor fd (normally found in UWSGI_EMPEROR_FD)", section=S)
 _add("emperor-fd-config", int, None, "the emperor config fd (normally UWSGI_EMPEROR_FD_CONFIG)", section=S)
-_add("vassal-sos", int, 0, "ask the emperor for reinforcements when busy for this many seconds", section=S)
+_add("vassal-sos", int, 0, "ask the emperor for reinforcements when busy for this many seconds", ignored=True, section=S)
 _add("vassal-sos-backlog", int, 0, "ask the emperor for reinforcements when this many requests wait",
-     section=S)
+     ignored=True, section=S)
 
 # --- instance: process identity and environment --------------------------------------------
 _add("chdir", str, None, "chdir here before loading the app (in the master)", section=S)
@@ -242,7 +243,7 @@ _add("unenv", str, None, "remove an environment variable", repeat=True, section=
 _add("pidfile", str, None, "write the master pid here (before dropping privileges)", section=S)
 _add("pidfile2", str, None, "write the master pid here (after dropping privileges)", section=S)
 _add("daemonize", str, None, "detach and log to this file", short="d", section=S)
-_add("daemonize2", str, None, "detach after loading the app, logging to this file", section=S)
+_add("daemonize2", str, None, "detach after loading the app, logging to this file", ignored=True, section=S)
 _add("uid", str, None, "drop privileges to this user (name or number)", section=S)
 _add("gid", str, None, "drop privileges to this group (name or number)", section=S)
 _add("procname", str, None, "name of the processes", section=S)
@@ -255,12 +256,12 @@ _add("auto-procname", bool, False, "give processes meaningful names (uWSGI maste
 _add("mount", str, None, "MOUNTPOINT=APP: mount an app (file or module) at a URL prefix", repeat=True,
      section=S)
 _add("manage-script-name", bool, False, "route requests to mounted apps by SCRIPT_NAME prefix", section=S)
-_add("static-map", str, None, "MOUNTPOINT=DIR: serve static files", repeat=True, section=S)
-_add("static-map2", str, None, "like static-map, keeping the mountpoint in the path", repeat=True, section=S)
-_add("static-index", str, None, "index file for static directories", repeat=True, section=S)
+_add("static-map", str, None, "MOUNTPOINT=DIR: serve static files", repeat=True, ignored=True, section=S)
+_add("static-map2", str, None, "like static-map, keeping the mountpoint in the path", repeat=True, ignored=True, section=S)
+_add("static-index", str, None, "index file for static directories", repeat=True, ignored=True, section=S)
 _add("static-expires", str, None, "expiry for static files", repeat=True, section=S, ignored=True)
-_add("app", str, None, "(xml <app>) marks an app entry; the mount carries it", repeat=True, section=S,
-     ignored=True)
+_add("app", str, None, "(xml <app>) marks an app entry; not needed: the mount carries the app",
+     repeat=True, section=S)
 _add("route", str, None, "internal routing rule", repeat=True, section=S, ignored=True)
 _add("route-host", str, None, "internal routing rule on HTTP_HOST", repeat=True, section=S, ignored=True)
 _add("route-uri", str, None, "internal routing rule on REQUEST_URI", repeat=True, section=S, ignored=True)
@@ -311,39 +312,39 @@ _add("pythonpath", str, None, "add a directory (or glob) to sys.path", repeat=Tr
      aliases=("python-path", "pp"), section=S)
 _add("home", str, None, "use this virtualenv (PYTHONHOME)", aliases=("virtualenv", "venv", "pyhome"),
      short="H", section=S)
-_add("pymodule-alias", str, None, "NAME=MODULE: import MODULE under NAME", repeat=True, section=S)
+_add("pymodule-alias", str, None, "NAME=MODULE: import MODULE under NAME", repeat=True, ignored=True, section=S)
 _add("import", str, None, "import this module at startup", repeat=True, aliases=("pyimport", "py-import",
      "python-import"), section=S)
 _add("shared-import", str, None, "import this module in the master", repeat=True,
      aliases=("shared-pyimport", "shared-py-import", "shared-python-import"), section=S)
 _add("test", str, None, "check that this module imports and exit", short="J", section=S, ignored=True)
 _add("optimize", int, 0, "python optimization level", short="O", section=S, ignored=True)
-_add("paste", str, None, "load a paste.deploy app", section=S)
-_add("ini-paste", str, None, "load a paste.deploy app from this ini file", section=S)
+_add("paste", str, None, "load a paste.deploy app", ignored=True, section=S)
+_add("ini-paste", str, None, "load a paste.deploy app from this ini file", ignored=True, section=S)
 _add("eval", str, None, "evaluate this python code as the app definition", section=S)
-_add("pyargv", str, None, "sys.argv for the app (split on spaces)", section=S)
+_add("pyargv", str, None, "sys.argv for the app (split on spaces)", ignored=True, section=S)
 
 # --- logging -------------------------------------------------------------------------------
 S = "logging"
 _add("logto", str, None, "log to this file (or udp address)", section=S)
 _add("logto2", str, None, "log to this file after dropping privileges", section=S)
 _add("log-format", str, None, "format of request log lines (%(method) %(uri) ...)", aliases=("logformat",),
-     section=S)
+     ignored=True, section=S)
 _add("disable-logging", bool, False, "do not log requests", short="L", section=S)
 _add("log-date", str, None, "prefix log lines with a date (strftime format; alone: the default)",
      aliases=("logdate",), implicit="", section=S)
 _add("log-prefix", str, None, "prefix log lines with this string", aliases=("logprefix",), implicit="",
      section=S)
-_add("log-master", bool, False, "let the master write the logs", section=S)
+_add("log-master", bool, False, "let the master write the logs", ignored=True, section=S)
 _add("log-4xx", bool, False, "log requests with 4xx status even when logging is disabled", section=S)
 _add("log-5xx", bool, False, "log requests with 5xx status even when logging is disabled", section=S)
 _add("log-slow", int, 0, "log requests slower than this many milliseconds", section=S)
 _add("log-big", int, 0, "log responses bigger than this many bytes", section=S)
-_add("log-syslog", str, None, "log to syslog", implicit="uwsgi", section=S)
-_add("log-socket", str, None, "send logs to this socket", section=S)
+_add("log-syslog", str, None, "log to syslog", implicit="uwsgi", ignored=True, section=S)
+_add("log-socket", str, None, "send logs to this socket", ignored=True, section=S)
 _add("logger", str, None, "add a logger", repeat=True, section=S)
-_add("req-logger", str, None, "add a request logger", repeat=True, aliases=("logger-req",), section=S)
-_add("logfile-chmod", str, None, "permissions of the log file", section=S)
+_add("req-logger", str, None, "add a request logger", repeat=True, aliases=("logger-req",), ignored=True, section=S)
+_add("logfile-chmod", str, None, "permissions of the log file", ignored=True, section=S)
 
 # --- emperor -------------------------------------------------------------------------------
 S = "emperor"
@@ -362,7 +363,7 @@ _add("emperor-tyrant-nofollow", bool, False, "tyrant mode using the symlink's ow
 _add("emperor-nofollow", bool, False, "use the mtime of symlinks, not of their targets", section=S)
 _add("emperor-stats", str, None, "serve the emperor stats JSON on this address",
      aliases=("emperor-stats-server",), section=S)
-_add("emperor-broodlord", int, 0, "allow this many zerg vassals in broodlord mode (0: off)", section=S)
+_add("emperor-broodlord", int, 0, "allow this many zerg vassals in broodlord mode (0: off)", ignored=True, section=S)
 _add("emperor-magic-exec", bool, False, "run executable configs as exec://NAME", section=S)
 _add("emperor-extra-extension", str, None, "also accept configs with this extension (loaded with --config)",
      repeat=True, aliases=("emperor-extra-ext",), section=S)
@@ -370,21 +371,21 @@ _add("emperor-no-blacklist", bool, False, "never blacklist a failing vassal", se
 _add("emperor-graceful-shutdown", bool, False, "stop vassals gracefully (byte 2, SIGHUP-like)", section=S)
 _add("emperor-wrapper", str, None, "start vassals with this binary instead of our own", section=S)
 _add("emperor-wrapper-override", str, None, "binary to try before the default one", repeat=True,
-     section=S)
-_add("emperor-wrapper-fallback", str, None, "binary to try after the default one", repeat=True, section=S)
+     ignored=True, section=S)
+_add("emperor-wrapper-fallback", str, None, "binary to try after the default one", repeat=True, ignored=True, section=S)
 _add("emperor-procname", str, None, "name of the emperor process", section=S)
-_add("emperor-use-clone", str, None, "clone() flags for vassals (namespaces)", section=S)
+_add("emperor-use-clone", str, None, "clone() flags for vassals (namespaces)", ignored=True, section=S)
 _add("emperor-on-demand-extension", str, None, "socket-activation: read the socket from FILE.EXT",
-     aliases=("emperor-on-demand-ext",), section=S)
+     aliases=("emperor-on-demand-ext",), ignored=True, section=S)
 _add("emperor-on-demand-directory", str, None, "socket-activation: UNIX sockets in this directory",
-     aliases=("emperor-on-demand-dir",), section=S)
-_add("emperor-on-demand-exec", str, None, "socket-activation: run this to learn the socket", section=S)
+     aliases=("emperor-on-demand-dir",), ignored=True, section=S)
+_add("emperor-on-demand-exec", str, None, "socket-activation: run this to learn the socket", ignored=True, section=S)
 _add("emperor-proxy-socket", str, None, "talk to the emperor through this proxy socket", section=S,
      ignored=True)
 _add("emperor-cap", str, None, "capabilities the emperor keeps", section=S, ignored=True)
 _add("vassals-cap", str, None, "capabilities given to vassals", aliases=("vassal-cap",), section=S,
      ignored=True)
-_add("early-emperor", bool, False, "start the emperor as early as possible", section=S)
+_add("early-emperor", bool, False, "start the emperor as early as possible", ignored=True, section=S)
 _add("binary-path", str, None, "binary used to start vassals", section=S)
 _add("vassal-set", str, None, "KEY=VALUE: pass --set KEY=VALUE to every vassal", repeat=True,
      aliases=("vassals-set",), section=S)
@@ -399,12 +400,19 @@ _add("vassals-inherit-before", str, None, "pass --inherit FILE to every vassal (
 _add("vassals-start-hook", str, None, "run COMMAND VASSALNAME before a vassal starts", section=S)
 _add("vassals-stop-hook", str, None, "run COMMAND VASSALNAME after a vassal is removed", section=S)
 _add("imperial-monitor-list", bool, False, "list the imperial monitors and exit",
-     aliases=("imperial-monitors-list",), section=S)
+     aliases=("imperial-monitors-list",), ignored=True, section=S)
 
 del S
 
 #: options accepted only for compatibility
 IGNORED: frozenset[str] = frozenset(n for n, o in OPTIONS.items() if o.ignored)
+#: options whose effect Imperium always has, so no code needs to read them: xml's <app>
+#: marker (its mount is read), plugins are built in, app threads always run, one interpreter per process, sockets are close-on-exec,
+#: stdin is left alone, HTTP/1.1 keep-alive is on, the stats hold no metrics
+INHERENT: frozenset[str] = frozenset({
+    "app", "plugin", "plugins-dir", "enable-threads", "single-interpreter", "close-on-exec", "close-on-exec2",
+    "honour-stdin", "http-keepalive", "stats-no-metrics",
+})
 
 
 def lookup(spelling: str) -> Option | None:
