@@ -412,6 +412,8 @@ IGNORED: frozenset[str] = frozenset(n for n, o in OPTIONS.items() if o.ignored)
 INHERENT: frozenset[str] = frozenset({
     "app", "plugin", "plugins-dir", "enable-threads", "single-interpreter", "close-on-exec", "close-on-exec2",
     "honour-stdin", "http-keepalive", "stats-no-metrics",
+    # TCP_NODELAY is set on every TCP socket; EPOLLEXCLUSIVE wakes one waiter per connection
+    "tcp-nodelay", "thunder-lock",
 })
 
 
