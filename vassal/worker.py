@@ -428,7 +428,8 @@ class Worker:
         if now >= self.next_beat:
             self.next_beat = now + self.s.heartbeat
             if not self.s.emperor_link.heartbeat():
-                log("write(): the emperor is gone (heartbeat)")
+                log(f"worker {self.wid}: cannot send the heartbeat: the emperor is gone")
+                self.next_beat = float("inf")
 
     # --- the accept loop -------------------------------------------------------------------
 
@@ -460,6 +461,8 @@ class Worker:
                 now = _monotonic()
                 if beat:
                     self._beat(now)
+                    if self.next_beat == float("inf"):
+                        beat = 0
                 timeout = -1.0
                 if heads:
                     timeout = max(0.0, next(iter(heads.values())) - now)
@@ -685,6 +688,8 @@ class Worker:
         env["wsgi.input"] = body
         protocol = env.get("SERVER_PROTOCOL") or "HTTP/1.0"
         s = self.s
+        if keep and s.max_requests and slot.delta_requests + 1 >= s.max_requests:
+            keep = False  # the worker recycles after this one: say so in the answer
         resp = _Response(sock, protocol, keep, s.add_headers, env.get("REQUEST_METHOD") == "HEAD",
                          s.auto_chunked, env, s)
         resp.http = http
