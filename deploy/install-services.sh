@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs (Debian packages) and starts what Imperium's tests and benchmarks talk to:
-# PostgreSQL, RabbitMQ, nginx, Debian's real uWSGI with its python3 and emperor plugins, wrk.
+# PostgreSQL, RabbitMQ, nginx, Debian's real uWSGI with its python3, emperor and gevent
+# plugins, wrk.
 # Idempotent: installs only what is missing and starts only what is down.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 [ -x /usr/bin/uwsgi-core ] || need_pkgs+=(uwsgi-core)
 [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || need_pkgs+=(uwsgi-plugin-python3)
 [ -e /usr/lib/uwsgi/plugins/emperor_pg_plugin.so ] || need_pkgs+=(uwsgi-plugin-emperor-pg)
+[ -e /usr/lib/uwsgi/plugins/gevent_python3_plugin.so ] || need_pkgs+=(uwsgi-plugin-gevent-python3)
 [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
 have wrk || need_pkgs+=(wrk)
 have ss || need_pkgs+=(iproute2)

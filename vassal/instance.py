@@ -323,6 +323,26 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
     return apps
 
 
+def _gevent_setup(config: Any, threads: int) -> int:
+    """``gevent = N``: N async cores per worker (vassal/gevent_loop.py); the early patch."""
+    from vassal import gevent_loop
+
+    cores = int(config.get("gevent"))
+    why = gevent_loop.missing()
+    if why:
+        raise InstanceError(why)
+    if threads > 1:
+        raise InstanceError("gevent and threads cannot be combined: choose one")
+    if cores < 1:
+        raise InstanceError(f"gevent {cores}: the number of async cores must be at least 1")
+    if int(config.get("socket-timeout") or 4) < 30:
+        log("!!! Running gevent with a socket-timeout lower than 30 seconds is not recommended, "
+            "tune it with --socket-timeout !!!")
+    if config.get("gevent-early-monkey-patch"):
+        gevent_loop.early_monkey_patch()
+    return cores
+
+
 def _services(config: Any) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
     return []
@@ -361,7 +381,10 @@ def _run(config: Any) -> int:
 
     processes = max(1, int(config.get("processes") or 1))
     threads = max(1, int(config.get("threads") or 1))
-    board = Scoreboard(processes, threads)
+    cores = threads
+    if config.get("gevent"):
+        cores = _gevent_setup(config, threads)
+    board = Scoreboard(processes, cores)
     buffer_size = int(config.get("buffer-size") or 4096)
     uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
     _pythonpath(config)

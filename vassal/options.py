@@ -174,6 +174,11 @@ _add("catch-exceptions", bool, False, "show exceptions in the HTTP response (dev
 _add("master", bool, False, "run a master process that supervises the workers", short="M", section=S)
 _add("processes", int, 1, "number of worker processes", aliases=("workers",), short="p", section=S)
 _add("threads", int, 1, "threads per worker", section=S)
+_add("gevent", int, 0, "the gevent loop engine with this many async cores per worker", section=S)
+_add("gevent-monkey-patch", bool, False, "gevent.monkey.patch_all() when each worker's loop starts",
+     section=S)
+_add("gevent-early-monkey-patch", bool, False, "gevent.monkey.patch_all() before the app is loaded",
+     section=S)
 _add("enable-threads", bool, False, "let the app start threads (always possible here)", short="T", section=S)
 _add("lazy-apps", bool, False, "load the app in each worker after the fork instead of in the master",
      section=S)
@@ -288,7 +293,7 @@ _ignored(S, "spooler-processes", "spooler-frequency", "mules", "cache2", "cache"
          "http-modifier1", "http-var", "http-stats", "http-processes",
          "http-workers", "http-socket-protocol", "check-static", "static-skip-ext",
          "static-safe", "offload-threads-stacksize", "cheaper-rss-limit-soft", "cheaper-rss-limit-hard",
-         "threads-stacksize", "threads-stack-size", "buffer-size-workers", "async", "gevent",
+         "threads-stacksize", "threads-stack-size", "buffer-size-workers", "async",
          "asyncio", "tornado", "py-tracebacker",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
 _ignored(S, "touch-signal", "touch-mules-reload", "touch-spoolers-reload",

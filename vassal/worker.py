@@ -92,6 +92,9 @@ class WorkerSettings:
     catch_exceptions: bool = False
     emperor_link: Any = None  # VassalLink or None
     heartbeat: int = 0  # seconds between heartbeats to the emperor (0: none)
+    gevent: int = 0  # async cores of the gevent loop (0: threads and epoll)
+    gevent_monkey: bool = False  # gevent.monkey.patch_all() when the worker's loop starts
+    socket_timeout: float = 4.0
     timeval: bytes = b"\x04" + b"\x00" * 15  # socket-timeout as a struct timeval (4 s)
     extra: dict = field(default_factory=dict)
 
@@ -144,6 +147,9 @@ class WorkerSettings:
             catch_exceptions=bool(config.get("catch-exceptions")),
             emperor_link=link,
             heartbeat=num("heartbeat"),
+            gevent=num("gevent"),
+            gevent_monkey=bool(config.get("gevent-monkey-patch")),
+            socket_timeout=float(socket_timeout),
             timeval=struct.pack("ll", socket_timeout, 0),
         )
 
@@ -371,7 +377,8 @@ class Worker:
         if not settings.file_wrapper:
             del self.base_env["wsgi.file_wrapper"]
         self.lock = threading.Lock()
-        self.cslots = [self.slot.cores[c] for c in range(settings.threads)]
+        self.cslots = [self.slot.cores[c] for c in range(max(settings.threads, settings.gevent))]
+        self.wait_write: Any = None  # how to wait for a non-blocking socket (the gevent loop's)
         self.loyal = False  # this worker saw the instance loyal (byte 17 sent)
         self.log_filters = bool(settings.log_4xx or settings.log_5xx or settings.log_slow
                                 or settings.log_big)
@@ -411,6 +418,13 @@ class Worker:
             if not self.s.emperor_link.accepting():
                 log("the emperor is gone: stopping")
                 return 0
+        if self.s.gevent:
+            from vassal import gevent_loop
+
+            gevent_loop.run(self)
+            if self.reason == "max-requests":
+                log(f"...The work of process {self.pid} is done. Seeya!")
+            return 0
         threads = [threading.Thread(target=self._loop, args=(core,), daemon=True, name=f"core {core}")
                    for core in range(1, self.s.threads)]
         for t in threads:
@@ -843,7 +857,13 @@ class Worker:
         out = resp.sock.fileno()
         try:
             while sent < size:
-                n = os.sendfile(out, fd, offset + sent, size - sent)
+                try:
+                    n = os.sendfile(out, fd, offset + sent, size - sent)
+                except BlockingIOError:  # a non-blocking socket (the gevent loop): wait for room
+                    if self.wait_write is None:
+                        raise
+                    self.wait_write(out, timeout=self.s.socket_timeout)
+                    continue
                 if n == 0:
                     break
                 sent += n
