@@ -14,6 +14,10 @@ For every server and mode: requests/s, p99 latency, server CPU per request, wrk'
 errors (connect, read, write, timeout) and non-2xx answers. Then the time from exec to the
 first 200 (p50 of several cold starts) and memory per worker after the load.
 
+gevent: one worker with `gevent = 100` (monkey patched) against uWSGI's gevent plugin, 100
+connections (wrk -c 100, Connection: close: uWSGI's http-socket closes anyway) to an app that
+sleeps 50 ms per request: 2,000 req/s is the ceiling when every sleep overlaps.
+
 Goals (read from the table, never asserted): keep-alive >= 1.0x uWSGI http11-socket,
 close >= 1.0x uWSGI http-socket, >= 1.5x gunicorn in both, RSS per worker <= gunicorn's.
 
@@ -57,6 +61,16 @@ MODES = {
     "uwsgi": (False, True),  # http-socket: one request per connection
     "gunicorn": (False, True),  # sync workers: one request per connection
 }
+GEVENT_PLUGIN = "/usr/lib/uwsgi/plugins/gevent_python3_plugin.so"
+SLEEP_APP = """\
+import time
+
+
+def application(environ, start_response):
+    time.sleep(0.05)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+"""
 KEEPALIVE_PEERS = ("uwsgi-http11", "gunicorn-gthread")
 CLOSE_PEERS = ("uwsgi", "gunicorn")
 
@@ -155,6 +169,33 @@ def measure_load(name: str, appdir: Path, logdir: Path, result: Result, duration
         server.stop()
 
 
+def measure_gevent(appdir: Path, duration: float) -> dict[str, Load]:
+    """100 sleepers on one gevent worker, ours and uWSGI's (close per request)."""
+    (appdir / "sleepy.py").write_text(SLEEP_APP)
+    out: dict[str, Load] = {}
+    for name in ("imperium", "uwsgi"):
+        port = free_port()
+        common = ["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", str(appdir / "sleepy.py"),
+                  "--master", "--processes", "1", "--gevent", "100", "--gevent-monkey-patch",
+                  "--socket-timeout", "30", "--disable-logging"]
+        argv = [IMPERIUM, *common] if name == "imperium" else \
+            [UWSGI_CORE, "--plugin", "python3,gevent_python3", *common]
+        server = Server(f"{name}-gevent", argv, port, cwd=str(appdir))
+        load = out[name] = Load()
+        try:
+            wait_first_200(server, server.start(appdir))
+            run_wrk(port, connections=100, duration=1, keepalive=False)
+            pids = server.all_pids()
+            c0 = cpu_seconds(pids)
+            wrk = run_wrk(port, connections=100, duration=duration, keepalive=False)
+            load.add(wrk, cpu_seconds(pids) - c0)
+        except Exception as exc:  # one broken peer must not hide the other
+            print(f"bench_vassal: {name} gevent failed: {exc}", file=sys.stderr)
+        finally:
+            server.stop()
+    return out
+
+
 def run(peers: list[str], duration: float, starts: int, rounds: int) -> list[Result]:
     results = {name: Result(name) for name in peers}
     with tempdir("imperium-bench-") as tmp:
@@ -203,6 +244,20 @@ def _load_table(title: str, results: dict[str, Result], names: tuple[str, ...], 
     print_table(title, header, rows, notes)
 
 
+def report_gevent(loads: dict[str, Load], duration: float) -> None:
+    header = ["server", "req/s", "p99 ms", "CPU us/req", "connect err", "read err", "write err",
+              "timeouts", "non-2xx"]
+    rows: list[list[object]] = [[name, x.rps, x.p99_ms, x.cpu_us, x.connect, x.read, x.write, x.timeout,
+                                 x.non2xx] for name, x in loads.items()]
+    if "imperium" in loads and "uwsgi" in loads:
+        rows.append(["imperium/uwsgi", ratio(loads["imperium"].rps, loads["uwsgi"].rps), "",
+                     ratio(loads["imperium"].cpu_us, loads["uwsgi"].cpu_us), "", "", "", "", ""])
+    print_table("bench_vassal: gevent, 100 connections to a 50 ms endpoint on 1 worker", header, rows,
+                [f"wrk -c 100 -t 2 -d {duration:g}s -H 'Connection: close'; gevent = 100, "
+                 "gevent-monkey-patch; uWSGI with its gevent plugin",
+                 "ceiling: 2,000 req/s (100 sleeps of 50 ms overlapping)"])
+
+
 def report(results: list[Result], duration: float, starts: int) -> None:
     by = {r.name: r for r in results}
     wrk = f"wrk -c 50 -t 2 -d {duration:g}s"
@@ -241,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="load rounds; the best is kept")
     ap.add_argument("--peers", default=",".join(MODES),
                     help=f"comma list of {', '.join(MODES)}")
+    ap.add_argument("--no-gevent", action="store_true", help="skip the gevent comparison")
     args = ap.parse_args(argv)
     for tool in (WRK, UWSGI_CORE, GUNICORN, IMPERIUM):
         if not Path(tool).exists():
@@ -253,6 +309,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     results = run(peers, args.duration, args.starts, args.rounds)
     report(results, args.duration, args.starts)
+    if not args.no_gevent:
+        if Path(GEVENT_PLUGIN).exists():
+            with tempdir("imperium-bench-gevent-") as tmp:
+                report_gevent(measure_gevent(Path(tmp), args.duration), args.duration)
+        else:
+            print(f"bench_vassal: {GEVENT_PLUGIN} is missing: no gevent comparison "
+                  "(make services)", file=sys.stderr)
     return 0
 
 
