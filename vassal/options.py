@@ -219,7 +219,6 @@ _add("touch-workers-reload", str, None, "reload only the workers when this file 
      section=S)
 _add("touch-chain-reload", str, None, "reload workers one by one when this file changes", repeat=True,
      ignored=True, section=S)
-_add("touch-logreopen", str, None, "reopen the log file when this file changes", repeat=True, ignored=True, section=S)
 _add("touch-exec", str, None, "FILE COMMAND: run a command when the file changes", repeat=True, section=S,
      ignored=True)
 _add("py-autoreload", int, 0, "reload when a loaded python module changes, checking every N seconds",
@@ -261,17 +260,57 @@ _add("auto-procname", bool, False, "give processes meaningful names (uWSGI maste
 _add("mount", str, None, "MOUNTPOINT=APP: mount an app (file or module) at a URL prefix", repeat=True,
      section=S)
 _add("manage-script-name", bool, False, "route requests to mounted apps by SCRIPT_NAME prefix", section=S)
-_add("static-map", str, None, "MOUNTPOINT=DIR: serve static files", repeat=True, ignored=True, section=S)
-_add("static-map2", str, None, "like static-map, keeping the mountpoint in the path", repeat=True, ignored=True, section=S)
-_add("static-index", str, None, "index file for static directories", repeat=True, ignored=True, section=S)
-_add("static-expires", str, None, "expiry for static files", repeat=True, section=S, ignored=True)
+
+# --- instance: static files (vassal/protocols/static.py) -----------------------------------
+_add("static-map", str, None, "MOUNTPOINT=DIR (or FILE): serve static files under MOUNTPOINT from DIR",
+     repeat=True, section=S)
+_add("static-map2", str, None, "MOUNTPOINT=DIR: like static-map, appending the whole PATH_INFO to DIR",
+     repeat=True, section=S)
+_add("check-static", str, None, "serve DIR + PATH_INFO when that file exists", repeat=True,
+     aliases=("static-check",), section=S)
+_add("check-static-docroot", bool, False, "serve the request's DOCUMENT_ROOT + PATH_INFO when it exists",
+     section=S)
+_add("static-index", str, None, "file to serve when a static directory is requested", repeat=True, section=S)
+_add("static-skip-ext", str, None, "never serve static files with this extension (suffix)", repeat=True,
+     section=S)
+_add("static-safe", str, None, "serve static files resolving (through symlinks) under this path too",
+     repeat=True, section=S)
+_add("mimefile", str, None, "mime.types file for static Content-Types (default /etc/mime.types)",
+     repeat=True, aliases=("mime-file",), section=S)
+for _name, _help in (("static-expires", "REGEXP SECONDS: Expires now+SECONDS for files whose name matches"),
+                     ("static-expires-mtime", "REGEXP SECONDS: Expires mtime+SECONDS for matching file names"),
+                     ("static-expires-uri", "REGEXP SECONDS: Expires now+SECONDS when REQUEST_URI matches"),
+                     ("static-expires-uri-mtime", "REGEXP SECONDS: Expires mtime+SECONDS when REQUEST_URI matches"),
+                     ("static-expires-path-info", "REGEXP SECONDS: Expires now+SECONDS when PATH_INFO matches"),
+                     ("static-expires-path-info-mtime",
+                      "REGEXP SECONDS: Expires mtime+SECONDS when PATH_INFO matches"),
+                     ("static-expires-type", "TYPE=SECONDS: Expires now+SECONDS for this Content-Type"),
+                     ("static-expires-type-mtime", "TYPE=SECONDS: Expires mtime+SECONDS for this Content-Type")):
+    _add(_name, str, None, _help, repeat=True, section=S)
+del _name, _help
+_add("static-gzip", str, None, "REGEXP: serve FILE.gz (or .br) when the file name matches and the client "
+     "accepts it", repeat=True, section=S)
+_add("static-gzip-all", bool, False, "serve FILE.gz (or .br) for every static file when the client accepts it",
+     section=S)
+_add("static-gzip-dir", str, None, "serve FILE.gz (or .br) for files under this prefix", repeat=True,
+     aliases=("static-gzip-prefix",), section=S)
+_add("static-gzip-ext", str, None, "serve FILE.gz (or .br) for files with this suffix", repeat=True,
+     aliases=("static-gzip-suffix",), section=S)
+_add("honour-range", bool, False, "answer Range requests for static files (206/416)", section=S)
+_add("file-serve-mode", str, None, "x-sendfile or x-accel-redirect (nginx): name the file in a header and "
+     "let the front server send it", aliases=("fileserve-mode",), section=S)
+_add("offload-threads", int, 0, "threads per worker that send static files and file_wrapper bodies, "
+     "freeing the worker", aliases=("offload-thread",), section=S)
+_add("disable-sendfile", bool, False, "copy file bodies with read()/write() instead of sendfile()", section=S)
+_add("static-cache-paths", int, 0, "cache resolved static paths (resolved per request here)", section=S,
+     ignored=True)
+_add("static-cache-paths-name", str, None, "cache used for static paths", section=S, ignored=True)
 _add("app", str, None, "(xml <app>) marks an app entry; not needed: the mount carries the app",
      repeat=True, section=S)
 _add("route", str, None, "internal routing rule", repeat=True, section=S, ignored=True)
 _add("route-host", str, None, "internal routing rule on HTTP_HOST", repeat=True, section=S, ignored=True)
 _add("route-uri", str, None, "internal routing rule on REQUEST_URI", repeat=True, section=S, ignored=True)
 _add("route-run", str, None, "internal routing action", repeat=True, section=S, ignored=True)
-_add("offload-threads", int, 0, "threads for offloaded transfers", section=S, ignored=True)
 _add("max-fd", int, 0, "raise the file descriptor limit", section=S, ignored=True)
 _add("reaper", bool, False, "reap zombies after each request", short="r", section=S, ignored=True)
 _add("cgi-mode", bool, False, "CGI mode for plugins supporting it", short="c", section=S, ignored=True)
@@ -287,23 +326,20 @@ _ignored(S, "spooler-processes", "spooler-frequency", "mules", "cache2", "cache"
          "websockets-max-size", "chroot", "cap", "unshare", "namespace",
          "limit-as", "rlimit-nproc", "cgroup", "worker-exec",
          "https", "https-socket", "ssl-socket", "http-to", "fastrouter", "rawrouter", "sslrouter",
-         "snmp", "req-logger-list", "log-encoder", "log-req-encoder", "log-route", "log-req-route",
-         "log-drain", "log-filter", "log-alarm", "log-maxsize", "log-backupname", "log-master-bufsize",
+         "snmp", "log-alarm",
          "listen-queue-alarm", "wsgi-env-behaviour", "wsgi-env-behavior",
          "http-modifier1", "http-var", "http-stats", "http-processes",
-         "http-workers", "http-socket-protocol", "check-static", "static-skip-ext",
-         "static-safe", "offload-threads-stacksize", "cheaper-rss-limit-soft", "cheaper-rss-limit-hard",
+         "http-workers", "http-socket-protocol", "offload-threads-stacksize", "cheaper-rss-limit-soft", "cheaper-rss-limit-hard",
          "threads-stacksize", "threads-stack-size", "buffer-size-workers", "async",
          "asyncio", "tornado", "py-tracebacker",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
 _ignored(S, "touch-signal", "touch-mules-reload", "touch-spoolers-reload",
-         "touch-logrotate", "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
+         "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
          repeat=True)
 _ignored(S, "stats-pusher-default-freq")
-_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "logfile-chown", "log-reopen", "log-truncate", "log-zero",
-         "log-micros", "log-x-forwarded-for", "log-ioerror", "log-sendfile", "logformat-strftime",
-         "log-master-stream", "log-master-req-stream", "reload-on-exception", "pcre-jit",
-         "no-orphans", "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets", "static-gzip-all",
+_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "reload-on-exception", "pcre-jit",
+         "no-orphans", "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind",
+         "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
          "lazy-apps-fallback", "py-call-osafterfork", "ugreen", "greenlet", "stackless", "jailed",
          "master-as-root", "ksm", "python-worker-override", type_=bool)
 
@@ -331,25 +367,57 @@ _add("pyargv", str, None, "sys.argv for the app (split on spaces)", ignored=True
 
 # --- logging -------------------------------------------------------------------------------
 S = "logging"
-_add("logto", str, None, "log to this file (or udp address)", section=S)
+_add("logto", str, None, "log to this file (or to a UDP host:port)", section=S)
 _add("logto2", str, None, "log to this file after dropping privileges", section=S)
-_add("log-format", str, None, "format of request log lines (%(method) %(uri) ...)", aliases=("logformat",),
-     ignored=True, section=S)
-_add("disable-logging", bool, False, "do not log requests", short="L", section=S)
+_add("log-truncate", bool, False, "empty the logto file on start-up", section=S)
+_add("log-reopen", bool, False, "reopen the log file on reload (instead of keeping the open one)", section=S)
+_add("logfile-chmod", str, None, "permissions of the log file (three octal digits)", section=S)
+_add("logfile-chown", bool, False, "give the log file to uid/gid before dropping privileges", section=S)
+_add("log-maxsize", int, 0, "rotate the log file past this many bytes (implies log-master)", section=S)
+_add("log-backupname", str, None, "name of the rotated log file (default: FILE.<unix time>)", section=S)
+_add("touch-logrotate", str, None, "rotate the log file when this file is touched", repeat=True, section=S)
+_add("touch-logreopen", str, None, "reopen the log file when this file is touched", repeat=True, section=S)
 _add("log-date", str, None, "prefix log lines with a date (strftime format; alone: the default)",
      aliases=("logdate",), implicit="", section=S)
-_add("log-prefix", str, None, "prefix log lines with this string", aliases=("logprefix",), implicit="",
+_add("log-prefix", str, None, "as log-date in uWSGI: a strftime text before each line, then ' - '",
+     aliases=("logprefix",), implicit="", section=S)
+_add("log-master", bool, False, "workers log through a pipe the master reads and writes out", section=S)
+_add("log-master-bufsize", int, 8192, "longest log message the master keeps (longer ones are cut)", section=S)
+_add("log-master-stream", bool, False, "the master's log pipe is a stream (lines are reassembled)", section=S)
+_add("log-master-req-stream", bool, False, "the request log pipe is a stream", section=S)
+_add("threaded-logger", bool, False, "uWSGI writes logs from a thread; here the master's loop does (log-master)",
      section=S)
-_add("log-master", bool, False, "let the master write the logs", ignored=True, section=S)
+_add("logger", str, None, "[ID ]PLUGIN[:ARGS]: write logs there (file, fd, stdio, socket, syslog)", repeat=True,
+     section=S)
+_add("req-logger", str, None, "[ID ]PLUGIN[:ARGS]: write request lines there", repeat=True, aliases=("logger-req",),
+     section=S)
+_add("log-syslog", str, None, "IDENT[,FACILITY]: log to syslog (a logger)", implicit="uwsgi", repeat=True, section=S)
+_add("log-socket", str, None, "ADDR[,PREFIX]: send log lines as datagrams (a logger)", repeat=True, section=S)
+_add("logger-list", bool, False, "list the built-in loggers", aliases=("loggers-list",), section=S)
+_add("log-drain", str, None, "REGEXP: drop log lines that match", repeat=True, section=S)
+_add("log-filter", str, None, "REGEXP: keep only log lines that match", repeat=True, section=S)
+_add("log-route", str, None, "ID REGEXP: send matching lines to the logger with this id", repeat=True, section=S)
+_add("log-req-route", str, None, "ID REGEXP: send matching request lines to that req-logger", repeat=True,
+     section=S)
+_add("log-encoder", str, None, "NAME[:ID] [ARGS]: transform log lines (prefix suffix nl gzip compress format json)",
+     repeat=True, section=S)
+_add("log-req-encoder", str, None, "NAME[:ID] [ARGS]: transform request log lines", repeat=True, section=S)
+_add("log-format", str, None, "format of request log lines (%(method) %(uri) %(status) ...)",
+     aliases=("logformat",), section=S)
+_add("logformat-strftime", bool, False, "%(ftime) uses the log-date format", aliases=("log-format-strftime",),
+     section=S)
+_add("disable-logging", bool, False, "do not log requests", short="L", section=S)
 _add("log-4xx", bool, False, "log requests with 4xx status even when logging is disabled", section=S)
 _add("log-5xx", bool, False, "log requests with 5xx status even when logging is disabled", section=S)
-_add("log-slow", int, 0, "log requests slower than this many milliseconds", section=S)
-_add("log-big", int, 0, "log responses bigger than this many bytes", section=S)
-_add("log-syslog", str, None, "log to syslog", implicit="uwsgi", ignored=True, section=S)
-_add("log-socket", str, None, "send logs to this socket", ignored=True, section=S)
-_add("logger", str, None, "add a logger", repeat=True, section=S)
-_add("req-logger", str, None, "add a request logger", repeat=True, aliases=("logger-req",), ignored=True, section=S)
-_add("logfile-chmod", str, None, "permissions of the log file", ignored=True, section=S)
+_add("log-slow", int, 0, "log requests at least this many milliseconds long even when logging is disabled",
+     section=S)
+_add("log-big", int, 0, "log responses of at least this many bytes even when logging is disabled", section=S)
+_add("log-zero", bool, False, "log responses without body even when logging is disabled", section=S)
+_add("log-sendfile", bool, False, "log responses sent with sendfile even when logging is disabled", section=S)
+_add("log-ioerror", bool, False, "log requests with read and write errors even when logging is disabled",
+     section=S)
+_add("log-micros", bool, False, "request times in microseconds in the request log", section=S)
+_add("log-x-forwarded-for", bool, False, "log the X-Forwarded-For header as the client address", section=S)
 
 # --- emperor -------------------------------------------------------------------------------
 S = "emperor"

@@ -37,11 +37,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vassal.log import log
+from vassal.logs.request import RequestLog
 from vassal.protocols import http as H
 from vassal.protocols import uwsgi as U
+from vassal.protocols.offload import Offloader, send_chunk
 from vassal.scoreboard import STATUS_BUSY, STATUS_IDLE, VARS_HTTP, VARS_SIZE, Scoreboard
 from vassal.sockets import ListenSocket
-from vassal.wsgi import App, AppTable, ErrorStream, FileWrapper, print_app_exception
+from vassal.wsgi import AppTable, ErrorStream, FileWrapper, print_app_exception
 
 END_CODE = 30
 
@@ -65,12 +67,6 @@ class WorkerSettings:
     max_requests: int = 0
     max_worker_lifetime: int = 0
     reload_on_rss: int = 0  # bytes
-    disable_logging: bool = False
-    log_4xx: bool = False
-    log_5xx: bool = False
-    log_slow: int = 0
-    log_big: int = 0
-    memory_report: bool = False
     buffer_size: int = 4096
     max_headers: int = H.MAX_HEADERS
     keepalive: bool = True
@@ -91,6 +87,10 @@ class WorkerSettings:
     version: bytes = b""
     catch_exceptions: bool = False
     emperor_link: Any = None  # VassalLink or None
+    static: Any = None  # vassal.protocols.static.StaticFiles or None
+    reqlog: Any = field(default_factory=RequestLog)  # vassal.logs.request.RequestLog
+    offload_threads: int = 0
+    reload_mercy: float = 60.0  # worker-reload-mercy: how long offloaded transfers may finish
     heartbeat: int = 0  # seconds between heartbeats to the emperor (0: none)
     gevent: int = 0  # async cores of the gevent loop (0: threads and epoll)
     gevent_monkey: bool = False  # gevent.monkey.patch_all() when the worker's loop starts
@@ -99,8 +99,9 @@ class WorkerSettings:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: Any, version: str, link: Any) -> WorkerSettings:
-        """The settings of the request path, from the options (see docs/instance.md)."""
+    def from_config(cls, config: Any, version: str, link: Any, **more: Any) -> WorkerSettings:
+        """The settings of the request path, from the options (see docs/instance.md); ``more``
+        are the settings other rooms build (static files, the request log, offloading)."""
         def num(name: str, default: int = 0) -> int:
             return int(config.get(name) or default)
 
@@ -120,12 +121,6 @@ class WorkerSettings:
             max_requests=num("max-requests"),
             max_worker_lifetime=num("max-worker-lifetime"),
             reload_on_rss=num("reload-on-rss") * 1024 * 1024,
-            disable_logging=bool(config.get("disable-logging")),
-            log_4xx=bool(config.get("log-4xx")),
-            log_5xx=bool(config.get("log-5xx")),
-            log_slow=num("log-slow"),
-            log_big=num("log-big"),
-            memory_report=bool(config.get("memory-report")),
             buffer_size=max(4096, num("buffer-size", 4096)),
             keepalive=True,
             # uWSGI's router: `http-keepalive = N` (N > 1) is the idle timeout, else http-timeout
@@ -151,6 +146,7 @@ class WorkerSettings:
             gevent_monkey=bool(config.get("gevent-monkey-patch")),
             socket_timeout=float(socket_timeout),
             timeval=struct.pack("ll", socket_timeout, 0),
+            **more,
         )
 
 
@@ -197,6 +193,7 @@ class _Response:
     nheaders = 0
     chunked = False  # http-auto-chunked chose to chunk this body
     write_errors = 0
+    via = ""  # "sendfile"/"offload": how the body went (the request log says so)
     #: an HTTP socket's answer: say when the connection closes (HTTP/1.1) or stays (HTTP/1.0)
     http = False
 
@@ -363,7 +360,7 @@ class Worker:
         self.stopping = False
         self.reason = ""
         self.wake_r, self.wake_w = os.pipe()
-        self.spawned_at = time.time()
+        self.spawned_at = time.monotonic()
         self.base_env = {
             "wsgi.version": (1, 0),
             "wsgi.errors": ErrorStream(),
@@ -380,12 +377,9 @@ class Worker:
         self.cslots = [self.slot.cores[c] for c in range(max(settings.threads, settings.gevent))]
         self.wait_write: Any = None  # how to wait for a non-blocking socket (the gevent loop's)
         self.loyal = False  # this worker saw the instance loyal (byte 17 sent)
-        self.log_filters = bool(settings.log_4xx or settings.log_5xx or settings.log_slow
-                                or settings.log_big)
-        self._ctime_sec = 0
-        self._ctime = ""
-        self._log_prefix = f"[pid: {self.pid}|app: "
         self.next_beat = 0.0
+        self.offload = Offloader(settings.offload_threads, struct.unpack("ll", settings.timeval)[0]) \
+            if settings.offload_threads else None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -422,16 +416,16 @@ class Worker:
             from vassal import gevent_loop
 
             gevent_loop.run(self)
-            if self.reason == "max-requests":
-                log(f"...The work of process {self.pid} is done. Seeya!")
-            return 0
-        threads = [threading.Thread(target=self._loop, args=(core,), daemon=True, name=f"core {core}")
-                   for core in range(1, self.s.threads)]
-        for t in threads:
-            t.start()
-        self._loop(0)
-        for t in threads:
-            t.join()
+        else:
+            threads = [threading.Thread(target=self._loop, args=(core,), daemon=True, name=f"core {core}")
+                       for core in range(1, self.s.threads)]
+            for t in threads:
+                t.start()
+            self._loop(0)
+            for t in threads:
+                t.join()
+        if self.offload is not None:
+            self.offload.shutdown(time.monotonic() + self.s.reload_mercy)
         if self.reason == "max-requests":
             log(f"...The work of process {self.pid} is done. Seeya!")
         return 0
@@ -683,10 +677,12 @@ class Worker:
 
     def _run(self, sock: socket.socket, env: dict, body: Any, keep: bool, nvars: int, pktsize: int,
              core: int, raw_vars: bytes | None = None, http: bool = False) -> bool:
-        t0 = _time()
+        t0 = _monotonic()  # the scoreboard's clock: harakiri and idle are intervals
+        wall0 = _time()  # the request log shows wall time, as uWSGI's
         slot = self.slot
         cslot = self.cslots[core]
         cslot.in_request = t0
+        werr0 = cslot.write_errors
         slot.busy_cores += 1
         slot.status = STATUS_BUSY
         # the vars of the request in progress, for the stats server (uWSGI shows them)
@@ -711,7 +707,9 @@ class Worker:
         failed = False
         result = None
         try:
-            if app is None:
+            if self.s.static is not None and self._serve_static(env, sock, resp, cslot):
+                app = None  # a static file answered: not a request of the app
+            elif app is None:
                 log("--- no python application found, check your startup logs for errors ---")
                 resp.status = "500 Internal Server Error"
                 resp.headers = [("Content-Type", "text/plain")]
@@ -765,7 +763,7 @@ class Worker:
                     print_app_exception()
             if type(body) is H.BufferedBody:
                 body.close()
-        t1 = _time()
+        t1 = _monotonic()
         rt = int((t1 - t0) * 1_000_000)
         # bookkeeping: one writer per field (this worker), read by the master; the lock only
         # matters between the threads of one worker
@@ -808,8 +806,12 @@ class Worker:
                 inst.loyal_sent = 1
                 s.emperor_link.loyal()
         status = resp.status or "500"
-        if not s.disable_logging or (self.log_filters and self._log_anyway(status, rt, resp.body_bytes)):
-            self._log(env, app, t0, rt, status, resp, nvars, pktsize)
+        self.s.reqlog.done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
+                           resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol, wall0, wall0 + (t1 - t0),
+                           app.id if app is not None else -1, app.requests if app is not None else -1,
+                           self.board.total_requests(), nvars, pktsize,
+                           core, self.wid, self.pid,
+                           cslot.write_errors - werr0)
         if s.max_requests and delta >= s.max_requests:
             self.stop("max-requests")
         elif s.reload_on_rss and _rss() > s.reload_on_rss:
@@ -819,6 +821,18 @@ class Worker:
             log(f"worker {self.wid} lifetime reached, it was running for {int(t1 - self.spawned_at)} second(s)")
             self.stop("lifetime")
         return resp.keep and resp.has_length and not failed
+
+    def _serve_static(self, env: dict, sock: socket.socket, resp: _Response, cslot: Any) -> bool:
+        reply = self.s.static.serve(env, sock, resp.keep, self.s.add_headers, self.offload)
+        if reply is None:
+            return False
+        resp.status, resp.head_bytes, resp.body_bytes = reply.status, reply.head_bytes, reply.body_bytes
+        resp.nheaders, resp.keep, resp.via = reply.nheaders, reply.keep, reply.via
+        resp.head_sent = resp.has_length = True
+        cslot.static_requests += 1
+        if reply.via == "offload":
+            cslot.offloaded_requests += 1
+        return True
 
     def _send_list(self, resp: _Response, result: Any) -> None:
         if len(result) == 1:
@@ -853,18 +867,29 @@ class Worker:
                 resp.send_body(chunk)
             resp.finish()
             return
+        if self.offload is not None and size:
+            # the offloader gets its own handle on the file: the app closes its own
+            resp.body_bytes += size
+            resp.chunks += 1
+            if self.offload.send(resp.sock, os.dup(fd), offset, size):
+                resp.via = "sendfile"
+            else:
+                resp.keep = False
+                resp.via = "offload"
+                self.slot.cores[_core_id()].offloaded_requests += 1
+            return
         sent = 0
         out = resp.sock.fileno()
         try:
             while sent < size:
                 try:
-                    n = os.sendfile(out, fd, offset + sent, size - sent)
+                    n = send_chunk(out, fd, offset + sent, size - sent)
                 except BlockingIOError:  # a non-blocking socket (the gevent loop): wait for room
                     if self.wait_write is None:
                         raise
                     self.wait_write(out, timeout=self.s.socket_timeout)
                     continue
-                if n == 0:
+                if n == 0:  # the file shrank under us
                     break
                 sent += n
         except OSError as exc:
@@ -873,34 +898,7 @@ class Worker:
         finally:
             resp.body_bytes += sent
             resp.chunks += 1
-
-    def _log_anyway(self, status: str, rt: int, size: int) -> bool:
-        s = self.s
-        c = status[:1]
-        return ((s.log_4xx and c == "4") or (s.log_5xx and c == "5") or (s.log_slow and rt // 1000 > s.log_slow)
-                or (s.log_big and size > s.log_big))
-
-    def _log(self, env: dict, app: App | None, t0: float, rt: int, status: str, resp: _Response, nvars: int,
-             pktsize: int) -> None:
-        sec = int(t0)
-        if sec != self._ctime_sec:  # ctime() once per second, not per request
-            self._ctime_sec = sec
-            self._ctime = time.ctime(sec)
-        if app is not None:
-            app_part = f"{self._log_prefix}{app.id}|req: {app.requests}/"
-        else:
-            app_part = f"{self._log_prefix}-1|req: -1/"
-        mem = ""
-        if self.s.memory_report:
-            rss, vsz = _memory()
-            mem = (f"{{address space usage: {vsz} bytes/{vsz // 1048576}MB}} "
-                   f"{{rss usage: {rss} bytes/{rss // 1048576}MB}} ")
-        get = env.get
-        log(f"{mem}{app_part}{self.board.total_requests()}] {get('REMOTE_ADDR', '')} ({get('REMOTE_USER', '')}) "
-            f"{{{nvars} vars in {pktsize} bytes}} [{self._ctime}] {get('REQUEST_METHOD', '')} "
-            f"{get('REQUEST_URI', '')} => generated {resp.body_bytes} bytes in {rt // 1000} msecs "
-            f"({resp.protocol} {status[:3]}) {resp.nheaders} headers in {resp.head_bytes} bytes "
-            f"({resp.chunks or 1} switches on core {0 if self.s.threads == 1 else _core_id()})")
+            resp.via = "sendfile"
 
 
 _DEFAULT_SETTINGS = WorkerSettings()

@@ -118,6 +118,10 @@ class Config:
         """Every typed value given, in order (empty when never given)."""
         return [e.typed for e in self._by_name.get(canonical(name), [])]
 
+    def occurrences(self, name: str) -> list[tuple[Any, Origin]]:
+        """(typed value, where it was given) of every occurrence, in order: for one-line errors."""
+        return [(e.typed, e.origin) for e in self._by_name.get(canonical(name), [])]
+
     def has(self, name: str) -> bool:
         """True when the option was given explicitly, anywhere."""
         return bool(self._by_name.get(canonical(name)))
