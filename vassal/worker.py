@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from vassal.log import log
+from vassal.log import log, take_logvars
 from vassal.logs.request import RequestLog
 from vassal.protocols import http as H
 from vassal.protocols import uwsgi as U
@@ -377,6 +377,7 @@ class Worker:
         self.cslots = [self.slot.cores[c] for c in range(max(settings.threads, settings.gevent))]
         self.wait_write: Any = None  # how to wait for a non-blocking socket (the gevent loop's)
         self.loyal = False  # this worker saw the instance loyal (byte 17 sent)
+        self.log_silent = settings.reqlog.silent
         self.next_beat = 0.0
         self.offload = Offloader(settings.offload_threads, struct.unpack("ll", settings.timeval)[0]) \
             if settings.offload_threads else None
@@ -806,12 +807,14 @@ class Worker:
                 inst.loyal_sent = 1
                 s.emperor_link.loyal()
         status = resp.status or "500"
-        self.s.reqlog.done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
-                           resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol, wall0, wall0 + (t1 - t0),
-                           app.id if app is not None else -1, app.requests if app is not None else -1,
-                           self.board.total_requests(), nvars, pktsize,
-                           core, self.wid, self.pid,
-                           cslot.write_errors - werr0)
+        if self.log_silent:
+            take_logvars()  # what the app set for the log line goes with the request
+        else:
+            self.s.reqlog.done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
+                               resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol,
+                               wall0, wall0 + (t1 - t0), app.id if app is not None else -1,
+                               app.requests if app is not None else -1, self.board.total_requests(), nvars,
+                               pktsize, core, self.wid, self.pid, cslot.write_errors - werr0)
         if s.max_requests and delta >= s.max_requests:
             self.stop("max-requests")
         elif s.reload_on_rss and _rss() > s.reload_on_rss:
