@@ -613,6 +613,10 @@ class Worker:
             return CLOSE
         except OSError:
             return CLOSE
+        except Exception:  # noqa: BLE001 - a bug on one connection must not take the worker down
+            log(f"error serving a connection from {conn.addr}:")
+            print_app_exception()
+            return CLOSE
 
     # --- protocols -------------------------------------------------------------------------
 
