@@ -88,8 +88,11 @@ class Reader:
         return True
 
     def fill_nowait(self) -> bool:
-        """Read what is already there; False on EOF, BlockingIOError when nothing is."""
-        data = self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+        """Read what is already there; False on EOF, BlockingIOError when nothing is.
+
+        Reads up to 16 KiB (a head or a few pipelined ones; epoll says again if more is
+        there): CPython allocates the whole size before each recv."""
+        data = self.sock.recv(16384, socket.MSG_DONTWAIT)
         if not data:
             return False
         self.buf = self.buf + data if self.buf else data
