@@ -405,7 +405,7 @@ def _gevent_setup(config: Any, threads: int) -> int:
 
 def _services(config: Any) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
-    return [*log_master.active()]
+    return [*log_master.active(), *uwsgi_module.services()]
 
 
 def _run(config: Any) -> int:
@@ -444,7 +444,10 @@ def _run(config: Any) -> int:
         cores = _gevent_setup(config, threads)
     board = Scoreboard(processes, cores)
     buffer_size = int(config.get("buffer-size") or 4096)
-    uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
+    try:
+        uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
+    except uwsgi_module.ApiError as exc:
+        raise InstanceError(str(exc)) from None
     _pythonpath(config)
     for mod in config.getlist("shared-import"):
         __import__(mod)
@@ -488,6 +491,7 @@ def _run(config: Any) -> int:
                      "chdir": config.get("chdir") or ""} for a in (apps.apps if apps else [])]
         stats_source = StatsSource(version, sockets, board, app_info, int(config.get("listen") or 100),
                                    bool(config.get("stats-no-cores")))
+        stats_source.api_parts = uwsgi_module.stats_parts
         stats_source.can_offload = 1 if settings.offload_threads else 0
     if apps is not None:
         for i in range(1, processes + 1):

@@ -114,6 +114,8 @@ class StatsSource:
         self.backlog = backlog
         self.no_cores = no_cores
         self.vars: dict[tuple[int, int], list[str]] = {}
+        #: what the uwsgi module's subsystems add ({"locks": [(name, pid)], "caches": [{...}]})
+        self.api_parts: Any = None
         self.can_offload = 0  # 1 with offload-threads: every socket can hand transfers over
 
 
@@ -136,16 +138,32 @@ def generate(src: StatsSource, minified: bool = False) -> str:
     except OSError:
         cwd = ""
     e.kv("cwd", cwd)
+    parts = src.api_parts() if src.api_parts is not None else {}
+    locks = parts.get("locks") or [(name, 0) for name in LOCKS]
     e.key("locks")
     e.list_open()
-    for n, name in enumerate(LOCKS):
+    for n, (name, pid) in enumerate(locks):
         e.obj_open()
-        e.kv(name, 0, comma=False)
+        e.kv(name, pid, comma=False)
         e.obj_close()
-        if n < len(LOCKS) - 1:
+        if n < len(locks) - 1:
             e.comma()
     e.list_close()
     e.comma()
+    caches = parts.get("caches")
+    if caches:
+        e.key("caches")
+        e.list_open()
+        for n, cache in enumerate(caches):
+            e.obj_open()
+            keys = list(cache)
+            for k in keys:
+                e.kv(k, cache[k], comma=k != keys[-1])
+            e.obj_close()
+            if n < len(caches) - 1:
+                e.comma()
+        e.list_close()
+        e.comma()
     e.key("sockets")
     e.list_open()
     for n, ls in enumerate(src.sockets):

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from vassal.api.request import current as current_request
 from vassal.log import log, take_logvars
 from vassal.logs.request import RequestLog
 from vassal.protocols import http as H
@@ -721,6 +722,7 @@ class Worker:
                 resp.keep = False
                 resp.send_head_and(b"Internal Server Error", None)
             else:
+                current_request.resp = resp  # for uwsgi.sendfile & co.
                 result = app.callable(env, resp.start_response)
                 if type(result) in _LIST_TYPES:
                     self._send_list(resp, result)
@@ -760,6 +762,7 @@ class Worker:
                     pass
             del exc
         finally:
+            current_request.resp = None
             close = getattr(result, "close", None)
             if close is not None:
                 try:
