@@ -36,19 +36,27 @@ class Dripper(threading.Thread):
         for byte in head:
             if self.stop.is_set() or time.monotonic() - t0 > self.limit:
                 break
+            # read first: an answer that came while we slept is taken before the next byte
+            # (a byte sent to a closed socket brings a reset that can hide the answer)
             try:
-                self.sock.send(bytes([byte]))
                 data = self.sock.recv(4096)
             except BlockingIOError:
-                time.sleep(self.every)
-                continue
+                data = None
             except OSError:  # reset: closed by the server
                 self.closed_after = time.monotonic() - t0
                 break
-            self.answer += data
-            if not data:
+            if data is not None:
+                self.answer += data
+                if not data:
+                    self.closed_after = time.monotonic() - t0
+                    break
+                continue
+            try:
+                self.sock.send(bytes([byte]))
+            except OSError:
                 self.closed_after = time.monotonic() - t0
                 break
+            time.sleep(self.every)
         self.sock.close()
 
 
