@@ -126,7 +126,13 @@ def run(worker: Worker) -> None:
                 return
             gevent.sleep(max(0.05, worker.next_beat - _monotonic()))
 
+    def watch(fd: int, hook: Any) -> None:
+        while True:  # the other fds of the worker (uWSGI signal pipes)
+            gsocket.wait_read(fd)
+            hook()
+
     acceptors = [gevent.spawn(accept, ls) for ls in worker.sockets]
+    acceptors += [gevent.spawn(watch, fd, hook) for fd, hook in worker.watch.items()]
     beater = gevent.spawn(beat) if s.heartbeat and s.emperor_link is not None else None
     gsocket.wait_read(worker.wake_r)  # stop(): SIGHUP, max-requests, ...
     gevent.killall(acceptors)

@@ -382,6 +382,8 @@ class Worker:
         self.next_beat = 0.0
         self.offload = Offloader(settings.offload_threads, struct.unpack("ll", settings.timeval)[0]) \
             if settings.offload_threads else None
+        #: other fds the loop watches (uWSGI signal pipes): fd -> what to call when readable
+        self.watch: dict[int, Any] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -448,6 +450,9 @@ class Worker:
         for fd in self.by_fd:
             ep.register(fd, _EPOLLIN | _EXCL)
         ep.register(self.wake_r, _EPOLLIN)
+        watch = self.watch
+        for fd in watch:
+            ep.register(fd, _EPOLLIN | _EXCL)
         conns: dict[int, _Conn] = {}
         heads: dict[int, float] = {}  # fd -> deadline for its head, in deadline order
         idle: dict[int, float] = {}  # fd -> parked since, oldest first
@@ -493,6 +498,9 @@ class Worker:
                     if ls is not None:
                         conn = self._accept(ls)
                         if conn is None:
+                            hook = watch.get(fd)
+                            if hook is not None:
+                                hook()
                             continue
                         since = _monotonic()
                         # the first request is usually there already (TCP_DEFER_ACCEPT): serve
@@ -514,6 +522,9 @@ class Worker:
                         continue
                     conn = conns.get(fd)
                     if conn is None:
+                        hook = watch.get(fd)
+                        if hook is not None:
+                            hook()
                         continue
                     state = readable(conn, core)
                     if state == IDLE:
