@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"imperium: warning: {notice}", file=sys.stderr)
     if config.get("show-config"):
         print(config.show_config(), end="", flush=True)
+    if config.get("imperial-monitor-list"):
+        from monitors import imperial_monitor_list
+
+        print(imperial_monitor_list(), file=sys.stderr, flush=True)
+        if not (config.getlist("emperor") or config.getlist("socket") or config.getlist("http-socket")
+                or config.getlist("http") or config.getlist("zerg")):
+            return 0  # nothing else asked: list and exit (uWSGI would go on and fail)
     if config.get("connect-and-read"):
         from vassal.stats import connect_and_read
 

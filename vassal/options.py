@@ -196,10 +196,10 @@ _add("touch-workers-reload", str, None, "reload only the workers when this file 
 _add("touch-chain-reload", str, None, "reload workers one by one when this file changes", repeat=True,
      section=S)
 _add("touch-logreopen", str, None, "reopen the log file when this file changes", repeat=True, section=S)
-_add("touch-exec", str, None, "FILE COMMAND: run a command when the file changes", repeat=True, section=S,
-     ignored=True)
 _add("py-autoreload", int, 0, "reload when a loaded python module changes, checking every N seconds",
-     section=S)
+     aliases=("py-auto-reload", "python-autoreload", "python-auto-reload"), section=S)
+_add("py-autoreload-ignore", str, None, "module py-autoreload does not watch", repeat=True,
+     aliases=("py-auto-reload-ignore",), section=S)
 _add("stats", str, None, "serve the stats JSON on this address", aliases=("stats-server",), section=S)
 _add("stats-http", bool, False, "prefix the stats JSON with HTTP headers", section=S)
 _add("stats-minified", bool, False, "compact stats JSON", aliases=("stats-min",), section=S)
@@ -248,18 +248,14 @@ _add("route-host", str, None, "internal routing rule on HTTP_HOST", repeat=True,
 _add("route-uri", str, None, "internal routing rule on REQUEST_URI", repeat=True, section=S, ignored=True)
 _add("route-run", str, None, "internal routing action", repeat=True, section=S, ignored=True)
 _add("offload-threads", int, 0, "threads for offloaded transfers", section=S, ignored=True)
-_add("max-fd", int, 0, "raise the file descriptor limit", section=S, ignored=True)
 _add("reaper", bool, False, "reap zombies after each request", short="r", section=S, ignored=True)
 _add("cgi-mode", bool, False, "CGI mode for plugins supporting it", short="c", section=S, ignored=True)
 _add("max-vars", int, 0, "number of internal request variables", short="v", section=S, ignored=True)
 _add("sharedarea", str, None, "raw shared memory area", short="A", repeat=True, section=S, ignored=True)
 _add("spooler", str, None, "spooler directory", short="Q", repeat=True, section=S, ignored=True)
-_ignored(S, "spooler-processes", "spooler-frequency", "mules", "cache2", "cache", "locks", "hook-asap",
-         "hook-pre-app", "hook-post-app", "hook-accepting", "cron", "unique-cron", "attach-daemon",
-         "attach-daemon2", "smart-attach-daemon", "legion", "subscribe-to", "subscribe2",
-         "harakiri-graceful-timeout",
-         "add-cache-item", "cpu-affinity", "master-fifo",
-         "fs-reload", "fs-brutal-reload", "alarm", "stats-push", "carbon", "metrics-dir",
+_ignored(S, "spooler-processes", "spooler-frequency", "mules", "cache2", "cache", "locks",
+         "legion", "subscribe-to", "subscribe2",
+         "add-cache-item", "cpu-affinity", "alarm", "stats-push", "carbon", "metrics-dir",
          "websockets-max-size", "chroot", "cap", "unshare", "namespace",
          "limit-as", "rlimit-nproc", "cgroup", "worker-exec",
          "socket-protocol",
@@ -280,11 +276,76 @@ _ignored(S, "stats-pusher-default-freq")
 _ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "logfile-chown", "log-reopen", "log-truncate", "log-zero",
          "log-micros", "log-x-forwarded-for", "log-ioerror", "log-sendfile", "logformat-strftime",
          "log-master-stream", "log-master-req-stream", "ignore-sigpipe", "ignore-write-errors",
-         "disable-write-exception", "reload-on-exception", "pcre-jit",
-         "no-orphans", "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind", "reuse-port",
+         "disable-write-exception", "pcre-jit",
+         "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind", "reuse-port",
          "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets", "static-gzip-all",
-         "lazy-apps-fallback", "py-call-osafterfork", "ugreen", "greenlet", "stackless", "jailed",
-         "master-as-root", "ksm", "python-worker-override", type_=bool)
+         "lazy-apps-fallback", "ugreen", "greenlet", "stackless", "master-as-root", "ksm", "python-worker-override", type_=bool)
+
+# --- master services: hooks, daemons, cron, master FIFO, touch and reload (vassal/services) --
+S = "services"
+for _phase in ("asap", "pre-jail", "post-jail", "in-jail", "as-root", "as-user", "as-user-atexit", "pre-app",
+               "post-app", "post-fork", "accepting", "accepting1", "accepting-once", "accepting1-once",
+               "master-start", "emperor-stop", "emperor-reload", "emperor-lost"):
+    _add(f"hook-{_phase}", str, None, f"ACTION:ARGS: run a hook in the {_phase} phase", repeat=True, section=S)
+for _phase in ("asap", "pre-jail", "post-jail", "in-jail", "as-root", "as-user", "as-user-atexit", "pre-app",
+               "post-app"):
+    _add(f"exec-{_phase}", str, None, f"run a shell command in the {_phase} phase", repeat=True, section=S)
+    _add(f"call-{_phase}", str, None, f"call a function in the {_phase} phase", repeat=True, section=S)
+del _phase
+_add("hook-touch", str, None, "FILE ACTION:ARGS: run a hook when the file is touched", repeat=True, section=S)
+for _name in ("hook-as-vassal", "hook-as-emperor", "hook-emperor-start", "exec-as-vassal", "exec-as-emperor",
+              "call-as-vassal", "call-as-vassal1", "call-as-vassal3", "call-as-emperor", "call-as-emperor1",
+              "call-as-emperor2", "call-as-emperor4"):
+    _add(_name, str, None, "a hook the emperor runs for its vassals (not wired here)", repeat=True,
+         section=S, ignored=True)
+for _name in ("hook-as-mule", "hook-as-gateway"):
+    _add(_name, str, None, "a hook of mules/gateways (not run by this instance)", repeat=True, section=S,
+         ignored=True)
+del _name
+_add("binsh", str, None, "shell for exec hooks, cron, daemons (first executable one; else /bin/sh)",
+     repeat=True, section=S)
+_add("jailed", bool, False, "run the post-jail hooks (as root)", section=S)
+_add("attach-daemon", str, None, "run a command beside the master, respawned when it exits", repeat=True,
+     section=S)
+_add("attach-control-daemon", str, None, "like attach-daemon; its death stops the instance", repeat=True,
+     section=S)
+_add("smart-attach-daemon", str, None, "PIDFILE COMMAND: a self-daemonizing command followed by pidfile",
+     repeat=True, section=S)
+_add("smart-attach-daemon2", str, None, "PIDFILE COMMAND: daemonize the command and write its pidfile",
+     repeat=True, section=S)
+_add("attach-daemon2", str, None, "key=val,... form of the attach-daemon family (command=...)", repeat=True,
+     section=S)
+for _name in ("legion-attach-daemon", "legion-smart-attach-daemon", "legion-smart-attach-daemon2",
+              "legion-cron", "cron-legion", "unique-legion-cron", "unique-cron-legion"):
+    _add(_name, str, None, "refused: legions are not available in Imperium", repeat=True, section=S)
+del _name
+_add("daemons-honour-stdin", bool, False, "leave the daemons' stdin alone (default: /dev/null)", section=S)
+_add("cron", str, None, "MIN HOUR DAY MONTH WEEKDAY COMMAND: run a command at those times (-1: any)",
+     repeat=True, section=S)
+_add("cron2", str, None, "minute=..,hour=..,day=..,month=..,week=..,unique=..,harakiri=.. COMMAND",
+     repeat=True, section=S)
+_add("unique-cron", str, None, "like cron, never two runs at once", repeat=True, section=S)
+_add("cron-harakiri", int, 0, "kill a cron command still running after this many seconds", section=S)
+_add("master-fifo", str, None, "command FIFO of the master (r, R, q, Q, w, W, c, p, s, ...); up to 10 slots",
+     repeat=True, section=S)
+_add("touch-exec", str, None, "FILE COMMAND: run a command when the file changes", repeat=True, section=S)
+_add("fs-reload", str, None, "graceful reload when this file or directory changes (inotify)", repeat=True,
+     section=S)
+_add("fs-brutal-reload", str, None, "brutal reload when this file or directory changes (inotify)",
+     repeat=True, section=S)
+_add("reload-on-exception", bool, False, "end the worker when the app raises (the master respawns it)",
+     section=S)
+_add("reload-on-exception-type", str, None, "end the worker when the app raises this exception type",
+     repeat=True, section=S)
+_add("reload-on-exception-value", str, None, "end the worker when the app raises with this message",
+     repeat=True, section=S)
+_add("reload-on-exception-repr", str, None, "end the worker when the app raises 'Type: message'",
+     repeat=True, section=S)
+_add("harakiri-graceful-timeout", int, 0, "first harakiri sends harakiri-graceful-signal, SIGKILL this "
+     "many seconds later", section=S)
+_add("harakiri-graceful-signal", int, 15, "signal of the graceful harakiri", section=S)
+_add("no-orphans", bool, False, "kill the workers when the master dies (always the case here)", section=S)
+_add("max-fd", int, 0, "set the file descriptor limit (soft and hard)", section=S)
 
 # --- python --------------------------------------------------------------------------------
 S = "python"
@@ -303,10 +364,16 @@ _add("shared-import", str, None, "import this module in the master", repeat=True
      aliases=("shared-pyimport", "shared-py-import", "shared-python-import"), section=S)
 _add("test", str, None, "check that this module imports and exit", short="J", section=S, ignored=True)
 _add("optimize", int, 0, "python optimization level", short="O", section=S, ignored=True)
-_add("paste", str, None, "load a paste.deploy app", section=S)
-_add("ini-paste", str, None, "load a paste.deploy app from this ini file", section=S)
+_add("paste", str, None, "load a paste.deploy app (config:/path/app.ini, egg:..., ...)", section=S)
+_add("paste-logger", bool, False, "configure logging from the paste ini file (logging.config)", section=S)
+_add("ini-paste", str, None, "read this ini file's [uwsgi] section and load it as a paste.deploy app",
+     section=S, loader=True)
+_add("ini-paste-logged", str, None, "like ini-paste, and configure logging from the file", section=S,
+     loader=True)
 _add("eval", str, None, "evaluate this python code as the app definition", section=S)
-_add("pyargv", str, None, "sys.argv for the app (split on spaces)", section=S)
+_add("pyargv", str, None, "sys.argv of the app after 'uwsgi' (split on spaces)", section=S)
+_add("py-call-osafterfork", bool, False, "let workers trap OS signals in python (always the case here)",
+     section=S)
 
 # --- logging -------------------------------------------------------------------------------
 S = "logging"
@@ -398,7 +465,9 @@ def lookup(spelling: str) -> Option | None:
     return OPTIONS[name] if name else None
 
 
-_SECTION_TITLES = {"config": "Configuration", "instance": "Instance", "python": "Python apps",
+_SECTION_TITLES = {"config": "Configuration", "instance": "Instance",
+                   "services": "Master services (hooks, daemons, cron, master FIFO, reloads)",
+                   "python": "Python apps",
                    "logging": "Logging", "emperor": "Emperor"}
 
 

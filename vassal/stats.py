@@ -113,6 +113,8 @@ class StatsSource:
         self.backlog = backlog
         self.no_cores = no_cores
         self.vars: dict[tuple[int, int], list[str]] = {}
+        #: the attached daemons, [{"cmd", "pid", "respawns"}] (vassal.services.daemons)
+        self.daemons: Any = None
 
 
 def generate(src: StatsSource, minified: bool = False) -> str:
@@ -134,6 +136,20 @@ def generate(src: StatsSource, minified: bool = False) -> str:
     except OSError:
         cwd = ""
     e.kv("cwd", cwd)
+    daemons = src.daemons() if src.daemons is not None else []
+    if daemons:
+        e.key("daemons")
+        e.list_open()
+        for n, d in enumerate(daemons):
+            e.obj_open()
+            e.kv("cmd", d["cmd"])
+            e.kv("pid", d["pid"])
+            e.kv("respawns", d["respawns"], comma=False)
+            e.obj_close()
+            if n < len(daemons) - 1:
+                e.comma()
+        e.list_close()
+        e.comma()
     e.key("locks")
     e.list_open()
     for n, name in enumerate(LOCKS):

@@ -33,6 +33,7 @@ from vassal.sockets import ListenSocket
 from vassal.wsgi import App, AppTable, ErrorStream, FileWrapper, print_app_exception
 
 END_CODE = 30
+EXCEPTION_CODE = 5  # uWSGI's UWSGI_EXCEPTION_CODE: reload-on-exception ended the worker
 
 _EPOLLIN = select.EPOLLIN
 _EXCL = getattr(select, "EPOLLEXCLUSIVE", 0)
@@ -65,6 +66,12 @@ class WorkerSettings:
     catch_exceptions: bool = False
     emperor_link: Any = None  # VassalLink or None
     timeval: bytes = b"\x04" + b"\x00" * 15  # socket-timeout as a struct timeval (4 s)
+    max_worker_lifetime_delta: int = 0  # worker N lives max_worker_lifetime + (N-1) * delta
+    reload_on_as: int = 0  # bytes of address space
+    #: master services' moments in the worker (vassal.services): accepting hooks, and
+    #: reload-on-exception (True: the exception ends this worker, EXCEPTION_CODE)
+    on_accepting: Any = None
+    reload_on_exception: Any = None
     extra: dict = field(default_factory=dict)
 
 
@@ -170,6 +177,8 @@ class Worker:
         self.reason = ""
         self.wake_r, self.wake_w = os.pipe()
         self.spawned_at = time.time()
+        self.lifetime = (settings.max_worker_lifetime + (wid - 1) * settings.max_worker_lifetime_delta
+                         if settings.max_worker_lifetime else 0)
         self.base_env = {
             "wsgi.version": (1, 0),
             "wsgi.errors": ErrorStream(),
@@ -216,6 +225,8 @@ class Worker:
             if not self.s.emperor_link.accepting():
                 log("the emperor is gone: stopping")
                 return 0
+        if self.s.on_accepting is not None:
+            self.s.on_accepting(self.wid)
         threads = [threading.Thread(target=self._loop, args=(core,), daemon=True, name=f"core {core}")
                    for core in range(1, self.s.threads)]
         for t in threads:
@@ -400,6 +411,8 @@ class Worker:
             failed = True
             resp.keep = False
             print_app_exception()
+            if self.s.reload_on_exception is not None and self.s.reload_on_exception(exc):
+                _flush_and_exit(EXCEPTION_CODE)  # as uWSGI: no response, the master respawns us
             if not resp.head_sent:
                 try:
                     err = b"Internal Server Error"
@@ -458,7 +471,10 @@ class Worker:
         elif self.s.reload_on_rss and _rss() > self.s.reload_on_rss:
             log(f"worker {self.wid} (pid: {self.pid}) RSS above reload-on-rss: recycling it")
             self.stop("reload-on-rss")
-        elif self.s.max_worker_lifetime and t1 - self.spawned_at > self.s.max_worker_lifetime:
+        elif self.s.reload_on_as and _memory()[1] > self.s.reload_on_as:
+            log(f"worker {self.wid} (pid: {self.pid}) address space above reload-on-as: recycling it")
+            self.stop("reload-on-as")
+        elif self.lifetime and t1 - self.spawned_at > self.lifetime:
             log(f"worker {self.wid} lifetime reached, it was running for {int(t1 - self.spawned_at)} second(s)")
             self.stop("lifetime")
         return resp.keep and resp.has_length and not failed
@@ -585,6 +601,15 @@ def _memory() -> tuple[int, int]:
 
 def _rss() -> int:
     return _memory()[0]
+
+
+def _flush_and_exit(code: int) -> None:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001
+        pass
+    os._exit(code)
 
 
 def worker_main(worker: Worker) -> None:

@@ -152,3 +152,8 @@ def install(config: Any, version: str, numproc: int, masterpid: int, board: Any,
 
 def set_worker_id(wid: int) -> None:
     _state["worker_id"] = wid
+
+
+def set_master_pid(pid: int) -> None:
+    """The master's pid changed (``daemonize2`` forks after the module is installed)."""
+    _state["masterpid"] = pid
