@@ -113,6 +113,8 @@ _CRON2_KEYS = ("minute", "hour", "day", "month", "week", "unique", "harakiri", "
 
 
 def _parse_cron2(value: str) -> CronEntry:
+    if not value.strip():
+        raise CronConfigError("cron2: invalid command in cron definition (empty)")
     head, sep, command = value.partition(" ")
     if not sep:
         if "=" in value:

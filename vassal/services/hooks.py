@@ -224,7 +224,7 @@ def _writefifo(arg: str, ctx: Context) -> int:
     except OSError as exc:
         _oserror(f"open(\"{parts[0]}\")", exc)
         # nobody reads the fifo: not a failure (the zerg dance relies on it)
-        return 0 if exc.errno in (os.errno.ENXIO, os.errno.ENODEV) else -1  # type: ignore[attr-defined]
+        return 0 if exc.errno in (errno.ENXIO, errno.ENODEV) else -1
     try:
         os.write(fd, parts[1].encode())
     except OSError as exc:
