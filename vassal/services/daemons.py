@@ -252,7 +252,10 @@ class Daemons(Service):
         def prepare() -> None:
             _daemon_child(d, throttle, respawn)
 
-        pid = commands.spawn(d.command, prepare=prepare, keep_stdin=honour, pdeathsig=not d.pidfile)
+        # a self-daemonizing child makes its session after its second fork (as uWSGI): the
+        # daemon then leads its own process group, which the stop signals go to
+        pid = commands.spawn(d.command, prepare=prepare, keep_stdin=honour, pdeathsig=not d.pidfile,
+                             new_session=not d.daemonize)
         if pid <= 0:
             return
         d.pid = pid
@@ -385,6 +388,7 @@ def _daemon_child(d: Daemon, throttle: int, respawn: bool) -> None:
     if d.daemonize:
         if os.fork() != 0:
             os._exit(0)
+        os.setsid()
         if d.pidfile:
             with open(d.pidfile, "w") as f:
                 f.write(f"{os.getpid()}\n")
