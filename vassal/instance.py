@@ -290,6 +290,8 @@ def _settings(config: Any, version: str, link: Any) -> WorkerSettings:
         processes=max(1, int(config.get("processes") or 1)),
         max_requests=int(config.get("max-requests") or 0),
         max_worker_lifetime=int(config.get("max-worker-lifetime") or 0),
+        max_worker_lifetime_delta=int(config.get("max-worker-lifetime-delta") or 0),
+        reload_on_as=int(config.get("reload-on-as") or 0) * 1024 * 1024,
         reload_on_rss=int(config.get("reload-on-rss") or 0) * 1024 * 1024,
         disable_logging=bool(config.get("disable-logging")),
         log_4xx=bool(config.get("log-4xx")),

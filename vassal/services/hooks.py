@@ -616,6 +616,8 @@ def validate(config: Any) -> list[str]:
     another process): checked before anything runs."""
     errors = []
     for phase in PHASES:
+        if phase == "touch":
+            continue  # hook-touch values are FILE ACTION:ARGS (below)
         option = f"hook-{phase}"
         for value in _values(config, option):
             try:
