@@ -523,18 +523,20 @@ ACTIONS: dict[str, Action] = {
 UNAVAILABLE = {"mount", "umount", "alarm", "rpc", "retryrpc"}
 
 
-def parse(value: str, option: str) -> tuple[str, str, bool]:
-    """(action, args, private) of one ``hook-*`` value; HookError when it cannot run."""
+def parse(value: str, option: str, shown: str | None = None) -> tuple[str, str, bool]:
+    """(action, args, private) of one ``hook-*`` value; HookError when it cannot run (the
+    message names the option and ``shown``, the whole value, default ``value``)."""
+    where = f"{option} = {shown if shown is not None else value}"
     action, sep, args = value.partition(":")
     if not sep:
-        raise HookError(f"{option} = {value}: invalid hook syntax, must be action:args")
+        raise HookError(f"{where}: invalid hook syntax, must be action:args")
     private = action.startswith("!")
     if private:
         action = action[1:]
     if action not in ACTIONS:
-        raise HookError(f"{option} = {value}: hook action not found: {action}")
+        raise HookError(f"{where}: hook action not found: {action}")
     if action in UNAVAILABLE:
-        raise HookError(f"{option} = {value}: hook action {action} is not available in Imperium")
+        raise HookError(f"{where}: hook action {action} is not available in Imperium")
     return action, args, private
 
 
@@ -630,7 +632,7 @@ def validate(config: Any) -> list[str]:
             errors.append(f"hook-touch = {value}: invalid syntax, must be: <file> <action>")
             continue
         try:
-            parse(action, "hook-touch")
+            parse(action, "hook-touch", value)
         except HookError as exc:
             errors.append(str(exc))
     return errors
