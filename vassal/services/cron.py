@@ -23,7 +23,8 @@ second(s)").
 The seam for signal crons: an entry's action is either a shell command or a Python
 callable. The signal framework (``timer``/``cron`` signals, ``uwsgi.add_cron``) registers
 callables with ``CronTable.add(minute, hour, day, month, week, action=callable)`` on the
-master's table (``Cron.table``), or feeds a table of its own through ``Cron.sources``
+master's table (``master_cron().table``), or feeds a table of its own through
+``master_cron().sources``
 (callables returning entries, read every check); a callable entry is called in the master
 with the ``CronEntry`` and the time (uWSGI's ``uc->func``) and starts no process.
 ``legion-cron``/``cron-legion``/``unique-legion-cron`` are refused: no legions here.
@@ -172,6 +173,15 @@ class CronTable:
         return entry
 
 
+_master_cron: Cron | None = None
+
+
+def master_cron() -> Cron | None:
+    """The master's cron service (None outside a master): where the signal framework adds
+    its entries (``master_cron().table.add(...)``, ``master_cron().sources.append(...)``)."""
+    return _master_cron
+
+
 class Cron(Service):
     name = "cron"
 
@@ -184,6 +194,8 @@ class Cron(Service):
         self.running_now = False
 
     def start(self, master: Any) -> None:
+        global _master_cron
+        _master_cron = self
         for e in self.table.entries:
             if e.command:
                 log(f"[uwsgi-cron] command \"{e.command}\" registered as cron task")
