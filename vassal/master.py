@@ -82,7 +82,6 @@ class Master:
         self.harakiri_tries: dict[int, int] = {}  # pid -> harakiri tries so far
         self.harakiri_next: dict[int, float] = {}  # pid -> when the next try may come
         self.touch_reload = {p: _mtime(p) for p in config.getlist("touch-reload")}
-        self.touch_workers = {p: _mtime(p) for p in config.getlist("touch-workers-reload")}
         self.last_heartbeat = 0.0
         self.idle_notified = False
         self.cheap = False  # idle without die-on-idle: workers stopped until a connection comes
@@ -265,13 +264,6 @@ class Master:
                 self.touch_reload[path] = new
                 log(f"*** {path} has been touched... grace them all !!! ***")
                 self.begin(GRACEFUL_RELOAD)
-        for path, old in list(self.touch_workers.items()):
-            new = _mtime(path)
-            if new != old:
-                self.touch_workers[path] = new
-                log(f"*** {path} has been touched... workers reload !!! ***")
-                for pid in list(self.pids):
-                    _kill(pid, signal.SIGHUP)
 
     def harakiri_worker(self, pid: int, wid: int, now: float) -> None:
         """uWSGI's trigger_harakiri: with harakiri-graceful-timeout the first try sends the

@@ -310,3 +310,12 @@ def test_lifetime_delta_per_worker() -> None:
     assert [Worker(w, [], AppTable(), board, s).lifetime for w in (1, 2, 3)] == [60, 90, 120]
     assert Worker(2, [], AppTable(), board, WorkerSettings(max_worker_lifetime_delta=30)).lifetime == 0
     assert time.time() > 0
+
+
+def test_touch_workers_reload(procs: Procs, tmp_path: Path) -> None:
+    (tmp_path / "trigger").write_text("x")
+    inst = Inst(procs, tmp_path, "touch-workers-reload = {d}/trigger\n", processes=2)
+    master, before = inst.proc.pid, inst.workers()
+    os.utime(tmp_path / "trigger", (1, 1))
+    wait_until(lambda: replaced(inst, before), 20, message="workers reloaded")
+    assert inst.proc.pid == master and "has been touched... workers reload !!!" in inst.log()

@@ -1,6 +1,6 @@
-"""Files the master watches: ``touch-exec``, ``touch-chain-reload``, ``hook-touch`` (checked by
-mtime once a second, as uWSGI's ``uwsgi_check_touches``), ``fs-reload`` and
-``fs-brutal-reload`` (inotify, as uWSGI's fsmon).
+"""Files the master watches: ``touch-exec``, ``touch-chain-reload``, ``touch-workers-reload``
+and ``hook-touch`` (checked by mtime once a second, as uWSGI's ``uwsgi_check_touches``),
+``fs-reload`` and ``fs-brutal-reload`` (inotify, as uWSGI's fsmon).
 
 A touch file fires when its mtime changes, when it is removed, and when it appears after
 having been missing (a file missing at start-up is logged once: "unable to stat() ..., events
@@ -67,6 +67,7 @@ class Touches(Service):
         self.control = control
         self.execs: list[tuple[TouchFile, str]] = []
         self.chains: list[TouchFile] = []
+        self.workers_reload: list[TouchFile] = []
         self.hooks: list[tuple[TouchFile, str]] = []
         self.inotify: Any = None
         self.watches: dict[int, tuple[str, bool]] = {}  # wd -> (path, brutal)
@@ -79,6 +80,7 @@ class Touches(Service):
             if sep and command.strip():
                 self.execs.append((TouchFile(path), command.strip()))
         self.chains = [TouchFile(p) for p in self.config.getlist("touch-chain-reload")]
+        self.workers_reload = [TouchFile(p) for p in self.config.getlist("touch-workers-reload")]
         for value in self.config.getlist("hook-touch"):
             path, _, action = value.partition(" ")
             self.hooks.append((TouchFile(path), action))
@@ -125,7 +127,7 @@ class Touches(Service):
             self.control.do_grace_them_all()
 
     def timeout(self, now: float) -> float | None:
-        if not (self.execs or self.chains or self.hooks):
+        if not (self.execs or self.chains or self.hooks or self.workers_reload):
             return None
         return max(0.0, self.last + 1.0 - now)
 
@@ -133,6 +135,11 @@ class Touches(Service):
         if now - self.last < 1.0 or not self.control._running():
             return
         self.last = now
+        for tf in self.workers_reload:
+            if tf.check():
+                log_verbose(f"*** {tf.path} has been touched... workers reload !!! ***")
+                self.control.do_uwsgi_reload_workers()  # each gets worker-reload-mercy
+                return
         for tf in self.chains:
             if tf.check():
                 self.control.do_uwsgi_chain_reload(touched=tf.path)
