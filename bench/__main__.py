@@ -1,6 +1,6 @@
 """`python -m bench`: every benchmark present, one table each, peers measured in the same run.
 
-bench_vassal (ours) always runs; bench_emperor and bench_monitors run when their modules
+bench_vassal (ours) always runs; bench_emperor, bench_monitors and bench_static run when their modules
 exist. Each bench module offers ``main(argv) -> int`` and prints its own table.
 
     python -m bench                      # all of them
@@ -15,7 +15,7 @@ import importlib.util
 import sys
 import time
 
-BENCHES = ("vassal", "emperor", "monitors")
+BENCHES = ("vassal", "emperor", "monitors", "static")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,10 +23,15 @@ from vassal import process_setup
 from vassal.api import uwsgi_module
 from vassal.emperor_link import EmperorLink
 from vassal.log import log
+from vassal.logs.loggers import LoggerError
+from vassal.logs.request import RequestLog
 from vassal.master import FAILED_APP_CODE, Master
+from vassal.protocols import offload, static
 from vassal.scoreboard import Scoreboard
+from vassal.services import Service, log_master
 from vassal.services.plan import PlanError, ServicePlan
 from vassal.services.reload_rules import reload_on_exception_rule
+from vassal.services.stats_server import StatsService
 from vassal.sockets import (
     BindError,
     ListenSocket,
@@ -38,7 +43,7 @@ from vassal.sockets import (
     socket_name,
     zerg_attach,
 )
-from vassal.stats import StatsServer, StatsSource
+from vassal.stats import StatsSource, generate
 from vassal.worker import Worker, WorkerSettings, worker_main
 from vassal.wsgi import AppTable
 
@@ -132,6 +137,8 @@ def _pythonpath(config: Any) -> None:
 
 def _drop_privileges(config: Any) -> None:
     gid_opt, uid_opt = config.get("gid"), config.get("uid")
+    if config.get("logfile-chown"):
+        _chown_logfile(uid_opt, gid_opt)
     if gid_opt:
         try:
             gid = int(gid_opt) if str(gid_opt).isdigit() else grp.getgrnam(gid_opt).gr_gid
@@ -165,6 +172,19 @@ def _drop_privileges(config: Any) -> None:
         log(f"setuid() to {uid}")
 
 
+def _chown_logfile(uid_opt: Any, gid_opt: Any) -> None:
+    """``logfile-chown``: give the log file to the user and group we are about to become."""
+    try:
+        uid = (int(uid_opt) if str(uid_opt).isdigit() else pwd.getpwnam(uid_opt).pw_uid) if uid_opt else -1
+        gid = (int(gid_opt) if str(gid_opt).isdigit() else grp.getgrnam(gid_opt).gr_gid) if gid_opt else -1
+    except KeyError:
+        return  # the unknown name is reported by the privilege drop itself
+    try:
+        logmod.chown_logfile(uid, gid)
+    except OSError as exc:
+        raise InstanceError(f"logfile-chown: fchown(): {exc.strerror}") from None
+
+
 def _write_pidfile(path: str | None) -> None:
     if not path:
         return
@@ -178,9 +198,32 @@ def _write_pidfile(path: str | None) -> None:
 def _open_logfile(config: Any, option: str) -> None:
     """``logto``/``logto2``: a log file that cannot be opened stops the start-up."""
     try:
-        logmod.open_logfile(config.get(option))
+        logmod.open_logfile(config.get(option), truncate=bool(config.get("log-truncate")))
     except OSError as exc:
         raise InstanceError(f"cannot open {option} file {config.get(option)}: {exc.strerror}") from None
+
+
+def _setup_log(config: Any, reloading: bool) -> None:
+    """logto/daemonize as uWSGI: on a reload the inherited fd 2 is kept unless ``log-reopen``."""
+    mode = config.get("logfile-chmod")
+    if mode is not None:
+        if len(mode) != 3 or any(c not in "01234567" for c in mode):
+            raise InstanceError(f"logfile-chmod ({config.origin('logfile-chmod')}): invalid chmod value: {mode}")
+        logmod.chmod = int(mode, 8)
+    logmod.backupname = config.get("log-backupname")
+    target = config.get("daemonize") or config.get("logto")
+    if config.get("daemonize") and not reloading:
+        _daemonize(config.get("daemonize"))
+    elif target and (not reloading or config.get("log-reopen")):
+        _open_logfile(config, "daemonize" if config.get("daemonize") else "logto")
+    elif target and ":" not in target:
+        logmod.logfile = target  # kept from the previous incarnation: still ours to rotate
+    if config.get("logger-list"):
+        log_master.list_loggers()
+    try:
+        log_master.setup(config)
+    except LoggerError as exc:
+        raise InstanceError(str(exc)) from None
 
 
 def _socket_specs(config: Any) -> list[tuple[str, str, str]]:
@@ -201,7 +244,8 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
             ls = adopt_fd(inherited.pop(key), addr, "shared")
         else:
             try:
-                ls = bind_socket(addr, "shared", backlog=backlog, chmod=chmod, kind="shared-socket")
+                ls = bind_socket(addr, "shared", backlog=backlog, chmod=chmod, kind="shared-socket",
+                                 chown=config.get("chown-socket"))
             except BindError as exc:
                 raise InstanceError(str(exc)) from None
         ls.shared = True
@@ -249,7 +293,8 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
         else:
             try:
                 ls = bind_socket(addr, proto, backlog=backlog, chmod=chmod, kind=kind,
-                                 so_keepalive=bool(config.get("so-keepalive")))
+                                 so_keepalive=bool(config.get("so-keepalive")),
+                                 chown=config.get("chown-socket"))
             except BindError as exc:
                 raise InstanceError(str(exc)) from None
             what = "TCP address" if ls.family != socket.AF_UNIX else "UNIX address"
@@ -293,12 +338,6 @@ def _settings(config: Any, version: str, link: Any) -> WorkerSettings:
         max_worker_lifetime_delta=int(config.get("max-worker-lifetime-delta") or 0),
         reload_on_as=int(config.get("reload-on-as") or 0) * 1024 * 1024,
         reload_on_rss=int(config.get("reload-on-rss") or 0) * 1024 * 1024,
-        disable_logging=bool(config.get("disable-logging")),
-        log_4xx=bool(config.get("log-4xx")),
-        log_5xx=bool(config.get("log-5xx")),
-        log_slow=int(config.get("log-slow") or 0),
-        log_big=int(config.get("log-big") or 0),
-        memory_report=bool(config.get("memory-report")),
         buffer_size=max(4096, int(config.get("buffer-size") or 4096)),
         keepalive=True,
         keepalive_timeout=float(config.get("http-timeout") or 60),
@@ -310,7 +349,19 @@ def _settings(config: Any, version: str, link: Any) -> WorkerSettings:
         catch_exceptions=bool(config.get("catch-exceptions")),
         emperor_link=link,
         timeval=struct.pack("ll", int(config.get("socket-timeout") or 4), 0),
+        static=_static_files(config),
+        reqlog=RequestLog.from_config(config),
+        offload_threads=max(0, int(config.get("offload-threads") or 0)),
+        reload_mercy=float(config.get("worker-reload-mercy") or 60),
     )
+
+
+def _static_files(config: Any) -> Any:
+    offload.use_sendfile = not config.get("disable-sendfile")
+    try:
+        return static.from_config(config)
+    except static.StaticConfigError as exc:
+        raise InstanceError(str(exc)) from None
 
 
 def _procname(config: Any, role: str) -> str | None:
@@ -347,6 +398,7 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool, plan: Servic
     _phase(plan, "pre-app", in_worker)
     apps = AppTable()
     apps.load(config)
+    uwsgi_module.set_apps(apps.apps)
     for err in apps.errors:
         log(f"imperium: {err}")
     if not apps.apps:
@@ -371,6 +423,11 @@ def _phase(plan: ServicePlan, phase: str, in_worker: bool = False) -> None:
         raise InstanceError(str(exc)) from None
 
 
+def _services(config: Any, plan: ServicePlan) -> list[Service]:
+    """The master's duties this config asks for (see vassal.services)."""
+    return [*log_master.active(), *plan.services()]
+
+
 def _run(config: Any) -> int:
     original_cwd = os.getcwd()
     reloading = bool(os.environ.get("UWSGI_RELOADS"))
@@ -385,12 +442,10 @@ def _run(config: Any) -> int:
         except OSError as exc:
             raise InstanceError(f"force-cwd {config.get('force-cwd')}: {exc.strerror}") from None
     _apply_env(config)
-    logmod.configure(config.get("log-date") if config.has("log-date") else None,
-                     config.get("log-prefix") if config.has("log-prefix") else None)
-    if config.get("daemonize") and not reloading:
-        _daemonize(config.get("daemonize"))
-    elif config.get("logto"):
-        _open_logfile(config, "logto")
+    # log-prefix is log-date in uWSGI (the same handler): the last one given wins
+    dates = [e.typed for e in config.entries if e.name in ("log-date", "log-prefix")]
+    logmod.configure(dates[-1] if dates else None)
+    _setup_log(config, reloading)
     version = _version()
     log(f"*** Starting uWSGI {version} (64bit) on [{time.ctime()}] ***")
     log(f"current working directory: {os.getcwd()}")
@@ -467,21 +522,22 @@ def _run(config: Any) -> int:
     stats_source = None
     if config.get("stats"):
         try:
-            stats_server = StatsServer(config.get("stats"), bool(config.get("stats-http")),
-                                       bool(config.get("stats-minified")))
+            stats_server = StatsService(config.get("stats"), bool(config.get("stats-http")),
+                                        bool(config.get("stats-minified")),
+                                        lambda minified: generate(stats_source, minified),
+                                        timeout=float(config.get("socket-timeout") or 4))
         except (OSError, ValueError) as exc:
             raise InstanceError(str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)) from None
         app_info = [{"mountpoint": a.mountpoint, "startup_time": a.startup_time,
                      "chdir": config.get("chdir") or ""} for a in (apps.apps if apps else [])]
         stats_source = StatsSource(version, sockets, board, app_info, int(config.get("listen") or 100),
                                    bool(config.get("stats-no-cores")))
+        stats_source.can_offload = 1 if settings.offload_threads else 0
     if apps is not None:
         for i in range(1, processes + 1):
             board.workers[i].app_loaded = 1 if apps.apps else 0
 
     def spawn_worker(wid: int) -> None:
-        if stats_server is not None:
-            stats_server.sock.close()
         if master.zerg_server is not None:
             master.zerg_server.close()
         if master.link is None and link is not None:
@@ -533,9 +589,9 @@ def _run(config: Any) -> int:
     _set_title(_procname(config, "master"))
     try:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
-                        stats_server=stats_server, stats_source=stats_source, original_cwd=original_cwd,
+                        stats_source=stats_source, original_cwd=original_cwd,
                         cleanup=cleanup, lazy_need_app=lazy and need_app is not False,
-                        services=plan.services())
+                        services=_services(config, plan) + ([stats_server] if stats_server else []))
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
     try:

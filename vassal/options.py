@@ -103,7 +103,8 @@ for _name, _aliases in (("endfor", ("end-for",)), ("endif", ("end-if",)), ("end"
 del _name, _aliases
 _add("set-placeholder", str, None, "KEY=VALUE: set a placeholder only", repeat=True, aliases=("set-ph",),
      section=S, loader=True)
-_add("strict", bool, False, "refuse unknown options (always the case here)", section=S)
+_add("strict", bool, False, "refuse config keys that are not options (else kept as placeholders)",
+     section=S)
 _add("show-config", bool, False, "print the resolved config as ini and carry on", section=S)
 _add("print", str, None, "print the value while the config is read", repeat=True, section=S, loader=True)
 _add("help", bool, False, "show this help and exit", aliases=("usage",), short="h", section=S, loader=True)
@@ -126,7 +127,7 @@ _add("shared-socket", str, None, "bind a socket in the master to be referenced a
 _add("zerg", str, None, "attach to a zerg server and use the sockets it hands out", repeat=True, section=S)
 _add("zerg-server", str, None, "pass this instance's sockets to zergs on this UNIX socket", section=S)
 _add("zergpool", str, None, "ZERGSOCKET:ADDR: a zerg pool handing ADDR to attached zergs", repeat=True,
-     section=S)
+     ignored=True, section=S)
 _add("zerg-fallback", bool, False, "bind own sockets when the zerg server cannot be reached", section=S)
 _add("chmod-socket", str, None, "permissions of UNIX sockets (alone: 666)", aliases=("chmod",), short="C",
      implicit="666", section=S)
@@ -137,18 +138,18 @@ _add("so-keepalive", bool, False, "enable TCP keepalive on the sockets", section
 _add("socket-timeout", int, 4, "seconds of socket inactivity before a request is dropped", short="z",
      section=S)
 _add("http-timeout", int, 60, "timeout of HTTP connections, seconds", section=S)
-_add("http-keepalive", bool, False, "keep HTTP/1.1 connections alive between requests", section=S)
+_add("http-keepalive", bool, False, "keep HTTP/1.1 connections alive between requests (always so here)", section=S)
 _add("http-socket-modifier1", int, 0, "uwsgi modifier1 for HTTP sockets", section=S, ignored=True)
 _add("http-socket-modifier2", int, 0, "uwsgi modifier2 for HTTP sockets", section=S, ignored=True)
-_add("http-auto-chunked", bool, False, "chunk HTTP/1.1 responses without a length", section=S)
+_add("http-auto-chunked", bool, False, "chunk HTTP/1.1 responses without a length", ignored=True, section=S)
 _add("add-header", str, None, "add this 'Name: value' header to every response", repeat=True, section=S)
 _add("buffer-size", int, 4096, "largest request header block accepted (bytes)", short="b", section=S)
 _add("post-buffering", int, 0, "buffer request bodies larger than this many bytes before the app runs",
-     section=S)
+     ignored=True, section=S)
 _add("limit-post", int, 0, "refuse request bodies larger than this many bytes (0: no limit)", section=S)
 _add("honour-stdin", bool, False, "leave stdin alone instead of reopening it on /dev/null", section=S)
-_add("close-on-exec", bool, False, "mark request sockets close-on-exec", section=S)
-_add("close-on-exec2", bool, False, "mark server sockets close-on-exec", section=S)
+_add("close-on-exec", bool, False, "mark request sockets close-on-exec (always so: Python's default)", section=S)
+_add("close-on-exec2", bool, False, "mark server sockets close-on-exec (always so between reloads)", section=S)
 _add("catch-exceptions", bool, False, "show exceptions in the HTTP response (development only)", section=S)
 
 # --- instance: processes -------------------------------------------------------------------
@@ -174,28 +175,27 @@ _add("reload-on-as", int, 0, "recycle a worker whose address space exceeds this 
 _add("evil-reload-on-as", int, 0, "kill a worker whose address space exceeds this many megabytes", section=S)
 _add("harakiri", int, 0, "kill a worker stuck in one request longer than this many seconds", short="t",
      section=S)
-_add("harakiri-verbose", bool, False, "log more about harakiri kills", section=S)
+_add("harakiri-verbose", bool, False, "log the stuck worker's syscall and wchan on harakiri", section=S)
 _add("reload-mercy", int, 60, "seconds to wait for workers (or vassals) to stop on reload/shutdown",
      section=S)
 _add("worker-reload-mercy", int, 60, "seconds a worker gets to finish before it is killed", section=S)
-_add("mule-reload-mercy", int, 60, "seconds a mule gets to finish before it is killed", section=S)
+_add("mule-reload-mercy", int, 60, "seconds a mule gets to finish before it is killed", ignored=True, section=S)
 _add("die-on-term", bool, False, "SIGTERM shuts down instead of reloading", section=S)
 _add("exit-on-reload", bool, False, "exit instead of reloading", section=S)
 _add("idle", int, 0, "after this many idle seconds go to sleep (cheap mode)", section=S)
 _add("die-on-idle", bool, False, "exit instead of sleeping when idle", section=S)
 _add("need-app", bool, False, "exit if the app cannot be loaded", implicit="1", section=S)
 _add("heartbeat", int, 0, "send a heartbeat to the emperor every this many seconds", section=S)
-_add("cheaper", int, 0, "minimum number of running workers (adaptive process spawning)", section=S)
-_add("cheaper-initial", int, 0, "workers started at boot in cheaper mode", section=S)
-_add("cheaper-step", int, 1, "workers added at a time in cheaper mode", section=S)
+_add("cheaper", int, 0, "minimum number of running workers (adaptive process spawning)", ignored=True, section=S)
+_add("cheaper-initial", int, 0, "workers started at boot in cheaper mode", ignored=True, section=S)
+_add("cheaper-step", int, 1, "workers added at a time in cheaper mode", ignored=True, section=S)
 _add("cheaper-algo", str, None, "cheaper algorithm", section=S, ignored=True)
-_add("cheaper-overload", int, 3, "cheaper check interval, seconds", section=S)
+_add("cheaper-overload", int, 3, "cheaper check interval, seconds", ignored=True, section=S)
 _add("touch-reload", str, None, "reload when this file's mtime changes", repeat=True, section=S)
 _add("touch-workers-reload", str, None, "reload only the workers when this file changes", repeat=True,
      section=S)
 _add("touch-chain-reload", str, None, "reload workers one by one when this file changes", repeat=True,
      section=S)
-_add("touch-logreopen", str, None, "reopen the log file when this file changes", repeat=True, section=S)
 _add("py-autoreload", int, 0, "reload when a loaded python module changes, checking every N seconds",
      aliases=("py-auto-reload", "python-autoreload", "python-auto-reload"), section=S)
 _add("py-autoreload-ignore", str, None, "module py-autoreload does not watch", repeat=True,
@@ -204,15 +204,15 @@ _add("stats", str, None, "serve the stats JSON on this address", aliases=("stats
 _add("stats-http", bool, False, "prefix the stats JSON with HTTP headers", section=S)
 _add("stats-minified", bool, False, "compact stats JSON", aliases=("stats-min",), section=S)
 _add("stats-no-cores", bool, False, "leave per-core data out of the stats", section=S)
-_add("stats-no-metrics", bool, False, "leave metrics out of the stats", section=S)
+_add("stats-no-metrics", bool, False, "leave metrics out of the stats (there are none here)", section=S)
 _add("connect-and-read", str, None, "connect to a socket, print what it sends and exit", section=S)
 _add("memory-report", bool, False, "log memory usage after each request", short="m", section=S)
 _add("vacuum", bool, False, "remove UNIX sockets and pidfiles on exit", section=S)
 _add("emperor-fd", int, None, "the emperor fd (normally found in UWSGI_EMPEROR_FD)", section=S)
 _add("emperor-fd-config", int, None, "the emperor config fd (normally UWSGI_EMPEROR_FD_CONFIG)", section=S)
-_add("vassal-sos", int, 0, "ask the emperor for reinforcements when busy for this many seconds", section=S)
+_add("vassal-sos", int, 0, "ask the emperor for reinforcements when busy for this many seconds", ignored=True, section=S)
 _add("vassal-sos-backlog", int, 0, "ask the emperor for reinforcements when this many requests wait",
-     section=S)
+     ignored=True, section=S)
 
 # --- instance: process identity and environment --------------------------------------------
 _add("chdir", str, None, "chdir here before loading the app (in the master)", section=S)
@@ -237,17 +237,57 @@ _add("auto-procname", bool, False, "give processes meaningful names (uWSGI maste
 _add("mount", str, None, "MOUNTPOINT=APP: mount an app (file or module) at a URL prefix", repeat=True,
      section=S)
 _add("manage-script-name", bool, False, "route requests to mounted apps by SCRIPT_NAME prefix", section=S)
-_add("static-map", str, None, "MOUNTPOINT=DIR: serve static files", repeat=True, section=S)
-_add("static-map2", str, None, "like static-map, keeping the mountpoint in the path", repeat=True, section=S)
-_add("static-index", str, None, "index file for static directories", repeat=True, section=S)
-_add("static-expires", str, None, "expiry for static files", repeat=True, section=S, ignored=True)
-_add("app", str, None, "(xml <app>) marks an app entry; the mount carries it", repeat=True, section=S,
+
+# --- instance: static files (vassal/protocols/static.py) -----------------------------------
+_add("static-map", str, None, "MOUNTPOINT=DIR (or FILE): serve static files under MOUNTPOINT from DIR",
+     repeat=True, section=S)
+_add("static-map2", str, None, "MOUNTPOINT=DIR: like static-map, appending the whole PATH_INFO to DIR",
+     repeat=True, section=S)
+_add("check-static", str, None, "serve DIR + PATH_INFO when that file exists", repeat=True,
+     aliases=("static-check",), section=S)
+_add("check-static-docroot", bool, False, "serve the request's DOCUMENT_ROOT + PATH_INFO when it exists",
+     section=S)
+_add("static-index", str, None, "file to serve when a static directory is requested", repeat=True, section=S)
+_add("static-skip-ext", str, None, "never serve static files with this extension (suffix)", repeat=True,
+     section=S)
+_add("static-safe", str, None, "serve static files resolving (through symlinks) under this path too",
+     repeat=True, section=S)
+_add("mimefile", str, None, "mime.types file for static Content-Types (default /etc/mime.types)",
+     repeat=True, aliases=("mime-file",), section=S)
+for _name, _help in (("static-expires", "REGEXP SECONDS: Expires now+SECONDS for files whose name matches"),
+                     ("static-expires-mtime", "REGEXP SECONDS: Expires mtime+SECONDS for matching file names"),
+                     ("static-expires-uri", "REGEXP SECONDS: Expires now+SECONDS when REQUEST_URI matches"),
+                     ("static-expires-uri-mtime", "REGEXP SECONDS: Expires mtime+SECONDS when REQUEST_URI matches"),
+                     ("static-expires-path-info", "REGEXP SECONDS: Expires now+SECONDS when PATH_INFO matches"),
+                     ("static-expires-path-info-mtime",
+                      "REGEXP SECONDS: Expires mtime+SECONDS when PATH_INFO matches"),
+                     ("static-expires-type", "TYPE=SECONDS: Expires now+SECONDS for this Content-Type"),
+                     ("static-expires-type-mtime", "TYPE=SECONDS: Expires mtime+SECONDS for this Content-Type")):
+    _add(_name, str, None, _help, repeat=True, section=S)
+del _name, _help
+_add("static-gzip", str, None, "REGEXP: serve FILE.gz (or .br) when the file name matches and the client "
+     "accepts it", repeat=True, section=S)
+_add("static-gzip-all", bool, False, "serve FILE.gz (or .br) for every static file when the client accepts it",
+     section=S)
+_add("static-gzip-dir", str, None, "serve FILE.gz (or .br) for files under this prefix", repeat=True,
+     aliases=("static-gzip-prefix",), section=S)
+_add("static-gzip-ext", str, None, "serve FILE.gz (or .br) for files with this suffix", repeat=True,
+     aliases=("static-gzip-suffix",), section=S)
+_add("honour-range", bool, False, "answer Range requests for static files (206/416)", section=S)
+_add("file-serve-mode", str, None, "x-sendfile or x-accel-redirect (nginx): name the file in a header and "
+     "let the front server send it", aliases=("fileserve-mode",), section=S)
+_add("offload-threads", int, 0, "threads per worker that send static files and file_wrapper bodies, "
+     "freeing the worker", aliases=("offload-thread",), section=S)
+_add("disable-sendfile", bool, False, "copy file bodies with read()/write() instead of sendfile()", section=S)
+_add("static-cache-paths", int, 0, "cache resolved static paths (resolved per request here)", section=S,
      ignored=True)
+_add("static-cache-paths-name", str, None, "cache used for static paths", section=S, ignored=True)
+_add("app", str, None, "(xml <app>) marks an app entry; not needed: the mount carries the app",
+     repeat=True, section=S)
 _add("route", str, None, "internal routing rule", repeat=True, section=S, ignored=True)
 _add("route-host", str, None, "internal routing rule on HTTP_HOST", repeat=True, section=S, ignored=True)
 _add("route-uri", str, None, "internal routing rule on REQUEST_URI", repeat=True, section=S, ignored=True)
 _add("route-run", str, None, "internal routing action", repeat=True, section=S, ignored=True)
-_add("offload-threads", int, 0, "threads for offloaded transfers", section=S, ignored=True)
 _add("reaper", bool, False, "reap zombies after each request", short="r", section=S, ignored=True)
 _add("cgi-mode", bool, False, "CGI mode for plugins supporting it", short="c", section=S, ignored=True)
 _add("max-vars", int, 0, "number of internal request variables", short="v", section=S, ignored=True)
@@ -260,26 +300,23 @@ _ignored(S, "spooler-processes", "spooler-frequency", "mules", "cache2", "cache"
          "limit-as", "rlimit-nproc", "cgroup", "worker-exec",
          "socket-protocol",
          "https", "https-socket", "ssl-socket", "http-to", "fastrouter", "rawrouter", "sslrouter",
-         "snmp", "req-logger-list", "log-encoder", "log-req-encoder", "log-route", "log-req-route",
-         "log-drain", "log-filter", "log-alarm", "log-maxsize", "log-backupname", "log-master-bufsize",
+         "snmp", "log-alarm",
          "listen-queue-alarm", "wsgi-env-behaviour", "wsgi-env-behavior",
          "http-modifier1", "http-var", "http-stats", "http-processes",
-         "http-workers", "http-socket-protocol", "check-static", "static-skip-ext",
-         "static-safe", "offload-threads-stacksize", "cheaper-rss-limit-soft", "cheaper-rss-limit-hard",
+         "http-workers", "http-socket-protocol", "offload-threads-stacksize", "cheaper-rss-limit-soft", "cheaper-rss-limit-hard",
          "threads-stacksize", "threads-stack-size", "buffer-size-workers", "async", "gevent",
          "asyncio", "tornado", "py-tracebacker",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
 _ignored(S, "touch-signal", "touch-mules-reload", "touch-spoolers-reload",
-         "touch-logrotate", "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
+         "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
          repeat=True)
 _ignored(S, "stats-pusher-default-freq")
-_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "logfile-chown", "log-reopen", "log-truncate", "log-zero",
-         "log-micros", "log-x-forwarded-for", "log-ioerror", "log-sendfile", "logformat-strftime",
-         "log-master-stream", "log-master-req-stream", "ignore-sigpipe", "ignore-write-errors",
+_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "ignore-sigpipe", "ignore-write-errors",
          "disable-write-exception", "pcre-jit",
          "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind", "reuse-port",
-         "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets", "static-gzip-all",
-         "lazy-apps-fallback", "ugreen", "greenlet", "stackless", "master-as-root", "ksm", "python-worker-override", type_=bool)
+         "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
+         "lazy-apps-fallback", "ugreen", "greenlet", "stackless",
+         "master-as-root", "ksm", "python-worker-override", type_=bool)
 
 # --- master services: hooks, daemons, cron, master FIFO, touch and reload (vassal/services) --
 S = "services"
@@ -377,25 +414,57 @@ _add("py-call-osafterfork", bool, False, "let workers trap OS signals in python 
 
 # --- logging -------------------------------------------------------------------------------
 S = "logging"
-_add("logto", str, None, "log to this file (or udp address)", section=S)
+_add("logto", str, None, "log to this file (or to a UDP host:port)", section=S)
 _add("logto2", str, None, "log to this file after dropping privileges", section=S)
-_add("log-format", str, None, "format of request log lines (%(method) %(uri) ...)", aliases=("logformat",),
-     section=S)
-_add("disable-logging", bool, False, "do not log requests", short="L", section=S)
+_add("log-truncate", bool, False, "empty the logto file on start-up", section=S)
+_add("log-reopen", bool, False, "reopen the log file on reload (instead of keeping the open one)", section=S)
+_add("logfile-chmod", str, None, "permissions of the log file (three octal digits)", section=S)
+_add("logfile-chown", bool, False, "give the log file to uid/gid before dropping privileges", section=S)
+_add("log-maxsize", int, 0, "rotate the log file past this many bytes (implies log-master)", section=S)
+_add("log-backupname", str, None, "name of the rotated log file (default: FILE.<unix time>)", section=S)
+_add("touch-logrotate", str, None, "rotate the log file when this file is touched", repeat=True, section=S)
+_add("touch-logreopen", str, None, "reopen the log file when this file is touched", repeat=True, section=S)
 _add("log-date", str, None, "prefix log lines with a date (strftime format; alone: the default)",
      aliases=("logdate",), implicit="", section=S)
-_add("log-prefix", str, None, "prefix log lines with this string", aliases=("logprefix",), implicit="",
+_add("log-prefix", str, None, "as log-date in uWSGI: a strftime text before each line, then ' - '",
+     aliases=("logprefix",), implicit="", section=S)
+_add("log-master", bool, False, "workers log through a pipe the master reads and writes out", section=S)
+_add("log-master-bufsize", int, 8192, "longest log message the master keeps (longer ones are cut)", section=S)
+_add("log-master-stream", bool, False, "the master's log pipe is a stream (lines are reassembled)", section=S)
+_add("log-master-req-stream", bool, False, "the request log pipe is a stream", section=S)
+_add("threaded-logger", bool, False, "uWSGI writes logs from a thread; here the master's loop does (log-master)",
      section=S)
-_add("log-master", bool, False, "let the master write the logs", section=S)
+_add("logger", str, None, "[ID ]PLUGIN[:ARGS]: write logs there (file, fd, stdio, socket, syslog)", repeat=True,
+     section=S)
+_add("req-logger", str, None, "[ID ]PLUGIN[:ARGS]: write request lines there", repeat=True, aliases=("logger-req",),
+     section=S)
+_add("log-syslog", str, None, "IDENT[,FACILITY]: log to syslog (a logger)", implicit="uwsgi", repeat=True, section=S)
+_add("log-socket", str, None, "ADDR[,PREFIX]: send log lines as datagrams (a logger)", repeat=True, section=S)
+_add("logger-list", bool, False, "list the built-in loggers", aliases=("loggers-list",), section=S)
+_add("log-drain", str, None, "REGEXP: drop log lines that match", repeat=True, section=S)
+_add("log-filter", str, None, "REGEXP: keep only log lines that match", repeat=True, section=S)
+_add("log-route", str, None, "ID REGEXP: send matching lines to the logger with this id", repeat=True, section=S)
+_add("log-req-route", str, None, "ID REGEXP: send matching request lines to that req-logger", repeat=True,
+     section=S)
+_add("log-encoder", str, None, "NAME[:ID] [ARGS]: transform log lines (prefix suffix nl gzip compress format json)",
+     repeat=True, section=S)
+_add("log-req-encoder", str, None, "NAME[:ID] [ARGS]: transform request log lines", repeat=True, section=S)
+_add("log-format", str, None, "format of request log lines (%(method) %(uri) %(status) ...)",
+     aliases=("logformat",), section=S)
+_add("logformat-strftime", bool, False, "%(ftime) uses the log-date format", aliases=("log-format-strftime",),
+     section=S)
+_add("disable-logging", bool, False, "do not log requests", short="L", section=S)
 _add("log-4xx", bool, False, "log requests with 4xx status even when logging is disabled", section=S)
 _add("log-5xx", bool, False, "log requests with 5xx status even when logging is disabled", section=S)
-_add("log-slow", int, 0, "log requests slower than this many milliseconds", section=S)
-_add("log-big", int, 0, "log responses bigger than this many bytes", section=S)
-_add("log-syslog", str, None, "log to syslog", implicit="uwsgi", section=S)
-_add("log-socket", str, None, "send logs to this socket", section=S)
-_add("logger", str, None, "add a logger", repeat=True, section=S)
-_add("req-logger", str, None, "add a request logger", repeat=True, aliases=("logger-req",), section=S)
-_add("logfile-chmod", str, None, "permissions of the log file", section=S)
+_add("log-slow", int, 0, "log requests at least this many milliseconds long even when logging is disabled",
+     section=S)
+_add("log-big", int, 0, "log responses of at least this many bytes even when logging is disabled", section=S)
+_add("log-zero", bool, False, "log responses without body even when logging is disabled", section=S)
+_add("log-sendfile", bool, False, "log responses sent with sendfile even when logging is disabled", section=S)
+_add("log-ioerror", bool, False, "log requests with read and write errors even when logging is disabled",
+     section=S)
+_add("log-micros", bool, False, "request times in microseconds in the request log", section=S)
+_add("log-x-forwarded-for", bool, False, "log the X-Forwarded-For header as the client address", section=S)
 
 # --- emperor -------------------------------------------------------------------------------
 S = "emperor"
@@ -414,7 +483,7 @@ _add("emperor-tyrant-nofollow", bool, False, "tyrant mode using the symlink's ow
 _add("emperor-nofollow", bool, False, "use the mtime of symlinks, not of their targets", section=S)
 _add("emperor-stats", str, None, "serve the emperor stats JSON on this address",
      aliases=("emperor-stats-server",), section=S)
-_add("emperor-broodlord", int, 0, "allow this many zerg vassals in broodlord mode (0: off)", section=S)
+_add("emperor-broodlord", int, 0, "allow this many zerg vassals in broodlord mode (0: off)", ignored=True, section=S)
 _add("emperor-magic-exec", bool, False, "run executable configs as exec://NAME", section=S)
 _add("emperor-extra-extension", str, None, "also accept configs with this extension (loaded with --config)",
      repeat=True, aliases=("emperor-extra-ext",), section=S)
@@ -422,21 +491,21 @@ _add("emperor-no-blacklist", bool, False, "never blacklist a failing vassal", se
 _add("emperor-graceful-shutdown", bool, False, "stop vassals gracefully (byte 2, SIGHUP-like)", section=S)
 _add("emperor-wrapper", str, None, "start vassals with this binary instead of our own", section=S)
 _add("emperor-wrapper-override", str, None, "binary to try before the default one", repeat=True,
-     section=S)
-_add("emperor-wrapper-fallback", str, None, "binary to try after the default one", repeat=True, section=S)
+     ignored=True, section=S)
+_add("emperor-wrapper-fallback", str, None, "binary to try after the default one", repeat=True, ignored=True, section=S)
 _add("emperor-procname", str, None, "name of the emperor process", section=S)
-_add("emperor-use-clone", str, None, "clone() flags for vassals (namespaces)", section=S)
+_add("emperor-use-clone", str, None, "clone() flags for vassals (namespaces)", ignored=True, section=S)
 _add("emperor-on-demand-extension", str, None, "socket-activation: read the socket from FILE.EXT",
-     aliases=("emperor-on-demand-ext",), section=S)
+     aliases=("emperor-on-demand-ext",), ignored=True, section=S)
 _add("emperor-on-demand-directory", str, None, "socket-activation: UNIX sockets in this directory",
-     aliases=("emperor-on-demand-dir",), section=S)
-_add("emperor-on-demand-exec", str, None, "socket-activation: run this to learn the socket", section=S)
+     aliases=("emperor-on-demand-dir",), ignored=True, section=S)
+_add("emperor-on-demand-exec", str, None, "socket-activation: run this to learn the socket", ignored=True, section=S)
 _add("emperor-proxy-socket", str, None, "talk to the emperor through this proxy socket", section=S,
      ignored=True)
 _add("emperor-cap", str, None, "capabilities the emperor keeps", section=S, ignored=True)
 _add("vassals-cap", str, None, "capabilities given to vassals", aliases=("vassal-cap",), section=S,
      ignored=True)
-_add("early-emperor", bool, False, "start the emperor as early as possible", section=S)
+_add("early-emperor", bool, False, "start the emperor as early as possible", ignored=True, section=S)
 _add("binary-path", str, None, "binary used to start vassals", section=S)
 _add("vassal-set", str, None, "KEY=VALUE: pass --set KEY=VALUE to every vassal", repeat=True,
      aliases=("vassals-set",), section=S)
@@ -457,6 +526,14 @@ del S
 
 #: options accepted only for compatibility
 IGNORED: frozenset[str] = frozenset(n for n, o in OPTIONS.items() if o.ignored)
+#: options whose effect Imperium always has, so no code needs to read them: xml's <app>
+#: marker (its mount is read), plugins are built in, app threads always run, one interpreter per process, sockets are close-on-exec,
+#: HTTP/1.1 keep-alive is on, the stats hold no metrics, workers die with the master
+#: (no-orphans) and python's signal state is reset after every fork (py-call-osafterfork)
+INHERENT: frozenset[str] = frozenset({
+    "app", "plugin", "plugins-dir", "enable-threads", "single-interpreter", "close-on-exec", "close-on-exec2",
+    "http-keepalive", "stats-no-metrics", "no-orphans", "py-call-osafterfork",
+})
 
 
 def lookup(spelling: str) -> Option | None:

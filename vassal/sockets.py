@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import array
 import errno
+import grp
 import os
+import pwd
 import socket
 import stat
 import struct
@@ -88,12 +90,25 @@ def _reason(exc: OSError) -> str:
     return os.strerror(exc.errno).lower() if exc.errno else str(exc)
 
 
+def socket_owner(owner: str) -> tuple[int, int]:
+    """``chown-socket``'s ``user[:group]`` (names or numbers) as (uid, gid); -1 keeps one."""
+    user, sep, group = owner.partition(":")
+    try:
+        uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+        gid = -1 if not sep else int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValueError(f"unknown user or group in chown-socket {owner!r}") from None
+    return uid, gid
+
+
 def bind_socket(spec: str, proto: str, *, backlog: int = 100, chmod: str | None = None,
-                kind: str | None = None, so_keepalive: bool = False) -> ListenSocket:
+                kind: str | None = None, so_keepalive: bool = False,
+                chown: str | None = None) -> ListenSocket:
     """Create, bind and listen. ``kind`` is the option name used in error messages."""
     label = kind or ("http-socket" if proto == "http" else "socket")
     try:
         family, addr = parse_address(spec)
+        owner = socket_owner(chown) if chown else None
     except ValueError as exc:
         raise BindError(f"cannot bind {label} {spec}: {exc}") from None
     if family == socket.AF_INET:
@@ -115,6 +130,8 @@ def bind_socket(spec: str, proto: str, *, backlog: int = 100, chmod: str | None 
         sock.bind(addr)
         if family == socket.AF_UNIX and chmod and isinstance(addr, str) and not addr.startswith("\0"):
             os.chmod(addr, int(chmod, 8))
+        if family == socket.AF_UNIX and owner and isinstance(addr, str) and not addr.startswith("\0"):
+            os.chown(addr, *owner)
         sock.listen(backlog)
     except OSError as exc:
         sock.close()

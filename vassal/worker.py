@@ -19,6 +19,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -26,11 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vassal.log import log
+from vassal.logs.request import RequestLog
 from vassal.protocols import http as H
 from vassal.protocols import uwsgi as U
+from vassal.protocols.offload import Offloader, send_all
 from vassal.scoreboard import STATUS_BUSY, STATUS_IDLE, Scoreboard
 from vassal.sockets import ListenSocket
-from vassal.wsgi import App, AppTable, ErrorStream, FileWrapper, print_app_exception
+from vassal.wsgi import AppTable, ErrorStream, FileWrapper, print_app_exception
 
 END_CODE = 30
 EXCEPTION_CODE = 5  # uWSGI's UWSGI_EXCEPTION_CODE: reload-on-exception ended the worker
@@ -49,12 +52,6 @@ class WorkerSettings:
     max_requests: int = 0
     max_worker_lifetime: int = 0
     reload_on_rss: int = 0  # bytes
-    disable_logging: bool = False
-    log_4xx: bool = False
-    log_5xx: bool = False
-    log_slow: int = 0
-    log_big: int = 0
-    memory_report: bool = False
     buffer_size: int = 4096
     keepalive: bool = True
     keepalive_timeout: float = 60.0
@@ -65,6 +62,10 @@ class WorkerSettings:
     version: bytes = b""
     catch_exceptions: bool = False
     emperor_link: Any = None  # VassalLink or None
+    static: Any = None  # vassal.protocols.static.StaticFiles or None
+    reqlog: Any = field(default_factory=RequestLog)  # vassal.logs.request.RequestLog
+    offload_threads: int = 0
+    reload_mercy: float = 60.0  # worker-reload-mercy: how long offloaded transfers may finish
     timeval: bytes = b"\x04" + b"\x00" * 15  # socket-timeout as a struct timeval (4 s)
     max_worker_lifetime_delta: int = 0  # worker N lives max_worker_lifetime + (N-1) * delta
     reload_on_as: int = 0  # bytes of address space
@@ -79,7 +80,7 @@ class _Response:
     """start_response/write for one request."""
 
     __slots__ = ("sock", "protocol", "status", "headers", "head_sent", "body_bytes", "head_bytes",
-                 "chunks", "keep", "has_length", "extra", "nheaders", "head_only")
+                 "chunks", "keep", "has_length", "extra", "nheaders", "head_only", "via")
 
     def __init__(self, sock: socket.socket, protocol: str, keep: bool, extra: str, head_only: bool = False) -> None:
         self.sock = sock
@@ -95,6 +96,7 @@ class _Response:
         self.extra = extra
         self.nheaders = 0
         self.head_only = head_only  # a HEAD request: the body the app returns is not sent
+        self.via = ""  # "sendfile"/"offload": how the body went (the request log says so)
 
     def start_response(self, status: str, headers: list, exc_info: Any = None):
         if exc_info is not None:
@@ -176,7 +178,7 @@ class Worker:
         self.stopping = False
         self.reason = ""
         self.wake_r, self.wake_w = os.pipe()
-        self.spawned_at = time.time()
+        self.spawned_at = time.monotonic()
         self.lifetime = (settings.max_worker_lifetime + (wid - 1) * settings.max_worker_lifetime_delta
                          if settings.max_worker_lifetime else 0)
         self.base_env = {
@@ -190,9 +192,8 @@ class Worker:
             "uwsgi.node": settings.hostname.encode(),
         }
         self.lock = threading.Lock()
-        self._ctime_sec = 0
-        self._ctime = ""
-        self._log_prefix = f"[pid: {self.pid}|app: "
+        self.offload = Offloader(settings.offload_threads, struct.unpack("ll", settings.timeval)[0]) \
+            if settings.offload_threads else None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -234,6 +235,8 @@ class Worker:
         self._loop(0)
         for t in threads:
             t.join()
+        if self.offload is not None:
+            self.offload.shutdown(time.monotonic() + self.s.reload_mercy)
         if self.reason == "max-requests":
             log(f"...The work of process {self.pid} is done. Seeya!")
         return 0
@@ -361,10 +364,12 @@ class Worker:
 
     def _run(self, sock: socket.socket, env: dict, body: H.Body, keep: bool, nvars: int, pktsize: int,
              core: int) -> bool:
-        t0 = time.time()
+        t0 = time.monotonic()  # the scoreboard's clock: harakiri and idle are intervals
+        wall0 = time.time()  # the request log shows wall time, as uWSGI's
         slot = self.slot
         cslot = slot.cores[core]
         cslot.in_request = t0
+        werr0 = cslot.write_errors
         slot.busy_cores += 1
         slot.status = STATUS_BUSY
         # the vars of the request in progress, for the stats server (uWSGI shows them)
@@ -381,7 +386,9 @@ class Worker:
         failed = False
         result = None
         try:
-            if app is None:
+            if self.s.static is not None and self._serve_static(env, sock, resp, cslot):
+                app = None  # a static file answered: not a request of the app
+            elif app is None:
                 log("--- no python application found, check your startup logs for errors ---")
                 resp.status = "500 Internal Server Error"
                 resp.headers = [("Content-Type", "text/plain")]
@@ -435,7 +442,7 @@ class Worker:
                     close()
                 except Exception:  # noqa: BLE001
                     print_app_exception()
-        t1 = time.time()
+        t1 = time.monotonic()
         rt = int((t1 - t0) * 1_000_000)
         # bookkeeping: one writer per field (this worker), read by the master
         with self.lock:
@@ -464,8 +471,12 @@ class Worker:
             inst.loyal_sent = 1
             self.s.emperor_link.loyal()
         status = resp.status or "500"
-        if not self.s.disable_logging or self._log_anyway(status, rt, resp.body_bytes):
-            self._log(env, app, t0, rt, status, resp, nvars, pktsize)
+        self.s.reqlog.done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
+                           resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol, wall0, wall0 + (t1 - t0),
+                           app.id if app is not None else -1, app.requests if app is not None else -1,
+                           self.board.total_requests(), nvars, pktsize,
+                           0 if self.s.threads == 1 else _core_id(), self.wid, self.pid,
+                           cslot.write_errors - werr0)
         if self.s.max_requests and slot.delta_requests >= self.s.max_requests:
             self.stop("max-requests")
         elif self.s.reload_on_rss and _rss() > self.s.reload_on_rss:
@@ -478,6 +489,18 @@ class Worker:
             log(f"worker {self.wid} lifetime reached, it was running for {int(t1 - self.spawned_at)} second(s)")
             self.stop("lifetime")
         return resp.keep and resp.has_length and not failed
+
+    def _serve_static(self, env: dict, sock: socket.socket, resp: _Response, cslot: Any) -> bool:
+        reply = self.s.static.serve(env, sock, resp.keep, self.s.add_headers, self.offload)
+        if reply is None:
+            return False
+        resp.status, resp.head_bytes, resp.body_bytes = reply.status, reply.head_bytes, reply.body_bytes
+        resp.nheaders, resp.keep, resp.via = reply.nheaders, reply.keep, reply.via
+        resp.head_sent = resp.has_length = True
+        cslot.static_requests += 1
+        if reply.via == "offload":
+            cslot.offloaded_requests += 1
+        return True
 
     def _send_list(self, resp: _Response, result: Any) -> None:
         if len(result) == 1:
@@ -523,43 +546,21 @@ class Worker:
             for chunk in wrapper:
                 resp.write(chunk)
             return
-        sent = 0
-        out = resp.sock.fileno()
-        while sent < size:
-            n = os.sendfile(out, fd, offset + sent, size - sent)
-            if n == 0:
-                break
-            sent += n
+        if self.offload is not None and size:
+            # the offloader gets its own handle on the file: the app closes its own
+            resp.body_bytes += size
+            resp.chunks += 1
+            if self.offload.send(resp.sock, os.dup(fd), offset, size):
+                resp.via = "sendfile"
+            else:
+                resp.keep = False
+                resp.via = "offload"
+                self.slot.cores[_core_id()].offloaded_requests += 1
+            return
+        sent = send_all(resp.sock.fileno(), fd, offset, size)
         resp.body_bytes += sent
         resp.chunks += 1
-
-    def _log_anyway(self, status: str, rt: int, size: int) -> bool:
-        s = self.s
-        c = status[:1]
-        return ((s.log_4xx and c == "4") or (s.log_5xx and c == "5") or (s.log_slow and rt // 1000 > s.log_slow)
-                or (s.log_big and size > s.log_big))
-
-    def _log(self, env: dict, app: App | None, t0: float, rt: int, status: str, resp: _Response, nvars: int,
-             pktsize: int) -> None:
-        sec = int(t0)
-        if sec != self._ctime_sec:  # ctime() once per second, not per request
-            self._ctime_sec = sec
-            self._ctime = time.ctime(sec)
-        if app is not None:
-            app_part = f"{self._log_prefix}{app.id}|req: {app.requests}/"
-        else:
-            app_part = f"{self._log_prefix}-1|req: -1/"
-        mem = ""
-        if self.s.memory_report:
-            rss, vsz = _memory()
-            mem = (f"{{address space usage: {vsz} bytes/{vsz // 1048576}MB}} "
-                   f"{{rss usage: {rss} bytes/{rss // 1048576}MB}} ")
-        get = env.get
-        log(f"{mem}{app_part}{self.board.total_requests()}] {get('REMOTE_ADDR', '')} ({get('REMOTE_USER', '')}) "
-            f"{{{nvars} vars in {pktsize} bytes}} [{self._ctime}] {get('REQUEST_METHOD', '')} "
-            f"{get('REQUEST_URI', '')} => generated {resp.body_bytes} bytes in {rt // 1000} msecs "
-            f"({resp.protocol} {status[:3]}) {resp.nheaders} headers in {resp.head_bytes} bytes "
-            f"({resp.chunks or 1} switches on core {0 if self.s.threads == 1 else _core_id()})")
+        resp.via = "sendfile"
 
 
 def _core_id() -> int:

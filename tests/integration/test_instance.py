@@ -232,8 +232,11 @@ def test_logto_log_date_and_disable_logging(procs, tmp_path) -> None:
     start(procs, "--wsgi-file", HELLO, "--logto", str(log), "--log-date=%Y", port=port)
     assert get(port)[0] == 200
     wait_until(lambda: "GET / => generated" in log.read_text(), 5, message="request log in logto file")
-    line = next(x for x in log.read_text().splitlines() if "GET / => generated" in x)
-    assert line[:4].isdigit() and line[4:7] == " - "
+    lines = log.read_text().splitlines()
+    # as uWSGI: log-date prefixes the instance's lines, not the request lines
+    spawned = next(x for x in lines if "spawned uWSGI worker 1" in x)
+    assert spawned[:4].isdigit() and spawned[4:7] == " - "
+    assert next(x for x in lines if "GET / => generated" in x).startswith("[pid: ")
     p2 = start(procs, "--wsgi-file", HELLO, "--disable-logging", port=port2)
     assert get(port2)[0] == 200 and get(port2, "/error")[0] == 500
     wait_until(lambda: "RuntimeError: boom" in procs.output(p2), 5, message="traceback")

@@ -9,13 +9,17 @@ import pytest
 from emperor import cli
 
 
-def test_unknown_option_is_one_line_naming_file_and_line(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize(("body", "line"), [("strict = true\nprocesess = 4\n", 4),  # strict: no placeholders
+                                            ("rack = config.ru\n", 3),  # a uWSGI option we lack
+                                            ("harakiri = -1\n", 3)])
+def test_refused_option_is_one_line_naming_file_and_line(tmp_path: Path, capsys, body: str,
+                                                         line: int) -> None:
     ini = tmp_path / "app.ini"
-    ini.write_text("[uwsgi]\nhttp-socket = :0\nprocesess = 4\n")
+    ini.write_text(f"[uwsgi]\nhttp-socket = :0\n{body}")
     assert cli.main([str(ini)]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
-    assert "procesess" in err and f"{ini}:3" in err
+    assert body.splitlines()[-1].split(" ")[0] in err and f"{ini}:{line}" in err
 
 
 def test_options_without_effect_are_named_with_their_origin(tmp_path: Path, capsys,

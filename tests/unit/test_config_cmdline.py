@@ -115,11 +115,23 @@ def test_missing_value_is_an_error() -> None:
         load(["-p"])
 
 
-def test_bad_integer_names_option_and_origin() -> None:
-    with pytest.raises(ConfigError, match=r"option processes: 'four' is not an integer \(command line\)"):
-        load(["--processes", "four"])
-    with pytest.raises(ConfigError, match=r"processes.*environment variable UWSGI_WORKERS"):
-        load([], {"UWSGI_WORKERS": "x"})
+def test_numbers_are_read_as_uwsgi_reads_them() -> None:
+    # atoi: the leading integer counts, the rest is ignored; no number at all is 0
+    c = load(["--processes", "four", "--max-requests", "1000 ; per worker", "--listen=64k"])
+    assert (c.get("processes"), c.get("max-requests"), c.get("listen")) == (0, 1000, 64)
+    notes = "\n".join(c.notices())
+    assert "option processes (command line): 'four' is not a number; read as 0" in notes
+    assert "option listen (command line): '64k' is not a number; read as 64" in notes
+    assert "max-requests" not in notes  # a comment-looking tail is what the user meant
+    c = load([], {"UWSGI_WORKERS": "x"})
+    assert c.get("processes") == 0
+    assert "environment variable UWSGI_WORKERS" in "\n".join(c.notices())
+
+
+def test_negative_number_is_an_error_naming_option_and_origin() -> None:
+    # uwsgi_opt_set_int: "invalid value for option ...: must be > 0", exit 1
+    with pytest.raises(ConfigError, match=r"option harakiri: -5 is negative \(command line\)"):
+        load(["--harakiri", "-5"])
 
 
 def test_help_and_version() -> None:
@@ -152,9 +164,18 @@ def test_protocol_variables_are_not_options() -> None:
     assert load([], env).items() == []
 
 
-def test_unknown_environment_variable_is_an_error() -> None:
-    with pytest.raises(ConfigError, match=r"unknown option bogus-thing \(environment variable UWSGI_BOGUS_THING\)"):
-        load([], {"UWSGI_BOGUS_THING": "1"})
+def test_environment_variable_that_names_no_option_is_ignored() -> None:
+    # images set UWSGI_USER and friends for their own scripts; uWSGI keeps them as
+    # placeholders, and so do we, without a word
+    c = load(["--set", "procname=%(user)"], {"UWSGI_USER": "www", "UWSGI_BOGUS_THING": "1"})
+    assert c.items() == [("set", "procname=%(user)"), ("procname", "www")]
+    assert c.notices() == []
+
+
+def test_environment_variable_naming_an_unsupported_uwsgi_option_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"option php-index of the php plugin is a uWSGI option that "
+                       r"Imperium does not support \(environment variable UWSGI_PHP_INDEX\)"):
+        load([], {"UWSGI_PHP_INDEX": "index.php"})
 
 
 def test_environment_variable_can_load_a_file(tmp_path: Path) -> None:

@@ -15,14 +15,23 @@ import time
 import types
 from typing import Any
 
-_state: dict[str, Any] = {"worker_id": 0, "masterpid": 0, "board": None, "sockets": [], "logger": None}
+_state: dict[str, Any] = {"worker_id": 0, "masterpid": 0, "board": None, "sockets": [], "logger": None,
+                          "apps": []}
 _locks: dict[int, threading.RLock] = {}
+
+
+def _bytes(value: str) -> bytes:
+    # argv and file names that are not UTF-8 arrive with surrogateescape: give their bytes back
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace")
 
 
 def _opt_dict(config: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for entry in getattr(config, "entries", []):
-        value: Any = True if entry.value is None else entry.value.encode()
+        value: Any = True if entry.value is None else _bytes(entry.value)
         key = entry.key
         if key in out:
             prev = out[key]
@@ -30,6 +39,48 @@ def _opt_dict(config: Any) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def set_apps(apps: list) -> None:
+    """The apps of this process (``vassal.wsgi.App``), for ``uwsgi.workers()``."""
+    _state["apps"] = list(apps)
+
+
+def _workers() -> tuple:
+    """``uwsgi.workers()`` with py_uwsgi_workers' keys, order and types (uWSGI 2.0).
+
+    Strings are bytes there (``status``, ``mountpoint``, ``chdir``), ``respawn_count``
+    counts respawns (0 for a first spawn), ``interpreter`` and ``callable`` are addresses.
+    The apps shown for each worker are those of this process (the same for every worker
+    unless ``lazy-apps``) for the workers that loaded them.
+    """
+    from vassal.scoreboard import STATUS_NAMES
+
+    b = _state["board"]
+    if b is None:
+        return ()
+    interpreter = id(sys.modules.get("__main__"))
+    out = []
+    for i in range(1, b.nworkers + 1):
+        w = b.workers[i]
+        status = "busy" if w.busy_cores > 0 else STATUS_NAMES.get(w.status, "idle")
+        apps = tuple(
+            {"id": j, "modifier1": 0, "mountpoint": a.mountpoint.encode(),
+             "startup_time": int(a.startup_time), "interpreter": interpreter,
+             "callable": id(a.callable),
+             # per-app counters are kept per worker; the first app gets them
+             "requests": int(w.app_requests) if j == 0 else 0,
+             "exceptions": int(w.app_exceptions) if j == 0 else 0,
+             "chdir": (a.chdir or "").encode()}
+            for j, a in enumerate(_state["apps"] if w.app_loaded else []))
+        out.append({"id": i, "pid": int(w.pid), "requests": int(w.requests),
+                    "delta_requests": int(w.delta_requests), "signals": int(w.signals),
+                    "exceptions": int(w.exceptions), "status": status.encode(),
+                    "rss": int(w.rss), "vsz": int(w.vsz), "running_time": int(w.running_time),
+                    "last_spawn": int(w.last_spawn),
+                    "respawn_count": max(0, int(w.respawn_count) - 1), "tx": int(w.tx),
+                    "avg_rt": int(w.avg_rt), "apps": apps})
+    return tuple(out)
 
 
 def install(config: Any, version: str, numproc: int, masterpid: int, board: Any, sockets: list,
@@ -71,24 +122,23 @@ def install(config: Any, version: str, numproc: int, masterpid: int, board: Any,
         return b.total_requests() if b is not None else 0
 
     def workers() -> tuple:
-        b = _state["board"]
-        if b is None:
-            return ()
-        out = []
-        for i in range(1, b.nworkers + 1):
-            w = b.workers[i]
-            out.append({"id": i, "pid": w.pid, "requests": w.requests, "exceptions": w.exceptions,
-                        "status": "busy" if w.busy_cores else "idle", "rss": w.rss, "vsz": w.vsz,
-                        "running_time": w.running_time, "last_spawn": w.last_spawn, "tx": w.tx,
-                        "avg_rt": w.avg_rt, "respawn_count": w.respawn_count, "harakiri_count": w.harakiri_count,
-                        "delta_requests": w.delta_requests, "signals": w.signals, "apps": ()})
-        return tuple(out)
+        return _workers()
 
     def log(msg: Any) -> bool:
         from vassal.log import log as _log
 
         _log(msg.decode() if isinstance(msg, bytes) else str(msg))
         return True
+
+    def set_logvar(key: Any, value: Any) -> None:
+        from vassal.log import set_logvar as _set
+
+        _set(key, value)
+
+    def get_logvar(key: Any) -> bytes | None:
+        from vassal.log import get_logvar as _get
+
+        return _get(key)
 
     def setprocname(name: Any) -> None:
         try:
@@ -143,7 +193,8 @@ def install(config: Any, version: str, numproc: int, masterpid: int, board: Any,
         return False
 
     for fn in (worker_id, reload, stop, total_requests, workers, log, setprocname, listen_queue, lock, unlock,
-               is_locked, get_option, accepting, mule_id, request_id, disconnect, i_am_the_spooler):
+               is_locked, get_option, accepting, mule_id, request_id, disconnect, i_am_the_spooler, set_logvar,
+               get_logvar):
         setattr(m, fn.__name__, fn)
     m.masterpid = masterpid_
     sys.modules["uwsgi"] = m

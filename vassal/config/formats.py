@@ -2,7 +2,12 @@
 
 Values stay strings, exactly as uWSGI hands them to its option setters: a bare ini key is "",
 an empty xml element is "1", json true/false/null are "1"/"0"/"0". Repeated keys and lists
-give one entry per value, in order. Malformed files raise ConfigError with file and line.
+give one entry per value, in order. Each reader accepts what uWSGI 2.0's reader accepts
+(core/ini.c, core/xmlconf.c, core/yaml.c, core/json.c); a file that uWSGI refuses too
+raises ConfigError with file and line.
+
+``private``: the file's content must not appear in messages (see ``loader``), only its
+name and line numbers.
 """
 
 from __future__ import annotations
@@ -10,11 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
-from xml.parsers import expat
-
-if TYPE_CHECKING:  # yaml costs ~25 ms to import: only yaml configs pay for it
-    import yaml
+from typing import NamedTuple
 
 from .errors import ConfigError
 
@@ -30,196 +31,78 @@ class Parsed(NamedTuple):
     warnings: list[str]
 
 
+def unpaired(text: str) -> str:
+    """``text`` with escaped UTF-16 surrogate pairs joined and lone surrogates replaced:
+    json and yaml escapes (``\\ud83d\\ude00``) give them, and they cannot be printed."""
+    if not any("\ud800" <= c <= "\udfff" for c in text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def shown(text: str, private: bool) -> str:
+    """``text`` quoted for a message, or a stand-in when the file's content is private."""
+    return "(content not shown)" if private else repr(text)
+
+
 _INI_WS = " \t\r"
 
 
-def parse_ini(text: str, name: str, section: str = "uwsgi") -> Parsed:
-    """uWSGI's ini dialect: whole-line comments only, ``key = value``, a bare key is ""."""
+def parse_ini(text: str, name: str, section: str = "uwsgi", *, private: bool = False) -> Parsed:
+    """uWSGI's ini dialect: whole-line comments only, ``key = value``, a bare key is "".
+
+    Like core/ini.c it never refuses a line: a header is whatever sits between the first
+    character and the last one (``[uwsgi`` names section "uwsg"), and a line without a key
+    gives an option named "" (kept as a placeholder nobody can use).
+    """
     options: list[RawOption] = []
     current = ""
     found = False
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a BOM would hide the first header from uWSGI; it is never meant
     for lineno, raw in enumerate(text.split("\n"), 1):
-        line = raw.strip(_INI_WS)
+        line = raw.split("\0", 1)[0].strip(_INI_WS)  # C strings end at NUL
         if not line:
             continue
         if line[0] == "[":
-            if not line.endswith("]") or len(line) < 3:
-                raise ConfigError(f"{name}:{lineno}: malformed ini section header {line!r}")
             current = line[1:-1]
             continue
-        if line[0] in ";#":
+        if line[0] in ";#" or current != section:
             continue
         key, sep, value = line.partition("=")
-        if current != section:
-            continue
-        if not key.strip(_INI_WS):
-            raise ConfigError(f"{name}:{lineno}: ini line without an option name: {line!r}")
         found = True
         options.append(RawOption(key.rstrip(_INI_WS), value.strip(_INI_WS) if sep else "", lineno))
     warnings = [] if found else [f"cannot find section [{section}] in {name}"]
     return Parsed(options, warnings)
 
 
-class _XmlNode:
-    __slots__ = ("tag", "attrs", "line", "children", "text", "cdata")
-
-    def __init__(self, tag: str, attrs: dict[str, str], line: int) -> None:
-        self.tag, self.attrs, self.line = tag, attrs, line
-        self.children: list[_XmlNode] = []
-        self.text: list[str] = []
-        self.cdata: list[str] = []
-
-
-def _xml_tree(text: str, name: str) -> _XmlNode:
-    parser = expat.ParserCreate()
-    root = _XmlNode("#document", {}, 1)
-    stack = [root]
-    in_cdata = False
-
-    def start(tag: str, attrs: dict[str, str]) -> None:
-        node = _XmlNode(tag, attrs, parser.CurrentLineNumber)
-        stack[-1].children.append(node)
-        stack.append(node)
-
-    def end(_tag: str) -> None:
-        stack.pop()
-
-    def chars(data: str) -> None:
-        (stack[-1].cdata if in_cdata else stack[-1].text).append(data)
-
-    def cdata_start() -> None:
-        nonlocal in_cdata
-        in_cdata = True
-
-    def cdata_end() -> None:
-        nonlocal in_cdata
-        in_cdata = False
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = chars
-    parser.StartCdataSectionHandler = cdata_start
-    parser.EndCdataSectionHandler = cdata_end
-    try:
-        parser.Parse(text.encode(), True)
-    except expat.ExpatError as exc:
-        raise ConfigError(f"{name}:{exc.lineno}: malformed xml: {expat.ErrorString(exc.code)}") from None
-    if not root.children:
-        raise ConfigError(f"{name}: empty xml config")
-    return root.children[0]
-
-
-def parse_xml(text: str, name: str, section: str | None = None) -> Parsed:
-    """``<uwsgi>`` root (or the ``<uwsgi id=section>`` child of another root); an element
-    per option; an empty element is a flag ("1"); ``<app mountpoint=..>`` is a mount."""
-    root = _xml_tree(text, name)
-    if root.tag != "uwsgi":
-        chosen = None
-        for child in root.children:
-            if child.tag != "uwsgi":
-                continue
-            if section is not None and "id" in child.attrs and child.attrs["id"] != section:
-                continue
-            chosen = child
-            break
-        if chosen is None:
-            raise ConfigError(f"{name}:{root.line}: invalid xml root element, <uwsgi> expected")
-        root = chosen
-    options: list[RawOption] = []
-    for node in root.children:
-        if section is not None and "id" in node.attrs and node.attrs["id"] != section:
-            continue
-        if node.children:
-            raise ConfigError(f"{name}:{node.line}: option <{node.tag}> must not contain elements")
-        value = "".join(node.text).strip()
-        if node.tag == "app":
-            if value:
-                if "mountpoint" in node.attrs:
-                    value = f"{node.attrs['mountpoint']}={value}"
-                elif "domain" in node.attrs:
-                    value = f"{node.attrs['domain']}|={value}"
-                options.append(RawOption("mount", value, node.line))
-            options.append(RawOption("app", "", node.line))
-            continue
-        options.append(RawOption(node.tag, value if (value or node.text) else "1", node.line))
-    for chunk in root.cdata:
-        if chunk.strip():
-            options.append(RawOption("eval", chunk, root.line))
-    return Parsed(options, [])
-
-
-def _yaml_scalar(node: yaml.Node, name: str, key: str) -> str:
-    import yaml
-
-    if isinstance(node, yaml.ScalarNode):
-        if node.tag == "tag:yaml.org,2002:null" and node.value in ("", "~", "null", "Null", "NULL"):
-            return ""
-        return str(node.value)
-    raise ConfigError(f"{name}:{node.start_mark.line + 1}: option {key} must be a scalar or a list of scalars")
-
-
-def parse_yaml(text: str, name: str, section: str = "uwsgi") -> Parsed:
-    """A top-level mapping whose ``section`` key maps option names to scalars or lists."""
-    import yaml
-
-    try:
-        doc = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{name}{line}: malformed yaml: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{name}: malformed yaml: {exc}") from None
-    if doc is None:
-        return Parsed([], [f"cannot find section {section} in {name}"])
-    if not isinstance(doc, yaml.MappingNode):
-        raise ConfigError(f"{name}:{doc.start_mark.line + 1}: yaml config must be a mapping")
-    body = None
-    for k, v in doc.value:
-        if isinstance(k, yaml.ScalarNode) and k.value == section:
-            body = v
-            break
-    if body is None:
-        return Parsed([], [f"cannot find section {section} in {name}"])
-    if isinstance(body, yaml.ScalarNode) and body.value in ("", "~", "null"):
-        return Parsed([], [])
-    if not isinstance(body, yaml.MappingNode):
-        raise ConfigError(f"{name}:{body.start_mark.line + 1}: section {section} must be a mapping")
-    options: list[RawOption] = []
-    for k, v in body.value:
-        key = _yaml_scalar(k, name, "key")
-        if isinstance(v, yaml.SequenceNode):
-            for item in v.value:
-                options.append(RawOption(key, _yaml_scalar(item, name, key), item.start_mark.line + 1))
-        else:
-            options.append(RawOption(key, _yaml_scalar(v, name, key), k.start_mark.line + 1))
-    return Parsed(options, [])
-
-
 class _Pairs(list):  # type: ignore[type-arg]
     """A json object as its (key, value) pairs, repeated keys included."""
 
 
-def _json_value(value: object, name: str, key: str) -> str:
+class _Number(str):
+    """A json number, kept as written (yajl hands uWSGI the text of a number)."""
+
+
+def _json_scalar(value: object) -> str | None:
+    """The option value yajl's tree reader gives uWSGI, None for what it skips."""
     if value is True:
         return "1"
     if value is False or value is None:
         return "0"
     if isinstance(value, str):
-        return value
-    if isinstance(value, _Pairs):
-        raise ConfigError(f"{name}: option {key} must not be an object")
-    if isinstance(value, int | float):
-        return str(value)
-    raise ConfigError(f"{name}: option {key} must be a string, number, boolean or a list of them")
+        return unpaired(str(value))
+    return None  # objects (and arrays inside arrays) are skipped by uWSGI, without a word
 
 
-def parse_json(text: str, name: str, section: str = "uwsgi") -> Parsed:
+def parse_json(text: str, name: str, section: str = "uwsgi", *, private: bool = False) -> Parsed:
     """A top-level object whose ``section`` member maps option names to values or arrays."""
     try:
-        doc = json.loads(text, object_pairs_hook=_Pairs)
+        doc = json.loads(text, object_pairs_hook=_Pairs, parse_int=_Number, parse_float=_Number,
+                         parse_constant=_Number)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{name}:{exc.lineno}: malformed json: {exc.msg}") from None
+        raise ConfigError(f"{name}:{exc.lineno}: malformed json: {exc.msg}", line=exc.lineno) from None
+    except RecursionError:
+        raise ConfigError(f"{name}: malformed json: nested too deeply") from None
     if not isinstance(doc, _Pairs):
         raise ConfigError(f"{name}: json config must be an object")
     body = next((v for k, v in doc if k == section), None)
@@ -227,13 +110,19 @@ def parse_json(text: str, name: str, section: str = "uwsgi") -> Parsed:
         raise ConfigError(f"{name}: you must define an object named {section} in your json data")
     locate = _line_finder(text)
     options: list[RawOption] = []
+    warnings: list[str] = []
     for key, value in body:
         line = locate(key)
-        if isinstance(value, list) and not isinstance(value, _Pairs):
-            options.extend(RawOption(key, _json_value(v, name, key), line) for v in value)
-        else:
-            options.append(RawOption(key, _json_value(value, name, key), line))
-    return Parsed(options, [])
+        items = value if isinstance(value, list) and not isinstance(value, _Pairs) else [value]
+        for item in items:
+            scalar = _json_scalar(item)
+            if scalar is None:
+                where = f"{name}:{line}" if line else name
+                warnings.append(f"{where}: a value of {shown(key, private)} that is not a string, "
+                                "number or boolean is skipped, as uWSGI does")
+                continue
+            options.append(RawOption(unpaired(key), scalar, line))
+    return Parsed(options, warnings)
 
 
 def _line_finder(text: str) -> Callable[[str], int | None]:
@@ -249,6 +138,18 @@ def _line_finder(text: str) -> Callable[[str], int | None]:
         return text.count("\n", 0, m.start()) + 1
 
     return find
+
+
+def parse_xml(text: str, name: str, section: str | None = None, *, private: bool = False) -> Parsed:
+    from .xml_reader import parse_xml as parse
+
+    return parse(text, name, section, private=private)
+
+
+def parse_yaml(text: str, name: str, section: str = "uwsgi", *, private: bool = False) -> Parsed:
+    from .yaml_reader import parse_yaml as parse  # yaml costs ~25 ms to import: only yaml pays
+
+    return parse(text, name, section, private=private)
 
 
 PARSERS = {"ini": parse_ini, "xml": parse_xml, "yaml": parse_yaml, "json": parse_json}

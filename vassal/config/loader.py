@@ -15,21 +15,22 @@ Magic variables (``%n``, ``%d`` ...) are replaced in the raw text of each file w
 
 from __future__ import annotations
 
-import glob
 import os
-import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from vassal.options import ALIASES, OPTIONS, SHORT, Option
 
 from . import formats
 from .errors import ConfigError
+from .logic import Logic, logic_items
 from .magic import MagicTable, has_scheme, split_section
 from .model import Config, Entry, convert
 from .origin import COMMAND_LINE, Origin
 from .placeholders import expand, placeholder_names, placeholder_value, read_at_file
+from .privacy import Author
 from .sources import EmperorReader, read_source
+from .uwsgi_names import UWSGI_OPTIONS
 
 #: UWSGI_* variables that are protocol or bookkeeping, never options (uWSGI's own list)
 ENV_NOT_OPTIONS = frozenset({
@@ -41,26 +42,28 @@ _FILE_LOADERS = {"ini": "ini", "xml": "xml", "yaml": "yaml", "json": "json", "co
 _LOGIC_END = ("endfor", "endif", "end")
 _PLACEHOLDER_ONLY = "set-placeholder"
 
+#: files being read inside each other (include, inherit, ini = ...) at most
+MAX_DEPTH = 32
+#: options (and placeholders) one configuration may hold
+MAX_OPTIONS = 100_000
+#: characters all expanded values together may hold
+MAX_EXPANDED = 16 << 20
+
 
 class _Stop(Exception):
     """--help or --version: stop reading the command line."""
 
 
-class _Logic:
-    """An active for/if block: every option given until the end marker goes through it."""
-
-    def __init__(self, kind: str, arg: str | None) -> None:
-        self.kind, self.arg = kind, arg
-
-
 class Loader:
     def __init__(self, environ: Mapping[str, str], emperor_reader: EmperorReader | None,
-                 cwd: str | None = None) -> None:
+                 cwd: str | None = None, survey: list[str] | None = None) -> None:
         self.environ = environ
+        self.survey = survey  # when a list: unsupported uWSGI options go there, not refused
         self.emperor_reader = emperor_reader
         self.entries: list[Entry] = []
         self.placeholder_keys: set[str] = set()  # declared with set-placeholder / set of a non-option
         self.magic = MagicTable(cwd=cwd, binary=sys.argv[0] if sys.argv else None)
+        self.author: Author | None = None  # set by the first file read (see privacy)
         self.warnings: list[str] = []
         self.prints: list[Entry] = []
         self.stack: list[tuple[str, str | None]] = []  # files being read, for include loops
@@ -68,18 +71,24 @@ class Loader:
         self.source: str | None = None
         self.help = False
         self.version = False
-        self.logic: _Logic | None = None
+        self.logic: Logic | None = None
         self.inheriting = False  # options added now come from an inherit: no expansion
         self.is_reload = bool(environ.get("UWSGI_RELOADS"))
         self.looked_up: set[str] = set()  # every name a %(...) asked for
+        self._first_key: dict[str, Entry] = {}  # first entry of each key, for placeholders
+        self._first_name: dict[str, Entry] = {}  # first entry of each option
 
     # ---- adding options -------------------------------------------------------------------
     def add(self, key: str, value: str | None, origin: Origin, *, cmdline: bool = False) -> None:
         """uWSGI's add_exported_option: run logic blocks and loader options, record the rest."""
+        # uWSGI's keys and values are C strings: they end at the first NUL
+        key = key.split("\0", 1)[0]
+        if value is not None:
+            value = value.split("\0", 1)[0]
         name = ALIASES.get(key)
         if name in _LOGIC_END:
             self.logic = None
-            self.entries.append(Entry(key, name, value, origin, False))
+            self._record(Entry(key, name, value, origin, False))
             return
         if self.logic is not None:
             self._run_logic(key, value, origin, cmdline)
@@ -90,11 +99,20 @@ class Loader:
         if name is None:
             if cmdline:
                 raise ConfigError(f"unknown option {key} ({origin})")
-            self.entries.append(Entry(key, None, value, origin, not self.inheriting))
+            owner = UWSGI_OPTIONS.get(key)
+            if owner is not None:
+                where = "" if owner == "core" else f" of the {owner} plugin"
+                if self.survey is None:
+                    raise ConfigError(f"option {key}{where} is a uWSGI option that Imperium does "
+                                      f"not support ({origin})")
+                self.survey.append(key)
+                return
+            # not an option: uWSGI keeps it, usable as %(key); only strict refuses it
+            self._record(Entry(key, None, value, origin, not self.inheriting))
             return
         opt = OPTIONS[name]
         if not opt.loader:
-            self.entries.append(Entry(key, name, value, origin, not self.inheriting))
+            self._record(Entry(key, name, value, origin, not self.inheriting))
             return
         self._loader_option(opt, key, value, origin)
 
@@ -108,20 +126,22 @@ class Loader:
             raise _Stop
         if value is None and opt.type is not bool and opt.implicit is None:
             raise ConfigError(f"option {name} requires a value ({origin})")
+        shown = "its value" if origin.private else repr(value)
         # loader options are kept in the list (uWSGI shows them too); they act at once, so
         # they are not expanded, except print which uWSGI runs late like a normal option
-        self.entries.append(Entry(key, name, value, origin, name == "print" and not self.inheriting,
+        self._record(Entry(key, name, value, origin, name == "print" and not self.inheriting,
                                   chain=tuple(self.stack)))
         if name in ("set", _PLACEHOLDER_ONLY):
             k, sep, v = (value or "").partition("=")
             k = k.strip()
             if not sep or not k:
-                raise ConfigError(f"option {name} needs KEY=VALUE, got {value!r} ({origin})")
+                raise ConfigError(f"option {name} needs KEY=VALUE, got {shown} ({origin})")
             if name == _PLACEHOLDER_ONLY:
                 if k in ALIASES:
                     raise ConfigError(f"{k} is an option and cannot be used as a placeholder ({origin})")
                 self.placeholder_keys.add(k)
-                self.entries.append(Entry(k, None, v, origin, not self.inheriting))
+                # uWSGI marks it configured: never expanded, never refused by strict
+                self._record(Entry(k, None, v, origin, False, placeholder_only=True))
                 return
             if k not in ALIASES:
                 self.placeholder_keys.add(k)
@@ -150,7 +170,7 @@ class Loader:
             self.prints.append(self.entries[-1])
             return
         if name.startswith(("for", "if-")):
-            self.logic = _Logic(name, value)
+            self.logic = Logic(name, value)
             return
         raise AssertionError(f"loader option {name} not handled")
 
@@ -160,7 +180,8 @@ class Loader:
         kind, arg = logic.kind, logic.arg or ""
         self.logic = None  # options added by the block are real options (no recursion)
         try:
-            for item in _logic_items(kind, arg, self, origin):
+            items = logic_items(kind, arg, origin, self.environ, self.is_reload, self.lookup)
+            for item in items:
                 v = value.replace("%(_)", item) if (value is not None and item is not None) else value
                 self._add_dispatch(key, v, origin, cmdline)
         finally:
@@ -195,25 +216,37 @@ class Loader:
             self.magic.fill_for_file(spec, first_round_allowed=first_round)
         except ConfigError as exc:
             raise ConfigError(f"{exc}{via}") from None
-        key = (os.path.realpath(path) if not is_url and path != "-" else path, section)
+        is_file = not is_url and path != "-"
+        key = (os.path.realpath(path) if is_file else path, section)
         if key in self.stack:
-            chain = " -> ".join(p for p, _ in [*self.stack, key])
-            raise ConfigError(f"config include loop: {chain}")
+            raise ConfigError(f"config include loop: {_chain([*self.stack, key])}{via}")
+        if len(self.stack) >= MAX_DEPTH:
+            raise ConfigError(f"config files nested more than {MAX_DEPTH} deep: "
+                              f"{_chain([*self.stack, key])}{via}")
         if main and self.source is None and not self.inheriting:
             self.source = spec
+        if self.author is None:
+            self.author = Author.of_file(path) if is_file else Author(os.geteuid())
         self.stack.append(key)
         try:
             try:
                 text = read_source(path, self.environ, self.emperor_reader)
             except ConfigError as exc:
                 raise ConfigError(f"{exc}{via}") from None
+            private = is_file and not self.author.may_quote(path)
             self.last_file = path
             text = self.magic.substitute(text)
             parse = formats.PARSERS[fmt]
-            parsed = parse(text, path, section) if fmt == "xml" or section else parse(text, path)
+            try:
+                if fmt == "xml" or section:
+                    parsed = parse(text, path, section, private=private)
+                else:
+                    parsed = parse(text, path, private=private)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc}{via}", line=exc.line) from None
             self.warnings.extend(parsed.warnings)
             for raw in parsed.options:
-                self.add(raw.key, raw.value, Origin(path, raw.line))
+                self.add(raw.key, raw.value, Origin(path, raw.line, private))
         finally:
             self.stack.pop()
 
@@ -225,6 +258,12 @@ class Loader:
             if var.startswith("UWSGI_VASSAL_"):
                 continue  # meant for our vassals (the emperor renames them), not for us
             key = var[6:].lower().replace("_", "-")
+            if key not in ALIASES and key not in UWSGI_OPTIONS:
+                # uWSGI keeps it as a placeholder; images set such variables for their own
+                # scripts (UWSGI_USER ...), so it is kept without a notice
+                self._record(Entry(key, None, value, Origin(f"environment variable {var}"),
+                                          quiet=True))
+                continue
             self.add(key, value, Origin(f"environment variable {var}"))
 
     def read_argv(self, argv: list[str]) -> None:
@@ -290,27 +329,37 @@ class Loader:
 
     # ---- the end ----------------------------------------------------------------------------
     def expand_all(self) -> None:
+        """The three passes over every expandable value, each as uWSGI runs them."""
         todo = [e for e in self.entries if e.expandable and e.value is not None]
-        for e in todo:
-            e.value = expand(e.value, "$", self.environ.get, str(e.origin))  # type: ignore[arg-type]
-        for e in todo:
-            e.value = expand(e.value, "@", read_at_file, str(e.origin))  # type: ignore[arg-type]
-        for e in todo:
-            e.value = expand(e.value, "%", lambda k: placeholder_value(k, self.lookup),  # type: ignore[arg-type]
-                             str(e.origin))
+        passes = (("$", self.environ.get), ("@", read_at_file),
+                  ("%", lambda k: placeholder_value(k, self.lookup)))
+        for symbol, resolve in passes:
+            total = 0
+            for e in todo:
+                e.value = expand(e.value, symbol, resolve, str(e.origin),  # type: ignore[arg-type]
+                                 private=e.origin.private)
+                total += len(e.value)  # type: ignore[arg-type]
+                if total > MAX_EXPANDED:
+                    raise ConfigError(f"the expanded options hold more than {MAX_EXPANDED} characters "
+                                      f"(at {e.origin})")
+
+    def _record(self, entry: Entry) -> None:
+        if len(self.entries) >= MAX_OPTIONS:
+            raise ConfigError(f"more than {MAX_OPTIONS} options ({entry.origin})")
+        self.entries.append(entry)
+        self._first_key.setdefault(entry.key, entry)
+        if entry.name is not None:
+            self._first_name.setdefault(entry.name, entry)
 
     def lookup(self, key: str) -> str | None:
-        """A placeholder reference: the first occurrence of that key (uWSGI's rule)."""
+        """A placeholder reference: the first occurrence of that key (uWSGI's rule), or else
+        of the option it is an alias of (``%(workers)`` finds ``processes``)."""
         self.looked_up.add(key)
-        for e in self.entries:
-            if e.key == key:
-                return e.value
-        canon = ALIASES.get(key)
-        if canon is not None:
-            for e in self.entries:
-                if e.name == canon:
-                    return e.value
-        return None
+        e = self._first_key.get(key)
+        if e is None:
+            canon = ALIASES.get(key)
+            e = self._first_name.get(canon) if canon is not None else None
+        return e.value if e is not None else None
 
     def load_inherits(self) -> None:
         self.inheriting = True
@@ -323,29 +372,46 @@ class Loader:
                 self.load(e.value, None, e.origin, first_round=False)
         self.stack = []
 
-    def finish(self, argv: list[str], *, allow_unknown: bool = False) -> Config:
-        referenced: set[str] = set()
-        for e in self.entries:
-            if e.value:
-                referenced |= placeholder_names(e.value)
+    def finish(self, argv: list[str], *, strict: bool = False) -> Config:
+        """Expand, inherit, type every option; keys that are not options become placeholders
+        (refused from the point ``strict`` is set on, as in uWSGI)."""
         self.expand_all()
         self.load_inherits()
+        referenced = set(self.looked_up)
         for e in self.entries:
-            if e.value:
+            if e.value and not e.expandable:
                 referenced |= placeholder_names(e.value)
-        referenced |= self.looked_up
         placeholders: dict[str, str] = {}
+        notes: list[str] = []
+        noticed: set[str] = set()
         for e in self.entries:
-            if e.name is None:
-                if not allow_unknown and e.key not in referenced and e.key not in self.placeholder_keys:
-                    raise ConfigError(f"unknown option {e.key} ({e.origin})")
-                placeholders.setdefault(e.key, e.value or "")
+            if e.name == "strict":
+                strict = convert(OPTIONS["strict"], e.value, e.origin)
+            if e.name is not None:
+                e.typed = convert(OPTIONS[e.name], e.value, e.origin, notes)
                 continue
-            e.typed = convert(OPTIONS[e.name], e.value, e.origin)
+            placeholders.setdefault(e.key, e.value or "")
+            shown = "a key" if e.origin.private else e.key
+            if strict and not e.placeholder_only:
+                raise ConfigError(f"unknown option {shown} ({e.origin}): strict mode refuses keys "
+                                  "that are not options")
+            if e.quiet or e.key in referenced or e.key in self.placeholder_keys or e.key in noticed:
+                continue
+            noticed.add(e.key)
+            notes.append(f"{shown} ({e.origin}) is not an option: kept as a placeholder (as uWSGI "
+                         "does; strict refuses it)")
         for e in self.prints:
             print(e.value, flush=True)
         return Config(self.entries, placeholders=placeholders, source=self.source, argv=argv,
-                      magic=dict(self.magic.table), warnings=self.warnings)
+                      magic=dict(self.magic.table), warnings=self.warnings + notes)
+
+
+def _chain(stack: list[tuple[str, str | None]]) -> str:
+    """Files being read inside each other, for a one-line error (long chains shortened)."""
+    names = [p if section is None else f"{p}:{section}" for p, section in stack]
+    if len(names) > 8:
+        names = [*names[:3], f"... {len(names) - 6} more ...", *names[-3:]]
+    return " -> ".join(names)
 
 
 def _complete(spelled: str) -> str:
@@ -361,63 +427,21 @@ def _complete(spelled: str) -> str:
     raise ConfigError(f"unknown option --{spelled} (command line)")
 
 
-def _logic_items(kind: str, arg: str, loader: Loader, origin: Origin) -> list[str | None]:
-    """The %(_) values a logic block applies its options with (empty: skip them)."""
-    if kind == "for":
-        return [t for t in arg.split(" ") if t]
-    if kind == "for-glob":
-        return sorted(glob.glob(arg)) or [arg]
-    if kind == "for-times":
-        try:
-            n = int(arg)
-        except ValueError:
-            raise ConfigError(f"for-times needs a number, got {arg!r} ({origin})") from None
-        return [str(i) for i in range(1, n + 1)]
-    if kind == "for-readline":
-        try:
-            with open(arg, encoding="utf-8") as fh:
-                return [line.rstrip("\n") for line in fh]
-        except OSError as exc:
-            raise ConfigError(f"for-readline {arg}: {exc.strerror} ({origin})") from None
-    negate = kind.startswith("if-not-")
-    what = kind[7:] if negate else kind[3:]
-    if what in ("reload",):
-        return [None] if loader.is_reload != negate else []
-    data = arg
-    expected: str | None = None
-    if what in ("env", "opt"):
-        data, sep, exp = arg.partition("=")
-        expected = exp if sep else None
-        found = loader.environ.get(data) if what == "env" else loader.lookup(data)
-        ok = found is not None and (expected is None or found == expected)
-        if negate:
-            ok = not (found is not None and (expected is None or found == expected))
-        return [found if found is not None else ""] if ok else []
-    tests: dict[str, Callable[[str], bool]] = {
-        "exists": os.path.exists, "file": os.path.isfile, "dir": os.path.isdir,
-        "hostname": lambda h: h == socket.gethostname(),
-        "plugin": lambda _p: True,  # every plugin we know of is built in
-    }
-    test = tests.get(what)
-    if test is None:
-        raise ConfigError(f"unsupported config logic {kind} ({origin})")
-    ok = test(data) != negate
-    return [data] if ok else []
-
-
 def load_config(argv: list[str], environ: Mapping[str, str] | None = None, *,
                 emperor_reader: EmperorReader | None = None, cwd: str | None = None,
-                allow_unknown: bool = False) -> Config:
+                allow_unknown: bool = True, survey: list[str] | None = None) -> Config:
     """Parse uWSGI's command line (plus UWSGI_* variables and config files) into a Config.
 
     ``emperor_reader(name)`` may supply the bytes of an ``emperor://name`` config (the default
     reads the fd in UWSGI_EMPEROR_FD_CONFIG); ``cwd`` is the ``%v`` magic variable.
-    An unknown key in a file or UWSGI_* variable is an error unless some ``%(...)`` refers
-    to it (then it is a placeholder); ``allow_unknown`` accepts them all, as uWSGI does
-    without ``--strict`` (unknown command-line options are always an error, as in uWSGI).
+    A key in a file or UWSGI_* variable that is no option is kept as a placeholder, as uWSGI
+    does, with a notice; ``allow_unknown=False`` refuses them as ``strict`` does. A uWSGI
+    option that Imperium does not support, and an unknown command-line option, are errors;
+    given a ``survey`` list, such options are appended to it and left out instead (for tools
+    that count what a corpus of configs needs, see tests/corpus).
     """
     env = dict(os.environ if environ is None else environ)
-    loader = Loader(env, emperor_reader, cwd)
+    loader = Loader(env, emperor_reader, cwd, survey)
     try:
         loader.read_environ()
         loader.read_argv(list(argv))
@@ -425,4 +449,4 @@ def load_config(argv: list[str], environ: Mapping[str, str] | None = None, *,
         return Config([], argv=list(argv), help_requested=loader.help, version_requested=loader.version)
     if loader.logic is not None:
         loader.warnings.append(f"config logic {loader.logic.kind} not closed with end")
-    return loader.finish(list(argv), allow_unknown=allow_unknown)
+    return loader.finish(list(argv), strict=not allow_unknown)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,7 @@ from vassal.options import ALIASES, OPTIONS, Option
 
 from .errors import ConfigError
 from .origin import Origin
+from .placeholders import LEADING_INT, c_int
 
 _FALSE = ("false", "off", "no")
 
@@ -24,6 +26,8 @@ class Entry:
     expandable: bool = True  # inherited options are not expanded (uWSGI expands before inherit)
     typed: Any = None
     chain: tuple[tuple[str, str | None], ...] = ()  # files being read when it was added
+    placeholder_only: bool = False  # from set-placeholder: never refused by strict
+    quiet: bool = False  # a key that is no option, kept without a notice (UWSGI_* variables)
 
 
 def parse_bool(value: str | None) -> bool:
@@ -34,24 +38,40 @@ def parse_bool(value: str | None) -> bool:
     return not (v.lower() in _FALSE or v == "0")
 
 
-def convert(opt: Option, value: str | None, origin: Origin) -> Any:
-    """The typed value of one occurrence, or ConfigError naming option and origin."""
+_LEADING_FLOAT = re.compile(r"[ \t\n\r\f\v]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: what may follow a number without a notice: nothing, or a comment-looking tail
+_QUIET_TAIL = re.compile(r"\s*(?:[;#].*)?", re.S)
+
+
+def convert(opt: Option, value: str | None, origin: Origin, notes: list[str] | None = None) -> Any:
+    """The typed value of one occurrence, read as uWSGI reads it, or ConfigError naming option
+    and origin. Numbers are C's: the leading number counts and the rest is ignored
+    (``1000 ; requests`` is 1000, ``True`` is 0); a value that is not plainly a number adds
+    a line to ``notes`` saying what was read."""
     if opt.type is bool:
         return parse_bool(value)
     if value is None or (value == "" and opt.implicit is not None):
         if opt.implicit is None:
+            if opt.type is int:
+                return 1  # uwsgi_opt_set_int without a value
             raise ConfigError(f"option {opt.name} requires a value ({origin})")
         value = opt.implicit
-    if opt.type is int:
-        try:
-            return int(value.strip(), 10)
-        except ValueError:
-            raise ConfigError(f"option {opt.name}: {value!r} is not an integer ({origin})") from None
-    if opt.type is float:
-        try:
-            return float(value.strip())
-        except ValueError:
-            raise ConfigError(f"option {opt.name}: {value!r} is not a number ({origin})") from None
+    if opt.type is int or opt.type is float:
+        if opt.type is int:
+            m = LEADING_INT.match(value)
+            number: Any = c_int(value)
+        else:
+            m = _LEADING_FLOAT.match(value)
+            number = float(m.group(0)) if m else 0.0
+        if number < 0:
+            shown = "its value" if origin.private else str(number)
+            raise ConfigError(f"option {opt.name}: {shown} is negative ({origin})")
+        tail = value[m.end():] if m else value
+        if notes is not None and (m is None or not _QUIET_TAIL.fullmatch(tail)):
+            shown = "its value" if origin.private else repr(value)
+            notes.append(f"option {opt.name} ({origin}): {shown} is not a number; read as {number}, "
+                         "as uWSGI reads it")
+        return number
     return value
 
 
@@ -98,6 +118,10 @@ class Config:
         """Every typed value given, in order (empty when never given)."""
         return [e.typed for e in self._by_name.get(canonical(name), [])]
 
+    def occurrences(self, name: str) -> list[tuple[Any, Origin]]:
+        """(typed value, where it was given) of every occurrence, in order: for one-line errors."""
+        return [(e.typed, e.origin) for e in self._by_name.get(canonical(name), [])]
+
     def has(self, name: str) -> bool:
         """True when the option was given explicitly, anywhere."""
         return bool(self._by_name.get(canonical(name)))
@@ -127,8 +151,10 @@ class Config:
         """What the user should hear before we start: loader warnings, and every option given
         that uWSGI has and Imperium accepts without acting on it (named with its origin)."""
         out = list(self.warnings)
+        seen: set[str] = set()
         for e in self.entries:
-            if e.name is not None and OPTIONS[e.name].ignored:
+            if e.name is not None and OPTIONS[e.name].ignored and e.name not in seen:
+                seen.add(e.name)
                 out.append(f"option {e.key} ({e.origin}) is accepted for uWSGI compatibility "
                            "but has no effect in Imperium")
         return out

@@ -13,6 +13,8 @@ class Origin:
 
     where: str  # file name, "command line" or "environment variable UWSGI_X"
     line: int | None = None
+    #: the text there must not be quoted in messages (a file the config's owner cannot read)
+    private: bool = False
 
     def __str__(self) -> str:
         return f"{self.where}:{self.line}" if self.line is not None else self.where

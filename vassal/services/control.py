@@ -272,22 +272,18 @@ class MasterControl(Service):
         self.stopped.clear()
 
     def do_uwsgi_log_reopen(self) -> None:
+        # like uWSGI's, this acts on the master's log fd: with log-master the master is the
+        # only writer; without it the workers keep the file they have until respawned
         from vassal import log as logmod
 
-        reopen = getattr(logmod, "reopen", None)
-        if reopen is None:
-            log("log reopen is not available in this build")
-            return
-        reopen()
+        if not logmod.reopen():
+            log("log reopen: no log file (logto/logto2/daemonize) to reopen")
 
     def do_uwsgi_log_rotate(self) -> None:
         from vassal import log as logmod
 
-        rotate = getattr(logmod, "rotate", None)
-        if rotate is None:
-            log("master-fifo L: log rotation is not available in this build")
-            return
-        rotate()
+        if logmod.rotate() is None:
+            log("log rotate: no log file (logto/logto2/daemonize) rotated")
 
     def do_uwsgi_update_pidfiles(self) -> None:
         for opt in ("pidfile", "pidfile2"):

@@ -49,50 +49,51 @@ from vassal.log import log
 from vassal.services import Service, commands
 from vassal.services import log_verbose as _log_verbose
 
-#: phase -> (text uWSGI logs for it, fatal)
-PHASES: dict[str, tuple[str, bool]] = {
-    "asap": ("asap", True),
-    "pre-jail": ("pre-jail", True),
-    "post-jail": ("post-jail", True),
-    "in-jail": ("in-jail", True),
-    "as-root": ("as root", True),
-    "as-user": ("as user", True),
-    "as-user-atexit": ("atexit", False),
-    "pre-app": ("pre app", True),
-    "post-app": ("post app", True),
-    "post-fork": ("post-fork", True),
-    "accepting": ("accepting", True),
-    "accepting1": ("accepting1", True),
-    "accepting-once": ("accepting-once", True),
-    "accepting1-once": ("accepting1-once", True),
-    "master-start": ("master-start", True),
-    "touch": ("touch", False),
-    "emperor-stop": ("emperor-stop", False),
-    "emperor-reload": ("emperor-reload", False),
-    "emperor-lost": ("emperor-lost", False),
+#: phase -> (text uWSGI logs for it, fatal, its hook- option)
+PHASES: dict[str, tuple[str, bool, str]] = {
+    "asap": ("asap", True, "hook-asap"),
+    "pre-jail": ("pre-jail", True, "hook-pre-jail"),
+    "post-jail": ("post-jail", True, "hook-post-jail"),
+    "in-jail": ("in-jail", True, "hook-in-jail"),
+    "as-root": ("as root", True, "hook-as-root"),
+    "as-user": ("as user", True, "hook-as-user"),
+    "as-user-atexit": ("atexit", False, "hook-as-user-atexit"),
+    "pre-app": ("pre app", True, "hook-pre-app"),
+    "post-app": ("post app", True, "hook-post-app"),
+    "post-fork": ("post-fork", True, "hook-post-fork"),
+    "accepting": ("accepting", True, "hook-accepting"),
+    "accepting1": ("accepting1", True, "hook-accepting1"),
+    "accepting-once": ("accepting-once", True, "hook-accepting-once"),
+    "accepting1-once": ("accepting1-once", True, "hook-accepting1-once"),
+    "master-start": ("master-start", True, "hook-master-start"),
+    "touch": ("touch", False, "hook-touch"),
+    "emperor-stop": ("emperor-stop", False, "hook-emperor-stop"),
+    "emperor-reload": ("emperor-reload", False, "hook-emperor-reload"),
+    "emperor-lost": ("emperor-lost", False, "hook-emperor-lost"),
     # run by other processes (see ELSEWHERE): listed so that they can call run_phase
-    "as-vassal": ("as-vassal", True),
-    "as-emperor": ("as-emperor", False),
-    "emperor-start": ("emperor-start", True),
-    "as-mule": ("as-mule", True),
-    "as-gateway": ("as-gateway", True),
+    "as-vassal": ("as-vassal", True, "hook-as-vassal"),
+    "as-emperor": ("as-emperor", False, "hook-as-emperor"),
+    "emperor-start": ("emperor-start", True, "hook-emperor-start"),
+    "as-mule": ("as-mule", True, "hook-as-mule"),
+    "as-gateway": ("as-gateway", True, "hook-as-gateway"),
 }
 #: phases of processes other than this instance's master and workers
 ELSEWHERE = {"as-vassal": "the emperor (before it execs a vassal)",
              "as-emperor": "the emperor (after it started a vassal)",
              "emperor-start": "the emperor (when it starts)",
              "as-mule": "mules", "as-gateway": "gateways"}
-#: phases with exec-/call- variants: the (text, fatal exec, fatal call) uWSGI gives them
-HARDCODED: dict[str, tuple[str, bool, bool]] = {
-    "asap": ("asap", True, True),
-    "pre-jail": ("pre-jail", True, True),
-    "post-jail": ("post-jail", True, True),
-    "in-jail": ("in-jail", True, True),
-    "as-root": ("as root", True, False),
-    "as-user": ("as user", True, True),
-    "as-user-atexit": ("atexit", False, False),
-    "pre-app": ("pre app", True, True),
-    "post-app": ("post app", True, False),
+#: phases with exec-/call- variants: (text uWSGI gives them, fatal exec, fatal call, the
+#: exec- option, the call- option)
+HARDCODED: dict[str, tuple[str, bool, bool, str, str]] = {
+    "asap": ("asap", True, True, "exec-asap", "call-asap"),
+    "pre-jail": ("pre-jail", True, True, "exec-pre-jail", "call-pre-jail"),
+    "post-jail": ("post-jail", True, True, "exec-post-jail", "call-post-jail"),
+    "in-jail": ("in-jail", True, True, "exec-in-jail", "call-in-jail"),
+    "as-root": ("as root", True, False, "exec-as-root", "call-as-root"),
+    "as-user": ("as user", True, True, "exec-as-user", "call-as-user"),
+    "as-user-atexit": ("atexit", False, False, "exec-as-user-atexit", "call-as-user-atexit"),
+    "pre-app": ("pre app", True, True, "exec-pre-app", "call-pre-app"),
+    "post-app": ("post app", True, False, "exec-post-app", "call-post-app"),
 }
 
 
@@ -572,12 +573,12 @@ def run_chain(values: list[str], phase_text: str, fatal: bool, ctx: Context, opt
 def run_phase(config: Any, phase: str, ctx: Context | None = None) -> None:
     """``hook-<phase>``, then ``exec-<phase>``, then ``call-<phase>`` of ``config``."""
     ctx = ctx or Context()
-    text, fatal = PHASES[phase]
-    run_chain(_values(config, f"hook-{phase}"), text, fatal, ctx, f"hook-{phase}")
+    text, fatal, hook_option = PHASES[phase]
+    run_chain(_values(config, hook_option), text, fatal, ctx, hook_option)
     if phase not in HARDCODED:
         return
-    text, exec_fatal, call_fatal = HARDCODED[phase]
-    for cmd in _values(config, f"exec-{phase}"):
+    text, exec_fatal, call_fatal, exec_option, call_option = HARDCODED[phase]
+    for cmd in _values(config, exec_option):
         if phase in ("as-user", "as-user-atexit"):
             log(f"running \"{cmd}\" (as uid: {os.getuid()} gid: {os.getgid()}) ...")
         else:
@@ -586,24 +587,25 @@ def run_phase(config: Any, phase: str, ctx: Context | None = None) -> None:
         if ret != 0:
             log(f"command \"{cmd}\" exited with non-zero code: {ret}")
             if exec_fatal:
-                raise FatalHook(f"exec-{phase} = {cmd} exited with code {ret}")
-    for symbol in _values(config, f"call-{phase}"):
+                raise FatalHook(f"{exec_option} = {cmd} exited with code {ret}")
+    for symbol in _values(config, call_option):
         try:
             ret = call_symbol(symbol, None, ctx)
         except SystemExit:
             raise
         except Exception as exc:  # noqa: BLE001
-            log(f"call-{phase} = {symbol} raised {type(exc).__name__}: {exc}")
+            log(f"{call_option} = {symbol} raised {type(exc).__name__}: {exc}")
             ret = -1
         if ret != 0:
             if ret != -1:
                 log(f"unable to call function \"{symbol}\"")
             if call_fatal:
-                raise FatalHook(f"call-{phase} = {symbol} failed")
+                raise FatalHook(f"{call_option} = {symbol} failed")
 
 
 def has_phase(config: Any, phase: str) -> bool:
-    return any(_values(config, f"{kind}-{phase}") for kind in ("hook", "exec", "call"))
+    options = [PHASES[phase][2], *HARDCODED.get(phase, ())[3:]]
+    return any(_values(config, option) for option in options)
 
 
 def _values(config: Any, option: str) -> list[str]:
@@ -617,10 +619,9 @@ def validate(config: Any) -> list[str]:
     """One line per hook value that can never run (unknown action, bad syntax, a phase of
     another process): checked before anything runs."""
     errors = []
-    for phase in PHASES:
+    for phase, (_text, _fatal, option) in PHASES.items():
         if phase == "touch":
             continue  # hook-touch values are FILE ACTION:ARGS (below)
-        option = f"hook-{phase}"
         for value in _values(config, option):
             try:
                 parse(value, option)
