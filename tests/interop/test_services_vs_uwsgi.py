@@ -19,7 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Procs, free_port, pid_alive, port_open, read_json, wait_until
+from tests.conftest import (
+    Procs,
+    free_port,
+    need_module,
+    pid_alive,
+    port_open,
+    read_json,
+    wait_until,
+)
 from tests.interop.helpers import backend_argv, copy_app, http_request, need_uwsgi, status_of
 
 KINDS = ["imperium", "uwsgi"]
@@ -358,7 +366,7 @@ pymodule-alias = imperium_alias=real_module
 
 
 def test_ini_paste(procs: Procs, tmp_path: Path, kind: str) -> None:
-    pytest.importorskip("paste.deploy")
+    need_module("paste.deploy")
     d = tmp_path / kind
     copy_app("services_app.py", d)
     port = free_port()
