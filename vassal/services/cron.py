@@ -35,7 +35,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vassal.log import log
@@ -60,6 +60,7 @@ class CronEntry:
     action: Callable[[CronEntry, float], None] | None = None
     unique: bool = False
     mercy: int = 0  # cron2 harakiri: >0 seconds, -1 disabled, 0 the instance's cron-harakiri
+    warnings: list[str] = field(default_factory=list)  # one line each, logged at start-up
     # state
     pid: int = -1
     started_at: float = 0.0
@@ -125,13 +126,13 @@ def _parse_cron2(value: str) -> CronEntry:
         return CronEntry(command=value.strip())
     kv = kvlist(head)
     unknown = [k for k in kv if k not in _CRON2_KEYS]
-    if unknown:
-        raise CronConfigError(f"cron2 = {value}: unknown key {unknown[0]!r}")
     if "legion" in kv:
         raise CronConfigError(f"cron2 = {value}: legions are not available in Imperium")
     if not command.strip():
         raise CronConfigError(f"cron2 = {value}: invalid command in cron definition")
     e = CronEntry(command=command.strip())
+    # uWSGI skips keys it does not know: so do we, saying so
+    e.warnings = [f"cron2 = {value}: unknown key {k!r} ignored" for k in unknown]
     for key in ("minute", "hour", "day", "month", "week"):
         if key in kv:
             setattr(e, key, _atoi(kv[key]))

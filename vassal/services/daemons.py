@@ -66,6 +66,7 @@ class Daemon:
     notifypid: bool = False
     touch: list[TouchFile] = field(default_factory=list)
     touch_paths: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # one line each, logged at start-up
     # state
     pid: int = 0
     status: int = 0  # 0 never started, 1 just started, 2 pidfile process found and watched
@@ -160,9 +161,7 @@ def _parse_daemon2(value: str) -> Daemon:
     option = "attach-daemon2"
     keys = kvlist(value)
     unknown = [k for k in keys if k not in _DAEMON2_KEYS]
-    if unknown:
-        raise DaemonConfigError(f"{option} = {value}: unknown key {unknown[0]!r}")
-    kv = {_DAEMON2_KEYS[k]: v for k, v in keys.items()}
+    kv = {_DAEMON2_KEYS[k]: v for k, v in keys.items() if k in _DAEMON2_KEYS}
     if "legion" in kv:
         raise DaemonConfigError(f"{option} = {value}: legions are not available in Imperium")
     if "ns_pid" in kv:
@@ -170,6 +169,8 @@ def _parse_daemon2(value: str) -> Daemon:
     if not kv.get("command", "").strip():
         raise DaemonConfigError(f"--{option}: you need to specify a 'command' key")
     d = Daemon(command=kv["command"].strip(), option=option)
+    # uWSGI skips keys it does not know: so do we, saying so
+    d.warnings = [f"{option} = {value}: unknown key {k!r} ignored" for k in unknown]
     d.freq = _int(kv.get("freq"), 10, "freq", option, value)
     d.pidfile = kv.get("pidfile") or None
     d.daemonize = "daemonize" in kv

@@ -13,6 +13,7 @@ import os
 import signal
 from typing import Any
 
+from vassal.log import log
 from vassal.services import Service, commands
 from vassal.services.autoreload import AutoReload
 from vassal.services.control import MasterControl
@@ -31,10 +32,6 @@ class ServicePlan:
     def __init__(self, config: Any) -> None:
         self.config = config
         errors = validate(config)
-        for value in config.getlist("touch-exec"):
-            path, sep, command = value.partition(" ")
-            if not sep or not command.strip():
-                errors.append(f"touch-exec = {value}: invalid syntax, must be: <file> <command>")
         if errors:
             raise PlanError(errors[0])
         try:
@@ -42,6 +39,14 @@ class ServicePlan:
             self.crons = crons_from_config(config)
         except (DaemonConfigError, CronConfigError) as exc:
             raise PlanError(str(exc)) from None
+        #: lines for values uWSGI would also run without (logged, the instance goes on)
+        self.warnings = [w for item in (*self.daemons, *self.crons) for w in item.warnings]
+        for value in config.getlist("touch-exec"):
+            path, sep, command = value.partition(" ")
+            if not sep or not command.strip():
+                self.warnings.append(f"touch-exec = {value}: no command, must be: <file> <command> (skipped)")
+        for line in self.warnings:
+            log(f"imperium: {line}")
         commands.set_binsh(config.getlist("binsh"))
         self.control = MasterControl(config)
         self.ctx = Context(role="master", pending_signals=self.control.pending_signals)
