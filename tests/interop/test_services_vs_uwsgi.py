@@ -396,3 +396,40 @@ def test_ini_paste(procs: Procs, tmp_path: Path, kind: str) -> None:
     resp = http_request(port)
     assert (resp.status, resp.body) == (200, b"paste hello")
     assert "Loading paste environment: config:" in procs.output(p)
+
+
+def test_emperor_message_hooks(procs: Procs, tmp_path: Path, kind: str) -> None:
+    """hook-emperor-reload and hook-emperor-stop run on the emperor's bytes 1 and 0 (the
+    test plays the emperor on a socketpair)."""
+    import socket
+
+    d = tmp_path / kind
+    copy_app("services_app.py", d)
+    port = free_port()
+    ini = d / "e.ini"
+    ini.write_text(f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = {d}/services_app.py\nmaster = true\n"
+                   f"hook-emperor-reload = appendn:{d}/reload x\nhook-emperor-stop = write:{d}/stop yes\n")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        p = procs.start(backend_argv(kind, ini), cwd=d, env={"UWSGI_EMPEROR_FD": str(theirs.fileno())},
+                        pass_fds=(theirs.fileno(),))
+        theirs.close()
+        ours.settimeout(20)
+        got = b""
+        while 5 not in got:  # spawned (1), then accepting (5)
+            chunk = ours.recv(16)
+            assert chunk, procs.output(p)[-3000:]
+            got += chunk
+        ours.sendall(bytes([1]))  # reload
+        wait_until(lambda: (d / "reload").exists(), 20, message="emperor-reload hook")
+        got = b""
+        while 5 not in got:  # the new incarnation accepts again
+            chunk = ours.recv(16)
+            assert chunk, procs.output(p)[-3000:]
+            got += chunk
+        ours.sendall(bytes([0]))  # stop
+        wait_until(lambda: (d / "stop").exists(), 20, message="emperor-stop hook")
+        code = p.wait(20)  # both stop; the exit status is the emperor's business
+        assert code in (0, 30), (code, procs.output(p)[-2000:])
+    finally:
+        ours.close()
