@@ -323,3 +323,38 @@ def test_touch_workers_reload(procs: Procs, tmp_path: Path) -> None:
     os.utime(tmp_path / "trigger", (1, 1))
     wait_until(lambda: replaced(inst, before), 20, message="workers reloaded")
     assert inst.proc.pid == master and "has been touched... workers reload !!!" in inst.log()
+
+
+def test_fs_brutal_reload_and_ini_paste_logged(procs: Procs, tmp_path: Path) -> None:
+    watched = tmp_path / "code.txt"
+    watched.write_text("v1")
+    inst = Inst(procs, tmp_path, "fs-brutal-reload = {d}/code.txt\n")
+    inst.wait_log('[uwsgi-fsmon] registered monitor for "')
+    before = inst.workers()
+    watched.write_text("v2")
+    wait_until(lambda: replaced(inst, before), 20, message="brutally reloaded")
+    assert "...brutally killing workers..." in inst.log()
+    # ini-paste-logged: the paste file's [loggers] configure python's logging too
+    (tmp_path / "p").mkdir()
+    d = tmp_path / "p"
+    (d / "factory.py").write_text(
+        "import logging\n"
+        "def make_app(global_conf, **kw):\n"
+        "    logging.getLogger('pasted').warning('configured by the paste file')\n"
+        "    def app(environ, start_response):\n"
+        "        start_response('200 OK', [('Content-Length', '2')])\n"
+        "        return [b'ok']\n"
+        "    return app\n")
+    port = free_port()
+    (d / "app.ini").write_text(
+        f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\npythonpath = {d}\n\n"
+        "[app:main]\npaste.app_factory = factory:make_app\n\n"
+        "[loggers]\nkeys = root\n[handlers]\nkeys = err\n[formatters]\nkeys = plain\n"
+        "[logger_root]\nlevel = INFO\nhandlers = err\n"
+        "[handler_err]\nclass = StreamHandler\nargs = (sys.stderr,)\nformatter = plain\n"
+        "[formatter_plain]\nformat = PASTELOG %(name)s %(message)s\n")
+    p = procs.start([IMPERIUM, "--ini-paste-logged", str(d / "app.ini")], cwd=d)
+    wait_until(lambda: p.poll() is not None or port_open(port), 20, message="paste app up")
+    assert p.poll() is None, procs.output(p)[-2000:]
+    assert get(port)[1] == b"ok"
+    assert "PASTELOG pasted configured by the paste file" in procs.output(p)
