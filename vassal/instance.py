@@ -425,7 +425,7 @@ def _phase(plan: ServicePlan, phase: str, in_worker: bool = False) -> None:
 
 def _services(config: Any, plan: ServicePlan) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
-    return [*log_master.active(), *plan.services()]
+    return [*log_master.active(), *uwsgi_module.services(), *plan.services()]
 
 
 def _run(config: Any) -> int:
@@ -478,7 +478,10 @@ def _run(config: Any) -> int:
     threads = max(1, int(config.get("threads") or 1))
     board = Scoreboard(processes, threads)
     buffer_size = int(config.get("buffer-size") or 4096)
-    uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
+    try:
+        uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
+    except uwsgi_module.ApiError as exc:
+        raise InstanceError(str(exc)) from None
     _pythonpath(config)
     process_setup.set_pyargv(config)
     try:
@@ -532,6 +535,7 @@ def _run(config: Any) -> int:
                      "chdir": config.get("chdir") or ""} for a in (apps.apps if apps else [])]
         stats_source = StatsSource(version, sockets, board, app_info, int(config.get("listen") or 100),
                                    bool(config.get("stats-no-cores")))
+        stats_source.api_parts = uwsgi_module.stats_parts
         stats_source.can_offload = 1 if settings.offload_threads else 0
     if apps is not None:
         for i in range(1, processes + 1):

@@ -116,6 +116,8 @@ class StatsSource:
         self.vars: dict[tuple[int, int], list[str]] = {}
         #: the attached daemons, [{"cmd", "pid", "respawns"}] (vassal.services.daemons)
         self.daemons: Any = None
+        #: what the uwsgi module's subsystems add ({"locks": [(name, pid)], "caches": [{...}]})
+        self.api_parts: Any = None
         self.can_offload = 0  # 1 with offload-threads: every socket can hand transfers over
 
 
@@ -152,16 +154,32 @@ def generate(src: StatsSource, minified: bool = False) -> str:
                 e.comma()
         e.list_close()
         e.comma()
+    parts = src.api_parts() if src.api_parts is not None else {}
+    locks = parts.get("locks") or [(name, 0) for name in LOCKS]
     e.key("locks")
     e.list_open()
-    for n, name in enumerate(LOCKS):
+    for n, (name, pid) in enumerate(locks):
         e.obj_open()
-        e.kv(name, 0, comma=False)
+        e.kv(name, pid, comma=False)
         e.obj_close()
-        if n < len(LOCKS) - 1:
+        if n < len(locks) - 1:
             e.comma()
     e.list_close()
     e.comma()
+    caches = parts.get("caches")
+    if caches:
+        e.key("caches")
+        e.list_open()
+        for n, cache in enumerate(caches):
+            e.obj_open()
+            keys = list(cache)
+            for k in keys:
+                e.kv(k, cache[k], comma=k != keys[-1])
+            e.obj_close()
+            if n < len(caches) - 1:
+                e.comma()
+        e.list_close()
+        e.comma()
     e.key("sockets")
     e.list_open()
     for n, ls in enumerate(src.sockets):

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from vassal.api.request import current as current_request
 from vassal.log import log
 from vassal.logs.request import RequestLog
 from vassal.protocols import http as H
@@ -399,6 +400,7 @@ class Worker:
                 resp.body_bytes = len(data)
                 resp.chunks = 1
             else:
+                current_request.resp = resp  # for uwsgi.sendfile & co.
                 result = app.callable(env, resp.start_response)
                 if type(result) in _LIST_TYPES:
                     self._send_list(resp, result)
@@ -436,6 +438,7 @@ class Worker:
                     pass
             del exc
         finally:
+            current_request.resp = None
             close = getattr(result, "close", None)
             if close is not None:
                 try:
