@@ -187,3 +187,16 @@ def test_signal_functions_cover_the_fifo_table() -> None:
     for func in control.SIGNAL_FUNCTIONS:
         assert hasattr(control.MasterControl, "do_" + func), func
     assert signal.SIGTERM == 15
+
+
+def test_rpc_action_calls_a_registered_function(capfd) -> None:
+    from vassal.api import rpc
+
+    rpc._table[b"hello"] = (lambda *a: b"hi " + b" ".join(a), 0)
+    try:
+        assert run("rpc:hello a 'b c'") == 0
+        assert '[rpc result from "hello"] hi a b c' in capfd.readouterr().err
+        assert run("rpc:nothere x") == -1
+        assert run("rpc:hello@127.0.0.1:3031 x") == -1
+    finally:
+        rpc._table.pop(b"hello", None)

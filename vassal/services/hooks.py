@@ -412,6 +412,37 @@ def _unix_signal(arg: str, ctx: Context) -> int:
     return 0
 
 
+def _rpc(arg: str, ctx: Context) -> int:
+    """``rpc:FUNC[@NODE] ARGS...``: call a registered RPC function (vassal.api.rpc) and log
+    its answer, as uWSGI's hook does; another node is not reachable here."""
+    import shlex
+
+    from vassal.api import rpc
+
+    try:
+        words = shlex.split(arg)
+    except ValueError as exc:
+        log(f"rpc hook {arg!r}: {exc}")
+        return -1
+    if not words or len(words) > 256:
+        return -1
+    func, at, node = words[0].partition("@")
+    if at and node:
+        log(f"rpc hook {arg!r}: calling another node ({node}) is not supported by Imperium")
+        return -1
+    answer = rpc._call_local(func.encode(), tuple(w.encode() for w in words[1:]))
+    if answer is None:
+        return -1
+    log(f"[rpc result from \"{words[0]}\"] {answer.decode('utf-8', 'replace')}")
+    return 0
+
+
+def _retryrpc(arg: str, ctx: Context) -> int:
+    while _rpc(arg, ctx) != 0:  # as uWSGI: until it answers
+        time.sleep(2)
+    return 0
+
+
 def _refused(why: str) -> Action:
     def action(arg: str, ctx: Context) -> int:
         log(f"hook action not available: {why}")
@@ -517,11 +548,10 @@ ACTIONS: dict[str, Action] = {
     "mount": _refused("mount (filesystem namespaces are not built in Imperium)"),
     "umount": _refused("umount (filesystem namespaces are not built in Imperium)"),
     "alarm": _refused("alarm (the alarm subsystem is not built in Imperium)"),
-    "rpc": _refused("rpc (the RPC subsystem is not built in Imperium)"),
-    "retryrpc": _refused("retryrpc (the RPC subsystem is not built in Imperium)"),
+    "rpc": _rpc, "retryrpc": _retryrpc,
 }
 #: actions refused at start-up: they could never succeed here
-UNAVAILABLE = {"mount", "umount", "alarm", "rpc", "retryrpc"}
+UNAVAILABLE = {"mount", "umount", "alarm"}
 
 
 def parse(value: str, option: str, shown: str | None = None) -> tuple[str, str, bool]:
