@@ -179,6 +179,7 @@ class Worker:
         self.stopping = False
         self.reason = ""
         self.wake_r, self.wake_w = os.pipe()
+        self.sig_r = -1  # see run()
         self.spawned_at = time.monotonic()
         self.lifetime = (settings.max_worker_lifetime + (wid - 1) * settings.max_worker_lifetime_delta
                          if settings.max_worker_lifetime else 0)
@@ -220,6 +221,13 @@ class Worker:
         signal.signal(signal.SIGTERM, self._on_end)
         signal.signal(signal.SIGQUIT, self._on_end)
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        # a signal caught just before the main thread enters epoll_wait() would only be
+        # handled once something else wakes it (for ever when idle): Python's C-level handler
+        # writes to this pipe, which core 0 polls, so the python handler always gets to run
+        self.sig_r, sig_w = os.pipe()
+        os.set_blocking(self.sig_r, False)
+        os.set_blocking(sig_w, False)
+        signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
         self.slot.pid = self.pid
         self.slot.accepting = 1
@@ -249,6 +257,9 @@ class Worker:
         for fd in self.by_fd:
             ep.register(fd, _EPOLLIN | _EXCL)
         ep.register(self.wake_r, _EPOLLIN)
+        sig = self.sig_r if core == 0 else -1  # python runs signal handlers in the main thread
+        if sig >= 0:
+            ep.register(sig, _EPOLLIN)
         idle: dict[int, list] = {}  # fd -> [sock, reader, listen socket, addr, since]
         by_fd = self.by_fd
         wake = self.wake_r
@@ -262,6 +273,9 @@ class Worker:
                 for fd, _ev in events:
                     if fd == wake or self.stopping:
                         break
+                    if fd == sig:
+                        _drain(sig)  # the handler runs at the next bytecode: see run()
+                        continue
                     ls = by_fd.get(fd)
                     if ls is not None:
                         try:
@@ -605,6 +619,14 @@ def _memory() -> tuple[int, int]:
 
 def _rss() -> int:
     return _memory()[0]
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except OSError:
+        pass
 
 
 def _flush_and_exit(code: int) -> None:
