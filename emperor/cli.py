@@ -31,15 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for notice in config.notices():
         print(f"imperium: warning: {notice}", file=sys.stderr)
+    if config.get("imperial-monitor-list"):
+        print(monitor_list(), end="", flush=True)
     if config.get("show-config"):
         print(config.show_config(), end="", flush=True)
-    if config.get("imperial-monitor-list"):
-        from monitors import imperial_monitor_list
-
-        print(imperial_monitor_list(), file=sys.stderr, flush=True)
-        if not (config.getlist("emperor") or config.getlist("socket") or config.getlist("http-socket")
-                or config.getlist("http") or config.getlist("zerg")):
-            return 0  # nothing else asked: list and exit (uWSGI would go on and fail)
     if config.get("connect-and-read"):
         from vassal.stats import connect_and_read
 
@@ -51,6 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     from vassal.instance import run_instance
 
     return run_instance(config)
+
+
+def monitor_list() -> str:
+    """What ``imperial-monitor-list`` prints (uWSGI's layout): every scheme we can load."""
+    from importlib.metadata import entry_points
+
+    from monitors import BUILTIN
+
+    schemes = list(BUILTIN) + sorted({ep.name for ep in entry_points(group="imperium.monitors")}
+                                     - set(BUILTIN))
+    return ("\n*** uWSGI loaded imperial monitors ***\n" + "".join(f"{s}\n" for s in schemes)
+            + "--- end of imperial monitors list ---\n\n")
 
 
 if __name__ == "__main__":

@@ -53,9 +53,3 @@ def monitor_class(scheme: str) -> type[Monitor]:
     known = sorted(set(BUILTIN) | {ep.name for ep in entry_points(group="imperium.monitors")})
     raise UnknownMonitor(f"no imperial monitor for scheme {scheme!r} (known: {', '.join(known)})")
 
-
-def imperial_monitor_list() -> str:
-    """``--imperial-monitor-list``: the schemes, in uWSGI's layout."""
-    schemes = list(BUILTIN) + sorted({ep.name for ep in entry_points(group="imperium.monitors")} - set(BUILTIN))
-    return "\n*** uWSGI loaded imperial monitors ***\n" + "\n".join(schemes) + \
-        "\n--- end of imperial monitors list ---\n"

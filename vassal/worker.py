@@ -196,6 +196,8 @@ class Worker:
         self.lock = threading.Lock()
         self.offload = Offloader(settings.offload_threads, struct.unpack("ll", settings.timeval)[0]) \
             if settings.offload_threads else None
+        #: other fds the loop watches (uWSGI signal pipes): fd -> what to call when readable
+        self.watch: dict[int, Any] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -260,6 +262,9 @@ class Worker:
         sig = self.sig_r if core == 0 else -1  # python runs signal handlers in the main thread
         if sig >= 0:
             ep.register(sig, _EPOLLIN)
+        watch = self.watch
+        for fd in watch:
+            ep.register(fd, _EPOLLIN | _EXCL)
         idle: dict[int, list] = {}  # fd -> [sock, reader, listen socket, addr, since]
         by_fd = self.by_fd
         wake = self.wake_r
@@ -296,6 +301,9 @@ class Worker:
                     else:
                         conn = idle.pop(fd, None)
                         if conn is None:
+                            hook = watch.get(fd)
+                            if hook is not None:
+                                hook()
                             continue
                         ep.unregister(fd)
                     if self._serve(conn, core):

@@ -297,13 +297,6 @@ def test_bad_input_is_one_line(procs: Procs, tmp_path: Path) -> None:
         assert len(errors) == 1 and line.replace("{d}", str(d)) in errors[0], inst.log()[-2000:]
 
 
-def test_imperial_monitor_list() -> None:
-    out = subprocess.run([IMPERIUM, "--imperial-monitor-list"], capture_output=True, text=True, timeout=20)
-    assert out.returncode == 0
-    assert "*** uWSGI loaded imperial monitors ***\ndir\nglob\n" in out.stderr
-    assert "--- end of imperial monitors list ---" in out.stderr
-
-
 def test_lifetime_delta_per_worker() -> None:
     from vassal.scoreboard import Scoreboard
     from vassal.worker import Worker, WorkerSettings

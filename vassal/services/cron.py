@@ -20,13 +20,12 @@ Commands run through the shell in a session of their own (``vassal.services.comm
 with the log lines uWSGI prints ("[uwsgi-cron] running ... (pid N)", "... exited after N
 second(s)").
 
-The seam for signal crons: an entry's action is either a shell command or a Python
-callable. The signal framework (``timer``/``cron`` signals, ``uwsgi.add_cron``) registers
-callables with ``CronTable.add(minute, hour, day, month, week, action=callable)`` on the
-master's table (``master_cron().table``), or feeds a table of its own through
-``master_cron().sources``
-(callables returning entries, read every check); a callable entry is called in the master
-with the ``CronEntry`` and the time (uWSGI's ``uc->func``) and starts no process.
+Signal crons (``uwsgi.add_cron``, the signal framework) live in ``vassal.services.signals``
+with the same matching rule (``cron_matches``). An entry here may also be a Python callable
+instead of a command: ``master_cron().table.add(minute, hour, day, month, week,
+action=callable)`` in the master, or a table of one's own fed through
+``master_cron().sources``; a callable is called in the master with the ``CronEntry`` and the
+time (uWSGI's ``uc->func``) and starts no process.
 ``legion-cron``/``cron-legion``/``unique-legion-cron`` are refused: no legions here.
 """
 
@@ -41,6 +40,7 @@ from typing import Any
 from vassal.log import log
 from vassal.services import Service, commands, log_verbose
 from vassal.services.daemons import kvlist
+from vassal.services.signals import cron_matches
 
 LEGION_OPTIONS = ("legion-cron", "cron-legion", "unique-legion-cron", "unique-cron-legion")
 
@@ -72,25 +72,8 @@ class CronEntry:
 
 
 def needs_run(tm: time.struct_time, e: CronEntry) -> bool:
-    """uWSGI's ``uwsgi_cron_task_needs_execution`` (month 1-12, weekday 0-6 from Sunday)."""
-    minute, hour, month, day, wday = tm.tm_min, tm.tm_hour, tm.tm_mon, tm.tm_mday, (tm.tm_wday + 1) % 7
-    uc_minute, uc_hour, uc_day, uc_month = e.minute, e.hour, e.day, e.month
-    uc_week = 0 if e.week == 7 else e.week
-    if e.minute < 0 and minute % abs(e.minute) == 0:
-        uc_minute = minute
-    if e.hour < 0 and hour % abs(e.hour) == 0:
-        uc_hour = hour
-    if e.month < 0 and month % abs(e.month) == 0:
-        uc_month = month
-    if e.day < 0 and day % abs(e.day) == 0:
-        uc_day = day
-    if e.week < 0 and wday % abs(e.week) == 0:
-        uc_week = wday
-    if minute != uc_minute or hour != uc_hour or month != uc_month:
-        return False
-    if e.day >= 0 and e.week >= 0:
-        return day == uc_day or wday == uc_week
-    return day == uc_day and wday == uc_week
+    """uWSGI's ``uwsgi_cron_task_needs_execution`` (the rule signal crons share)."""
+    return cron_matches(tm, e.minute, e.hour, e.day, e.month, e.week)
 
 
 def parse_cron(option: str, value: str) -> CronEntry:
