@@ -388,9 +388,9 @@ for _name in ("hook-as-vassal", "hook-as-emperor", "hook-emperor-start", "exec-a
               "call-as-emperor2", "call-as-emperor4"):
     _add(_name, str, None, "a hook the emperor runs for its vassals (not wired here)", repeat=True,
          section=S, ignored=True)
-for _name in ("hook-as-mule", "hook-as-gateway"):
-    _add(_name, str, None, "a hook of mules/gateways (not run by this instance)", repeat=True, section=S,
-         ignored=True)
+_add("hook-as-mule", str, None, "ACTION:ARGS: run a hook in each mule as it starts", repeat=True, section=S)
+_add("hook-as-gateway", str, None, "a hook of gateways (no gateway processes here)", repeat=True, section=S,
+     ignored=True)
 del _name
 _add("binsh", str, None, "shell for exec hooks, cron, daemons (first executable one; else /bin/sh)",
      repeat=True, section=S)

@@ -351,3 +351,10 @@ def test_fs_brutal_reload_and_ini_paste_logged(procs: Procs, tmp_path: Path) -> 
     assert p.poll() is None, procs.output(p)[-2000:]
     assert get(port)[1] == b"ok"
     assert "PASTELOG pasted configured by the paste file" in procs.output(p)
+
+
+def test_hook_as_mule(procs: Procs, tmp_path: Path) -> None:
+    inst = Inst(procs, tmp_path, "mules = 2\nhook-as-mule = appendn:{d}/mules x\n")
+    wait_until(lambda: (tmp_path / "mules").exists() and (tmp_path / "mules").read_text().count("x") == 2, 20,
+               message="the hook ran in both mules")
+    inst.wait_log('running "appendn:')

@@ -14,9 +14,9 @@ Phases and where they run here (``PHASES``): ``asap`` right after the config is 
 ``post-fork`` and ``accepting``/``accepting1`` (+ ``-once``: first spawn of that worker
 only) in the workers; ``master-start`` when the master loop starts; ``touch`` for
 ``hook-touch``; ``emperor-stop``/``emperor-reload``/``emperor-lost`` on the emperor's
-messages; ``as-user-atexit`` when the master exits or re-execs. ``as-vassal``,
-``as-emperor``, ``emperor-start`` belong to the emperor process and ``as-mule``,
-``as-gateway`` to processes this instance does not run (see ``ELSEWHERE``).
+messages; ``as-user-atexit`` when the master exits or re-execs; ``as-mule`` in each mule
+(vassal.services.mules). ``as-vassal``, ``as-emperor``, ``emperor-start`` belong to the
+emperor process and ``as-gateway`` to processes this instance does not run (``ELSEWHERE``).
 
 A failing hook in a fatal phase ends the instance (exit 1 before the workers exist; a
 shutdown once they do), as in uWSGI. An action name that does not exist is refused before
@@ -81,7 +81,7 @@ PHASES: dict[str, tuple[str, bool, str]] = {
 ELSEWHERE = {"as-vassal": "the emperor (before it execs a vassal)",
              "as-emperor": "the emperor (after it started a vassal)",
              "emperor-start": "the emperor (when it starts)",
-             "as-mule": "mules", "as-gateway": "gateways"}
+             "as-gateway": "gateways"}
 #: phases with exec-/call- variants: (text uWSGI gives them, fatal exec, fatal call, the
 #: exec- option, the call- option)
 HARDCODED: dict[str, tuple[str, bool, bool, str, str]] = {
