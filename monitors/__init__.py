@@ -52,4 +52,3 @@ def monitor_class(scheme: str) -> type[Monitor]:
         return _load(BUILTIN[scheme])
     known = sorted(set(BUILTIN) | {ep.name for ep in entry_points(group="imperium.monitors")})
     raise UnknownMonitor(f"no imperial monitor for scheme {scheme!r} (known: {', '.join(known)})")
-
