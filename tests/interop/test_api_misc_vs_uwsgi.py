@@ -128,14 +128,15 @@ def test_types_of_the_instance_values(servers) -> None:
 
 def test_an_rpc_registered_in_one_worker_is_that_worker_s(servers2) -> None:
     import threading
-    import time
 
     for kind in KINDS:
         port = servers2[kind]
         owner: dict = {}
         t = threading.Thread(target=lambda port=port, owner=owner: owner.update(call(port, "regmine", 2.0)))
         t.start()
-        time.sleep(0.5)  # the registering worker is now busy for 1.5 s more: the next goes elsewhere
+        # the registering worker is busy for 2 s: the next request goes to the other one
+        wait_until(lambda port=port: any(w["status"] == "busy" for w in read_json(STATS[port])["workers"]),
+                   10, message=f"{kind}: the registering worker busy")
         other = call(port, "rpc", None, "b:mine")
         t.join(30)
         assert owner["r"] == "b'mine'", (kind, owner)
@@ -196,7 +197,6 @@ def test_opt_shows_the_options_as_uwsgi(servers) -> None:
 
 def test_sharedarea_is_shared_by_the_workers(servers2) -> None:
     import threading
-    import time
 
     for kind in KINDS:
         port = servers2[kind]
@@ -204,7 +204,9 @@ def test_sharedarea_is_shared_by_the_workers(servers2) -> None:
         busy: dict = {}
         t = threading.Thread(target=lambda port=port, busy=busy: busy.update(call(port, "sleepread", 1.5, 1, 10, 7)))
         t.start()
-        time.sleep(0.4)  # one worker sleeps: this read is the other's
+        # one worker sleeps: this read is the other's
+        wait_until(lambda port=port: any(w["status"] == "busy" for w in read_json(STATS[port])["workers"]),
+                   10, message=f"{kind}: one worker busy")
         other = call(port, "sharedarea_read", 1, 10, 7)
         t.join(30)
         assert busy["wid"] != other["wid"], (kind, busy, other)
