@@ -106,7 +106,7 @@ SEQUENCE = [
     ("attr", "numproc"), ("attr", "buffer_size"), ("attr", "cores"), ("attr", "unbit"), ("attr", "loop"),
     ("attr", "applications"), ("attr", "is_a_reload"), ("attr", "SPOOL_OK"), ("attr", "SPOOL_RETRY"),
     ("attr", "SPOOL_IGNORE"), ("i_am_the_spooler",), ("accepting",), ("is_connected", 9999),
-    ("listen_queue",),
+    ("listen_queue",), ("listen_queue", 99), ("listen_queue", -1),
 ]
 
 
