@@ -27,7 +27,7 @@ from vassal.logs.request import RequestLog
 from vassal.master import FAILED_APP_CODE, Master
 from vassal.protocols import offload, static
 from vassal.scoreboard import Scoreboard
-from vassal.services import Service, log_master
+from vassal.services import Service, cheaper, log_master
 from vassal.sockets import (
     BindError,
     ListenSocket,
@@ -388,9 +388,19 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
     return apps
 
 
-def _services(config: Any) -> list[Service]:
+def _services(config: Any, scaling: cheaper.CheaperConfig | None = None) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
-    return [*log_master.active()]
+    return [*log_master.active(), *([cheaper.Cheaper(scaling)] if scaling else [])]
+
+
+def _cheaper(config: Any) -> cheaper.CheaperConfig | None:
+    """The cheaper settings, checked before anything is bound or loaded."""
+    if config.get("cheaper-algo-list"):
+        cheaper.list_algorithms()
+    try:
+        return cheaper.from_config(config)
+    except cheaper.CheaperError as exc:
+        raise InstanceError(str(exc)) from None
 
 
 def _run(config: Any) -> int:
@@ -410,6 +420,7 @@ def _run(config: Any) -> int:
     log(f"*** Starting uWSGI {version} (64bit) on [{time.ctime()}] ***")
     log(f"current working directory: {os.getcwd()}")
     log(f"detected binary path: {sys.executable}")
+    scaling = _cheaper(config)
     if not _socket_specs(config) and not config.getlist("zerg"):
         raise InstanceError("no socket configured: use http-socket = ADDR or socket = ADDR")
     link = EmperorLink.from_config(config)
@@ -528,7 +539,7 @@ def _run(config: Any) -> int:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
                         stats_server=stats_server, stats_source=stats_source, original_cwd=original_cwd,
                         cleanup=cleanup, lazy_need_app=lazy and need_app is not False,
-                        services=_services(config))
+                        services=_services(config, scaling))
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
     log(f"spawned uWSGI master process (pid: {os.getpid()})")

@@ -78,7 +78,7 @@ def install(config: Any, version: str, numproc: int, masterpid: int, board: Any,
         for i in range(1, b.nworkers + 1):
             w = b.workers[i]
             out.append({"id": i, "pid": w.pid, "requests": w.requests, "exceptions": w.exceptions,
-                        "status": "busy" if w.busy_cores else "idle", "rss": w.rss, "vsz": w.vsz,
+                        "status": b.status_name(i), "rss": w.rss, "vsz": w.vsz,
                         "running_time": w.running_time, "last_spawn": w.last_spawn, "tx": w.tx,
                         "avg_rt": w.avg_rt, "respawn_count": w.respawn_count, "harakiri_count": w.harakiri_count,
                         "delta_requests": w.delta_requests, "signals": w.signals, "apps": ()})
