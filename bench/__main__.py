@@ -1,6 +1,7 @@
 """`python -m bench`: every benchmark present, one table each, peers measured in the same run.
 
-bench_vassal (ours) always runs; bench_emperor, bench_monitors and bench_static run when their modules
+bench_vassal (ours) always runs; bench_emperor, bench_monitors, bench_static and bench_api run when
+their modules
 exist. Each bench module offers ``main(argv) -> int`` and prints its own table.
 
     python -m bench                      # all of them
@@ -15,7 +16,7 @@ import importlib.util
 import sys
 import time
 
-BENCHES = ("vassal", "emperor", "monitors", "static")
+BENCHES = ("vassal", "emperor", "monitors", "static", "api")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,8 @@ from emperor.events import (
     Touch,
     Unavailable,
     is_valid_name,
+    name_bytes,
+    printable,
 )
 from emperor.logs import log, log_verbose, set_output, setup_logging
 from emperor.policy import Blacklist, Throttle
@@ -172,8 +174,8 @@ class Emperor:
             return
         if isinstance(event, Touch):
             if not is_valid_name(event.name, self.settings.extra_extensions):
-                if len(event.name.encode()) > 254:
-                    log(f"[emperor] invalid vassal name: {event.name}")
+                if len(name_bytes(event.name) or b"") > 254:
+                    log(f"[emperor] invalid vassal name: {printable(event.name)}")
                 return
             claims = self.claims.setdefault(event.name, {})
             if claims and monitor not in claims:
@@ -274,8 +276,8 @@ class Emperor:
             uid: int | None, gid: int | None, cwd: str | None, config_arg: str,
             vassals_dir: str | None, skip_blacklist: bool = False) -> VassalHandle | None:
         """emperor_add: blacklist, throttle, tyrant checks, then start the vassal."""
-        if len(name.encode()) > 254:
-            log(f"[emperor] invalid vassal name: {name}")
+        if len(name_bytes(name) or b"") > 254:
+            log(f"[emperor] invalid vassal name: {printable(name)}")
             return None
         now = time.time()
         if not skip_blacklist:

@@ -70,9 +70,48 @@ class Available:
 Event = Touch | Destroy | Sync | Unavailable | Available
 
 
+def name_bytes(name: str) -> bytes | None:
+    """A vassal name as the bytes on disk and in argv; None if it has no byte form.
+
+    Names are ``str`` throughout the emperor, and a name that is not UTF-8 (a file name
+    from a directory listing, a zmq frame) is carried with ``surrogateescape``, as
+    ``os.fsdecode`` gives it: uWSGI handles names as plain bytes and starts such a vassal,
+    so do we. Only a lone surrogate that no byte string decodes to has no byte form.
+    """
+    try:
+        return name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return None
+
+
+def as_name(value: object) -> str | None:
+    """A name from a client library (``str``, or ``bytes`` where it could not decode)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "surrogateescape")
+    return None
+
+
+def printable(name: str) -> str:
+    """A name for one log line: undecodable bytes as ``\\xNN``, control characters escaped."""
+    raw = name_bytes(name)
+    text = raw.decode("utf-8", "backslashreplace") if raw is not None else ascii(name)[1:-1]
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def is_valid_name(name: str, extra_extensions: tuple[str, ...] = ()) -> bool:
-    """uWSGI accepts a vassal only by its ending and a name shorter than 255 bytes."""
-    if not name or len(name.encode()) > MAX_NAME_LENGTH:
+    """uWSGI accepts a vassal only by its ending and a name shorter than 255 bytes.
+
+    Any bytes otherwise, as uWSGI (core/emperor.c ``uwsgi_emperor_is_valid``); a NUL cannot
+    be in a C string, so a name holding one is refused here rather than by ``execve``.
+    """
+    if not isinstance(name, str) or not name or "\0" in name:
+        return False
+    raw = name_bytes(name)
+    if raw is None or len(raw) > MAX_NAME_LENGTH:
         return False
     base = name.split(":", 1)[0] if name.endswith(":zerg") else name
     return base.endswith(VALID_EXTENSIONS + tuple(extra_extensions))

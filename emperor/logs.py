@@ -25,7 +25,11 @@ def set_output(fd: int) -> None:
 
 
 def _write(text: str) -> None:
-    data = text.encode(errors="replace")
+    try:
+        # a vassal name that is not UTF-8 is written as its own bytes, as uWSGI does
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "replace")
     if not data.endswith(b"\n"):
         data += b"\n"
     try:

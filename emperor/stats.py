@@ -10,8 +10,10 @@ the computed global level (uWSGI 2.0 always prints 0 there).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -170,48 +172,109 @@ HTTP_HEADERS = (b"HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-O
                 b"Content-Type: application/json\r\n\r\n")
 
 
+#: stats clients held at once; a newcomer beyond that ends the oldest
+MAX_CLIENTS = 64
+#: connections accepted per readiness of the listening socket (others wait in the backlog)
+ACCEPT_BATCH = 16
+
+
 class StatsServer:
-    def __init__(self, address: str, render_fn: Callable[[], bytes], http: bool = False) -> None:
+    """The emperor's stats socket, served from its loop without ever blocking it.
+
+    Non-blocking accept, one task per client with a deadline for the whole exchange (the
+    request read in ``stats-http`` mode, then the write), at most ``MAX_CLIENTS`` at a time:
+    a newcomer beyond that ends the oldest, so a flood of idle connections costs neither
+    descriptors nor a real client's answer. Clients accepted in the same loop turn share
+    one rendered document.
+    """
+
+    def __init__(self, address: str, render_fn: Callable[[], bytes], http: bool = False,
+                 timeout: float = 4.0, max_clients: int = MAX_CLIENTS) -> None:
         self.address = address
         self.render_fn = render_fn
         self.http = http
-        self.server: asyncio.AbstractServer | None = None
+        self.timeout = timeout
+        self.max_clients = max_clients
+        self.sock: socket.socket | None = None
+        self.clients: dict[asyncio.Task, socket.socket] = {}  # being served, oldest first
+        self._doc: bytes | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         if ":" in self.address:
             host, _, port = self.address.rpartition(":")
-            self.server = await asyncio.start_server(self._client, host or "0.0.0.0", int(port),
-                                                     reuse_address=True)
+            infos = socket.getaddrinfo(host or "0.0.0.0", int(port), type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+            family, _, _, _, addr = infos[0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         else:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.address)
-            except FileNotFoundError:
-                pass
-            self.server = await asyncio.start_unix_server(self._client, self.address)
-        sock = self.server.sockets[0]
+            sock, addr = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), self.address
+        try:
+            sock.bind(addr)
+            sock.listen(100)
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        self.sock = sock
+        self._loop.add_reader(sock.fileno(), self._accept)
         log(f"*** Emperor stats server enabled on {self.address} fd: {sock.fileno()} ***")
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(self) -> None:
+        assert self.sock is not None and self._loop is not None
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # EMFILE and friends: it stays queued, tried at the next readiness
+            conn.setblocking(False)
+            while len(self.clients) >= self.max_clients:
+                # its task closes the socket once asyncio has unregistered it
+                self.clients.pop(next(iter(self.clients))).cancel()
+            self.clients[self._loop.create_task(self._serve(conn))] = conn
+
+    def document(self) -> bytes:
+        """The rendered document, shared by every client served in this loop turn."""
+        if self._doc is None:
+            self._doc = self.render_fn()
+            assert self._loop is not None
+            self._loop.call_soon(self._expire)
+        return self._doc
+
+    def _expire(self) -> None:
+        self._doc = None
+
+    async def _serve(self, conn: socket.socket) -> None:
+        assert self._loop is not None
         try:
-            if self.http:
-                # read (and ignore) the request head, as uwsgi_send_http_stats does
-                try:
-                    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 4)
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-                    pass
-                writer.write(HTTP_HEADERS)
-            writer.write(self.render_fn())
-            await asyncio.wait_for(writer.drain(), 4)
+            async with asyncio.timeout(self.timeout):
+                if self.http:
+                    # one read of the request, ignored, as uwsgi_send_http_stats does
+                    if not await self._loop.sock_recv(conn, 4096):
+                        return
+                    await self._loop.sock_sendall(conn, HTTP_HEADERS + self.document())
+                else:
+                    await self._loop.sock_sendall(conn, self.document())
         except (OSError, TimeoutError):
             pass
         finally:
-            writer.close()
+            self.clients.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            conn.close()
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            if ":" not in self.address:
-                try:
-                    os.unlink(self.address)
-                except OSError:
-                    pass
+        if self.sock is not None and self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+        for task in list(self.clients):
+            task.cancel()
+        self.clients.clear()
+        if ":" not in self.address:
+            with contextlib.suppress(OSError):
+                os.unlink(self.address)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from emperor.events import Destroy, Event, Monitor, MonitorContext, Touch
+from emperor.events import Destroy, Event, Monitor, MonitorContext, Touch, as_name, printable
 from monitors.deps import require
 from monitors.outage import Backoff, Outage
 from monitors.threaded import run_blocking
@@ -104,10 +104,10 @@ def interpret(routing_key: str, body: bytes, *, tyrant: bool = False,
         raise BadMessage("empty message without a routing key")
     if len(body) > MAX_PATH:
         raise BadMessage(f"a {len(body)}-byte body without a routing key is too long for a path")
-    try:
-        target = body.decode().strip()
-    except UnicodeDecodeError:
-        raise BadMessage("the body is not a UTF-8 path or URL") from None
+    # a path is bytes to the kernel: one that is not UTF-8 is carried as os.fsdecode() would
+    target = body.decode("utf-8", "surrogateescape").strip()
+    if "\0" in target:
+        raise BadMessage("the body holds a NUL byte: not a path or URL")
     if re.match(r"^https?://", target, re.IGNORECASE):
         try:
             status, data = fetch(target)
@@ -240,15 +240,17 @@ class AmqpMonitor(Monitor):
         # acknowledged even when dropped: a poisoned message must not come back forever
         channel.basic_ack(delivery_tag=method.delivery_tag)
 
-    def handle(self, routing_key: str, body: bytes) -> None:
+    def handle(self, routing_key: str | bytes, body: bytes) -> None:
+        # pika hands a routing key that is not UTF-8 over as bytes
+        key = as_name(routing_key) or ""
         try:
-            event = interpret(routing_key, body, tyrant=self.ctx.tyrant)
+            event = interpret(key, body, tyrant=self.ctx.tyrant)
         except BadMessage as exc:
             self.log.warning("%s %s", self.prefix, exc)
             return
         name = event.name
         if not self.valid(name):
-            self.log.warning("%s ignoring %r: not a valid vassal name (needs a config extension)",
-                             self.prefix, name)
+            self.log.warning("%s ignoring '%s': not a valid vassal name (needs a config extension)",
+                             self.prefix, printable(name))
             return
         self.emit_threadsafe(event)

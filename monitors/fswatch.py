@@ -31,7 +31,7 @@ import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterable
 
-from emperor.events import Available, Destroy, Sync, Touch, Unavailable
+from emperor.events import Available, Destroy, Sync, Touch, Unavailable, printable
 from emperor.events import Monitor as _Monitor
 
 #: seconds to wait for the close of a file that was created or modified
@@ -127,6 +127,7 @@ class FileMonitor(_Monitor):
         self.down = False
         self.rescan_soon = False
         self.scans = 0  # completed full scans, for tests and the bench
+        self.bad_entries: dict[str, str] = {}  # path -> reason already logged
         # what was last reported per path: a rescan re-reports only what changed (the emperor
         # keeps every claim, so repeating an unchanged Touch would only cost CPU)
         self.reported: dict[str, tuple[float, int | None, int | None]] = {}
@@ -178,8 +179,12 @@ class FileMonitor(_Monitor):
 
         def later() -> None:
             self.rescan_soon = False
-            self.arm()
-            self.rescan()
+            try:
+                self.arm()
+                self.rescan()
+            except Exception as exc:  # the periodic rescan will try again
+                self.log.warning("[emperor] %s: rescan failed: %s: %s", self.id,
+                                 type(exc).__name__, exc)
         self._loop.call_soon(later)
 
     def on_fs_event(self, kind: str, src: str, dest: str, is_dir: bool) -> None:
@@ -196,7 +201,8 @@ class FileMonitor(_Monitor):
                 if path and self.in_scope(path):
                     self.on_file_event(kind, path, path == dest and kind == "moved")
         except Exception as exc:  # never let one odd event stop the monitor
-            self.log.warning("[emperor] %s: error on %s event for %s: %s", self.id, kind, src, exc)
+            self.log.warning("[emperor] %s: error on %s event for %s: %s: %s", self.id, kind,
+                             printable(src), type(exc).__name__, exc)
 
     def on_file_event(self, kind: str, path: str, moved_in: bool) -> None:
         if kind in ("created", "modified") and not moved_in:
@@ -217,7 +223,11 @@ class FileMonitor(_Monitor):
 
     def _settled(self, path: str) -> None:
         self.pending.pop(path, None)
-        self.check(path)
+        try:
+            self.check(path)
+        except Exception as exc:  # a timer callback: nobody above us would log it well
+            self.log.warning("[emperor] %s: skipping %s: %s: %s", self.id, printable(path),
+                             type(exc).__name__, exc)
 
     # --- uWSGI's stat rules ----------------------------------------------------------------------
 
@@ -248,11 +258,11 @@ class FileMonitor(_Monitor):
             if self.unreadable.get(path) != mtime:
                 self.unreadable[path] = mtime
                 self.log.warning("[emperor] vassal config %s is not readable: not starting or "
-                                 "reloading %s until it is", path, name)
+                                 "reloading %s until it is", printable(path), printable(name))
             return "unreadable", None
         if self.unreadable and path in self.unreadable:
             del self.unreadable[path]
-            self.log.warning("[emperor] vassal config %s is readable again", path)
+            self.log.warning("[emperor] vassal config %s is readable again", printable(path))
         return "touch", (mtime, None, None)
 
     def report(self, path: str, name: str, key: tuple[float, int | None, int | None]) -> None:
@@ -274,7 +284,14 @@ class FileMonitor(_Monitor):
             self.emit(Destroy(name))
 
     def rescan(self) -> None:
-        entries = self.listing()
+        """List the whole source and report it; a listing that fails part-way sends no Sync."""
+        try:
+            listed = self.listing()
+            entries = None if listed is None else list(listed)
+        except Exception as exc:  # not a full listing, so not "no vassals" either
+            self.log.warning("[emperor] %s: cannot list the vassals, none stopped: %s: %s",
+                             self.id, type(exc).__name__, exc)
+            return
         if entries is None:
             if not self.down:
                 self.down = True
@@ -284,22 +301,37 @@ class FileMonitor(_Monitor):
             self.down = False
             self.emit(Available())
         names: set[str] = set()
-        valid = self.valid
+        bad: dict[str, str] = {}
         for path, name in entries:
-            if not valid(name):
-                continue
-            if path in self.pending:
-                names.add(name)  # being written: neither new nor gone
-                continue
-            what, key = self.look(path, name)
-            if key is not None:
-                self.report(path, name, key)
-                names.add(name)
-            elif what == "unreadable":
-                self.reported.pop(path, None)
-                names.add(name)
-        if len(self.reported) > len(names):
-            for gone in [p for p in self.reported if self.name_of(p) not in names]:
+            try:
+                self._rescan_entry(path, name, names)
+            except Exception as exc:  # one odd entry must not stop the scan
+                names.add(name)  # whatever it is, its running vassal is kept
+                bad[path] = f"{type(exc).__name__}: {exc}"
+        for path, reason in bad.items():
+            if self.bad_entries.get(path) != reason:
+                self.log.warning("[emperor] %s: skipping %s: %s", self.id, printable(path), reason)
+        self.bad_entries = bad
+        for gone in [p for p in self.reported if self.name_of(p) not in names]:
+            # gone from the listing, but a vassal stops only if its file is really gone: a
+            # listing can miss what it could not read (glob() skips such directories)
+            if self.look(gone, self.name_of(gone))[1] is not None:
+                names.add(self.name_of(gone))
+            else:
                 del self.reported[gone]
         self.emit(Sync(frozenset(names)))
         self.scans += 1
+
+    def _rescan_entry(self, path: str, name: str, names: set[str]) -> None:
+        if not self.valid(name):
+            return
+        if path in self.pending:
+            names.add(name)  # being written: neither new nor gone
+            return
+        what, key = self.look(path, name)
+        if key is not None:
+            self.report(path, name, key)
+            names.add(name)
+        elif what == "unreadable":
+            self.reported.pop(path, None)
+            names.add(name)

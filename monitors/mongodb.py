@@ -166,7 +166,7 @@ class MongoMonitor(Monitor):
             try:
                 if client is None:
                     client = self._client()
-                coll = client[self.source.database][self.source.collection]
+                coll = _lenient(client[self.source.database][self.source.collection])
                 stream = self._open_stream(coll)
                 try:
                     while not stop.is_set():
@@ -230,6 +230,19 @@ class MongoMonitor(Monitor):
         docs = list(coll.find(self.source.filter, PROJECTION))
         self.outage.recovered()  # only a read that worked may say so
         self.records.emit_all(docs)
+
+
+def _lenient(coll: Any) -> Any:
+    """The collection, reading strings that are not UTF-8 with ``surrogateescape``.
+
+    Otherwise one such document makes pymongo fail the whole read (InvalidBSON), and no
+    vassal of the collection could be started, reloaded or stopped until it is fixed.
+    """
+    try:
+        options = coll.codec_options.with_options(unicode_decode_error_handler="surrogateescape")
+        return coll.with_options(codec_options=options)
+    except (AttributeError, NotImplementedError, TypeError, ValueError):
+        return coll  # a stand-in (mongomock) without that option
 
 
 def _document_key(doc: Mapping[str, Any]) -> str:

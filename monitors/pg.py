@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from emperor.events import Event, Monitor, MonitorContext, Touch
+from emperor.events import Event, Monitor, MonitorContext, Touch, as_name
 from monitors.deps import require
 from monitors.outage import Backoff, Outage
 from monitors.records import RecordScan
@@ -140,9 +140,11 @@ def parse_row(row: Sequence[Any], tyrant: bool) -> Touch:
     """One result row → a Touch, or BadRow saying why it is skipped."""
     if len(row) < 3:
         raise BadRow(f"row has {len(row)} columns, 3 are needed (name, config, mtime)")
-    name = row[0]
-    if not isinstance(name, str) or not name:
-        raise BadRow(f"vassal name {name!r} is not a non-empty string")
+    # a text column the client encoding cannot decode (SQL_ASCII) comes as bytes: names are
+    # bytes to uWSGI, so it is carried as os.fsdecode() would
+    name = as_name(row[0])
+    if not name:
+        raise BadRow(f"vassal name {row[0]!r} is not a non-empty string")
     mtime = epoch_seconds(row[2])
     uid = gid = None
     if tyrant:
@@ -152,7 +154,7 @@ def parse_row(row: Sequence[Any], tyrant: bool) -> Touch:
         gid = _ident(row[4], "gid", name)
     socket = row[5] if len(row) > 5 and row[5] not in (None, "") else None
     return Touch(name=name, mtime=float(mtime), config=_config_bytes(row[1]), uid=uid, gid=gid,
-                 socket=None if socket is None else str(socket))
+                 socket=None if socket is None else (as_name(socket) or str(socket)))
 
 
 class PgMonitor(Monitor):
@@ -270,7 +272,7 @@ class PgMonitor(Monitor):
 
 def _row_key(row: Sequence[Any]) -> str:
     """How a skipped row is named in the log."""
-    return row[0] if isinstance(row[0], str) else repr(row[0])
+    return as_name(row[0]) or repr(row[0]) if row else "(empty row)"
 
 
 def _pg_reason(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
-from emperor.events import Event, Sync, Touch
+from emperor.events import Event, Sync, Touch, as_name, printable
 
 R = TypeVar("R")
 
@@ -46,17 +46,21 @@ class RecordScan(Generic[R]):
         names: set[str] = set()
         bad: dict[str, str] = {}
         for record in records:
-            name = self._name_of(record)
-            if isinstance(name, str) and name:
+            name = as_name(self._name_of(record))
+            if name:
                 names.add(name)  # a skipped record still protects its running vassal
-            key = self._key_of(record)
+            key = printable(self._key_of(record))
             try:
                 touch = self._parse(record)
             except self._bad as exc:
                 bad[key] = str(exc)
                 continue
+            except Exception as exc:  # one odd record must not stop the read
+                bad[key] = f"{type(exc).__name__}: {exc}"
+                continue
             if not self._valid(touch.name):
-                bad[key] = f"{touch.name!r} is not a valid vassal name (needs a config extension)"
+                bad[key] = (f"{printable(touch.name)!r} is not a valid vassal name "
+                            "(needs a config extension)")
                 continue
             self._emit(touch)
         for key, reason in bad.items():

@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
-from emperor.events import Destroy, Event, Monitor, MonitorContext, Touch
+from emperor.events import Destroy, Event, Monitor, MonitorContext, Touch, printable
 from monitors.deps import require
 from monitors.outage import Backoff, Outage
 
@@ -38,6 +38,11 @@ def _text(part: bytes, what: str) -> str:
         raise BadMessage(f"{what} is not UTF-8") from None
 
 
+def _name(part: bytes) -> str:
+    # names are bytes to uWSGI: one that is not UTF-8 is carried as os.fsdecode() would
+    return part.decode("utf-8", "surrogateescape")
+
+
 def _number(part: bytes, what: str, name: str) -> int | None:
     if not part:
         return None
@@ -52,14 +57,14 @@ def parse_message(parts: Sequence[bytes], now: float | None = None) -> Event:
     if len(parts) < 2:
         raise BadMessage("bad message received (command and instance name required)")
     command = _text(parts[0], "command")
-    name = _text(parts[1], "vassal name")
+    name = _name(parts[1])
     if not name:
         raise BadMessage("empty vassal name")
     if command == "touch":
         config = parts[2] if len(parts) > 2 and parts[2] else None
         uid = _number(parts[3], "uid", name) if len(parts) > 3 else None
         gid = _number(parts[4], "gid", name) if len(parts) > 4 else None
-        socket = _text(parts[5], "socket name") or None if len(parts) > 5 else None
+        socket = _name(parts[5]) or None if len(parts) > 5 else None
         # every touch reloads a known vassal, so its mtime is "now"
         return Touch(name=name, mtime=time.time() if now is None else now, config=config,
                      uid=uid, gid=gid, socket=socket)
@@ -125,7 +130,7 @@ class ZmqMonitor(Monitor):
             self.log.warning("%s %s", self.prefix, exc)
             return
         if isinstance(event, Touch) and not self.valid(event.name):
-            self.log.warning("%s ignoring %r: not a valid vassal name (needs a config extension)",
-                             self.prefix, event.name)
+            self.log.warning("%s ignoring '%s': not a valid vassal name (needs a config extension)",
+                             self.prefix, printable(event.name))
             return
         self.emit(event)

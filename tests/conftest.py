@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import importlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -81,14 +83,44 @@ def read_json(addr: int | str, timeout: float = 5.0) -> dict:
     return json.loads(read_to_close(addr, timeout=timeout))
 
 
+# Every skip of the suite goes through the helpers below (tests/unit/test_ci_skips.py checks
+# that no test skips any other way): with CI=true a missing service, module, privilege or
+# binary is a failure, never a silent skip.
+
 def need_service(name: str, available: bool, why: str = "") -> None:
-    """Skip when a real service is missing, except in CI where that is a failure."""
+    """Skip when a real service is missing, except in CI where that is a failure.
+
+    Works in a test, a fixture or at module level (then the whole module is skipped, or
+    fails to collect in CI, which fails the run).
+    """
     if available:
         return
     msg = f"service {name} is not available{': ' + why if why else ''}"
     if IN_CI:
-        pytest.fail(msg + " (CI=true: missing services fail, they do not skip)")
-    pytest.skip(msg)
+        pytest.fail(msg + " (CI=true: missing services fail, they do not skip)", pytrace=False)
+    pytest.skip(msg, allow_module_level=True)
+
+
+def need_module(name: str) -> ModuleType:
+    """``import name`` (a client library of an extra), or ``need_service`` says it is missing."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        need_service(f"python module {name}", False, f"{exc} (pip install -e '.[test]')")
+        raise
+
+
+def need_root(why: str) -> None:
+    """Tests that change uid/gid: root is part of the CI machine, so missing it fails there."""
+    need_service("root", os.geteuid() == 0, why)
+
+
+def optional_service(name: str, available: bool, why: str) -> None:
+    """The one documented exception: a service CI does not have and is not expected to have
+    (a real MongoDB server, given by MONGODB_URL). It skips even with CI=true; its behaviour
+    is covered by other tests (mongomock)."""
+    if not available:
+        pytest.skip(f"optional service {name} not given: {why}")
 
 
 def pid_alive(pid: int) -> bool:

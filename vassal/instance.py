@@ -28,6 +28,7 @@ from vassal.master import FAILED_APP_CODE, Master
 from vassal.protocols import offload, static
 from vassal.scoreboard import Scoreboard
 from vassal.services import Service, cheaper, log_master
+from vassal.services.stats_server import StatsService
 from vassal.sockets import (
     BindError,
     ListenSocket,
@@ -39,7 +40,7 @@ from vassal.sockets import (
     socket_name,
     zerg_attach,
 )
-from vassal.stats import StatsServer, StatsSource
+from vassal.stats import StatsSource, generate
 from vassal.worker import Worker, WorkerSettings, worker_main
 from vassal.wsgi import AppTable
 
@@ -376,6 +377,7 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
     ``need_app`` is None (not given) and an app was named but failed."""
     apps = AppTable()
     apps.load(config)
+    uwsgi_module.set_apps(apps.apps)
     for err in apps.errors:
         log(f"imperium: {err}")
     if not apps.apps:
@@ -390,7 +392,7 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
 
 def _services(config: Any, scaling: cheaper.CheaperConfig | None = None) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
-    return [*log_master.active(), *([cheaper.Cheaper(scaling)] if scaling else [])]
+    return [*log_master.active(), *uwsgi_module.services(), *([cheaper.Cheaper(scaling)] if scaling else [])]
 
 
 def _cheaper(config: Any) -> cheaper.CheaperConfig | None:
@@ -437,7 +439,10 @@ def _run(config: Any) -> int:
     threads = max(1, int(config.get("threads") or 1))
     board = Scoreboard(processes, threads)
     buffer_size = int(config.get("buffer-size") or 4096)
-    uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
+    try:
+        uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
+    except uwsgi_module.ApiError as exc:
+        raise InstanceError(str(exc)) from None
     _pythonpath(config)
     for mod in config.getlist("shared-import"):
         __import__(mod)
@@ -471,22 +476,23 @@ def _run(config: Any) -> int:
     stats_source = None
     if config.get("stats"):
         try:
-            stats_server = StatsServer(config.get("stats"), bool(config.get("stats-http")),
-                                       bool(config.get("stats-minified")))
+            stats_server = StatsService(config.get("stats"), bool(config.get("stats-http")),
+                                        bool(config.get("stats-minified")),
+                                        lambda minified: generate(stats_source, minified),
+                                        timeout=float(config.get("socket-timeout") or 4))
         except (OSError, ValueError) as exc:
             raise InstanceError(str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)) from None
         app_info = [{"mountpoint": a.mountpoint, "startup_time": a.startup_time,
                      "chdir": config.get("chdir") or ""} for a in (apps.apps if apps else [])]
         stats_source = StatsSource(version, sockets, board, app_info, int(config.get("listen") or 100),
                                    bool(config.get("stats-no-cores")))
+        stats_source.api_parts = uwsgi_module.stats_parts
         stats_source.can_offload = 1 if settings.offload_threads else 0
     if apps is not None:
         for i in range(1, processes + 1):
             board.workers[i].app_loaded = 1 if apps.apps else 0
 
     def spawn_worker(wid: int) -> None:
-        if stats_server is not None:
-            stats_server.sock.close()
         if master.zerg_server is not None:
             master.zerg_server.close()
         if master.link is None and link is not None:
@@ -537,9 +543,9 @@ def _run(config: Any) -> int:
     _set_title(_procname(config, "master"))
     try:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
-                        stats_server=stats_server, stats_source=stats_source, original_cwd=original_cwd,
+                        stats_source=stats_source, original_cwd=original_cwd,
                         cleanup=cleanup, lazy_need_app=lazy and need_app is not False,
-                        services=_services(config, scaling))
+                        services=_services(config, scaling) + ([stats_server] if stats_server else []))
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
     log(f"spawned uWSGI master process (pid: {os.getpid()})")

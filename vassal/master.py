@@ -28,6 +28,7 @@ from typing import Any
 from emperor.protocol import ToVassal
 from vassal import stats as statsmod
 from vassal.log import log
+from vassal.respawn_guard import RespawnGuard
 from vassal.scoreboard import STATUS_CHEAP, Scoreboard
 from vassal.services import Service
 from vassal.sockets import ENV_INHERITED, ListenSocket, export_for_exec, parse_address, zerg_send
@@ -42,7 +43,6 @@ _NAMES = {GRACEFUL_RELOAD: "graceful reload", BRUTAL_RELOAD: "brutal reload", SH
 class Master:
     def __init__(self, *, config: Any, sockets: list[ListenSocket], board: Scoreboard,
                  spawn_worker: Callable[[int], None], link: Any = None,
-                 stats_server: statsmod.StatsServer | None = None,
                  stats_source: statsmod.StatsSource | None = None,
                  original_cwd: str = "", cleanup: Callable[[], None] | None = None,
                  lazy_need_app: bool = False, services: list[Service] | None = None) -> None:
@@ -51,7 +51,6 @@ class Master:
         self.board = board
         self.spawn_worker = spawn_worker  # forks worker wid; the child never returns
         self.link = link
-        self.stats_server = stats_server
         self.stats_source = stats_source
         self.original_cwd = original_cwd
         self.cleanup = cleanup
@@ -62,7 +61,7 @@ class Master:
         self.state = RUNNING
         self.pending: list[int] = []
         self.respawn_at: dict[int, float] = {}
-        self.fast_deaths: dict[int, int] = {}
+        self.guard = RespawnGuard(self.n)
         self.harakiri = int(config.get("harakiri") or 0)
         self.reload_mercy = int(config.get("reload-mercy") or 60)
         self.worker_mercy = int(config.get("worker-reload-mercy") or 60)
@@ -78,7 +77,7 @@ class Master:
         self.idle_notified = False
         self.cheap = False  # idle without die-on-idle: workers stopped until a connection comes
         self.cheaper: Any = None  # vassal.services.cheaper.Cheaper, set by it when enabled
-        self.started = time.time()
+        self.started = time.monotonic()  # intervals are monotonic: a clock step changes nothing
         self.exit_code = 0
         self.zerg_server = _zerg_server(config.get("zerg-server"), int(config.get("listen") or 100))
         self.wake_r, self.wake_w = os.pipe()
@@ -195,22 +194,19 @@ class Master:
                 log(f"DAMN ! worker {wid} (pid: {pid}) died :( trying respawn ...")
             else:
                 log(f"worker {wid} killed successfully (pid: {pid})")
-            lived = time.time() - w.last_spawn
-            if lived < 1 and os.WEXITSTATUS(status) != 0:
-                self.fast_deaths[wid] = self.fast_deaths.get(wid, 0) + 1
-            else:
-                self.fast_deaths[wid] = 0
-            if self.fast_deaths.get(wid, 0) >= 3:
-                log("worker respawning too fast !!! i have to sleep a bit (2 seconds)...")
-                self.respawn_at[wid] = time.monotonic() + 2
+            now = time.monotonic()
+            at = self.guard.respawn_at(now)
+            if at > now:
+                self.respawn_at[wid] = at
             else:
                 self.spawn(wid, respawn=True)
 
     # --- periodic checks -----------------------------------------------------------------
 
     def checks(self, now: float) -> None:
+        """The periodic duties; ``now`` is ``time.monotonic()`` (the scoreboard's clock)."""
         for wid, due in list(self.respawn_at.items()):
-            if time.monotonic() >= due:
+            if now >= due:
                 del self.respawn_at[wid]
                 self.spawn(wid, respawn=True)
         if self.harakiri:
@@ -238,7 +234,9 @@ class Master:
             busy = any(self.board.workers[w].busy_cores > 0 for w in range(1, self.n + 1))
             if not busy and now - last > self.idle and not self.idle_notified:
                 self.idle_notified = True
-                log(f"workers have been inactive for more than {self.idle} seconds ({int(last)}-{int(now)})")
+                wall = time.time()  # uWSGI shows wall times here
+                log(f"workers have been inactive for more than {self.idle} seconds "
+                    f"({int(wall - (now - last))}-{int(wall)})")
                 if self.die_on_idle:
                     if self.link is not None:
                         self.link.voluntary_shutdown()
@@ -317,31 +315,30 @@ class Master:
             # before the workers exist, so that the emperor always sees 1 before 5
             self.link.spawned()
             if self.heartbeat:
-                self.last_heartbeat = time.time()
+                self.last_heartbeat = time.monotonic()
                 self.link.heartbeat()
         for service in self.services:
             service.start(self)
         for wid in range(1, self.n + 1):
             if not self.board.workers[wid].cheaped:
                 self.spawn(wid)
-        if self.stats_server is not None:
-            log(f"*** Stats server enabled on {self.stats_server.address} fd: {self.stats_server.fileno()} ***")
         while True:
             fds = [self.wake_r]
             if self.link is not None:
                 fds.append(self.link.fileno())
-            if self.stats_server is not None:
-                fds.append(self.stats_server.fileno())
             if self.zerg_server is not None:
                 fds.append(self.zerg_server.fileno())
             listening = [ls.fileno() for ls in self.sockets] if self.cheap and not self.pids else []
             fds += listening
             mono = time.monotonic()
             owners: dict[int, Service] = {}
+            writers: dict[int, Service] = {}
             timeout = 1.0
             for service in self.services:
                 for fd in service.fds():
                     owners[fd] = service
+                for fd in service.wfds():
+                    writers[fd] = service
                 wish = service.timeout(mono)
                 if wish is not None:
                     timeout = min(timeout, max(0.0, wish))
@@ -349,9 +346,9 @@ class Master:
             if self.state != RUNNING:
                 timeout = min(timeout, 0.05)
             try:
-                ready, _, _ = select.select(fds, [], [], timeout)
+                ready, writable, _ = select.select(fds, list(writers), [], timeout)
             except InterruptedError:
-                ready = []
+                ready, writable = [], []
             except OSError as exc:
                 if exc.errno == errno.EBADF:
                     self.link_gone()
@@ -367,29 +364,28 @@ class Master:
                 self._handle_signal(self.pending.pop(0))
             if self.link is not None and self.link.fileno() in ready:
                 self.emperor_command()
-            if self.stats_server is not None and self.stats_server.fileno() in ready:
-                self.stats_server.serve_one(self.stats_doc)
             if self.zerg_server is not None and self.zerg_server.fileno() in ready:
                 self.serve_zerg()
             for fd in ready:
                 service = owners.get(fd)
                 if service is not None:
                     service.on_ready(fd)
+            for fd in writable:
+                writers[fd].on_writable(fd)
             self.reap()
             if listening and any(fd in ready for fd in listening) and self.state == RUNNING:
                 log("a connection is waiting: leaving cheap mode")
                 self.cheap = False
                 self.idle_notified = False
-                self.started = time.time()
+                self.started = time.monotonic()
                 # in cheaper mode only the minimum comes back; the algorithm adds the rest
                 for wid in range(1, (self.cheaper.minimum if self.cheaper else self.n) + 1):
                     self.spawn(wid, respawn=True)
-            now = time.time()
             mono = time.monotonic()
             for service in self.services:
                 service.tick(mono)
             if self.state == RUNNING:
-                self.checks(now)
+                self.checks(mono)
                 continue
             if self.pids and time.monotonic() > self.deadline:
                 for pid, wid in list(self.pids.items()):
@@ -420,17 +416,11 @@ class Master:
         finally:
             conn.close()
 
-    def stats_doc(self, minified: bool) -> str:
-        assert self.stats_source is not None
-        return statsmod.generate(self.stats_source, minified)
-
     def finish(self) -> int:
         for service in self.services:
             service.finish()
         if self.state in (GRACEFUL_RELOAD, BRUTAL_RELOAD) and not self.exit_on_reload:
             self.reexec()
-        if self.stats_server is not None:
-            self.stats_server.close()
         if self.zerg_server is not None:
             self.zerg_server.close()
             _unlink_unix(self.config.get("zerg-server"))
@@ -442,9 +432,6 @@ class Master:
     def reexec(self) -> None:
         """Replace this process by a new incarnation, sockets and emperor fds kept open."""
         log("binary reloading uWSGI...")
-        if self.stats_server is not None:
-            self.stats_server.close()
-            self.stats_server = None
         if self.zerg_server is not None:
             self.zerg_server.close()  # rebound by the next incarnation
             _unlink_unix(self.config.get("zerg-server"))

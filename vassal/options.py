@@ -314,13 +314,34 @@ _add("max-fd", int, 0, "raise the file descriptor limit", section=S, ignored=Tru
 _add("reaper", bool, False, "reap zombies after each request", short="r", section=S, ignored=True)
 _add("cgi-mode", bool, False, "CGI mode for plugins supporting it", short="c", section=S, ignored=True)
 _add("max-vars", int, 0, "number of internal request variables", short="v", section=S, ignored=True)
-_add("sharedarea", str, None, "raw shared memory area", short="A", repeat=True, section=S, ignored=True)
+_add("sharedarea", str, None, "a shared memory area of N pages (or keyval: pages=,size=,file=)", short="A",
+     repeat=True, section=S)
+# --- the uwsgi module's shared state (vassal/api) --------------------------------------------
+_add("cache", int, None, "create the default shared cache holding this many items (minus one)", section=S)
+_add("cache-blocksize", int, 65536, "largest value of the default cache (bytes)", section=S)
+_add("cache-store", str, None, "keep the default cache in this file (survives restarts)", section=S)
+_add("cache-store-sync", int, 0, "ask the kernel to write cache stores out every N seconds", section=S)
+_add("cache-no-expire", bool, False, "do not sweep expired cache items", section=S)
+_add("cache-expire-freq", int, 3, "seconds between two sweeps of expired cache items", section=S)
+_add("cache-report-freed-items", bool, False, "log how many items each sweep freed", section=S)
+_add("cache-use-last-modified", bool, False, "keep last_modified_at of the default cache up to date", section=S)
+_add("cache2", str, None, "create a named cache (keyval: name=,items=,blocksize=,blocks=,keysize=,store=,...)",
+     repeat=True, section=S)
+_add("add-cache-item", str, None, "[CACHE ]KEY=VALUE: store an item in the cache at startup", repeat=True,
+     section=S)
+_add("load-file-in-cache", str, None, "[CACHE ]PATH: store a file's content in the cache at startup", repeat=True,
+     section=S)
+_add("cache-udp-server", str, None, "cache replication (refused: not supported)", repeat=True, section=S)
+_add("cache-udp-node", str, None, "cache replication (refused: not supported)", repeat=True, section=S)
+_add("cache-sync", str, None, "copy a remote cache at startup (refused: not supported)", section=S)
+_add("locks", int, 0, "create N+1 user locks (uwsgi.lock(0..N))", section=S)
+_add("rpc-max", int, 64, "most RPC functions a process may register", section=S)
 _add("spooler", str, None, "spooler directory", short="Q", repeat=True, section=S, ignored=True)
-_ignored(S, "spooler-processes", "spooler-frequency", "mules", "cache2", "cache", "locks", "hook-asap",
+_ignored(S, "spooler-processes", "spooler-frequency", "mules", "hook-asap",
          "hook-pre-app", "hook-post-app", "hook-accepting", "cron", "unique-cron", "attach-daemon",
          "attach-daemon2", "smart-attach-daemon", "legion", "subscribe-to", "subscribe2",
          "harakiri-graceful-timeout",
-         "add-cache-item", "cpu-affinity", "master-fifo",
+         "cpu-affinity", "master-fifo",
          "fs-reload", "fs-brutal-reload", "alarm", "stats-push", "carbon", "metrics-dir",
          "websockets-max-size", "chroot", "cap", "unshare", "namespace",
          "limit-as", "rlimit-nproc", "cgroup", "worker-exec",

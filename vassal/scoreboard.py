@@ -29,7 +29,7 @@ class Core(ctypes.Structure):
         ("requests", ctypes.c_uint64),
         ("write_errors", ctypes.c_uint64),
         ("read_errors", ctypes.c_uint64),
-        ("in_request", ctypes.c_double),  # start time of the current request, 0 when idle
+        ("in_request", ctypes.c_double),  # monotonic start of the current request, 0 when idle
         ("static_requests", ctypes.c_uint64),
         ("offloaded_requests", ctypes.c_uint64),
     ]
@@ -58,7 +58,7 @@ def _worker_type(ncores: int) -> type[ctypes.Structure]:
             ("app_requests", ctypes.c_uint64),
             ("app_exceptions", ctypes.c_uint64),
             ("app_startup", ctypes.c_int64),
-            ("last_request_end", ctypes.c_double),
+            ("last_request_end", ctypes.c_double),  # monotonic
             ("cheaped", ctypes.c_int32),  # stopped by the cheaper subsystem or idle mode (master writes)
             ("cores", Core * ncores),
         ]
@@ -72,7 +72,7 @@ class Instance(ctypes.Structure):
     _fields_ = [
         ("loyal_sent", ctypes.c_int32),
         ("accepting_sent", ctypes.c_int32),
-        ("last_request_end", ctypes.c_double),
+        ("last_request_end", ctypes.c_double),  # monotonic
     ]
 
 

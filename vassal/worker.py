@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from vassal.api.request import current as current_request
 from vassal.log import log
 from vassal.logs.request import RequestLog
 from vassal.protocols import http as H
@@ -171,7 +172,7 @@ class Worker:
         self.stopping = False
         self.reason = ""
         self.wake_r, self.wake_w = os.pipe()
-        self.spawned_at = time.time()
+        self.spawned_at = time.monotonic()
         self.base_env = {
             "wsgi.version": (1, 0),
             "wsgi.errors": ErrorStream(),
@@ -353,7 +354,8 @@ class Worker:
 
     def _run(self, sock: socket.socket, env: dict, body: H.Body, keep: bool, nvars: int, pktsize: int,
              core: int) -> bool:
-        t0 = time.time()
+        t0 = time.monotonic()  # the scoreboard's clock: harakiri and idle are intervals
+        wall0 = time.time()  # the request log shows wall time, as uWSGI's
         slot = self.slot
         cslot = slot.cores[core]
         cslot.in_request = t0
@@ -387,6 +389,7 @@ class Worker:
                 resp.body_bytes = len(data)
                 resp.chunks = 1
             else:
+                current_request.resp = resp  # for uwsgi.sendfile & co.
                 result = app.callable(env, resp.start_response)
                 if type(result) in _LIST_TYPES:
                     self._send_list(resp, result)
@@ -422,13 +425,14 @@ class Worker:
                     pass
             del exc
         finally:
+            current_request.resp = None
             close = getattr(result, "close", None)
             if close is not None:
                 try:
                     close()
                 except Exception:  # noqa: BLE001
                     print_app_exception()
-        t1 = time.time()
+        t1 = time.monotonic()
         rt = int((t1 - t0) * 1_000_000)
         # bookkeeping: one writer per field (this worker), read by the master
         with self.lock:
@@ -458,7 +462,7 @@ class Worker:
             self.s.emperor_link.loyal()
         status = resp.status or "500"
         self.s.reqlog.done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
-                           resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol, t0, t1,
+                           resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol, wall0, wall0 + (t1 - t0),
                            app.id if app is not None else -1, app.requests if app is not None else -1,
                            self.board.total_requests(), nvars, pktsize,
                            0 if self.s.threads == 1 else _core_id(), self.wid, self.pid,

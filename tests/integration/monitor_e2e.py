@@ -16,9 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import IMPERIUM, ROOT, Procs, pid_alive, wait_until
+from tests.conftest import IMPERIUM, ROOT, Procs, need_service, pid_alive, wait_until
 
 FAKE_VASSAL = f"""#!{sys.executable}
 import hashlib, os, select, sys
@@ -141,5 +139,4 @@ def emperor_available() -> tuple[bool, str]:
 def need_emperor() -> None:
     """Skip a test of the emperor process while ``imperium --emperor`` does not exist yet."""
     ok, why = emperor_available()
-    if not ok:
-        pytest.skip(why)
+    need_service("imperium emperor", ok, why)

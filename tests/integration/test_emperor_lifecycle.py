@@ -12,9 +12,7 @@ import stat
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import Procs, free_port, wait_until
+from tests.conftest import Procs, free_port, need_root, wait_until
 from tests.integration.emperor_harness import SH_VASSAL, Emperor, bump_mtime, stays
 
 
@@ -209,8 +207,7 @@ def test_hooks_and_pidfile(procs: Procs, tmp_path: Path) -> None:
 
 def test_tyrant_mode(procs: Procs, tmp_path: Path) -> None:
     """The vassal runs as its config's owner; root-owned configs and owner changes stop it."""
-    if os.geteuid() != 0:
-        pytest.skip("tyrant mode needs root to change uid")
+    need_root("tyrant mode needs root to change uid")
     e = Emperor(procs, tmp_path, "--emperor-tyrant", binary=str(SH_VASSAL))
     e.dir.chmod(0o777)  # the vassal (nobody) writes its record next to its config
     (e.dir / "root.ini").write_text("[uwsgi]\n")

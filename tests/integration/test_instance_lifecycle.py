@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 
-from tests.conftest import free_port, pid_alive, read_json, wait_until
+from tests.conftest import free_port, need_root, pid_alive, read_json, wait_until
 from tests.fixtures.instance_helpers import APPS, get, start, worker_pids
 
 HELLO = str(APPS / "hello.py")
@@ -177,10 +177,7 @@ def test_graceful_reload_lets_the_running_request_finish(procs) -> None:
 def test_uid_gid_drop(procs) -> None:
     import pwd
 
-    if os.getuid() != 0:
-        import pytest
-
-        pytest.skip("needs root to change uid")
+    need_root("--uid needs root to change uid")
     nobody = pwd.getpwnam("nobody")
     port, sport = free_port(), free_port()
     start(procs, "--wsgi-file", HELLO, "--master", "--uid", "nobody", "--gid", str(nobody.pw_gid),

@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from tests.conftest import need_service
 from vassal import sockets as S
 
 
@@ -47,12 +48,12 @@ def test_stale_unix_socket_file_is_replaced_but_live_one_is_not(tmp_path) -> Non
 
 
 def test_ipv6_dual_stack(tmp_path) -> None:
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6")
+    need_service("ipv6", socket.has_ipv6, "Python built without IPv6")
     try:
         ls = S.bind_socket("[::]:0", "http")
     except S.BindError as exc:
-        pytest.skip(str(exc))
+        need_service("ipv6", False, str(exc))
+        raise
     with ls.sock:
         port = ls.sock.getsockname()[1]
         with socket.create_connection(("127.0.0.1", port), timeout=2):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import pid_alive, wait_until
+from tests.conftest import need_module, pid_alive, wait_until
 from tests.integration.monitor_e2e import Emperor, need_emperor
 from tests.integration.test_monitor_amqp import Publisher, rabbit, rabbit_ready, rabbitmqctl
 
-pika = pytest.importorskip("pika")
+pika = need_module("pika")
 
 pytestmark = pytest.mark.service("rabbitmq")
 

@@ -15,10 +15,10 @@ import pytest
 
 from emperor.events import Available, MonitorContext, Sync, Touch, Unavailable
 from monitors.pg import PgMonitor
-from tests.conftest import held_service, need_service, wait_until
+from tests.conftest import held_service, need_module, need_service, wait_until
 from tests.integration.monitor_harness import monitors_fixture  # noqa: F401  (fixture)
 
-psycopg = pytest.importorskip("psycopg")
+psycopg = need_module("psycopg")
 
 # the outage test stops the server: see service_lock for how tests keep out of its way
 pytestmark = pytest.mark.service("postgres")

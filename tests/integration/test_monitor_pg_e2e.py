@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import pid_alive, wait_until
+from tests.conftest import need_module, pid_alive, wait_until
 from tests.integration.monitor_e2e import Emperor, digest, need_emperor
 from tests.integration.test_monitor_pg import CONNINFO, Table, pg_ctl, pg_ready, pg_table
 
-psycopg = pytest.importorskip("psycopg")
+psycopg = need_module("psycopg")
 
 pytestmark = pytest.mark.service("postgres")
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, pid_alive, wait_until
+from tests.conftest import free_port, need_module, pid_alive, wait_until
 from tests.integration.monitor_e2e import Emperor, need_emperor
 from tests.integration.test_monitor_zmq import pushers
 
-zmq = pytest.importorskip("zmq")
+zmq = need_module("zmq")
 
 
 @pytest.fixture

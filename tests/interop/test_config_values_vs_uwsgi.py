@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import grp
 import json
-import os
 import pwd
 import shutil
 import stat
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Procs, free_port, port_open, read_to_close, wait_until
+from tests.conftest import Procs, free_port, need_root, port_open, read_to_close, wait_until
 from tests.interop.helpers import backend_argv, copy_app, need_uwsgi
 
 KINDS = ("imperium", "uwsgi")
@@ -76,8 +75,7 @@ def test_refused_by_both(procs: Procs, tmp_path: Path, body: str, says: str) -> 
 def test_chown_socket(procs: Procs, tmp_path: Path) -> None:
     """``chown-socket = nobody:nogroup`` (docs/interop.md tells nginx users to set it)."""
     need_uwsgi()
-    if os.geteuid() != 0:
-        pytest.skip("chown to another user needs root")
+    need_root("chown to another user needs root")
     for kind in KINDS:
         d = tmp_path / kind
         copy_app("hello.py", d)

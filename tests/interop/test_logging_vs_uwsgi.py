@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Procs, free_port, port_open, read_to_close, wait_until
+from tests.conftest import Procs, free_port, need_root, port_open, read_to_close, wait_until
 from tests.interop.helpers import backend_argv, copy_app, need_uwsgi
 
 KINDS = ("imperium", "uwsgi")
@@ -253,8 +253,7 @@ def test_reload_keeps_or_reopens_the_log(procs: Procs, tmp_path: Path, reopen: b
 
 
 def test_logfile_chown_before_dropping_privileges(procs: Procs) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("logfile-chown needs root to give the file away")
+    need_root("logfile-chown needs root to give the file away")
     import pwd
     import shutil
     import tempfile

@@ -10,6 +10,7 @@ import pytest
 
 from emperor.events import Destroy, Touch
 from monitors.amqp import EXCHANGE, BadMessage, interpret, parse_amqp_arg
+from tests.conftest import need_module
 
 
 def test_uwsgi_form() -> None:
@@ -29,7 +30,7 @@ def test_our_parameters_are_taken_out() -> None:
 
 
 def test_pika_accepts_what_we_hand_it() -> None:
-    pika = pytest.importorskip("pika")
+    pika = need_module("pika")
     params = pika.URLParameters(parse_amqp_arg("amqp://u:p@h:5673/vh?queue=q").url)
     assert (params.host, params.port, params.virtual_host, params.credentials.username) == ("h", 5673, "vh", "u")
 
@@ -71,10 +72,21 @@ def test_http_body() -> None:
         interpret("", url.encode(), fetch=lambda u: (200, b""))
 
 
+def test_a_path_is_bytes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A path that is not UTF-8 is a path like any other (the kernel's names are bytes)."""
+    raw = os.fsencode(tmp_path) + b"/\xff.ini"
+    assert interpret("", raw) == Destroy(os.fsdecode(raw))
+    with open(raw, "w") as f:
+        f.write("[uwsgi]\n")
+    touch = interpret("", raw, now=lambda: 7.0)
+    assert isinstance(touch, Touch) and touch.name == touch.path == os.fsdecode(raw)
+
+
 @pytest.mark.parametrize(("body", "why"), [
     (b"", "empty message without a routing key"),
     (b"/" + b"x" * 254, "too long for a path"),
-    (b"\xff/x.ini", "not a UTF-8"),
+    (b"\xff/x.ini", "neither an absolute path"),
+    (b"/x\0.ini", "NUL byte"),
     (b"x.ini", "neither an absolute path"),
 ])
 def test_bad_bodies(body: bytes, why: str) -> None:

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from monitors.pg import DEFAULT_QUERY, BadRow, epoch_seconds, parse_pg_arg, parse_row
+from tests.conftest import need_module
 
 
 def test_uwsgi_syntax_kept() -> None:
@@ -103,7 +104,7 @@ def test_rows_that_cannot_be_vassals() -> None:
 
 
 def test_a_conninfo_libpq_refuses_is_a_command_line_error() -> None:
-    pytest.importorskip("psycopg")
+    need_module("psycopg")
     from emperor.events import MonitorContext
     from monitors.pg import PgMonitor
 
@@ -115,7 +116,7 @@ def test_a_conninfo_libpq_refuses_is_a_command_line_error() -> None:
 
 
 def test_the_monitor_id_hides_passwords() -> None:
-    pytest.importorskip("psycopg")
+    need_module("psycopg")
     from emperor.events import MonitorContext
     from monitors.pg import PgMonitor
 

@@ -30,6 +30,13 @@ def test_touch_mtime_is_now() -> None:
     assert isinstance(a, Touch) and isinstance(b, Touch) and b.mtime >= a.mtime > 1e9
 
 
+def test_names_are_bytes_as_in_uwsgi() -> None:
+    """A name that is not UTF-8 is carried as os.fsdecode() would, not dropped."""
+    touch = parse_message([b"touch", b"\xff.ini", b"[uwsgi]\n"], now=5.0)
+    assert touch == Touch(name="\udcff.ini", mtime=5.0, config=b"[uwsgi]\n")
+    assert parse_message([b"destroy", b"\xff.ini"]) == Destroy("\udcff.ini")
+
+
 def test_destroy() -> None:
     assert parse_message([b"destroy", b"foo.ini"]) == Destroy("foo.ini")
 
@@ -39,7 +46,7 @@ def test_destroy() -> None:
     ([], "command and instance name required"),
     ([b"reload", b"a.ini"], "unknown command 'reload'"),
     ([b"touch", b""], "empty vassal name"),
-    ([b"touch", b"\xff.ini"], "not UTF-8"),
+    ([b"\xfftouch", b"a.ini"], "command is not UTF-8"),
     ([b"touch", b"a.ini", b"c", b"-1"], "is not a number"),
     ([b"touch", b"a.ini", b"c", b"1", b"staff"], "gid 'staff' of vassal a.ini is not a number"),
 ])

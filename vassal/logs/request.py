@@ -44,7 +44,7 @@ class Done:
     switches: int
     via: str  # "", "sendfile", "offload"
     protocol: str
-    t0: float  # wall clock at the start (time.time())
+    t0: float  # wall clock at the start (time.time()); t1 = t0 + the monotonic duration
     t1: float
     app_id: int  # -1: no app ran (a static file, or none loaded)
     app_requests: int  # the app's requests in this worker, -1 when no app

@@ -31,6 +31,13 @@ class Service:
     def on_ready(self, fd: int) -> None:
         """One of ``fds()`` is readable."""
 
+    def wfds(self) -> list[int]:
+        """File descriptors the master loop should select() on for writing."""
+        return []
+
+    def on_writable(self, fd: int) -> None:
+        """One of ``wfds()`` is writable."""
+
     def timeout(self, now: float) -> float | None:
         """Seconds (monotonic) until this service wants ``tick``; None: no wish."""
         return None

@@ -1,0 +1,21 @@
+"""The request a thread of a worker is serving, for the few ``uwsgi`` functions that act on it
+(``sendfile``, ``disconnect``, ``connection_fd``).
+
+The worker sets ``current.resp`` (its response object: the socket, what was sent) around the
+app call and clears it after; the functions read it in the same thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+current = threading.local()
+
+
+def response(fn: str) -> Any:
+    """The response in progress in this thread; ValueError naming ``fn`` outside a request."""
+    resp = getattr(current, "resp", None)
+    if resp is None:
+        raise ValueError(f"uwsgi.{fn}: no request in progress in this thread")
+    return resp
