@@ -1,6 +1,6 @@
 """`python -m bench`: every benchmark present, one table each, peers measured in the same run.
 
-bench_vassal (ours) always runs; bench_emperor, bench_monitors, bench_static and bench_api run when
+bench_vassal (ours) always runs; bench_emperor, bench_monitors, bench_static, bench_api and bench_cheaper run when
 their modules
 exist. Each bench module offers ``main(argv) -> int`` and prints its own table.
 
@@ -16,7 +16,7 @@ import importlib.util
 import sys
 import time
 
-BENCHES = ("vassal", "emperor", "monitors", "static", "api")
+BENCHES = ("vassal", "emperor", "monitors", "static", "api", "cheaper")
 
 
 def main(argv: list[str] | None = None) -> int:
