@@ -214,6 +214,20 @@ def test_fifo_delta_replaces_the_algorithm_and_waits_for_an_idle_worker(logged: 
     assert m.actions[2:] == [("cheap", 2)] and svc.fifo_delta == 0
 
 
+def test_a_fifo_flood_is_bounded_by_the_workers(logged: list[str]) -> None:
+    svc, m = service("-p", "4", "--cheaper", "1", "--cheaper-algo", "manual")
+    for _ in range(100_000):
+        svc.nudge(-1)
+    assert svc.fifo_delta == -4
+    svc.cycle(1.0)  # cheaps worker 1 (the only one running), carries the rest
+    assert m.actions == [("cheap", 1)] and svc.fifo_delta == -3
+    for _ in range(100_000):
+        svc.nudge(+1)
+    assert svc.fifo_delta == 4
+    svc.cycle(2.0)
+    assert m.actions[1:] == [("start", 1), ("start", 2), ("start", 3), ("start", 4)]
+
+
 def test_the_oldest_idle_worker_is_cheaped(logged: list[str]) -> None:
     svc, m = service("-p", "4", "--cheaper", "1", "--cheaper-initial", "4", "--cheaper-algo", "manual")
     for wid, spawned in ((1, 50), (2, 10), (3, 10), (4, 5)):

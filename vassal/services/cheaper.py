@@ -12,7 +12,9 @@ per master cycle (a second) this service:
    instead of the algorithm;
 3. else asks the algorithm;
 4. spawns the cheaped workers with the lowest ids, or cheaps the idle running worker spawned
-   longest ago. A decrease with no idle worker to cheap is carried to the next cycle.
+   longest ago. A decrease with no idle worker to cheap is carried to the next cycle (as
+   uWSGI does, in place of the algorithm); what is carried, like the FIFO's count, is bounded
+   by ``processes``.
 
 The master executes (``Master.start_worker``/``Master.cheap_worker``): a cheaped worker is
 told to stop gracefully (it finishes the request it may have taken meanwhile), is logged
@@ -185,7 +187,13 @@ class Cheaper(Service):
 
     def nudge(self, delta: int) -> None:
         """``+`` (1) or ``-`` (-1) from the master FIFO: applied at the next cycle."""
-        self.fifo_delta += delta
+        self._carry(delta)
+
+    def _carry(self, delta: int) -> None:
+        # no more than every worker can be started or cheaped: a flood of '-' on the FIFO
+        # must not become a loop of millions of steps every cycle
+        n = self.conf.settings.processes
+        self.fifo_delta = max(-n, min(n, self.fifo_delta + delta))
 
     # --- one cycle -----------------------------------------------------------------------
 
@@ -256,7 +264,7 @@ class Cheaper(Service):
                 if pid > 0:
                     self.dying[pid] = time.monotonic() + self.conf.mercy
             else:
-                self.fifo_delta -= 1  # nobody idle to cheap now: try again next cycle
+                self._carry(-1)  # nobody idle to cheap now: try again next cycle
             needed += 1
 
     def _no_mercy(self, now: float) -> None:
