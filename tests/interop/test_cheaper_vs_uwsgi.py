@@ -10,8 +10,10 @@ refuse at start. Overload periods are one or two seconds so the tests stay short
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
+from urllib.request import urlopen
 
 import pytest
 
@@ -54,6 +56,10 @@ def test_initial_workers_and_the_cheap_ones_in_the_stats(procs: Procs, tmp_path:
     # slots never spawned: pid 0, and (uWSGI's quirk) id 0
     assert [(w["id"], w["pid"], w["respawn_count"]) for w in workers[3:]] == [(0, 0, 0), (0, 0, 0)]
     assert [w["id"] for w in workers[:3]] == [1, 2, 3]
+    # the same in the uwsgi module
+    with urlopen(f"http://127.0.0.1:{srv['http']}/workers", timeout=10) as resp:
+        seen = json.loads(resp.read())
+    assert seen[3:] == [[0, "cheap"], [0, "cheap"]] and [w[0] for w in seen[:3]] == [1, 2, 3]
 
 
 @pytest.mark.parametrize("kind", KINDS)
