@@ -242,7 +242,8 @@ def _workers(ctx: ApiContext) -> tuple:
              "exceptions": int(w.app_exceptions) if j == 0 else 0,
              "chdir": (a.chdir or "").encode()}
             for j, a in enumerate(ctx.apps if w.app_loaded else []))
-        out.append({"id": i if w.respawn_count else 0, "pid": int(w.pid),  # 0: never spawned (cheaper) "requests": int(w.requests),
+        # id 0: a slot never spawned (cheaper), as uWSGI
+        out.append({"id": i if w.respawn_count else 0, "pid": int(w.pid), "requests": int(w.requests),
                     "delta_requests": int(w.delta_requests), "signals": int(w.signals),
                     "exceptions": int(w.exceptions), "status": status.encode(),
                     "rss": int(w.rss), "vsz": int(w.vsz), "running_time": int(w.running_time),
