@@ -11,7 +11,11 @@ Figures:
   * touch → reload: from a newer mtime to the bash vassal getting byte 1 (it exits on it);
   * drop → first HTTP 200 and delete → port closed (connect() refused), one vassal at a
     time; the vassal is a real app server (uwsgi-core + python3 plugin under both emperors,
-    and ``imperium`` under ours);
+    and ``imperium`` under ours: forked by our fork server, no ``binary-path``);
+  * vassal start → first 200: as above, but the drop is followed at once by a stats
+    connection, which makes uWSGI's emperor scan now: the figure is the spawn path (fork or
+    exec + app-server start), not uWSGI's scan period. Ours: ``imperium`` vassals forked
+    (the default) and exec'd (``emperor-spawn = exec``); uWSGI's: uwsgi-core vassals;
   * N HTTP vassals dropped at once: first 200 of each, then, with all of them answering,
     the emperor's idle CPU and RSS, then SIGINT to the emperor → the emperor and every
     vassal process gone;
@@ -325,22 +329,27 @@ def http_vassal(vassal: str, port: int, app: Path) -> str:
 
 
 @contextmanager
-def emperor_on_fresh_dir(kind: str, label: str, binary: str) -> Iterator[tuple[EmperorProc, Path]]:
+def emperor_on_fresh_dir(kind: str, label: str, binary: str | None,
+                         extra: list[str] | None = None) -> Iterator[tuple[EmperorProc, Path]]:
     """An emperor on an empty vassal dir (in a temp dir that also holds its log and the
     app); on exit it is killed with every vassal process it ran, and the dir removed."""
     with tempdir(f"bench-emperor-{label}-{kind}-") as d:
         root = Path(d)
         vdir = root / "v"
         vdir.mkdir()
-        em = EmperorProc(kind, vdir, root, binary)
+        em = EmperorProc(kind, vdir, root, binary, extra)
         try:
             yield em, vdir
         finally:
             em.kill()
 
 
-def app_server(vassal: str) -> str:
-    return UWSGI_CORE if vassal == "uwsgi" else IMPERIUM
+def app_server(kind: str, vassal: str) -> str | None:
+    """The ``binary-path`` to give: none for our vassals under our emperor (its own command,
+    forked by the fork server; binary-path would mean exec)."""
+    if vassal == "uwsgi":
+        return UWSGI_CORE
+    return None if kind == "imperium" else IMPERIUM
 
 
 # --- the benches ------------------------------------------------------------------------------
@@ -389,7 +398,7 @@ def bench_http_one(kind: str, vassal: str, repeat: int) -> tuple[list[float], li
     """One HTTP vassal at a time: (drop → first 200, delete → port refused) in seconds."""
     first: list[float] = []
     closed: list[float] = []
-    with emperor_on_fresh_dir(kind, "http", app_server(vassal)) as (em, vdir):
+    with emperor_on_fresh_dir(kind, "http", app_server(kind, vassal)) as (em, vdir):
         app = write_hello_app(vdir.parent)
         for i in range(repeat):
             port = free_port()
@@ -405,6 +414,153 @@ def bench_http_one(kind: str, vassal: str, repeat: int) -> tuple[list[float], li
             # let the vassal be reaped: the next drop starts from a quiet emperor
             time.sleep(0.3)
     return first, closed
+
+
+def bench_start(kind: str, vassal: str, method: str, repeat: int) -> list[float]:
+    """Vassal start → first 200: a drop, then at once a stats connection (uWSGI's emperor
+    scans after any event), so the scan period is not measured; seconds per start."""
+    extra = ["--emperor-spawn", method] if kind == "imperium" else []
+    out: list[float] = []
+    with emperor_on_fresh_dir(kind, f"start-{method}", app_server(kind, vassal), extra) as (em, vdir):
+        app = write_hello_app(vdir.parent)
+        for i in range(repeat):
+            port = free_port()
+            name = f"s{i}.ini"
+            t0 = drop(vdir, name, http_vassal(vassal, port, app))
+            stats(em.port)
+            out += wait_200({name: port}, {name: t0}, 30, 0.001).values()
+            em.track()
+            (vdir / name).unlink()
+            wait_refused(port, time.monotonic(), 30)
+            time.sleep(0.3)  # reaped, and the emperor quiet again
+    return out
+
+
+def listening(port: int) -> bool:
+    """Something listens on 127.0.0.1:port (read from /proc: a connect would start an
+    on-demand vassal)."""
+    want = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    parts = line.split()
+                    if parts[1].endswith(want) and parts[3] == "0A":
+                        return True
+        except OSError:
+            continue
+    return False
+
+
+def http_once(port: int, timeout: float = 30.0) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(_REQUEST)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data.split(b"\r\n", 1)[0].split()[1:2] == [b"200"]
+
+
+def bench_on_demand(kind: str, vassal: str, repeat: int) -> list[float]:
+    """On-demand vassal: first connection -> its response (the vassal starts in between)."""
+    out: list[float] = []
+    extra = ["--emperor-on-demand-extension", ".socket"]
+    with emperor_on_fresh_dir(kind, "ondemand", app_server(kind, vassal), extra) as (em, vdir):
+        app = write_hello_app(vdir.parent)
+        plugin = "plugins = python3\n" if vassal == "uwsgi" else ""
+        for i in range(repeat):
+            port = free_port()
+            name = f"od{i}.ini"
+            (vdir / f"{name}.socket").write_text(f"127.0.0.1:{port}\n")
+            drop(vdir, name, f"[uwsgi]\n{plugin}protocol = http\nwsgi-file = {app}\n"
+                             "master = true\nprocesses = 1\n")
+            stats(em.port)  # uWSGI's emperor scans now
+            deadline = time.monotonic() + 15
+            while not listening(port) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(0.2)  # the emperor is quiet again
+            t0 = time.monotonic()
+            try:
+                if http_once(port):
+                    out.append(time.monotonic() - t0)
+            except OSError:
+                pass
+            em.track()
+            (vdir / name).unlink()
+            stats(em.port)
+            wait_refused(port, time.monotonic(), 30)
+            time.sleep(0.3)
+    return out
+
+
+_PID_APP = """import os, time
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "/")
+    if path.startswith("/sleep/"):
+        time.sleep(float(path.rsplit("/", 1)[1]))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+"""
+
+
+def first_other_answer(port: int, parent: bytes, timeout: float) -> float | None:
+    """8 clients in a loop of 0.5 s requests: seconds until one answer comes from another
+    process than ``parent`` (a zerg), or None."""
+    import threading
+    import urllib.request
+
+    done = threading.Event()
+    first: list[float] = []
+    t0 = time.monotonic()
+
+    def client() -> None:
+        while not done.is_set():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/sleep/0.5", timeout=30) as r:
+                    if r.read() != parent and not first:
+                        first.append(time.monotonic() - t0)
+                        done.set()
+            except OSError:
+                pass
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    done.wait(timeout)
+    done.set()
+    for t in threads:
+        t.join(35)
+    return first[0] if first else None
+
+
+def bench_broodlord(kind: str, vassal: str, repeat: int) -> list[float]:
+    """Load onset -> the first answer from a zerg: a one-worker vassal with
+    vassal-sos-backlog 2 gets 8 clients asking for 0.5 s requests in a loop."""
+    import urllib.request
+
+    out: list[float] = []
+    for i in range(repeat):
+        with emperor_on_fresh_dir(kind, f"brood{i}", app_server(kind, vassal),
+                                  ["--emperor-broodlord", "2"]) as (em, vdir):
+            app = vdir.parent / "pidapp.py"
+            app.write_text(_PID_APP)
+            port = free_port()
+            zsock = vdir.parent / "brood.sock"
+            plugin = "plugins = python3\n" if vassal == "uwsgi" else ""
+            drop(vdir, "app.ini",
+                 f"[uwsgi]\n{plugin}http-socket = 127.0.0.1:{port}\nwsgi-file = {app}\n"
+                 f"master = true\nprocesses = 1\nvassal-sos-backlog = 2\nzerg-server = {zsock}\n\n"
+                 f"[zerg]\n{plugin}zerg = {zsock}\nprotocol = http\nwsgi-file = {app}\n"
+                 "master = true\nprocesses = 1\nidle = 5\ndie-on-idle = true\n")
+            stats(em.port)
+            if not wait_200({"app.ini": port}, {"app.ini": time.monotonic()}, 30, 0.01):
+                continue
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+                parent = r.read()
+            got = first_other_answer(port, parent, 30)
+            if got is not None:
+                out.append(got)
+            em.track()
+    return out
 
 
 @dataclass
@@ -432,7 +588,7 @@ def bench_http_many(kind: str, vassal: str, files: int, quiet: float) -> ManyRes
     """N HTTP vassals dropped at once → each one's first 200; then the emperor idling with
     all of them up; then SIGINT → everything gone."""
     res = ManyResult(files)
-    with emperor_on_fresh_dir(kind, "many", app_server(vassal)) as (em, vdir):
+    with emperor_on_fresh_dir(kind, "many", app_server(kind, vassal)) as (em, vdir):
         app = write_hello_app(vdir.parent)
         ports = dict(zip((f"web{i:04d}.ini" for i in range(files)), free_ports(files),
                          strict=True))
@@ -506,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) -> int:
-    summary: dict[str, dict[str, float | None]] = {k: {} for k in ("imperium", "uwsgi")}
+    summary: dict[str, dict[str, float | None]] = {
+        k: {} for k in ("imperium", "uwsgi", "imperium-fork", "imperium-exec")}
 
     rows = []
     for kind in kinds:
@@ -535,6 +692,43 @@ def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) ->
                 ["closed = connect() to the vassal's port is refused; one vassal at a time, 0.3 s apart"])
 
     rows = []
+    start_cases = [("imperium", "imperium", "fork"), ("imperium", "imperium", "exec")]
+    if "uwsgi" in kinds and "uwsgi" in vassal_kinds:
+        start_cases.append(("uwsgi", "uwsgi", "fork+exec"))
+    for kind, vassal, method in start_cases:
+        if kind not in kinds:
+            continue
+        starts = bench_start(kind, vassal, method, args.http_repeat)
+        summary[kind if kind == "uwsgi" else f"imperium-{method}"]["start"] = ms(starts, 50)
+        rows.append([f"{kind} emperor, {vassal} vassal ({method})", len(starts), ms(starts, 50),
+                     ms(starts, 95)])
+    print_table("Emperor: vassal start (spawn) -> first 200 (ms)", ["case", "n", "p50", "p95"], rows,
+                ["each drop is followed by a stats connection: uWSGI's emperor scans at once, so "
+                 "its 3 s scan period is not counted", "fork: our vassal forked by the fork server "
+                 "(instance code preloaded); exec: emperor-spawn = exec (interpreter + imports)"])
+
+    rows = []
+    od_cases = [("imperium", "imperium")] + ([("uwsgi", "uwsgi")] if "uwsgi" in kinds
+                                             and "uwsgi" in vassal_kinds else [])
+    for kind, vassal in od_cases:
+        firsts = bench_on_demand(kind, vassal, args.http_repeat)
+        summary[kind]["ondemand"] = ms(firsts, 50)
+        rows.append([f"{kind} emperor, {vassal} vassal", len(firsts), ms(firsts, 50), ms(firsts, 95)])
+    print_table("Emperor: on-demand vassal: first connection -> response (ms)",
+                ["case", "n", "p50", "p95"], rows,
+                ["emperor-on-demand-extension .socket (TCP); the vassal starts on that connection"])
+
+    rows = []
+    for kind, vassal in od_cases:
+        zergs = bench_broodlord(kind, vassal, max(1, args.http_repeat // 2))
+        summary[kind]["zerg"] = ms(zergs, 50)
+        rows.append([f"{kind} emperor, {vassal} vassal", len(zergs), ms(zergs, 50), ms(zergs, 95)])
+    print_table("Emperor: broodlord: load onset -> first answer from a zerg (ms)",
+                ["case", "n", "p50", "p95"], rows,
+                ["1 worker, vassal-sos-backlog 2, 8 clients in a loop of 0.5 s requests; the master "
+                 "checks its backlog once a second (both)"])
+
+    rows = []
     many_cases = [(k, "uwsgi") for k in kinds if "uwsgi" in vassal_kinds]
     if "imperium" in kinds:
         many_cases.append(("imperium", "imperium"))
@@ -543,6 +737,9 @@ def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) ->
         if vassal == "uwsgi":
             summary[kind]["many200"] = ms(r.first, 95)
             summary[kind]["stop"] = r.stop_s
+        if kind == vassal:  # each emperor with its own vassals: all answering (s)
+            summary[kind]["all200"] = (max(r.first) if len(r.first) == r.files
+                                       else float("nan"))
         rows.append([f"{kind} emperor, {vassal} vassals", f"{len(r.first)}/{r.files}",
                      ms(r.first, 50), ms(r.first, 95), max(r.first, default=float("nan")),
                      r.spawn_cpu, r.cpu, r.rss_kib / 1024, r.procs, secs(r.stop_s, r.left)])
@@ -577,6 +774,18 @@ def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) ->
         a, b = ours.get(key), peer.get(key)
         rows.append([label, "-" if goal is None else f"{'<' if strict else '<='} {goal:g}", a, b,
                      times(a, b), "-" if goal is None else verdict(a, goal, strict)])
+    for label, ours_key, key, goal in (
+            ("vassal start -> first 200 p50, forked imperium vs uwsgi-core (ms)", "imperium-fork",
+             "start", True),
+            ("vassal start -> first 200 p50, exec'd imperium vs uwsgi-core (ms)", "imperium-exec",
+             "start", False),
+            (f"{args.http_files} own HTTP vassals at once -> all 200 (s)", "imperium", "all200", True),
+            ("on-demand: first connection -> response p50 (ms)", "imperium", "ondemand", True),
+            ("broodlord: load onset -> first zerg answer p50 (ms)", "imperium", "zerg", False)):
+        a, b = summary[ours_key].get(key), peer.get(key)
+        ratio_ab = None if a is None or b is None or not b else a / b
+        met = "-" if not goal or ratio_ab is None or ratio_ab != ratio_ab else verdict(ratio_ab, 1.0, False)
+        rows.append([label, "<= 1.0x uWSGI" if goal else "-", a, b, times(a, b), met])
     print_table("Emperor: summary against the goals", ["figure", "goal", "imperium", "uWSGI",
                                                         "imperium/uWSGI", "imperium vs goal"], rows)
     return 0

@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for notice in config.notices():
         print(f"imperium: warning: {notice}", file=sys.stderr)
+    if config.get("imperial-monitor-list"):
+        print(monitor_list(), end="", flush=True)
     if config.get("show-config"):
         print(config.show_config(), end="", flush=True)
     if config.get("connect-and-read"):
@@ -44,6 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     from vassal.instance import run_instance
 
     return run_instance(config)
+
+
+def monitor_list() -> str:
+    """What ``imperial-monitor-list`` prints (uWSGI's layout): every scheme we can load."""
+    from importlib.metadata import entry_points
+
+    from monitors import BUILTIN
+
+    schemes = list(BUILTIN) + sorted({ep.name for ep in entry_points(group="imperium.monitors")}
+                                     - set(BUILTIN))
+    return ("\n*** uWSGI loaded imperial monitors ***\n" + "".join(f"{s}\n" for s in schemes)
+            + "--- end of imperial monitors list ---\n\n")
 
 
 if __name__ == "__main__":

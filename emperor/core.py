@@ -8,8 +8,12 @@ vassal and acts as uWSGI's ``uwsgi_emperor_simple_do``/``emperor_add`` would: st
 any more. A second monitor naming the same vassal is a standby: it takes over (restarting
 the vassal if its file is another one) when the owner drops the name.
 
-Process exits come from pidfds watched by the loop; vassal messages from the emperor fd.
-A periodic tick applies heartbeat and curse tolerance and the royal-death mercy.
+Vassals are made by the fork server (``emperor.forkserver``) without the loop ever waiting:
+a vassal is ``STARTING`` until its pid comes back. Process exits come from the fork server
+(or pidfds, for the thread spawner); vassal messages from the emperor fd. Each vassal's state
+is its ``Lifecycle`` (emperor.lifecycle). A periodic tick applies heartbeat and curse
+tolerance and the royal-death mercy. Every interval is measured on the monotonic clock
+(emperor.clock); wall time is kept only for what the stats server shows.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
+import socket
 from typing import Any
 
+from emperor import broodlord, ondemand
 from emperor import spawn as spawning
+from emperor.clock import Clock
 from emperor.events import (
     Available,
     Destroy,
@@ -35,19 +41,28 @@ from emperor.events import (
     name_bytes,
     printable,
 )
+from emperor.forkserver import ForkServer, own_interpreter
+from emperor.lifecycle import Kind, Phase
 from emperor.logs import log, log_verbose, set_output, setup_logging
 from emperor.policy import Blacklist, Throttle
-from emperor.protocol import EXILE_CODE, VassalLink
-from emperor.settings import EmperorSettings
+from emperor.protocol import EXILE_CODE, ToEmperor, ToVassal, VassalLink
+from emperor.settings import EmperorSettings, default_binary
 from emperor.stats import StatsServer, render
 from emperor.vassal import VassalHandle, describe_status
 
 TICK = 0.25  # seconds between heartbeat / curse / mercy checks (of vassals that need them)
+PENDING = object()  # an on-demand socket name still being looked up
 
 
 class Emperor:
-    def __init__(self, settings: EmperorSettings) -> None:
+    def __init__(self, settings: EmperorSettings, *, clock: Clock | None = None,
+                 forkserver: ForkServer | None = None) -> None:
         self.settings = settings
+        self.clock = clock or Clock()
+        #: started by run_emperor before any thread; None: Popen in a thread instead
+        self.forkserver = forkserver
+        self.spawner: ForkServer | spawning.ThreadSpawner | None = None
+        self.by_pid: dict[int, VassalHandle] = {}
         self.log = setup_logging()
         self.ctx = MonitorContext(freq=float(settings.freq), tyrant=settings.tyrant,
                                   tyrant_nofollow=settings.tyrant_nofollow,
@@ -62,16 +77,17 @@ class Emperor:
         self.retry: dict[str, asyncio.TimerHandle] = {}
         self.exiled: dict[str, float] = {}
         self.refused: dict[str, tuple[Any, ...]] = {}  # last refusal logged, to log it once
-        self.royal_death_at = 0.0
+        self.royal_death_at: float | None = None  # monotonic
         self.hooks: set[asyncio.Future] = set()
-        self.pidfds: dict[int, int] = {}
-        self.polled: dict[int, VassalHandle] = {}  # vassals without a pidfd (old kernels)
         self.stats: StatsServer | None = None
         self.home = os.getcwd()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.done: asyncio.Future | None = None
         self.broodlord_num = 0
         self.attention: set[VassalHandle] = set()
+        #: emperor-on-demand-exec answers: (name, mtime) -> socket name (None: no socket)
+        self.od_exec: dict[tuple[str, float], str | None] = {}
+        self.od_pending: set[tuple[str, float]] = set()
         self.parent: VassalLink | None = None
 
     # --- setup ---------------------------------------------------------------------------------
@@ -96,6 +112,11 @@ class Emperor:
     async def main(self) -> int:
         self.loop = asyncio.get_running_loop()
         self.done = self.loop.create_future()
+        if self.forkserver is not None:
+            self.forkserver.attach(self.loop, self.on_process_exit)
+            self.spawner = self.forkserver
+        else:
+            self.spawner = spawning.ThreadSpawner(self.loop, self.on_process_exit)
         try:
             self.build_monitors()
         except Exception as exc:
@@ -151,7 +172,7 @@ class Emperor:
         task.add_done_callback(lambda t, m=monitor: self.monitor_ended(m, t))
 
     def monitor_ended(self, monitor: Monitor, task: asyncio.Task) -> None:
-        if task.cancelled() or self.royal_death_at:
+        if task.cancelled() or self.royal_death_at is not None:
             return
         exc = task.exception()
         why = f"{type(exc).__name__}: {exc}" if exc else "it returned"
@@ -159,7 +180,7 @@ class Emperor:
             f"running, restarting it in {self.settings.freq}s")
         assert self.loop is not None
         self.loop.call_later(self.settings.freq,
-                             lambda: None if self.royal_death_at else self.start_monitor(monitor))
+                             lambda: None if self.royal_death_at is not None else self.start_monitor(monitor))
 
     # --- monitor events --------------------------------------------------------------------------
 
@@ -170,7 +191,7 @@ class Emperor:
             log(f"[emperor] error handling {event!r} from {monitor.id}: {type(exc).__name__}: {exc}")
 
     def _on_event(self, monitor: Monitor, event: Event) -> None:
-        if self.royal_death_at:
+        if self.royal_death_at is not None:
             return
         if isinstance(event, Touch):
             if not is_valid_name(event.name, self.settings.extra_extensions):
@@ -182,9 +203,6 @@ class Emperor:
                 owner = next(iter(claims))
                 log(f"[emperor] vassal {event.name} is also named by {monitor.id}; "
                     f"{owner.id} keeps it (the other takes over if it drops it)")
-            if event.socket and monitor not in claims:
-                log(f"[emperor] on-demand vassals are not supported: {event.name} is started now "
-                    f"instead of waiting on {event.socket}")
             claims[monitor] = event
             self.reconcile(event.name)
         elif isinstance(event, Destroy):
@@ -225,7 +243,7 @@ class Emperor:
     # --- reconcile -----------------------------------------------------------------------------
 
     def reconcile(self, name: str) -> None:
-        if self.royal_death_at:
+        if self.royal_death_at is not None:
             return
         claim = self.owner_claim(name)
         v = self.vassals.get(name)
@@ -234,7 +252,12 @@ class Emperor:
             self.exiled.pop(name, None)
             self.refused.pop(name, None)
             if v is not None and v.status == 0:
-                v.stop(self.settings.graceful_shutdown)
+                self.retire(v)
+            elif v is None:
+                # no source names it any more: its back-off goes with it
+                self.blacklist.remove(name)
+                self.blacklist.remove(broodlord.blacklist_key(name))
+                self.stop_zergs(name)
             return
         monitor, t = claim
         if v is None:
@@ -252,14 +275,24 @@ class Emperor:
         if (cwd, arg, t.config is not None) != v.launch_key():
             # another file (or a config instead of a file): a reload cannot switch to it
             log(f"[emperor] vassal {name} now comes from {monitor.id}: restarting it")
-            v.stop(self.settings.graceful_shutdown)
+            self.retire(v)
             return
+        if t.mtime > v.last_mod:
+            sock_name = self.on_demand_socket(name, t)
+            if sock_name is PENDING:
+                return
+            if sock_name != v.socket_name:
+                # into or out of on-demand mode, or another socket: uWSGI stops the instance
+                log(f'[uwsgi-emperor] {name} -> on-demand socket changed '
+                    f'("{v.socket_name or ""}" -> "{sock_name or ""}"): restarting it')
+                self.retire(v)
+                return
         if v.monitor is not monitor:
             log(f"[emperor] vassal {name} is now governed by {monitor.id}")
             v.monitor = monitor
         if self.settings.tyrant and (t.uid != v.uid or t.gid != v.gid):
             log(f"[emperor-tyrant] !!! permissions of vassal {name} changed. stopping the instance... !!!")
-            v.stop(self.settings.graceful_shutdown)
+            self.retire(v)
             return
         if t.mtime > v.last_mod:
             if t.config is not None:
@@ -268,18 +301,79 @@ class Emperor:
                 v.curse()
 
     def add_from_claim(self, name: str, monitor: Monitor, t: Touch) -> None:
+        sock_name = self.on_demand_socket(name, t)
+        if sock_name is PENDING:
+            return  # reconciled again when emperor-on-demand-exec has answered
         cwd, arg, vdir = self.launch_params(t, monitor)
         self.add(name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid, cwd=cwd,
-                 config_arg=arg, vassals_dir=vdir)
+                 config_arg=arg, vassals_dir=vdir, socket_name=sock_name)
+
+    def retire(self, v: VassalHandle) -> None:
+        """No longer wanted as it is: stop it (and its zergs), or, waiting on demand, just
+        remove it."""
+        if v.life.kind is Kind.PLAIN:
+            self.stop_zergs(v.name)
+        if v.life.phase is Phase.WAITING:
+            v.life.exited()
+            self.remove(v)
+            self.reconcile(v.name)
+        else:
+            v.stop(self.settings.graceful_shutdown)
+
+    # --- on demand -----------------------------------------------------------------------------
+
+    def on_demand_socket(self, name: str, t: Touch) -> str | None | object:
+        """The socket this claim waits on (None: start now), or PENDING while the
+        emperor-on-demand-exec command runs in a thread."""
+        if t.socket:
+            return t.socket
+        s = self.settings
+        if not s.on_demand_exec or s.on_demand_extension or s.on_demand_directory:
+            return ondemand.from_options(s, name, t.path)
+        key = (name, t.mtime)
+        if key in self.od_exec:
+            return self.od_exec[key]
+        if key not in self.od_pending:
+            assert self.loop is not None
+            self.od_pending.add(key)
+            fut = self.loop.run_in_executor(None, ondemand.run_exec, s.on_demand_exec, t.path or name)
+
+            def done(f: asyncio.Future, key: tuple[str, float] = key) -> None:
+                self.od_pending.discard(key)
+                self.od_exec = {k: v for k, v in self.od_exec.items() if k[0] != key[0]}
+                self.od_exec[key] = None if f.cancelled() or f.exception() else f.result()
+                self.reconcile(key[0])
+            fut.add_done_callback(done)
+        return PENDING
+
+    def _rearm(self, v: VassalHandle) -> None:
+        if self.vassals.get(v.name) is v and v.life.phase is Phase.WAITING and v.listener:
+            self.wait_on_demand(v)
+
+    def wait_on_demand(self, v: VassalHandle) -> None:
+        assert self.loop is not None and v.listener is not None
+        self.loop.add_reader(v.listener.fileno(), self.on_demand_ready, v)
+
+    def on_demand_ready(self, v: VassalHandle) -> None:
+        """A connection waits on the socket of a vassal without a process: start it."""
+        assert self.loop is not None and v.listener is not None
+        self.loop.remove_reader(v.listener.fileno())
+        if self.vassals.get(v.name) is not v or v.life.phase is not Phase.WAITING:
+            return
+        v.life.to(Phase.STARTING)
+        v.first_run = v.last_run = self.clock.now()
+        self.start(v)
 
     def add(self, name: str, monitor: Monitor | None, *, mtime: float, config: bytes | None,
             uid: int | None, gid: int | None, cwd: str | None, config_arg: str,
-            vassals_dir: str | None, skip_blacklist: bool = False) -> VassalHandle | None:
-        """emperor_add: blacklist, throttle, tyrant checks, then start the vassal."""
+            vassals_dir: str | None, skip_blacklist: bool = False, socket_name: str | None = None,
+            listener: socket.socket | None = None) -> VassalHandle | None:
+        """emperor_add: blacklist, throttle, tyrant checks, then start the vassal (or, on
+        demand, bind its socket and wait: ``listener`` is a socket already bound for it)."""
         if len(name_bytes(name) or b"") > 254:
             log(f"[emperor] invalid vassal name: {printable(name)}")
             return None
-        now = time.time()
+        now = self.clock.mono()
         if not skip_blacklist:
             until = self.blacklist.refused_until(name, now)
             if until is not None:
@@ -293,50 +387,128 @@ class Emperor:
                 log(f"[emperor-tyrant] invalid permissions for vassal {name}")
             return None
         self.refused.pop(name, None)
+        if socket_name and listener is None:
+            try:
+                listener = ondemand.bind(socket_name)
+            except (OSError, ValueError) as exc:
+                log(f"[emperor] cannot bind the on-demand socket {socket_name} of vassal {name}: "
+                    f"{getattr(exc, 'strerror', None) or exc}")
+                # as uWSGI (emperor_del of a never-loyal vassal): blacklisted, tried again later
+                if not self.settings.no_blacklist:
+                    self.blacklist.add(name, self.clock.mono(), self.clock.wall())
+                item = self.blacklist.check(name)
+                self.schedule_retry(name, item.retry_at() if item else now + self.settings.freq)
+                return None
         v = VassalHandle(name, monitor, mtime=mtime, config=config, uid=uid, gid=gid, cwd=cwd,
-                         config_arg=config_arg, vassals_dir=vassals_dir, attention=self.attention)
+                         config_arg=config_arg, vassals_dir=vassals_dir, attention=self.attention,
+                         clock=self.clock, kind=Kind.ON_DEMAND if listener else Kind.PLAIN,
+                         socket_name=socket_name if listener else None)
         self.vassals[name] = v
+        if listener is not None:
+            assert self.loop is not None
+            v.listener = listener
+            v._loop = self.loop
+            log(f'[uwsgi-emperor] {name} -> "on demand" instance detected, waiting for '
+                f'connections on socket "{socket_name}" ...')
+            self.wait_on_demand(v)
+            return v
         self.start(v)
         return v
 
     def start(self, v: VassalHandle) -> None:
+        """Ask for the vassal's process; the loop goes on at once (``spawned`` follows)."""
         s = self.settings
-        argv = spawning.build_argv(s, v.name, v.config_arg, has_config=v.use_config, cwd=v.cwd)
-        env = spawning.build_env(os.environ, 0, 0 if v.use_config else None,
-                                 vassals_dir=v.vassals_dir if (s.start_hook or s.stop_hook) else None)
-        try:
-            proc = spawning.spawn(argv, env, v.cwd, with_config=v.use_config,
-                                  uid=v.uid if s.tyrant else None, gid=v.gid if s.tyrant else None,
-                                  start_hook=s.start_hook, name=v.name)
-        except spawning.BinaryNotFound:
+        assert self.loop is not None and self.spawner is not None
+        req = self.spawn_request(v)
+        if spawning.find_binary(req) is None:
             # uWSGI's child exits 26 here and the next scan tries again, blacklist permitting:
             # retry as the blacklist says, so installing the binary is enough to recover
-            log(f"[emperor] binary path: {argv[0]}")
+            log(f"[emperor] binary path: {req.argv[0]}")
             log("[emperor] is the uwsgi binary in your system PATH ?")
-            v.exited = True
-            self.remove(v)
-            item = self.blacklist.check(v.name)
-            self.schedule_retry(v.name, item.retry_at() if item else time.time() + s.freq)
+            self.spawn_failed(v)
             return
+        try:
+            channel = v.open_channel(self.loop, self.on_readable)
         except OSError as exc:
             log(f"[emperor] unable to spawn vassal {v.name}: {exc}")
-            v.exited = True
-            self.remove(v)
-            self.schedule_retry(v.name, time.time() + self.settings.freq)
+            self.spawn_failed(v)
             return
+        v.spawn_method = req.method
         if s.tyrant:
             log(f"[emperor-tyrant] dropping privileges to {v.uid} {v.gid} for instance {v.name}")
-        assert self.loop is not None
-        v.attach(proc, self.loop, self.on_readable)
-        self.watch_exit(v)
+        fds = channel.child_fds()
+        if v.listener is not None:
+            fds.append(v.listener.fileno())
+        self.spawner.spawn(req, fds,
+                           lambda pid, err, v=v: self.spawned(v, pid, err))
+
+    def spawn_request(self, v: VassalHandle) -> spawning.SpawnRequest:
+        s = self.settings
+        # every zerg of NAME is started as NAME:zerg (its [zerg] section), whatever its id
+        argv_name = v.parent + broodlord.SUFFIX if v.parent else v.name
+        argv = spawning.build_argv(s, argv_name, v.config_arg, has_config=v.use_config, cwd=v.cwd,
+                                   broodlord=s.broodlord > 0)
+        env = spawning.build_env(os.environ, 0, 0 if v.use_config else None,
+                                 vassals_dir=v.vassals_dir if (s.start_hook or s.stop_hook) else None,
+                                 broodlord_num=v.broodlord_num)
+        env.pop("UWSGI_EMPEROR_FD", None)
+        env.pop("UWSGI_EMPEROR_FD_CONFIG", None)
+        method = "exec"
+        fs = self.forkserver
+        if (s.spawn_method == "fork" and fs is not None and self.spawner is fs and not s.wrapper
+                and not s.binary_path and not s.wrapper_override and fs.can_fork(env)
+                and own_interpreter(argv[0]) == fs.interpreter):
+            method = "fork"
+        return spawning.SpawnRequest(
+            v.name, argv, env, v.cwd, method, uid=v.uid if s.tyrant else None,
+            gid=v.gid if s.tyrant else None, start_hook=s.start_hook,
+            overrides=list(s.wrapper_override), fallbacks=list(s.wrapper_fallback),
+            with_config=v.use_config, stdin_socket=v.listener is not None)
+
+    def spawned(self, v: VassalHandle, pid: int | None, error: str | None) -> None:
+        """The spawner's answer: the process exists (or could not be made)."""
+        if pid is None:
+            log(f"[emperor] unable to spawn vassal {v.name}: {error}")
+            self.spawn_failed(v)
+            return
+        self.by_pid[pid] = v
+        v.attach(pid)
+        log_verbose(f"[emperor] vassal {v.name} is {v.spawn_method}ed (pid: {pid})")
+
+    def spawn_failed(self, v: VassalHandle) -> None:
+        if v.life.on_demand and self.royal_death_at is None and v.life.phase is Phase.STARTING:
+            # back to waiting; the queued connection stays queued for the next try, after
+            # the back-off of a vassal that never became loyal
+            v.life.to(Phase.RETURNING)
+            v.waiting_again()
+            if not self.settings.no_blacklist:
+                self.blacklist.add(v.name, self.clock.mono(), self.clock.wall())
+            item = self.blacklist.check(v.name)
+            delay = max(item.retry_at() - self.clock.mono() if item else 0.0, self.settings.freq)
+            assert self.loop is not None
+            self.loop.call_later(delay, self._rearm, v)
+            return
+        v.life.exited()
+        self.remove(v)
+        if self.royal_death_at is not None:
+            self.maybe_buried()
+            return
+        item = self.blacklist.check(v.name)
+        self.schedule_retry(v.name, item.retry_at() if item else self.clock.mono() + self.settings.freq)
+
+    def on_process_exit(self, pid: int, status: int) -> None:
+        v = self.by_pid.pop(pid, None)
+        if v is not None:
+            self.on_exit(v, status)
 
     # --- retries (blacklisted names) ------------------------------------------------------------
 
     def schedule_retry(self, name: str, when: float) -> None:
-        if name in self.retry or self.royal_death_at:
+        """Start ``name`` again at ``when`` (monotonic seconds)."""
+        if name in self.retry or self.royal_death_at is not None:
             return
         assert self.loop is not None
-        delay = max(0.0, when - time.time())
+        delay = max(0.0, when - self.clock.mono())
         log_verbose(f"[emperor] vassal {name} is blacklisted, next start in {int(delay * 1000)} ms")
         self.retry[name] = self.loop.call_later(delay + 0.0005, self._retry, name)
 
@@ -361,30 +533,56 @@ class Emperor:
             self.on_byte(v, byte)
 
     def on_byte(self, v: VassalHandle, byte: int) -> None:
-        now = time.time()
-        if byte == 17:
-            v.loyal = 1
-            v.last_loyal = now
+        if byte == ToEmperor.LOYAL:
+            v.life.on_loyal()
             log_verbose(f"[emperor] vassal {v.name} is now loyal")
             self.blacklist.remove(v.name)
-        elif byte == 26:
-            v.last_heartbeat = now
+        elif byte == ToEmperor.HEARTBEAT:
+            v.life.on_heartbeat()
             self.attention.add(v)
-        elif byte == 22:
-            v.voluntary = True
-            v.stop(self.settings.graceful_shutdown)
-        elif byte == 5:
-            v.accepting = 1
-            v.last_accepting = now
+        elif byte == ToEmperor.VOLUNTARY_SHUTDOWN:
+            if v.life.on_demand:  # 22 changes meaning in on-demand mode: back to waiting
+                v.back_to_waiting()
+            else:
+                v.stop(self.settings.graceful_shutdown, voluntary=True)
+        elif byte == ToEmperor.ACCEPTING:
+            v.life.on_accepting()
             log_verbose(f"[emperor] vassal {v.name} is ready to accept requests")
-        elif byte == 1:
-            v.ready = 1
-            v.last_ready = now
+        elif byte == ToEmperor.SPAWNED:
+            v.life.on_ready()
             log_verbose(f"[emperor] vassal {v.name} has been spawned")
-        elif byte == 2:
+        elif byte == ToEmperor.CONFIG_REQUEST:
             v.push_config()
-        elif byte == 30:
-            pass  # broodlord is not supported: SOS requests are ignored
+        elif byte == ToEmperor.SOS:
+            self.sos(v)
+
+    def sos(self, v: VassalHandle) -> None:
+        """Byte 30: a zerg for ``v`` if the broodlord budget allows (emperor/broodlord.py)."""
+        s = self.settings
+        if (s.broodlord <= 0 or v.life.kind is not Kind.PLAIN or v.life.dying or v.exited
+                or self.royal_death_at is not None or self.vassals.get(v.name) is not v):
+            return
+        if broodlord.zerg_count(self.vassals.values()) >= s.broodlord:
+            return
+        now = self.clock.mono()
+        if self.blacklist.refused_until(broodlord.blacklist_key(v.name), now) is not None:
+            return  # its last zerg died before it became loyal: back off
+        log_verbose(f"[emperor] going in broodlord mode: launching zergs for {v.name}")
+        self.throttle.spawned(now)
+        name = broodlord.zerg_name(v.name, self.vassals)
+        z = VassalHandle(name, v.monitor, mtime=self.clock.wall(), config=v.config, uid=v.uid,
+                         gid=v.gid, cwd=v.cwd, config_arg=v.config_arg + broodlord.SUFFIX,
+                         vassals_dir=v.vassals_dir, attention=self.attention, clock=self.clock,
+                         kind=Kind.ZERG)
+        z.parent = v.name
+        self.broodlord_num += 1
+        z.broodlord_num = self.broodlord_num
+        self.vassals[name] = z
+        self.start(z)
+
+    def stop_zergs(self, parent: str) -> None:
+        for z in [z for z in self.vassals.values() if broodlord.is_zerg_of(z, parent)]:
+            self.retire(z)
 
     def on_eof(self, v: VassalHandle) -> None:
         """EOF or error on the emperor fd: uWSGI curses the vassal (it is then removed when
@@ -394,41 +592,6 @@ class Emperor:
             v.curse()
 
     # --- process exits -------------------------------------------------------------------------
-
-    def watch_exit(self, v: VassalHandle) -> None:
-        assert self.loop is not None
-        try:
-            pidfd = os.pidfd_open(v.pid)
-        except (OSError, AttributeError):
-            self.polled[v.pid] = v
-            return
-        self.pidfds[v.pid] = pidfd
-        self.loop.add_reader(pidfd, self._pidfd_ready, v)
-
-    def _pidfd_ready(self, v: VassalHandle) -> None:
-        # the vassal has exited but is not reaped: its pid (and so its process group id)
-        # cannot be reused yet, so this is the safe moment to kill what it left behind
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(v.pid, signal.SIGKILL)
-        self._reap(v)
-
-    def _reap(self, v: VassalHandle) -> bool:
-        try:
-            pid, status = os.waitpid(v.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = v.pid, 0
-        if pid == 0:
-            return False
-        pidfd = self.pidfds.pop(v.pid, None)
-        if pidfd is not None:
-            assert self.loop is not None
-            self.loop.remove_reader(pidfd)
-            os.close(pidfd)
-        self.polled.pop(v.pid, None)
-        if v.proc is not None:
-            v.proc.popen.returncode = os.waitstatus_to_exitcode(status) if status else 0
-        self.on_exit(v, status)
-        return True
 
     def on_exit(self, v: VassalHandle, status: int) -> None:
         # messages sent just before dying (loyal, ready...) still count, and the EOF that
@@ -445,41 +608,54 @@ class Emperor:
                 break
             for byte in data:
                 self.on_byte(v, byte)
-        v.exited = True
+        asked_to_stop, voluntary, wanted = v.life.asked_to_stop, v.life.voluntary, v.status == 0
         log_verbose(f"[emperor] vassal {v.name} (pid: {v.pid}) {describe_status(status)}")
+        if (v.life.phase is Phase.RETURNING and self.vassals.get(v.name) is v
+                and self.royal_death_at is None):
+            v.waiting_again()
+            log(f'[uwsgi-emperor] {v.name} -> back to "on demand" mode, waiting for connections '
+                f'on socket "{v.socket_name}" ...')
+            self.wait_on_demand(v)
+            return
+        v.life.exited()
         if self.vassals.get(v.name) is not v:
             v.close()
+            v.close_listener()
             return
-        if self.royal_death_at:
+        if self.royal_death_at is not None:
             self.remove(v)
             self.maybe_buried()
             return
-        if not v.asked_to_stop and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXILE_CODE:
+        if not asked_to_stop and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXILE_CODE:
             log_verbose(f"[emperor] vassal {v.name} exiled itself (exit code {EXILE_CODE}): "
                         "it comes back when its config changes")
             self.exiled[v.name] = v.last_mod
             self.remove(v)
             return
-        if v.status == 0:
+        if wanted:
             # uWSGI adds the vassal again (checking the blacklist) before removing the dead one
             # (which blacklists it): the order decides the back-off, so keep it
-            now = time.time()
+            now = self.clock.mono()
             allowed = self.blacklist.refused_until(v.name, now) is None
             self.remove(v)
             claim = self.owner_claim(v.name)
             if allowed and claim is not None:
                 # started from what its monitor says now (uWSGI reuses the dead one's
-                # config and mtime: the same thing unless it changed while it was dying)
+                # config and mtime: the same thing unless it changed while it was dying);
+                # an on-demand one waits again on the socket the emperor kept
                 monitor, t = claim
                 cwd, arg, vdir = self.launch_params(t, monitor)
-                self.add(v.name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid,
-                         cwd=cwd, config_arg=arg, vassals_dir=vdir, skip_blacklist=True)
+                listener, v.listener = v.listener, None
+                if self.add(v.name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid,
+                            cwd=cwd, config_arg=arg, vassals_dir=vdir, skip_blacklist=True,
+                            socket_name=v.socket_name, listener=listener) is None and listener:
+                    listener.close()
             elif claim is not None:
                 item = self.blacklist.check(v.name)
                 self.schedule_retry(v.name, item.retry_at() if item else now + self.settings.freq)
             return
         self.remove(v)
-        if v.voluntary:
+        if voluntary:
             # uWSGI's monitors find the config again at their next scan: so do we
             assert self.loop is not None
             self.loop.call_later(self.settings.freq, self.reconcile, v.name)
@@ -492,11 +668,13 @@ class Emperor:
             del self.vassals[v.name]
         self.attention.discard(v)
         v.close()
+        v.close_listener()
         if self.settings.stop_hook:
             self.run_stop_hook(v)
         log_verbose(f"[emperor] removed uwsgi instance {v.name}")
         if not v.loyal and not self.settings.no_blacklist:
-            for line in self.blacklist.add(v.name, time.time()):
+            key = broodlord.blacklist_key(v.parent) if v.parent else v.name
+            for line in self.blacklist.add(key, self.clock.mono(), self.clock.wall()):
                 log_verbose(line)
 
     def run_stop_hook(self, v: VassalHandle) -> None:
@@ -533,27 +711,29 @@ class Emperor:
                 log(f"[emperor] error in the periodic checks: {type(exc).__name__}: {exc}")
 
     def tick(self) -> None:
-        now = time.time()
-        for v in list(self.polled.values()):
-            self._reap(v)
+        now = self.clock.mono()
+        if isinstance(self.spawner, spawning.ThreadSpawner):
+            self.spawner.poll()
         hb = self.settings.required_heartbeat
         for v in list(self.attention):
-            if v.last_heartbeat > 0 and v.last_heartbeat + hb < now:
+            beat = v.life.heartbeat_at
+            if beat is not None and beat.mono + hb < now:
                 log(f"[emperor] vassal {v.name} sent no heartbeat in last {hb} seconds, "
                     "brutally respawning it...")
-                v.last_heartbeat = 0
+                v.life.forget_heartbeat()
                 v.signal(signal.SIGKILL)
-            if (v.cursed_at > 0 and v.alive() and not self.royal_death_at
-                    and now - v.cursed_at >= self.settings.curse_tolerance):
-                v.cursed_at = now
+            cursed = v.life.cursed_at
+            if (v.life.dying and cursed is not None and v.alive() and self.royal_death_at is None
+                    and now - cursed.mono >= self.settings.curse_tolerance):
+                v.life.cursed_at = self.clock.now()  # SIGKILL again one tolerance later
                 log_verbose(f"[emperor] vassal {v.name} (pid: {v.pid}) is still alive "
                             f"{self.settings.curse_tolerance}s after its curse: SIGKILL")
                 v.signal(signal.SIGKILL)
-        if self.royal_death_at and now - self.royal_death_at >= self.settings.reload_mercy:
+        if self.royal_death_at is not None and now - self.royal_death_at >= self.settings.reload_mercy:
             for v in list(self.vassals.values()):
-                if v.alive() and not getattr(v, "no_mercy", False):
+                if v.alive() and not v.no_mercy:
                     log_verbose(f"[emperor] NO MERCY for vassal {v.name} !!!")
-                    v.no_mercy = True  # type: ignore[attr-defined]
+                    v.no_mercy = True
                     v.signal(signal.SIGKILL)
             if now - self.royal_death_at >= self.settings.reload_mercy + 5:
                 # nothing answers any more: do not hang the shutdown on it
@@ -567,19 +747,19 @@ class Emperor:
         cmd = self.parent.read_command()
         if cmd == -1:
             return
-        if cmd is None or cmd in (0, 2):
+        if cmd is None or cmd in (ToVassal.STOP, ToVassal.GRACEFUL_STOP):
             self.loop.remove_reader(self.parent.fileno())
             log("[emperor] stop requested by my Emperor" if cmd is not None
                 else "[emperor] my Emperor is gone")
             self.royal_death()
-        elif cmd == 1:
+        elif cmd == ToVassal.RELOAD:
             self.massive_reload()
 
     # --- signals -------------------------------------------------------------------------------
 
     def royal_death(self) -> None:
-        now = time.time()
-        if self.royal_death_at:
+        now = self.clock.mono()
+        if self.royal_death_at is not None:
             left = int(self.settings.reload_mercy - (now - self.royal_death_at))
             log(f"[emperor] *** RAGNAROK ALREADY EVOKED (mercyless in {left} seconds)***")
             return
@@ -590,14 +770,14 @@ class Emperor:
         for name in list(self.retry):
             self.cancel_retry(name)
         for v in list(self.vassals.values()):
-            if v.alive():
-                v.stop(self.settings.graceful_shutdown)
-            else:
+            if v.exited or v.life.phase is Phase.WAITING:
                 self.remove(v)
+            else:  # a STARTING one reads the stop byte queued in its socket when it runs
+                v.stop(self.settings.graceful_shutdown)
         self.maybe_buried()
 
     def maybe_buried(self) -> None:
-        if self.royal_death_at and not self.vassals and not self.hooks:
+        if self.royal_death_at is not None and not self.vassals and not self.hooks:
             self.bury()
 
     def bury(self) -> None:
@@ -605,7 +785,7 @@ class Emperor:
             self.done.set_result(0)
 
     def massive_reload(self) -> None:
-        now = time.time()
+        now = self.clock.wall()  # becomes last_mod, a shown moment
         for v in list(self.vassals.values()):
             if v.status == 0 and not v.reload(now):
                 v.curse()
@@ -632,9 +812,8 @@ class Emperor:
         for v in list(self.vassals.values()):
             v.signal(signal.SIGKILL)
             v.close()
-        for pidfd in self.pidfds.values():
-            with contextlib.suppress(OSError):
-                os.close(pidfd)
+        if self.spawner is not None:
+            self.spawner.close()
         if self.settings.pidfile:
             with contextlib.suppress(OSError):
                 os.unlink(self.settings.pidfile)
@@ -648,9 +827,25 @@ def _redirect_log(path: str) -> None:
     set_output(2)
 
 
+def start_forkserver(settings: EmperorSettings) -> ForkServer | None:
+    """The fork server, with the interpreter of our own command when we have one."""
+    interp = own_interpreter(default_binary()) if settings.spawn_method == "fork" else None
+    server = ForkServer(interp)
+    try:
+        server.start()
+    except OSError as exc:
+        log(f"[emperor] cannot start the fork server ({exc}): vassals are exec'd from a thread")
+        return None
+    return server
+
+
 def run_emperor(config: Any) -> int:
     """Entry point of ``imperium --emperor ...``: run until royal death, return the exit code."""
-    settings = EmperorSettings.from_config(config)
+    try:
+        settings = EmperorSettings.from_config(config)
+    except ValueError as exc:
+        log(f"imperium: {exc}")
+        return 1
     if settings.logto and "://" not in settings.logto and not settings.logto.startswith("udp:"):
         _redirect_log(settings.logto)
     if settings.procname:
@@ -658,7 +853,9 @@ def run_emperor(config: Any) -> int:
             import setproctitle
 
             setproctitle.setproctitle(settings.procname)
-    emperor = Emperor(settings)
+    # the fork server first: no thread may exist yet (monitors start theirs later)
+    forkserver = start_forkserver(settings)
+    emperor = Emperor(settings, forkserver=forkserver)
 
     async def go() -> int:
         try:

@@ -18,9 +18,14 @@ Reproduced from uWSGI 2.0 (``emperor_add``, ``uwsgi_emperor_blacklist_add``,
   (attempt == 2) "unloyal bad behaving vassal found" is logged.
 * The stats server shows a blacklist level divided by 1000, i.e. in milliseconds.
 
-A name is refused while ``last_attempt + level > now`` (µs). Timestamps here are floats in
-seconds (``time.time()``); they are converted to integer microseconds as ``gettimeofday``
-would give them.
+A name is refused while ``last_attempt + level > now`` (µs). uWSGI uses ``gettimeofday``;
+here every time given for arithmetic is a **monotonic** reading in seconds (the emperor's
+``Clock.mono``), so a step of the wall clock neither lifts nor extends a back-off. The
+wall-clock moments the stats server shows (``first_attempt``, ``last_attempt``) are passed
+beside it and only displayed.
+
+Entries live as long as their source names the vassal: the emperor calls ``remove`` when
+no monitor names it any more (uWSGI never prunes them; SIGURG clears them all).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from dataclasses import dataclass, field
 
 
 def to_micros(t: float) -> int:
-    """Seconds since the epoch → integer microseconds, like tv_sec * 1e6 + tv_usec."""
+    """Seconds → integer microseconds, like tv_sec * 1e6 + tv_usec."""
     return int(round(t * 1_000_000))
 
 
@@ -67,6 +72,7 @@ class Throttle:
             self.level_ms = self.base_ms
 
     def spawned(self, now: float) -> int:
+        """A spawn at ``now`` (monotonic seconds): whole seconds are compared, as uWSGI's."""
         now_s = int(now)
         self.level_ms = next_throttle_level(self.level_ms, self.last_spawn_s, now_s,
                                             self.base_ms, self.max_ms)
@@ -83,9 +89,11 @@ class BlacklistItem:
     last_attempt_us: int
     throttle_level_us: int
     attempt: int = 0
+    first_wall: float = 0.0  # shown by the stats server, never compared
+    last_wall: float = 0.0
 
     def retry_at(self) -> float:
-        """Earliest time (seconds) a new start of this name is allowed."""
+        """Earliest time (monotonic seconds) a new start of this name is allowed."""
         return (self.last_attempt_us + self.throttle_level_us) / 1_000_000
 
     def throttle_level_ms(self) -> int:
@@ -105,7 +113,7 @@ class Blacklist:
         return self.items.get(name)
 
     def refused_until(self, name: str, now: float) -> float | None:
-        """None when ``name`` may start at ``now``; otherwise when it may (seconds)."""
+        """None when ``name`` may start at ``now``; otherwise when it may (monotonic s)."""
         item = self.items.get(name)
         if item is None:
             return None
@@ -113,16 +121,20 @@ class Blacklist:
             return item.retry_at()
         return None
 
-    def add(self, name: str, now: float) -> list[str]:
-        """Record an unloyal death of ``name``; returns the log lines uWSGI prints for it."""
+    def add(self, name: str, now: float, wall: float | None = None) -> list[str]:
+        """Record an unloyal death of ``name`` at ``now`` (monotonic s; ``wall`` is what the
+        stats show, ``now`` when not given); returns the log lines uWSGI prints for it."""
         now_us = to_micros(now)
+        shown = now if wall is None else wall
         item = self.items.get(name)
         if item is None:
             # the first level is the raw millisecond number used as microseconds (see above)
-            self.items[name] = BlacklistItem(name, now_us, now_us, self.throttle_ms)
+            self.items[name] = BlacklistItem(name, now_us, now_us, self.throttle_ms,
+                                             first_wall=shown, last_wall=shown)
             return []
         lines = []
         item.last_attempt_us = now_us
+        item.last_wall = shown
         if item.throttle_level_us < self.max_throttle_ms * 1000:
             item.throttle_level_us += self.throttle_ms * 1000
         else:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _default_binary() -> str:
+def default_binary() -> str:
     """Our own command, as uWSGI uses its own binary: the ``imperium`` next to the interpreter."""
     here = Path(sys.executable).parent / "imperium"
     if here.exists():
@@ -58,9 +58,16 @@ class EmperorSettings:
     no_blacklist: bool = False
     procname: str | None = None
     logto: str | None = None
+    spawn_method: str = "fork"  # emperor-spawn: fork our own vassals, or always exec
+    wrapper_override: list[str] = field(default_factory=list)
+    wrapper_fallback: list[str] = field(default_factory=list)
+    on_demand_extension: str | None = None
+    on_demand_directory: str | None = None
+    on_demand_exec: str | None = None
+    broodlord: int = 0  # emperor-broodlord: zergs allowed in all (0: off)
 
     def binary(self) -> str:
-        return self.wrapper or self.binary_path or _default_binary()
+        return self.wrapper or self.binary_path or default_binary()
 
     @classmethod
     def from_config(cls, config: Any) -> EmperorSettings:
@@ -83,6 +90,7 @@ class EmperorSettings:
             except (KeyError, LookupError):
                 return False
 
+        _refuse_unsupported(has, get)
         return cls(
             monitors=[str(v) for v in getlist("emperor")],
             freq=max(1, int(get("emperor-freq", 3))),
@@ -113,4 +121,31 @@ class EmperorSettings:
             no_blacklist=bool(get("emperor-no-blacklist", False)),
             procname=get("emperor-procname"),
             logto=get("logto"),
+            spawn_method=_spawn_method(get("emperor-spawn", "fork")),
+            wrapper_override=[str(v) for v in getlist("emperor-wrapper-override")],
+            wrapper_fallback=[str(v) for v in getlist("emperor-wrapper-fallback")],
+            on_demand_extension=get("emperor-on-demand-extension"),
+            on_demand_directory=get("emperor-on-demand-directory"),
+            on_demand_exec=get("emperor-on-demand-exec"),
+            broodlord=max(0, int(get("emperor-broodlord", 0) or 0)),
         )
+
+
+#: emperor options uWSGI has that Imperium does not implement: refused by name, never
+#: accepted without their effect
+UNSUPPORTED = {
+    "emperor-use-clone": "namespaces for vassals are not implemented",
+}
+
+
+def _refuse_unsupported(has: Any, get: Any) -> None:
+    for name, why in UNSUPPORTED.items():
+        if has(name):
+            raise ValueError(f"{name}: not supported by Imperium ({why})")
+
+
+def _spawn_method(value: Any) -> str:
+    method = str(value).strip().lower()
+    if method not in ("fork", "exec"):
+        raise ValueError(f"emperor-spawn = {value}: must be fork or exec")
+    return method

@@ -1,39 +1,50 @@
-"""How a vassal process is made: socketpairs, argv, environment, uid/gid, death signal.
+"""How a vassal process is made: argv, environment, and the two ways in (fork and exec).
 
 The argv and the environment are uWSGI 2.0's (``uwsgi_emperor_spawn_vassal``, see
 shared/spec/emperor-protocol.md), so that a real uWSGI binary, our ``imperium`` or any
 program speaking the emperor protocol can be a vassal.
 
-Why no bare ``fork()`` and no ``preexec_fn``: the emperor runs threads (watchdog observers,
-network monitor clients), and Python code run between fork and exec in a threaded process
-can deadlock on a lock another thread held at fork time. ``subprocess.Popen`` without
-``preexec_fn`` forks and execs in C. What uWSGI does in the child we do without Python:
+Every vassal is made by the **fork server** (``emperor.forkserver``): a small process the
+emperor starts once, before any thread, with the interpreter and the instance code already
+imported. For one of our own vassals it forks and runs the instance in the child (a fork
+instead of exec + interpreter start + ~100 ms of imports); for a foreign binary,
+``binary-path``, a wrapper, or ``emperor-spawn = exec``, the child execs it. The child is
+set up the same way for both (``forkserver.become_vassal``, in this order): own process
+group, signal dispositions and mask reset, ``PR_SET_PDEATHSIG`` = SIGKILL, stdin on
+/dev/null and no fd but the emperor fd and config fd (received over SCM_RIGHTS), cwd,
+environment, uid/gid (tyrant), the ``vassals-start-hook``; then exec or the instance.
 
-* ``PR_SET_PDEATHSIG`` = SIGKILL (a vassal dies with its emperor, even a SIGKILLed one):
-  the child execs util-linux ``setpriv --pdeathsig KILL --`` which sets it and execs the
-  vassal (the death signal survives execve). Only when setpriv is missing do we fall back
-  to a ``preexec_fn`` calling prctl through ctypes.
-* uid/gid in tyrant mode: Popen's ``user``/``group``/``extra_groups=[]`` (setgroups(0)).
-* ``vassals-start-hook``: uWSGI runs it in the child before exec; we do the same with a
-  tiny ``/bin/sh`` stage that runs ``HOOK NAME``, logs like uWSGI, then ``exec``s the vassal.
-* Each vassal gets its own process group (``process_group=0``): a Ctrl-C on the emperor's
-  terminal reaches only the emperor, which then stops its vassals in order (royal death),
-  and the emperor can SIGKILL a vassal's whole group so that no worker outlives its master.
-"""
+Why a fork server and no bare ``fork()`` in the emperor: the emperor runs threads
+(watchdog observers, network monitor clients), and Python code run between fork and exec in
+a threaded process can deadlock on a lock another thread held at fork time. The fork server
+is started before any thread exists and itself stays single-threaded, so Python code in its
+children is safe. Spawning never blocks the emperor loop: the request is one datagram, the
+pid comes back as another; until then the vassal is ``STARTING``.
+
+When the fork server cannot run, ``ThreadSpawner`` makes vassals with ``subprocess.Popen``
+in a worker thread (C fork + exec, no Python in the child): util-linux ``setpriv
+--pdeathsig KILL`` sets the death signal, a tiny ``/bin/sh`` stage runs the start hook."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from emperor.protocol import ENV_CONFIG_FD, ENV_FD
 from emperor.settings import EmperorSettings
+
+#: how the emperor tells a spawner's outcome: (pid, None) or (None, reason)
+Started = Callable[[int | None, str | None], None]
+#: a spawned process has exited: (pid, wait status)
+Exited = Callable[[int, int], None]
 
 SETPRIV = shutil.which("setpriv")
 PR_SET_PDEATHSIG = 1
@@ -129,64 +140,143 @@ class BinaryNotFound(OSError):
 
 
 @dataclass
-class Spawned:
-    """A started vassal process and the emperor's ends of its sockets."""
+class SpawnRequest:
+    """Everything the child needs to become the vassal (picklable: it travels to the fork
+    server). ``env`` lacks the fd variables: they name the fds the child actually gets."""
 
-    popen: subprocess.Popen
-    sock: socket.socket
-    config_sock: socket.socket | None
+    name: str
     argv: list[str]
+    env: dict[str, str]
+    cwd: str | None
+    method: str = "exec"  # "fork": run our instance in the child; "exec": execvp argv
+    uid: int | None = None
+    gid: int | None = None
+    start_hook: str | None = None
+    overrides: list[str] = field(default_factory=list)  # emperor-wrapper-override
+    fallbacks: list[str] = field(default_factory=list)  # emperor-wrapper-fallback
+    with_config: bool = False
+    #: the last fd given is a listening socket to become the vassal's fd 0 (on demand)
+    stdin_socket: bool = False
 
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
+
+def find_binary(req: SpawnRequest) -> str | None:
+    """The first program of the request that exists (overrides, argv[0], fallbacks)."""
+    path = req.env.get("PATH", os.defpath)
+    for candidate in (*req.overrides, req.argv[0], *req.fallbacks):
+        if os.sep in candidate:
+            if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+                return candidate
+        elif shutil.which(candidate, path=path):
+            return candidate
+    return None
 
 
-def spawn(argv: list[str], env: dict[str, str], cwd: str | None, *, with_config: bool,
-          uid: int | None = None, gid: int | None = None, start_hook: str | None = None,
-          name: str = "") -> Spawned:
-    """Start the vassal; raises BinaryNotFound (uWSGI exiles such a vassal) or OSError."""
-    path = env.get("PATH", os.defpath)
-    if shutil.which(argv[0], path=path) is None and not (os.sep in argv[0] and os.access(argv[0], os.X_OK)):
-        raise BinaryNotFound(argv[0])
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    cparent = cchild = None
-    try:
-        if with_config:
-            cparent, cchild = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        fds = [child.fileno()] + ([cchild.fileno()] if cchild else [])
-        env = dict(env)
-        env[ENV_FD] = str(child.fileno())
-        if cchild:
-            env[ENV_CONFIG_FD] = str(cchild.fileno())
-        command = list(argv)
-        if start_hook:
-            command = ["/bin/sh", "-c", _START_HOOK_SCRIPT, start_hook, name, *command]
-        kwargs: dict = {}
-        if SETPRIV:
-            command = [SETPRIV, "--pdeathsig", "KILL", "--", *command]
-        else:
-            kwargs["preexec_fn"] = _pdeathsig_preexec()
-        if uid is not None:
-            kwargs["user"] = uid
-            kwargs["extra_groups"] = []
-        if gid is not None:
-            kwargs["group"] = gid
-        popen = subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                 pass_fds=fds, close_fds=True, process_group=0, **kwargs)
-    except BaseException:
-        for s in (parent, cparent):
-            if s is not None:
-                s.close()
-        raise
-    finally:
-        child.close()
-        if cchild is not None:
-            cchild.close()
-    parent.setblocking(False)
-    if cparent is not None:
-        cparent.setblocking(False)
-    return Spawned(popen, parent, cparent, argv)
+def split_fds(req: SpawnRequest, fds: Sequence[int]) -> tuple[list[int], int | None]:
+    """(emperor fd [+ config fd], the on-demand socket for fd 0 or None)."""
+    if req.stdin_socket and fds:
+        return list(fds[:-1]), fds[-1]
+    return list(fds), None
+
+
+def child_env(req: SpawnRequest, fds: Sequence[int]) -> dict[str, str]:
+    env = dict(req.env)
+    env[ENV_FD] = str(fds[0])
+    if req.with_config and len(fds) > 1:
+        env[ENV_CONFIG_FD] = str(fds[1])
+    return env
+
+
+class ThreadSpawner:
+    """Popen in a worker thread (the loop never waits for a fork + exec); exits seen
+    through pidfds, reaped by the loop. Used when the fork server is not available."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_exit: Exited) -> None:
+        self.loop = loop
+        self.on_exit = on_exit
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="imperium-spawn")
+        self.pidfds: dict[int, int] = {}
+        self.polled: set[int] = set()  # without pidfd (old kernels): checked by poll()
+        self.popens: dict[int, subprocess.Popen] = {}
+
+    def spawn(self, req: SpawnRequest, fds: list[int], done: Started) -> None:
+        fut = self.loop.run_in_executor(self.pool, _popen, req, fds)
+
+        def finished(f: asyncio.Future) -> None:
+            exc = f.exception()
+            if exc is not None:
+                done(None, str(exc))
+                return
+            popen: subprocess.Popen = f.result()
+            self.popens[popen.pid] = popen
+            self._watch(popen.pid)
+            done(popen.pid, None)
+        fut.add_done_callback(finished)
+
+    def _watch(self, pid: int) -> None:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            self.polled.add(pid)
+            return
+        self.pidfds[pid] = pidfd
+        self.loop.add_reader(pidfd, self._pidfd_ready, pid)
+
+    def _pidfd_ready(self, pid: int) -> None:
+        # exited but not reaped: its pid (so its process group id) cannot be reused yet,
+        # the safe moment to kill what it left behind
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        self._reap(pid)
+
+    def _reap(self, pid: int) -> bool:
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            got, status = pid, 0
+        if got == 0:
+            return False
+        pidfd = self.pidfds.pop(pid, None)
+        if pidfd is not None:
+            self.loop.remove_reader(pidfd)
+            os.close(pidfd)
+        self.polled.discard(pid)
+        popen = self.popens.pop(pid, None)
+        if popen is not None:
+            popen.returncode = os.waitstatus_to_exitcode(status) if status else 0
+        self.on_exit(pid, status)
+        return True
+
+    def poll(self) -> None:
+        for pid in list(self.polled):
+            self._reap(pid)
+
+    def close(self) -> None:
+        for pidfd in self.pidfds.values():
+            with contextlib.suppress(OSError):
+                os.close(pidfd)
+        self.pool.shutdown(wait=False)
+
+
+def _popen(req: SpawnRequest, all_fds: list[int]) -> subprocess.Popen:
+    fds, listener = split_fds(req, all_fds)
+    env = child_env(req, fds)
+    binary = find_binary(req) or req.argv[0]
+    command = [binary, *req.argv[1:]]
+    if req.start_hook:
+        command = ["/bin/sh", "-c", _START_HOOK_SCRIPT, req.start_hook, req.name, *command]
+    kwargs: dict = {}
+    if SETPRIV:
+        command = [SETPRIV, "--pdeathsig", "KILL", "--", *command]
+    else:
+        kwargs["preexec_fn"] = _pdeathsig_preexec()
+    if req.uid is not None:
+        kwargs["user"] = req.uid
+        kwargs["extra_groups"] = []
+    if req.gid is not None:
+        kwargs["group"] = req.gid
+    return subprocess.Popen(command, env=env, cwd=req.cwd,
+                            stdin=subprocess.DEVNULL if listener is None else listener,
+                            pass_fds=fds, close_fds=True, process_group=0, **kwargs)
 
 
 def run_hook(hook: str, name: str, env: Mapping[str, str], cwd: str | None) -> subprocess.Popen:

@@ -1,34 +1,31 @@
-"""One vassal as the emperor sees it: a small state machine around one process.
+"""One vassal as the emperor sees it: its identity, its process and its ``Lifecycle``.
 
-The fields mirror uWSGI's ``struct uwsgi_instance`` (they are what the stats server shows).
-``status`` is uWSGI's: 0 alive and wanted, 1 marked to die (stopped or cursed). The handle
-talks to its process (bytes over the emperor fd, the config over the config fd, signals);
-what to *do* about an event (respawn, blacklist, remove) is decided by ``emperor.core``,
-which the handle calls back.
+The fields mirror uWSGI's ``struct uwsgi_instance`` (they are what the stats server shows);
+the state (phase, ready/accepting/loyal, the moments) lives in ``emperor.lifecycle`` and is
+only changed through it. The handle talks to its process (bytes over the emperor fd, the
+config over the config fd, signals); what to *do* about an event (respawn, blacklist,
+remove) is decided by ``emperor.core``.
 
-    (new) --start--> running --byte 1--> ready --byte 5--> accepting --byte 17--> loyal
-       running --touch/SIGHUP--> reload (byte 1; ready/accepting reset; respawns+1)
-       running --stop/destroy/byte 22--> status 1 (byte 0 or 2 sent, cursed_at set)
-       running --EOF on the emperor fd--> cursed (status 1)
-       status 1 for emperor-curse-tolerance --> SIGKILL (repeated every tolerance)
-       process exit --> core: respawn (status 0), exile (exit 26) or removal (status 1)
-"""
+The emperor's ends of the socketpairs exist from the moment the handle asks for a process
+(``open_channel``): bytes and a config written while the vassal is still ``STARTING`` wait
+in the socket for it. ``attach`` is called when the process exists."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
-import time
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from emperor.clock import Clock
+from emperor.lifecycle import Kind, Lifecycle, Phase, wall
 from emperor.logs import log_verbose
-from emperor.protocol import pack_config
+from emperor.protocol import ToVassal, pack_config
 
 if TYPE_CHECKING:
     from emperor.events import Monitor
-    from emperor.spawn import Spawned
 
 
 def describe_status(status: int) -> str:
@@ -43,10 +40,52 @@ def describe_status(status: int) -> str:
     return f"ended with status {status}"
 
 
+class Channel:
+    """The emperor's ends of a vassal's socketpairs, and the vassal's ends until handed over."""
+
+    def __init__(self, with_config: bool) -> None:
+        self.sock, self.child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.config_sock: socket.socket | None = None
+        self.config_child: socket.socket | None = None
+        if with_config:
+            try:
+                self.config_sock, self.config_child = socket.socketpair(socket.AF_UNIX,
+                                                                        socket.SOCK_STREAM)
+            except OSError:
+                self.close()
+                raise
+        self.sock.setblocking(False)
+        if self.config_sock is not None:
+            self.config_sock.setblocking(False)
+
+    def child_fds(self) -> list[int]:
+        """The vassal's ends: emperor fd, then config fd when there is one."""
+        fds = [self.child.fileno()]
+        if self.config_child is not None:
+            fds.append(self.config_child.fileno())
+        return fds
+
+    def handed_over(self) -> None:
+        """The process has its own copies: close ours (EOF then means the vassal is gone)."""
+        for s in (self.child, self.config_child):
+            if s is not None:
+                s.close()
+
+    def close(self) -> None:
+        for s in (self.sock, self.child, self.config_sock, self.config_child):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
 class VassalHandle:
     def __init__(self, name: str, monitor: Monitor | None, *, mtime: float, config: bytes | None,
                  uid: int | None, gid: int | None, cwd: str | None, config_arg: str,
-                 vassals_dir: str | None, attention: set[VassalHandle] | None = None) -> None:
+                 vassals_dir: str | None, attention: set[VassalHandle] | None = None,
+                 clock: Clock | None = None, kind: Kind = Kind.PLAIN,
+                 socket_name: str | None = None) -> None:
         self.name = name
         # the emperor's set of vassals its periodic check must look at (dying ones and
         # those sending heartbeats): the others cost it nothing
@@ -59,30 +98,60 @@ class VassalHandle:
         self.cwd = cwd
         self.config_arg = config_arg
         self.vassals_dir = vassals_dir
-        now = time.time()
+        self.clock = clock or Clock()
+        self.life = Lifecycle(self.clock, kind,
+                              phase=Phase.WAITING if kind is Kind.ON_DEMAND else Phase.STARTING)
+        now = self.clock.now()
         self.born = mtime
         self.last_mod = mtime
         self.first_run = now
         self.last_run = now
         self.pid = -1
-        self.status = 0
-        self.cursed_at = 0.0
-        self.last_heartbeat = 0.0
-        self.loyal = 0
-        self.last_loyal = 0.0
-        self.ready = 0
-        self.last_ready = 0.0
-        self.accepting = 0
-        self.last_accepting = 0.0
         self.respawns = 0
-        self.zerg = 0
-        self.socket_name: str | None = None
-        self.voluntary = False  # stopped by its own byte 22
-        self.asked_to_stop = False  # sent 0/2 by the emperor (a curse is not asking)
-        self.exited = False
-        self.proc: Spawned | None = None
+        self.socket_name = socket_name
+        self.spawn_method = ""  # "fork" or "exec", once asked for
+        self.parent: str | None = None  # a zerg's vassal
+        self.broodlord_num: int | None = None  # UWSGI_BROODLORD_NUM of a zerg
+        #: on demand: the listening socket the emperor bound and keeps (the vassal's fd 0)
+        self.listener: socket.socket | None = None
+        self.channel: Channel | None = None
+        self.no_mercy = False
         self._pending_config = b""
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- derived from the lifecycle (what uWSGI's stats show) ----------------------------------
+
+    @property
+    def status(self) -> int:
+        return self.life.status()
+
+    @property
+    def loyal(self) -> int:
+        return int(self.life.loyal)
+
+    @property
+    def ready(self) -> int:
+        return int(self.life.ready)
+
+    @property
+    def accepting(self) -> int:
+        return int(self.life.accepting)
+
+    @property
+    def zerg(self) -> int:
+        return int(self.life.zerg)
+
+    @property
+    def exited(self) -> bool:
+        return self.life.phase is Phase.EXITED
+
+    def shown(self) -> dict[str, float]:
+        """The moments uWSGI's stats print, as wall-clock seconds (0: never)."""
+        life = self.life
+        return {"last_heartbeat": wall(life.heartbeat_at), "last_loyal": wall(life.loyal_at),
+                "last_ready": wall(life.ready_at), "last_accepting": wall(life.accepting_at),
+                "first_run": self.first_run.wall, "last_run": self.last_run.wall,
+                "cursed": wall(life.cursed_at)}
 
     # --- identity ------------------------------------------------------------------------------
 
@@ -95,28 +164,36 @@ class VassalHandle:
 
     # --- the process ---------------------------------------------------------------------------
 
-    def attach(self, proc: Spawned, loop: asyncio.AbstractEventLoop,
-               on_readable: Callable[[VassalHandle], None]) -> None:
-        self.proc = proc
-        self.pid = proc.pid
+    def open_channel(self, loop: asyncio.AbstractEventLoop,
+                     on_readable: Callable[[VassalHandle], None]) -> Channel:
+        """Make the socketpairs and listen on ours; the config is queued for the vassal."""
+        self.channel = Channel(self.use_config)
         self._loop = loop
-        loop.add_reader(proc.sock.fileno(), on_readable, self)
+        loop.add_reader(self.channel.sock.fileno(), on_readable, self)
         if self.use_config:
             self.push_config()
+        return self.channel
+
+    def attach(self, pid: int) -> None:
+        """The process exists."""
+        self.pid = pid
+        if self.channel is not None:
+            self.channel.handed_over()
+        self.life.started()
 
     def detach_reader(self) -> None:
-        if self.proc is not None and self._loop is not None:
+        if self.channel is not None and self._loop is not None:
             try:
-                self._loop.remove_reader(self.proc.sock.fileno())
+                self._loop.remove_reader(self.channel.sock.fileno())
             except (ValueError, OSError):
                 pass
 
     def read_bytes(self) -> bytes | None:
         """Whatever the vassal sent; None at EOF or on error (the vassal is gone)."""
-        if self.proc is None:
+        if self.channel is None:
             return None
         try:
-            data = self.proc.sock.recv(4096)
+            data = self.channel.sock.recv(4096)
         except (BlockingIOError, InterruptedError):
             return b""
         except OSError:
@@ -124,16 +201,16 @@ class VassalHandle:
         return data or None
 
     def send(self, byte: int) -> bool:
-        if self.proc is None:
+        if self.channel is None:
             return False
         try:
-            return self.proc.sock.send(bytes([byte])) == 1
+            return self.channel.sock.send(bytes([byte])) == 1
         except OSError:
             return False
 
     def push_config(self) -> None:
         """Frame and send the config (uWSGI 2.0: at spawn, at reload, and on byte 2)."""
-        if not self.use_config or self.proc is None or self.proc.config_sock is None:
+        if not self.use_config or self.channel is None or self.channel.config_sock is None:
             return
         try:
             packet = pack_config(self.config or b"")
@@ -144,8 +221,8 @@ class VassalHandle:
         self._flush_config()
 
     def _flush_config(self) -> None:
-        assert self.proc is not None and self.proc.config_sock is not None
-        sock = self.proc.config_sock
+        assert self.channel is not None and self.channel.config_sock is not None
+        sock = self.channel.config_sock
         try:
             while self._pending_config:
                 n = sock.send(self._pending_config)
@@ -164,7 +241,7 @@ class VassalHandle:
                 pass
 
     def _writable(self) -> None:
-        if self.proc is not None and self.proc.config_sock is not None:
+        if self.channel is not None and self.channel.config_sock is not None:
             self._flush_config()
 
     def signal(self, sig: int, *, group: bool = True) -> None:
@@ -183,19 +260,16 @@ class VassalHandle:
 
     def close(self) -> None:
         self.detach_reader()
-        if self.proc is not None:
-            for s in (self.proc.sock, self.proc.config_sock):
-                if s is None:
-                    continue
-                if self._loop is not None:
+        if self.channel is not None:
+            for s in (self.channel.sock, self.channel.config_sock):
+                if s is not None and self._loop is not None:
                     try:
                         self._loop.remove_writer(s.fileno())
                     except (ValueError, OSError):
                         pass
-                try:
-                    s.close()
-                except OSError:
-                    pass
+            self.channel.close()
+            self.channel = None
+        self._pending_config = b""
 
     # --- uWSGI's operations ----------------------------------------------------------------------
 
@@ -203,47 +277,70 @@ class VassalHandle:
         """emperor_respawn: byte 1, config again, counters. False when the write failed."""
         if self.status > 0:
             return True
-        if not self.send(1):
+        if self.life.phase is Phase.WAITING:
+            # an on-demand vassal without a process: only its config changes
+            self.last_mod = mtime
+            log_verbose(f'[emperor] updated configuration for "on demand" instance {self.name}')
+            return True
+        if not self.send(ToVassal.RELOAD):
             return False
         self.push_config()
         self.respawns += 1
         self.last_mod = mtime
-        self.last_run = time.time()
-        self.ready = 0
-        self.accepting = 0
+        self.last_run = self.clock.now()
+        if self.life.phase is not Phase.STARTING:
+            # still starting, it reads byte 1 (queued in its socket) once it runs, as a vassal
+            # uWSGI has just forked would: it stays STARTING until its process exists
+            self.life.reloading()
         log_verbose(f"[emperor] reload the uwsgi instance {self.name}")
         return True
 
-    def stop(self, graceful: bool = False) -> None:
+    def stop(self, graceful: bool = False, *, voluntary: bool = False) -> None:
         """emperor_stop: byte 0 (or 2), marked to die."""
-        if self.status == 1:
+        if not self.life.stop(voluntary=voluntary):
             return
-        if self.pid != -1 and not self.exited:
-            self.send(2 if graceful else 0)
-        self.asked_to_stop = True
-        self.status = 1
-        self.cursed_at = time.time()
+        self.send(ToVassal.GRACEFUL_STOP if graceful else ToVassal.STOP)
         if self.attention is not None:
             self.attention.add(self)
         log_verbose(f"[emperor] stop the uwsgi instance {self.name}")
 
     def curse(self) -> None:
         """emperor_curse: the vassal's fd failed; it is marked to die."""
-        if self.status == 1:
+        if not self.life.curse():
             return
-        self.status = 1
-        self.cursed_at = time.time()
         if self.attention is not None:
             self.attention.add(self)
         log_verbose(f"[emperor] curse the uwsgi instance {self.name} (pid: {self.pid})")
 
+    def back_to_waiting(self) -> None:
+        """emperor_back_to_ondemand: an on-demand vassal asked to go idle (byte 22)."""
+        if not self.life.back_to_waiting():
+            return
+        # always graceful (uWSGI sends 0 unless emperor-graceful-shutdown): a worker that
+        # accepted a connection in the last moment answers it instead of dropping it
+        self.send(ToVassal.GRACEFUL_STOP)
+        if self.attention is not None:
+            self.attention.add(self)
+        log_verbose(f"[emperor] bringing back instance {self.name} to on-demand mode")
+
+    def waiting_again(self) -> None:
+        """Its process is gone: no fds, no pid, wait for the next connection."""
+        self.close()
+        self.pid = -1
+        self.no_mercy = False
+        self.life.to(Phase.WAITING)
+        if self.attention is not None:
+            self.attention.discard(self)
+
+    def close_listener(self) -> None:
+        if self.listener is not None:
+            if self._loop is not None:
+                try:
+                    self._loop.remove_reader(self.listener.fileno())
+                except (ValueError, OSError):
+                    pass
+            self.listener.close()
+            self.listener = None
+
     def state(self) -> str:
-        if self.status:
-            return "dying"
-        if self.loyal:
-            return "loyal"
-        if self.accepting:
-            return "accepting"
-        if self.ready:
-            return "ready"
-        return "starting"
+        return self.life.describe()

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from vassal import log as logmod
-from vassal.api import uwsgi_module
+from vassal.api import background, uwsgi_module
 from vassal.emperor_link import EmperorLink
 from vassal.log import log
 from vassal.logs.loggers import LoggerError
@@ -38,6 +38,7 @@ from vassal.sockets import (
     inherited_from_env,
     parse_address,
     socket_name,
+    stdin_listener,
     zerg_attach,
 )
 from vassal.stats import StatsSource, generate
@@ -215,6 +216,23 @@ def _socket_specs(config: Any) -> list[tuple[str, str, str]]:
     return [(value, protos[name], name) for name, value in config.items() if name in protos]
 
 
+_STDIN_PROTOS = {"uwsgi": "uwsgi", "http": "http", "http11": "http"}
+
+
+def _default_proto(config: Any) -> str:
+    """The ``protocol`` option: what a socket without its own protocol speaks (fd 0 of an
+    on-demand vassal, a socket received from a zerg server), uwsgi by default."""
+    return _STDIN_PROTOS.get(config.get("protocol") or "", "uwsgi")
+
+
+def _has_stdin_socket() -> bool:
+    sock = stdin_listener()
+    if sock is None:
+        return False
+    sock.detach()  # fd 0 stays open for _make_sockets
+    return True
+
+
 def _make_sockets(config: Any) -> list[ListenSocket]:
     backlog = int(config.get("listen") or 100)
     chmod = config.get("chmod-socket")
@@ -236,6 +254,15 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
     out: list[ListenSocket] = []
     used: set[int] = set()
     specs = _socket_specs(config)
+    stdin = stdin_listener()
+    if stdin is not None:  # on demand: the emperor's socket, with the `protocol` option's proto
+        used.add(0)
+        for key in [k for k, fd in inherited.items() if fd == 0]:
+            del inherited[key]
+        name = socket_name(stdin)
+        out.append(ListenSocket(stdin, name, _default_proto(config)))
+        log(f"uwsgi socket 0 inherited from fd 0 (on demand): {out[0].proto} {name}")
+        specs = [sp for sp in specs if not _same_address(sp[0], name)]
     attached: set[str] = set()
     for node in config.getlist("zerg"):
         try:
@@ -251,7 +278,7 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
             sock = socket.socket(fileno=fd)
             name = socket_name(sock)
             # a configured socket with the same address keeps its protocol (uWSGI matches by name)
-            proto = next((p for a, p, _k in specs if _same_address(a, name)), "uwsgi")
+            proto = next((p for a, p, _k in specs if _same_address(a, name)), _default_proto(config))
             out.append(ListenSocket(sock, name, proto))
             attached.add(name)
             log(f"uwsgi socket {len(out) - 1} attached from zerg server {node}: {proto} {name} fd {fd}")
@@ -392,7 +419,11 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
 
 def _services(config: Any, scaling: cheaper.CheaperConfig | None = None) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
-    return [*log_master.active(), *uwsgi_module.services(), *([cheaper.Cheaper(scaling)] if scaling else [])]
+    from vassal.services.sos import SosService
+
+    sos = SosService.from_config(config)
+    return [*log_master.active(), *uwsgi_module.services(), *([sos] if sos is not None else []),
+            *([cheaper.Cheaper(scaling)] if scaling else [])]
 
 
 def _cheaper(config: Any) -> cheaper.CheaperConfig | None:
@@ -423,7 +454,7 @@ def _run(config: Any) -> int:
     log(f"current working directory: {os.getcwd()}")
     log(f"detected binary path: {sys.executable}")
     scaling = _cheaper(config)
-    if not _socket_specs(config) and not config.getlist("zerg"):
+    if not _socket_specs(config) and not config.getlist("zerg") and not _has_stdin_socket():
         raise InstanceError("no socket configured: use http-socket = ADDR or socket = ADDR")
     link = EmperorLink.from_config(config)
     if config.get("home"):
@@ -443,6 +474,8 @@ def _run(config: Any) -> int:
         uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
     except uwsgi_module.ApiError as exc:
         raise InstanceError(str(exc)) from None
+    extras = background.current()  # signals, spooler, mules: hooks for the workers and the stats
+    extras.title = lambda role: _procname(config, role)
     _pythonpath(config)
     for mod in config.getlist("shared-import"):
         __import__(mod)
@@ -487,6 +520,8 @@ def _run(config: Any) -> int:
         stats_source = StatsSource(version, sockets, board, app_info, int(config.get("listen") or 100),
                                    bool(config.get("stats-no-cores")))
         stats_source.api_parts = uwsgi_module.stats_parts
+        stats_source.sections += extras.stats_sections()
+        stats_source.signal_queue = extras.signals.queued
         stats_source.can_offload = 1 if settings.offload_threads else 0
     if apps is not None:
         for i in range(1, processes + 1):
@@ -500,7 +535,9 @@ def _run(config: Any) -> int:
         for service in master.services:
             service.in_worker(wid)
         uwsgi_module.set_worker_id(wid)
+        extras.in_worker(wid)
         _set_title(_procname(config, f"worker {wid}"))
+        extras.post_fork()
         table = apps
         if table is None:
             for mod in config.getlist("import"):
@@ -515,7 +552,9 @@ def _run(config: Any) -> int:
                                       "chdir": config.get("chdir") or ""} for a in table.apps]
             if config.get("chdir2"):
                 os.chdir(config.get("chdir2"))
-        worker_main(Worker(wid, sockets, table, board, settings))
+        worker = Worker(wid, sockets, table, board, settings)
+        worker.watch.update(extras.watch())  # signal pipes, handled between requests
+        worker_main(worker)
 
     def cleanup() -> None:
         if config.get("vacuum"):

@@ -179,9 +179,12 @@ _add("harakiri-verbose", bool, False, "log more about harakiri kills", ignored=T
 _add("reload-mercy", int, 60, "seconds to wait for workers (or vassals) to stop on reload/shutdown",
      section=S)
 _add("worker-reload-mercy", int, 60, "seconds a worker gets to finish before it is killed", section=S)
-_add("mule-reload-mercy", int, 60, "seconds a mule gets to finish before it is killed", ignored=True, section=S)
+_add("mule-reload-mercy", int, 60, "seconds a mule gets to stop on reload/shutdown before it is killed",
+     section=S)
 _add("die-on-term", bool, False, "SIGTERM shuts down instead of reloading", section=S)
 _add("exit-on-reload", bool, False, "exit instead of reloading", section=S)
+_add("protocol", str, None, "protocol of sockets given without one (fd 0 of an on-demand vassal, "
+     "sockets from a zerg server): uwsgi (default) or http", section=S)
 _add("idle", int, 0, "after this many idle seconds go to sleep (cheap mode)", section=S)
 _add("die-on-idle", bool, False, "exit instead of sleeping when idle", section=S)
 _add("need-app", bool, False, "exit if the app cannot be loaded", implicit="1", section=S)
@@ -232,9 +235,9 @@ _add("memory-report", bool, False, "log memory usage after each request", short=
 _add("vacuum", bool, False, "remove UNIX sockets and pidfiles on exit", section=S)
 _add("emperor-fd", int, None, "the emperor fd (normally found in UWSGI_EMPEROR_FD)", section=S)
 _add("emperor-fd-config", int, None, "the emperor config fd (normally UWSGI_EMPEROR_FD_CONFIG)", section=S)
-_add("vassal-sos", int, 0, "ask the emperor for reinforcements when busy for this many seconds", ignored=True, section=S)
+_add("vassal-sos", int, 0, "ask the emperor for reinforcements when busy for this many seconds", section=S)
 _add("vassal-sos-backlog", int, 0, "ask the emperor for reinforcements when this many requests wait",
-     ignored=True, section=S)
+     section=S)
 
 # --- instance: process identity and environment --------------------------------------------
 _add("chdir", str, None, "chdir here before loading the app (in the master)", section=S)
@@ -336,8 +339,7 @@ _add("cache-udp-node", str, None, "cache replication (refused: not supported)", 
 _add("cache-sync", str, None, "copy a remote cache at startup (refused: not supported)", section=S)
 _add("locks", int, 0, "create N+1 user locks (uwsgi.lock(0..N))", section=S)
 _add("rpc-max", int, 64, "most RPC functions a process may register", section=S)
-_add("spooler", str, None, "spooler directory", short="Q", repeat=True, section=S, ignored=True)
-_ignored(S, "spooler-processes", "spooler-frequency", "mules", "hook-asap",
+_ignored(S, "hook-asap",
          "hook-pre-app", "hook-post-app", "hook-accepting", "cron", "unique-cron", "attach-daemon",
          "attach-daemon2", "smart-attach-daemon", "legion", "subscribe-to", "subscribe2",
          "harakiri-graceful-timeout",
@@ -354,8 +356,7 @@ _ignored(S, "spooler-processes", "spooler-frequency", "mules", "hook-asap",
          "threads-stacksize", "threads-stack-size", "buffer-size-workers", "async", "gevent",
          "asyncio", "tornado", "py-tracebacker",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
-_ignored(S, "touch-signal", "touch-mules-reload", "touch-spoolers-reload",
-         "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
+_ignored(S, "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
          repeat=True)
 _ignored(S, "stats-pusher-default-freq")
 _ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "ignore-sigpipe", "ignore-write-errors",
@@ -364,6 +365,38 @@ _ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "ignore-sigpipe", "ig
          "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
          "lazy-apps-fallback", "py-call-osafterfork", "ugreen", "greenlet", "stackless", "jailed",
          "master-as-root", "ksm", "python-worker-override", type_=bool)
+
+# --- instance: uWSGI signals, the spooler, mules (vassal.api.signals/spooler/mules) ----------
+_add("timer", str, None, "SIGNAL SECONDS: raise a uWSGI signal every SECONDS", repeat=True,
+     aliases=("signal-timer",), section=S)
+_add("rbtimer", str, None, "SIGNAL SECONDS: raise a uWSGI signal every SECONDS (rb timer)", repeat=True,
+     aliases=("signal-rbtimer",), section=S)
+_add("touch-signal", str, None, "FILE SIGNAL: raise a uWSGI signal when FILE is touched", repeat=True,
+     section=S)
+_add("signal-bufsize", int, 0, "socket buffer size of the signal pipes (bytes)", aliases=("signals-bufsize",),
+     section=S)
+_add("spooler", str, None, "run a spooler on this directory (created if missing)", short="Q", repeat=True,
+     section=S)
+_add("spooler-processes", int, 1, "spooler processes per spooler directory", section=S)
+_add("spooler-frequency", int, 30, "seconds a spooler sleeps between scans of its directory",
+     aliases=("spooler-freq",), section=S)
+_add("spooler-ordered", bool, False, "run jobs in name order, priority subdirectories first", section=S)
+_add("spooler-max-tasks", int, 0, "recycle a spooler process after this many jobs (0: never)", section=S)
+_add("spooler-harakiri", int, 0, "kill a spooler process stuck in one job longer than this many seconds",
+     section=S)
+_add("spooler-chdir", str, None, "chdir here before each spooler job", section=S)
+_add("spooler-import", str, None, "import this module (or file) in the spooler processes", repeat=True,
+     aliases=("spooler-pyimport", "spooler-py-import", "spooler-python-import"), section=S)
+_add("spooler-quiet", bool, False, "do not log each spooler job", section=S)
+_add("touch-spoolers-reload", str, None, "restart the spooler processes when this file is touched",
+     repeat=True, section=S)
+_add("mule", str, None, "add a mule (alone: signal-only; FILE.py or module:callable: its program)",
+     repeat=True, implicit="", section=S)
+_add("mules", int, 0, "add this many signal-only mules", repeat=True, section=S)
+_add("farm", str, None, "NAME:ID[,ID...]: a farm of mules", repeat=True, section=S)
+_add("mule-msg-size", int, 0, "socket buffer size of the mule message queues (bytes)", section=S)
+_add("touch-mules-reload", str, None, "restart the mules when this file is touched", repeat=True,
+     section=S)
 
 # --- python --------------------------------------------------------------------------------
 S = "python"
@@ -458,7 +491,7 @@ _add("emperor-tyrant-nofollow", bool, False, "tyrant mode using the symlink's ow
 _add("emperor-nofollow", bool, False, "use the mtime of symlinks, not of their targets", section=S)
 _add("emperor-stats", str, None, "serve the emperor stats JSON on this address",
      aliases=("emperor-stats-server",), section=S)
-_add("emperor-broodlord", int, 0, "allow this many zerg vassals in broodlord mode (0: off)", ignored=True, section=S)
+_add("emperor-broodlord", int, 0, "allow this many zerg vassals in broodlord mode (0: off)", section=S)
 _add("emperor-magic-exec", bool, False, "run executable configs as exec://NAME", section=S)
 _add("emperor-extra-extension", str, None, "also accept configs with this extension (loaded with --config)",
      repeat=True, aliases=("emperor-extra-ext",), section=S)
@@ -466,21 +499,25 @@ _add("emperor-no-blacklist", bool, False, "never blacklist a failing vassal", se
 _add("emperor-graceful-shutdown", bool, False, "stop vassals gracefully (byte 2, SIGHUP-like)", section=S)
 _add("emperor-wrapper", str, None, "start vassals with this binary instead of our own", section=S)
 _add("emperor-wrapper-override", str, None, "binary to try before the default one", repeat=True,
-     ignored=True, section=S)
-_add("emperor-wrapper-fallback", str, None, "binary to try after the default one", repeat=True, ignored=True, section=S)
+     section=S)
+_add("emperor-wrapper-fallback", str, None, "binary to try after the default one", repeat=True, section=S)
 _add("emperor-procname", str, None, "name of the emperor process", section=S)
-_add("emperor-use-clone", str, None, "clone() flags for vassals (namespaces)", ignored=True, section=S)
+_add("emperor-spawn", str, "fork", "fork: our own vassals are forked from the fork server; "
+     "exec: every vassal is exec'd", section=S)
+_add("emperor-use-clone", str, None, "clone() flags for vassals (namespaces): refused, not implemented",
+     section=S)
 _add("emperor-on-demand-extension", str, None, "socket-activation: read the socket from FILE.EXT",
-     aliases=("emperor-on-demand-ext",), ignored=True, section=S)
+     aliases=("emperor-on-demand-ext",), section=S)
 _add("emperor-on-demand-directory", str, None, "socket-activation: UNIX sockets in this directory",
-     aliases=("emperor-on-demand-dir",), ignored=True, section=S)
-_add("emperor-on-demand-exec", str, None, "socket-activation: run this to learn the socket", ignored=True, section=S)
+     aliases=("emperor-on-demand-dir",), section=S)
+_add("emperor-on-demand-exec", str, None, "socket-activation: run this to learn the socket", section=S)
 _add("emperor-proxy-socket", str, None, "talk to the emperor through this proxy socket", section=S,
      ignored=True)
 _add("emperor-cap", str, None, "capabilities the emperor keeps", section=S, ignored=True)
 _add("vassals-cap", str, None, "capabilities given to vassals", aliases=("vassal-cap",), section=S,
      ignored=True)
-_add("early-emperor", bool, False, "start the emperor as early as possible", ignored=True, section=S)
+_add("early-emperor", bool, False, "start the emperor as early as possible (an Imperium emperor "
+     "always starts before anything else)", section=S, ignored=True)
 _add("binary-path", str, None, "binary used to start vassals", section=S)
 _add("vassal-set", str, None, "KEY=VALUE: pass --set KEY=VALUE to every vassal", repeat=True,
      aliases=("vassals-set",), section=S)
@@ -494,8 +531,8 @@ _add("vassals-inherit-before", str, None, "pass --inherit FILE to every vassal (
      repeat=True, section=S)
 _add("vassals-start-hook", str, None, "run COMMAND VASSALNAME before a vassal starts", section=S)
 _add("vassals-stop-hook", str, None, "run COMMAND VASSALNAME after a vassal is removed", section=S)
-_add("imperial-monitor-list", bool, False, "list the imperial monitors and exit",
-     aliases=("imperial-monitors-list",), ignored=True, section=S)
+_add("imperial-monitor-list", bool, False, "list the imperial monitors (and go on, as uWSGI)",
+     aliases=("imperial-monitors-list",), section=S)
 
 del S
 

@@ -219,6 +219,24 @@ def socket_name(sock: socket.socket) -> str:
     return f"{addr[0]}:{addr[1]}"
 
 
+def stdin_listener() -> socket.socket | None:
+    """fd 0 when it is a listening stream socket (an on-demand vassal's, handed over by the
+    emperor; uWSGI always checks fd 0), else None. The fd stays open either way."""
+    try:
+        probe = socket.socket(fileno=os.dup(0))
+    except OSError:
+        return None
+    try:
+        if probe.type != socket.SOCK_STREAM or not probe.getsockopt(socket.SOL_SOCKET,
+                                                                    socket.SO_ACCEPTCONN):
+            return None
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return socket.socket(fileno=0)
+
+
 def zerg_send(conn: socket.socket, fds: list[int]) -> None:
     """The zerg server's answer, as uWSGI sends it: "uwsgi-zerg", a native int count, the fds."""
     conn.sendmsg([ZERG_MAGIC, struct.pack("i", len(fds))],

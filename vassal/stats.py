@@ -116,6 +116,10 @@ class StatsSource:
         self.vars: dict[tuple[int, int], list[str]] = {}
         #: what the uwsgi module's subsystems add ({"locks": [(name, pid)], "caches": [{...}]})
         self.api_parts: Any = None
+        #: top-level sections after "workers" (spoolers ...): each writes its key and value
+        self.sections: list[Any] = []
+        #: signals waiting for the workers: (0) in the shared pipe, (wid) in a worker's own
+        self.signal_queue: Any = None
         self.can_offload = 0  # 1 with offload-threads: every socket can hand transfers over
 
 
@@ -126,7 +130,7 @@ def generate(src: StatsSource, minified: bool = False) -> str:
     queue = listen_queue(src.sockets[0]) if src.sockets else 0
     e.kv("listen_queue", queue)
     e.kv("listen_queue_errors", 0)
-    e.kv("signal_queue", 0)
+    e.kv("signal_queue", src.signal_queue(0) if src.signal_queue else 0)
     board = src.board
     busy = sum(1 for i in range(1, board.nworkers + 1) if board.workers[i].busy_cores > 0)
     e.kv("load", busy)
@@ -193,7 +197,7 @@ def generate(src: StatsSource, minified: bool = False) -> str:
         e.kv("exceptions", w.exceptions)
         e.kv("harakiri_count", w.harakiri_count)
         e.kv("signals", w.signals)
-        e.kv("signal_queue", 0)
+        e.kv("signal_queue", src.signal_queue(i) if src.signal_queue else 0)
         e.kv("status", board.status_name(i))
         rss, vsz = _memory(w.pid) if w.pid > 0 else (0, 0)
         e.kv("rss", rss)
@@ -260,6 +264,9 @@ def generate(src: StatsSource, minified: bool = False) -> str:
         if i < board.nworkers:
             e.comma()
     e.list_close()
+    for section in src.sections:
+        e.comma()
+        section(e)
     e.obj_close()
     return e.text()
 

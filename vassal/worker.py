@@ -186,6 +186,8 @@ class Worker:
         self.lock = threading.Lock()
         self.offload = Offloader(settings.offload_threads, struct.unpack("ll", settings.timeval)[0]) \
             if settings.offload_threads else None
+        #: other fds the loop watches (uWSGI signal pipes): fd -> what to call when readable
+        self.watch: dict[int, Any] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -238,6 +240,9 @@ class Worker:
         for fd in self.by_fd:
             ep.register(fd, _EPOLLIN | _EXCL)
         ep.register(self.wake_r, _EPOLLIN)
+        watch = self.watch
+        for fd in watch:
+            ep.register(fd, _EPOLLIN | _EXCL)
         idle: dict[int, list] = {}  # fd -> [sock, reader, listen socket, addr, since]
         by_fd = self.by_fd
         wake = self.wake_r
@@ -271,6 +276,9 @@ class Worker:
                     else:
                         conn = idle.pop(fd, None)
                         if conn is None:
+                            hook = watch.get(fd)
+                            if hook is not None:
+                                hook()
                             continue
                         ep.unregister(fd)
                     if self._serve(conn, core):

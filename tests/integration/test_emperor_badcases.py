@@ -12,6 +12,18 @@ from tests.conftest import Procs, pid_alive, read_to_close, wait_until
 from tests.integration.emperor_harness import Emperor, processes_in_groups
 
 
+def test_blacklist_entry_goes_with_its_config(procs: Procs, tmp_path: Path) -> None:
+    """A blacklisted vassal whose config is deleted leaves the blacklist (uWSGI keeps it)."""
+    e = Emperor(procs, tmp_path)
+    crash = e.ini("crash.ini", exit_at_once=1, loyal=0)
+    wait_until(lambda: [b for b in e.stats()["blacklist"] if b["id"] == "crash.ini"], 10,
+               message="crash.ini blacklisted")
+    crash.unlink()
+    wait_until(lambda: e.stats()["blacklist"] == [] and e.vassal("crash.ini") is None, 10,
+               message=f"crash.ini out of the blacklist; log:\n{e.log()[-2000:]}")
+    assert e.stop() == 0
+
+
 def test_broken_config_is_contained(procs: Procs, tmp_path: Path) -> None:
     e = Emperor(procs, tmp_path)
     e.ini("good.ini")

@@ -216,7 +216,9 @@ def test_tyrant_mode(procs: Procs, tmp_path: Path) -> None:
     owned.write_text("[uwsgi]\n")
     os.chown(owned, 65534, 65534)
     rec = e.dir / "user.ini.rec"
-    wait_until(rec.exists, 10, message=f"the tyrant vassal to start; log:\n{e.log()}")
+    # a whole line: the file exists a moment before the vassal has written it
+    wait_until(lambda: rec.exists() and rec.read_text().endswith("\n"), 10,
+               message=f"the tyrant vassal to start; log:\n{e.log()}")
     pid, uid, gid = rec.read_text().split()[:3]
     assert (uid, gid) == ("65534", "65534")
     e.seen_pids.add(int(pid))

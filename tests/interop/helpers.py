@@ -168,3 +168,25 @@ def copy_app(name: str, dest: Path) -> Path:
     target = dest / name
     shutil.copy(APPS / name, target)
     return target
+
+
+def twin_emperor(procs: Procs, tmp_path: Path, emperor: str, vassal: str,
+                 *extra: str) -> tuple[subprocess.Popen, Path, int]:
+    """An emperor for a twin test: uWSGI's (``uwsgi-core``) or ours, with uwsgi-core or our
+    vassals, on a fresh vassal dir. Returns (process, vassal dir, stats port)."""
+    from tests.conftest import free_port
+
+    if "uwsgi" in (emperor, vassal):
+        need_service("uwsgi", os.access(UWSGI_CORE, os.X_OK) and os.path.exists(PYTHON3_PLUGIN),
+                     f"{UWSGI_CORE} with the python3 plugin")
+    vdir = tmp_path / "vassals"
+    vdir.mkdir()
+    stats = free_port()
+    argv = [UWSGI_CORE if emperor == "uwsgi" else IMPERIUM, "--emperor", str(vdir),
+            "--emperor-freq", "1", "--emperor-stats", f"127.0.0.1:{stats}", *extra]
+    if "uwsgi" in (emperor, vassal):
+        argv += ["--binary-path", UWSGI_CORE if vassal == "uwsgi" else IMPERIUM]
+    proc = procs.start(argv, cwd=tmp_path)
+    wait_until(lambda: port_open(stats) or proc.poll() is not None, 15, message="the emperor")
+    assert proc.poll() is None, procs.output(proc)
+    return proc, vdir, stats

@@ -24,11 +24,6 @@ APP = Path(__file__).resolve().parent.parent / "fixtures" / "apps" / "api_app.py
 #: theirs to remove from this list: signals, spooler, mules, logging, workers)
 NOT_OFFERED = {
     # owned by other pieces of work (issue 7 parts 2-4, logging, metrics)
-    "register_signal": "signals", "signal": "signals", "signal_wait": "signals",
-    "signal_registered": "signals", "signal_received": "signals", "add_timer": "signals",
-    "add_rb_timer": "signals", "add_cron": "signals", "add_file_monitor": "signals",
-    "mule_msg": "mules", "mule_get_msg": "mules", "farm_msg": "mules", "farm_get_msg": "mules",
-    "in_farm": "mules",
     "log_this_request": "logging", "logsize": "logging", "alarm": "logging (alarms)",
     "metric_inc": "metrics", "metric_dec": "metrics", "metric_mul": "metrics", "metric_div": "metrics",
     "metric_get": "metrics", "metric_set": "metrics", "metric_set_max": "metrics",
@@ -50,7 +45,7 @@ NOT_OFFERED = {
     # C-level things with no meaning here
     "embedded_data": "symbols of the uWSGI binary", "extract": "symbols of the uWSGI binary",
     "SymbolsImporter": "symbols of the uWSGI binary", "SymbolsZipImporter": "symbols of the uWSGI binary",
-    "ZipImporter": "symbols of the uWSGI binary", "set_user_harakiri": "harakiri per request",
+    "ZipImporter": "symbols of the uWSGI binary",
     "set_warning_message": "uWSGI's shared warning slot", "ready": "uWSGI's ready flag",
 }
 

@@ -1,0 +1,92 @@
+"""On-demand vassals (socket activation): which socket a vassal waits on, and binding it.
+
+A vassal is on demand when its monitor gives a socket (the socket column of pg/mongodb) or
+one of uWSGI's options names one (``emperor_check_on_demand_socket`` in core/emperor.c):
+
+* ``emperor-on-demand-extension EXT``: the first line of the file ``CONFIG`` + ``EXT``;
+* ``emperor-on-demand-directory DIR``: ``DIR/NAME.socket`` (NAME without its extension);
+* ``emperor-on-demand-exec CMD``: the first line ``CMD "CONFIG"`` prints (run by the shell,
+  in a worker thread: the loop never waits for it).
+
+The emperor binds the socket (``host:port``, ``:port`` or a UNIX path), waits for a
+connection, then spawns the vassal with the listening socket as its fd 0 (where uWSGI, and
+our instance, look for it). The emperor keeps its own copy: connections queued while the
+vassal starts, dies or goes back to waiting stay in the backlog, none is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+from emperor.settings import EmperorSettings
+
+#: uWSGI's listen() backlog for on-demand sockets (its default listen queue)
+BACKLOG = 100
+
+
+def first_line(data: bytes) -> str | None:
+    """uWSGI cuts at the first control character; nothing left means no socket."""
+    end = next((i for i, b in enumerate(data) if b < 32), len(data))
+    text = data[:end].decode(errors="surrogateescape")
+    return text or None
+
+
+def from_options(settings: EmperorSettings, name: str, path: str | None) -> str | None:
+    """The socket named by the extension or directory option (not exec: see ``run_exec``)."""
+    filename = path or name
+    if settings.on_demand_extension:
+        try:
+            with open(filename + settings.on_demand_extension, "rb") as f:
+                return first_line(f.read(4096))
+        except OSError:
+            return None
+    if settings.on_demand_directory:
+        base = os.path.basename(filename)
+        stem, dot, _ = base.rpartition(".")
+        if not dot:
+            return None
+        return f"{settings.on_demand_directory}/{stem}.socket"
+    return None
+
+
+def run_exec(command: str, filename: str, timeout: float = 10.0) -> str | None:
+    """``CMD "FILENAME"`` through the shell, as uWSGI runs it; its first output line."""
+    try:
+        out = subprocess.run(f'{command} "{filename}"', shell=True, stdout=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL, timeout=timeout, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return first_line(out)
+
+
+def bind(name: str, backlog: int = BACKLOG) -> socket.socket:
+    """Bind and listen as uWSGI's on_demand_bind: TCP when the name has a ':' (SO_REUSEADDR,
+    an empty host is every address), otherwise a UNIX path (an old file is unlinked)."""
+    if ":" in name:
+        host, _, port = name.rpartition(":")
+        family = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
+        host = host.strip("[]")
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), int(port)))
+            sock.listen(backlog)
+        except (OSError, ValueError):
+            sock.close()
+            raise
+    else:
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(name)
+            sock.listen(backlog)
+        except OSError:
+            sock.close()
+            raise
+    sock.setblocking(False)
+    return sock
