@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (Debian packages) and starts what Imperium's tests and benchmarks talk to:
-# PostgreSQL, RabbitMQ, nginx, Debian's real uWSGI with its python3 and emperor plugins and
-# its uwsgidecorators module, wrk.
+# PostgreSQL, RabbitMQ, nginx, Debian's real uWSGI with its python3, emperor and gevent plugins
+# and its uwsgidecorators module, wrk.
 # Idempotent: installs only what is missing and starts only what is down.
 set -euo pipefail
 
@@ -10,6 +10,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 [ -x /usr/bin/uwsgi-core ] || need_pkgs+=(uwsgi-core)
 [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || need_pkgs+=(uwsgi-plugin-python3)
 [ -e /usr/lib/uwsgi/plugins/emperor_pg_plugin.so ] || need_pkgs+=(uwsgi-plugin-emperor-pg)
+[ -e /usr/lib/uwsgi/plugins/gevent_python3_plugin.so ] || need_pkgs+=(uwsgi-plugin-gevent-python3)
 # the uwsgidecorators module real uWSGI's apps import (twin tests of the spooler, mules, timers)
 [ -e /usr/lib/python3/dist-packages/uwsgidecorators.py ] || need_pkgs+=(python3-uwsgidecorators)
 [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)

@@ -30,6 +30,7 @@ from vassal.scoreboard import Scoreboard
 from vassal.services import Service, cheaper, log_master
 from vassal.services.stats_server import StatsService
 from vassal.sockets import (
+    PROTOCOLS,
     BindError,
     ListenSocket,
     adopt_fd,
@@ -38,6 +39,7 @@ from vassal.sockets import (
     inherited_from_env,
     parse_address,
     socket_name,
+    socket_specs,
     stdin_listener,
     zerg_attach,
 )
@@ -212,17 +214,17 @@ def _setup_log(config: Any, reloading: bool) -> None:
 
 def _socket_specs(config: Any) -> list[tuple[str, str, str]]:
     """(address, proto, option name) for every socket option, in config order (as uWSGI)."""
-    protos = {"socket": "uwsgi", "http-socket": "http", "http": "http"}
-    return [(value, protos[name], name) for name, value in config.items() if name in protos]
-
-
-_STDIN_PROTOS = {"uwsgi": "uwsgi", "http": "http", "http11": "http"}
+    try:
+        return socket_specs(config.items(), config.get("protocol"))
+    except ValueError as exc:
+        raise InstanceError(str(exc)) from None
 
 
 def _default_proto(config: Any) -> str:
     """The ``protocol`` option: what a socket without its own protocol speaks (fd 0 of an
-    on-demand vassal, a socket received from a zerg server), uwsgi by default."""
-    return _STDIN_PROTOS.get(config.get("protocol") or "", "uwsgi")
+    on-demand vassal, a socket received from a zerg server), uwsgi by default (a value we do
+    not speak was refused by _socket_specs)."""
+    return PROTOCOLS.get((config.get("protocol") or "").strip().lower(), "uwsgi")
 
 
 def _has_stdin_socket() -> bool:
@@ -304,6 +306,9 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
             try:
                 ls = bind_socket(addr, proto, backlog=backlog, chmod=chmod, kind=kind,
                                  so_keepalive=bool(config.get("so-keepalive")),
+                                 reuse_port=bool(config.get("reuse-port")),
+                                 defer_accept=0 if config.get("no-defer-accept") else
+                                 int(config.get("socket-timeout") or 4),
                                  chown=config.get("chown-socket"))
             except BindError as exc:
                 raise InstanceError(str(exc)) from None
@@ -339,24 +344,8 @@ def _same_address(spec: str, name: str) -> bool:
 
 
 def _settings(config: Any, version: str, link: Any) -> WorkerSettings:
-    headers = "".join(f"{h.strip()}\r\n" for h in config.getlist("add-header") if h.strip())
-    return WorkerSettings(
-        threads=max(1, int(config.get("threads") or 1)),
-        processes=max(1, int(config.get("processes") or 1)),
-        max_requests=int(config.get("max-requests") or 0),
-        max_worker_lifetime=int(config.get("max-worker-lifetime") or 0),
-        reload_on_rss=int(config.get("reload-on-rss") or 0) * 1024 * 1024,
-        buffer_size=max(4096, int(config.get("buffer-size") or 4096)),
-        keepalive=True,
-        keepalive_timeout=float(config.get("http-timeout") or 60),
-        limit_post=int(config.get("limit-post") or 0),
-        manage_script_name=bool(config.get("manage-script-name")),
-        add_headers=headers,
-        hostname=socket.gethostname(),
-        version=version.encode(),
-        catch_exceptions=bool(config.get("catch-exceptions")),
-        emperor_link=link,
-        timeval=struct.pack("ll", int(config.get("socket-timeout") or 4), 0),
+    return WorkerSettings.from_config(
+        config, version, link,
         static=_static_files(config),
         reqlog=RequestLog.from_config(config),
         offload_threads=max(0, int(config.get("offload-threads") or 0)),
@@ -417,6 +406,29 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
     return apps
 
 
+def _gevent_setup(config: Any, threads: int) -> int:
+    """``gevent = N``: N async cores per worker (vassal/gevent_loop.py); the early patch."""
+    from vassal import gevent_loop
+
+    cores = int(config.get("gevent"))
+    why = gevent_loop.missing()
+    if why:
+        raise InstanceError(why)
+    if threads > 1:
+        raise InstanceError("gevent and threads cannot be combined: choose one")
+    if int(config.get("offload-threads") or 0):
+        raise InstanceError("gevent and offload-threads cannot be combined here (monkey patching "
+                            "takes epoll away from the offload threads)")
+    if cores < 1:
+        raise InstanceError(f"gevent {cores}: the number of async cores must be at least 1")
+    if int(config.get("socket-timeout") or 4) < 30:
+        log("!!! Running gevent with a socket-timeout lower than 30 seconds is not recommended, "
+            "tune it with --socket-timeout !!!")
+    if config.get("gevent-early-monkey-patch"):
+        gevent_loop.early_monkey_patch()
+    return cores
+
+
 def _services(config: Any, scaling: cheaper.CheaperConfig | None = None) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
     from vassal.services.sos import SosService
@@ -468,7 +480,10 @@ def _run(config: Any) -> int:
 
     processes = max(1, int(config.get("processes") or 1))
     threads = max(1, int(config.get("threads") or 1))
-    board = Scoreboard(processes, threads)
+    cores = threads
+    if config.get("gevent"):
+        cores = _gevent_setup(config, threads)
+    board = Scoreboard(processes, cores)
     buffer_size = int(config.get("buffer-size") or 4096)
     try:
         uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)

@@ -8,9 +8,11 @@ Signals, as in uWSGI 2.0 (core/master.c):
   SIGTERM shuts down and SIGQUIT does the brutal reload instead;
 - SIGINT, SIGQUIT: shutdown at once ("goodbye to uWSGI.", exit 0).
 
-The master runs no thread: every duty (reaping, respawn, harakiri, heartbeat, idle, emperor
-commands, touch-reload, the stats server) is done from one select() loop, so forking a new
-worker is always safe.
+The master runs no thread: every duty (reaping, respawn, harakiri, idle, emperor commands,
+touch-reload, the stats server) is done from one select() loop, so forking a new worker is
+always safe. The heartbeat to the emperor is not among them: as in uWSGI 2.0 the workers send
+it from their accept loops (vassal/worker.py), so a vassal whose workers are all stuck stops
+beating.
 """
 
 from __future__ import annotations
@@ -65,7 +67,6 @@ class Master:
         self.harakiri = int(config.get("harakiri") or 0)
         self.reload_mercy = int(config.get("reload-mercy") or 60)
         self.worker_mercy = int(config.get("worker-reload-mercy") or 60)
-        self.heartbeat = int(config.get("heartbeat") or 0)
         self.idle = int(config.get("idle") or 0)
         self.die_on_idle = bool(config.get("die-on-idle"))
         self.die_on_term = bool(config.get("die-on-term"))
@@ -73,7 +74,6 @@ class Master:
         self.evil_rss = int(config.get("evil-reload-on-rss") or 0) * 1024 * 1024
         self.touch_reload = {p: _mtime(p) for p in config.getlist("touch-reload")}
         self.touch_workers = {p: _mtime(p) for p in config.getlist("touch-workers-reload")}
-        self.last_heartbeat = 0.0
         self.idle_notified = False
         self.cheap = False  # idle without die-on-idle: workers stopped until a connection comes
         self.cheaper: Any = None  # vassal.services.cheaper.Cheaper, set by it when enabled
@@ -226,9 +226,6 @@ class Master:
                 if rss > self.evil_rss:
                     log(f"*** EVIL RELOAD ON WORKER {wid} ADDRESS SPACE: {rss} ***")
                     _kill(pid, signal.SIGKILL)
-        if self.link is not None and self.heartbeat and now - self.last_heartbeat >= self.heartbeat:
-            self.last_heartbeat = now
-            self.link.heartbeat()
         if self.idle:
             last = max(self.board.instance.last_request_end, self.started)
             busy = any(self.board.workers[w].busy_cores > 0 for w in range(1, self.n + 1))
@@ -314,9 +311,6 @@ class Master:
         if self.link is not None:
             # before the workers exist, so that the emperor always sees 1 before 5
             self.link.spawned()
-            if self.heartbeat:
-                self.last_heartbeat = time.monotonic()
-                self.link.heartbeat()
         for service in self.services:
             service.start(self)
         for wid in range(1, self.n + 1):

@@ -120,6 +120,11 @@ S = "instance"
 _add("socket", str, None, "bind a socket speaking the uwsgi protocol (host:port or UNIX path)", repeat=True,
      aliases=("uwsgi-socket",), short="s", section=S)
 _add("http-socket", str, None, "bind a socket speaking plain HTTP to the workers", repeat=True, section=S)
+_add("http11-socket", str, None, "bind an HTTP socket (keep-alive: the same as http-socket here)",
+     repeat=True, section=S)
+_add("protocol", str, None, "protocol of the plain `socket` entries and of sockets given without one "
+     "(fd 0 of an on-demand vassal, a zerg server's): uwsgi (default) or http",
+     aliases=("socket-protocol",), section=S)
 _add("http", str, None, "serve HTTP on this address (uWSGI's router; here: an HTTP socket)", repeat=True,
      section=S)
 _add("shared-socket", str, None, "bind a socket in the master to be referenced as =N by other options",
@@ -135,17 +140,31 @@ _add("chown-socket", str, None, "owner[:group] of UNIX sockets", section=S)
 _add("listen", int, 100, "listen queue size of the sockets", short="l", section=S)
 _add("abstract-socket", bool, False, "UNIX sockets in the abstract namespace", short="a", section=S)
 _add("so-keepalive", bool, False, "enable TCP keepalive on the sockets", section=S)
-_add("socket-timeout", int, 4, "seconds of socket inactivity before a request is dropped", short="z",
+_add("socket-timeout", int, 4, "seconds of socket inactivity before a request is dropped; also the "
+     "time a whole request head gets to arrive", short="z", section=S)
+_add("http-timeout", int, 60, "seconds an idle keep-alive HTTP connection is kept", section=S)
+_add("http-headers-timeout", int, 0, "seconds a whole HTTP request head gets to arrive "
+     "(0: socket-timeout)", section=S)
+_add("http-keepalive", int, 1, "HTTP/1.1 keep-alive (always on here); a value above 1 is the idle "
+     "timeout in seconds", implicit="1", section=S)
+_add("no-defer-accept", bool, False, "do not set TCP_DEFER_ACCEPT on TCP sockets", section=S)
+_add("reuse-port", bool, False, "set SO_REUSEPORT on TCP sockets (several instances on one port)",
      section=S)
-_add("http-timeout", int, 60, "timeout of HTTP connections, seconds", section=S)
-_add("http-keepalive", bool, False, "keep HTTP/1.1 connections alive between requests (always so here)", section=S)
+_add("tcp-nodelay", bool, False, "TCP_NODELAY on client connections (always set here)", section=S)
 _add("http-socket-modifier1", int, 0, "uwsgi modifier1 for HTTP sockets", section=S, ignored=True)
 _add("http-socket-modifier2", int, 0, "uwsgi modifier2 for HTTP sockets", section=S, ignored=True)
-_add("http-auto-chunked", bool, False, "chunk HTTP/1.1 responses without a length", ignored=True, section=S)
+_add("http-auto-chunked", bool, False, "chunk HTTP/1.1 responses without a length", section=S)
 _add("add-header", str, None, "add this 'Name: value' header to every response", repeat=True, section=S)
 _add("buffer-size", int, 4096, "largest request header block accepted (bytes)", short="b", section=S)
-_add("post-buffering", int, 0, "buffer request bodies larger than this many bytes before the app runs",
-     ignored=True, section=S)
+_add("post-buffering", int, 0, "read whole request bodies before the app runs: in memory below this "
+     "many bytes, in a temporary file from it on", section=S)
+_add("post-buffering-bufsize", int, 8192, "read size of post-buffering (at least post-buffering)",
+     section=S)
+_add("wsgi-disable-file-wrapper", bool, False, "leave wsgi.file_wrapper out of the environ", section=S)
+_add("disable-write-exception", bool, False, "no OSError in the app when writing to the client fails",
+     section=S)
+_add("ignore-sigpipe", bool, False, "do not log writes to a client that went away (SIGPIPE)", section=S)
+_add("ignore-write-errors", bool, False, "do not log failed writes to the client", section=S)
 _add("limit-post", int, 0, "refuse request bodies larger than this many bytes (0: no limit)", section=S)
 _add("honour-stdin", bool, False, "leave stdin alone (always so: Imperium never reopens stdin)", section=S)
 _add("close-on-exec", bool, False, "mark request sockets close-on-exec (always so: Python's default)", section=S)
@@ -156,14 +175,19 @@ _add("catch-exceptions", bool, False, "show exceptions in the HTTP response (dev
 _add("master", bool, False, "run a master process that supervises the workers", short="M", section=S)
 _add("processes", int, 1, "number of worker processes", aliases=("workers",), short="p", section=S)
 _add("threads", int, 1, "threads per worker", section=S)
+_add("gevent", int, 0, "the gevent loop engine with this many async cores per worker", section=S)
+_add("gevent-monkey-patch", bool, False, "gevent.monkey.patch_all() when each worker's loop starts",
+     section=S)
+_add("gevent-early-monkey-patch", bool, False, "gevent.monkey.patch_all() before the app is loaded",
+     section=S)
 _add("enable-threads", bool, False, "let the app start threads (always possible here)", short="T", section=S)
 _add("lazy-apps", bool, False, "load the app in each worker after the fork instead of in the master",
      section=S)
 _add("lazy", bool, False, "like lazy-apps, and reload workers one by one", section=S)
 _add("single-interpreter", bool, False, "one interpreter per worker (always the case here)", short="i",
      section=S)
-_add("thunder-lock", bool, False, "serialize accept(); the kernel already does it well", section=S,
-     ignored=True)
+_add("thunder-lock", bool, False, "serialize accept() (always: one waiter wakes per connection, "
+     "EPOLLEXCLUSIVE)", section=S)
 _add("max-requests", int, 0, "recycle a worker after this many requests (0: never)", short="R", section=S)
 _add("max-worker-lifetime", int, 0, "recycle a worker after this many seconds (0: never)", section=S)
 _add("max-worker-lifetime-delta", int, 0, "add worker-id times this to max-worker-lifetime", ignored=True, section=S)
@@ -183,8 +207,6 @@ _add("mule-reload-mercy", int, 60, "seconds a mule gets to stop on reload/shutdo
      section=S)
 _add("die-on-term", bool, False, "SIGTERM shuts down instead of reloading", section=S)
 _add("exit-on-reload", bool, False, "exit instead of reloading", section=S)
-_add("protocol", str, None, "protocol of sockets given without one (fd 0 of an on-demand vassal, "
-     "sockets from a zerg server): uwsgi (default) or http", section=S)
 _add("idle", int, 0, "after this many idle seconds go to sleep (cheap mode)", section=S)
 _add("die-on-idle", bool, False, "exit instead of sleeping when idle", section=S)
 _add("need-app", bool, False, "exit if the app cannot be loaded", implicit="1", section=S)
@@ -347,22 +369,20 @@ _ignored(S, "hook-asap",
          "fs-reload", "fs-brutal-reload", "alarm", "stats-push", "carbon", "metrics-dir",
          "websockets-max-size", "chroot", "cap", "unshare", "namespace",
          "limit-as", "rlimit-nproc", "cgroup", "worker-exec",
-         "socket-protocol",
          "https", "https-socket", "ssl-socket", "http-to", "fastrouter", "rawrouter", "sslrouter",
          "snmp", "log-alarm",
          "listen-queue-alarm", "wsgi-env-behaviour", "wsgi-env-behavior",
          "http-modifier1", "http-var", "http-stats", "http-processes",
          "http-workers", "http-socket-protocol", "offload-threads-stacksize",
-         "threads-stacksize", "threads-stack-size", "buffer-size-workers", "async", "gevent",
+         "threads-stacksize", "threads-stack-size", "buffer-size-workers", "async",
          "asyncio", "tornado", "py-tracebacker",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
 _ignored(S, "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
          repeat=True)
 _ignored(S, "stats-pusher-default-freq")
-_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "ignore-sigpipe", "ignore-write-errors",
-         "disable-write-exception", "reload-on-exception", "pcre-jit",
-         "no-orphans", "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind", "reuse-port",
-         "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
+_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "reload-on-exception", "pcre-jit",
+         "no-orphans", "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind",
+         "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
          "lazy-apps-fallback", "py-call-osafterfork", "ugreen", "greenlet", "stackless", "jailed",
          "master-as-root", "ksm", "python-worker-override", type_=bool)
 
@@ -544,6 +564,8 @@ IGNORED: frozenset[str] = frozenset(n for n, o in OPTIONS.items() if o.ignored)
 INHERENT: frozenset[str] = frozenset({
     "app", "plugin", "plugins-dir", "enable-threads", "single-interpreter", "close-on-exec", "close-on-exec2",
     "honour-stdin", "http-keepalive", "stats-no-metrics",
+    # TCP_NODELAY is set on every TCP socket; EPOLLEXCLUSIVE wakes one waiter per connection
+    "tcp-nodelay", "thunder-lock",
 })
 
 
