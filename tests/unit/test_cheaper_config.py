@@ -3,6 +3,9 @@ name the option and where it was given; the service's own decisions on a fake ma
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -272,3 +275,27 @@ def test_hard_rss_limit_cheaps_and_soft_limit_stops_spawning(logged: list[str],
     for t in range(10, 15):
         svc.cycle(float(t))
     assert ("start", 1) in m.actions
+
+
+def test_a_cheaped_worker_that_does_not_exit_is_killed_after_the_mercy(logged: list[str]) -> None:
+    svc, m = service("-p", "2", "--cheaper", "1", "--cheaper-initial", "2", "--cheaper-algo", "manual",
+                     "--worker-reload-mercy", "5")
+    stubborn = subprocess.Popen(["sleep", "60"])
+    try:
+        m.pids[stubborn.pid] = 2
+        m.board.workers[2].pid = stubborn.pid
+        m.board.workers[1].busy_cores = 1  # so worker 2 is the one cheaped
+        m.cheap_worker = lambda wid: None  # type: ignore[method-assign]  # the signal "is lost"
+        svc.nudge(-1)
+        svc.cycle(time.monotonic())
+        assert svc.dying == {stubborn.pid: pytest.approx(time.monotonic() + 5, abs=1)}
+        assert svc.timeout(time.monotonic()) <= 5
+        svc.tick(time.monotonic() + 2)
+        assert stubborn.poll() is None  # still within the mercy
+        svc.tick(time.monotonic() + 6)
+        assert stubborn.wait(timeout=10) == -signal.SIGKILL
+        assert logged[-1] == f"worker 2 (pid: {stubborn.pid}) is taking too much time to die...NO MERCY !!!"
+        assert svc.dying == {}
+    finally:
+        stubborn.kill()
+        stubborn.wait()
