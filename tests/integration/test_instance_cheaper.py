@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import IMPERIUM, Procs, free_port, read_json, wait_until
 from tests.fixtures.instance_helpers import get, start
-from tests.fixtures.load import HOLD_APP, HeldLoad, running
+from tests.fixtures.load import HOLD_APP, HeldLoad, fifo_write, running
 
 
 def cheaper_instance(procs: Procs, *args: str, processes: int = 4) -> dict:
@@ -89,3 +89,25 @@ def test_algorithm_list_is_printed_and_the_instance_carries_on(tmp_path: Path) -
     assert listed == ["busyness", "spare", "spare2", "backlog", "manual"]
     # it carried on to the next check: here a refusal, so the test needs no server
     assert out.returncode == 1 and "invalid cheaper value: must be lower than processes" in text
+
+
+def test_fifo_cheap_mode_then_plus_finds_the_slots_spawnable(procs: Procs, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    srv = cheaper_instance(procs, "--cheaper", "1", "--cheaper-initial", "3", "--cheaper-algo", "manual",
+                           "--master-fifo", str(fifo))
+    wait_until(lambda: running(srv["stats"]) == 3, 20, message="three workers")
+    fifo_write(fifo, b"C")
+    wait_until(lambda: running(srv["stats"]) == 0, 20, message="cheap mode")
+    assert get(srv["http"], "/")[0] == 200  # wakes it: cheaper = 1 worker
+    assert running(srv["stats"]) == 1
+    fifo_write(fifo, b"++")
+    wait_until(lambda: running(srv["stats"]) == 3, 20, message="two more from the FIFO")
+
+
+def test_fifo_plus_without_cheaper_mode_says_so(procs: Procs, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    srv = cheaper_instance(procs, "--master-fifo", str(fifo), processes=2)
+    fifo_write(fifo, b"+")
+    wait_until(lambda: "uwsgi_cheaper_increase: cheaper mode is off" in procs.output(srv["proc"]), 20,
+               message="the notice")
+    assert running(srv["stats"]) == 2

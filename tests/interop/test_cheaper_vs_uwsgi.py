@@ -18,7 +18,7 @@ from urllib.request import urlopen
 import pytest
 
 from tests.conftest import IMPERIUM, Procs, free_port, port_open, read_json, wait_until
-from tests.fixtures.load import HOLD_APP, HeldLoad, running
+from tests.fixtures.load import HOLD_APP, HeldLoad, fifo_write, running
 from tests.interop.helpers import VASSAL_BINARY, backend_argv, need_uwsgi
 
 KINDS = ("imperium", "uwsgi")
@@ -157,3 +157,20 @@ def test_unknown_algorithm_falls_back_to_spare(procs: Procs, tmp_path: Path, kin
     held = load(srv, "gate").hold(1)
     wait_until(lambda: running(srv["stats"]) == 2, 30, message="spare at work")
     held.release()
+
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_master_fifo_plus_and_minus_with_the_manual_algorithm(procs: Procs, tmp_path: Path, kind: str) -> None:
+    fifo = tmp_path / kind / "fifo"
+    srv = start(procs, tmp_path, kind, f"cheaper = 1\ncheaper-algo = manual\nmaster-fifo = {fifo}\n", 4)
+    wait_until(lambda: running(srv["stats"]) == 1, 20, message="one worker")
+    fifo_write(fifo, b"+++")
+    wait_until(lambda: running(srv["stats"]) == 4, 20, message="three more workers")
+    fifo_write(fifo, b"--")
+    wait_until(lambda: running(srv["stats"]) == 2, 20, message="two cheaped")
+    # manual means the FIFO only: even below cheaper
+    fifo_write(fifo, b"--")
+    wait_until(lambda: running(srv["stats"]) == 0, 20, message="every worker cheaped")
+    fifo_write(fifo, b"+")
+    wait_until(lambda: running(srv["stats"]) == 1, 20, message="one back")

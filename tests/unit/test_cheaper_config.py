@@ -156,6 +156,7 @@ class FakeMaster:
         self.board = Scoreboard(n, 1)
         self.pids: dict[int, int] = {}
         self.sockets: list = []
+        self.services: list = []
         self.cheaper = None
         self.scaling = True
         self.next_pid = 1000
@@ -250,6 +251,27 @@ def test_nothing_happens_while_the_master_cannot_scale(logged: list[str]) -> Non
     assert m.actions == [] and svc.fifo_delta == 1
     m.scaling = True
     svc.tick(10.0)
+    assert m.actions == [("start", 2)]
+
+
+def test_nothing_happens_while_the_workers_are_paused(logged: list[str]) -> None:
+    class Control:
+        name = "control"
+        paused = True
+
+    c = conf("-p", "4", "--cheaper", "1", "--cheaper-algo", "manual")
+    assert c is not None
+    m = FakeMaster(4)
+    m.services = [Control()]
+    svc = cheaper.Cheaper(c)
+    svc.start(m)
+    m.spawn(1)
+    svc.nudge(+1)
+    svc.next_check = 0.0
+    svc.tick(10.0)
+    assert m.actions == []
+    Control.paused = False
+    svc.tick(20.0)
     assert m.actions == [("start", 2)]
 
 

@@ -21,7 +21,8 @@ told to stop gracefully (it finishes the request it may have taken meanwhile), i
 "uWSGI worker N cheaped." when reaped, is not respawned, and shows ``"status": "cheap"`` in
 the stats (``Scoreboard`` field ``cheaped``, written by the master only). One that has not
 exited after ``worker-reload-mercy`` seconds is killed. Nothing runs while the instance
-reloads or stops, or sleeps in ``idle`` cheap mode (waking from it spawns N workers).
+reloads or stops, sleeps in cheap mode (``idle``, the FIFO's ``C``; waking spawns N workers)
+or is paused (the FIFO's ``p``). The FIFO's ``+`` and ``-`` come through ``nudge``.
 
 Bad values stop the start with one line naming the option, as uWSGI refuses them (``cheaper``
 not lower than ``processes``; a hard RSS limit without a soft one, or not above it; the soft
@@ -144,6 +145,7 @@ class Cheaper(Service):
     def __init__(self, conf: CheaperConfig) -> None:
         self.conf = conf
         self.master: Any = None
+        self.control: Any = None
         self.algo: algos.Algorithm | None = None
         self.fifo_delta = 0
         self.next_check = 0.0
@@ -158,6 +160,8 @@ class Cheaper(Service):
     def start(self, master: Any) -> None:
         self.master = master
         master.cheaper = self
+        # the FIFO's p (pause) lives in the control service: no scaling while workers are stopped
+        self.control = next((s for s in master.services if s.name == "control"), None)
         board = master.board
         for wid in range(self.conf.initial + 1, board.nworkers + 1):
             board.workers[wid].cheaped = 1  # the master spawns only the others
@@ -177,7 +181,7 @@ class Cheaper(Service):
         if now < self.next_check:
             return
         self.next_check = now + CYCLE
-        if self.master.can_scale():
+        if self.master.can_scale() and not getattr(self.control, "paused", False):
             self.cycle(now)
 
     def stopping(self, reload: bool) -> None:
