@@ -22,7 +22,6 @@ cycle; a ratio far from 1.00x means a different decision or a slow spawn. Nothin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import socket
@@ -41,6 +40,7 @@ from bench.common import (
     free_port,
     print_table,
     ratio,
+    stats_json,
     tempdir,
 )
 
@@ -63,17 +63,9 @@ def make_server(peer: str, extra: list[str], logdir: Path) -> tuple[Server, int]
     return server, stats
 
 
-def stats_doc(port: int) -> dict:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return json.loads(data)
-
-
 def running(port: int) -> int:
     try:
-        return sum(1 for w in stats_doc(port)["workers"] if w["pid"] > 0 and w["status"] != "cheap")
+        return sum(1 for w in stats_json(port)["workers"] if w["pid"] > 0 and w["status"] != "cheap")
     except (OSError, ValueError):
         return -1
 
@@ -107,7 +99,7 @@ def scale(peer: str, algo: str, tmp: Path) -> tuple[float, float]:
         held = tmp / f"held-{peer}-{algo}"
         first: list[float] = []
         threading.Thread(target=request, args=(server.port, held, first, 0.0), daemon=True).start()
-        wait(lambda: stats_doc(stats)["workers"][0]["status"] == "busy", 10, "the first worker busy")
+        wait(lambda: stats_json(stats)["workers"][0]["status"] == "busy", 10, "the first worker busy")
         answers: list[float] = []
         t0 = time.monotonic()
         for _ in range(2 if algo == "backlog" else 1):
