@@ -20,6 +20,7 @@ from typing import Any
 
 from vassal import log as logmod
 from vassal.api import background, uwsgi_module
+from vassal.api import metrics as metrics_api
 from vassal.emperor_link import EmperorLink
 from vassal.log import log
 from vassal.logs.loggers import LoggerError
@@ -503,6 +504,10 @@ def _run(config: Any) -> int:
                                         timeout=float(config.get("socket-timeout") or 4))
         except (OSError, ValueError) as exc:
             raise InstanceError(str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)) from None
+    if config.get("stats") or metrics_api.needs_stats_document(config):
+        minified = bool(config.get("stats-minified"))
+        metrics_api.set_stats_document(
+            lambda: generate(stats_source, minified).encode("utf-8", "surrogateescape"))
         app_info = [{"mountpoint": a.mountpoint, "startup_time": a.startup_time,
                      "chdir": config.get("chdir") or ""} for a in (apps.apps if apps else [])]
         stats_source = StatsSource(version, sockets, board, app_info, int(config.get("listen") or 100),

@@ -207,7 +207,7 @@ _add("stats", str, None, "serve the stats JSON on this address", aliases=("stats
 _add("stats-http", bool, False, "prefix the stats JSON with HTTP headers", section=S)
 _add("stats-minified", bool, False, "compact stats JSON", aliases=("stats-min",), section=S)
 _add("stats-no-cores", bool, False, "leave per-core data out of the stats", section=S)
-_add("stats-no-metrics", bool, False, "leave metrics out of the stats (there are none here)", section=S)
+_add("stats-no-metrics", bool, False, "leave the metrics out of the stats document", section=S)
 _add("connect-and-read", str, None, "connect to a socket, print what it sends and exit", section=S)
 _add("memory-report", bool, False, "log memory usage after each request", short="m", section=S)
 _add("vacuum", bool, False, "remove UNIX sockets and pidfiles on exit", section=S)
@@ -322,7 +322,7 @@ _ignored(S, "hook-asap",
          "attach-daemon2", "smart-attach-daemon", "legion", "subscribe-to", "subscribe2",
          "harakiri-graceful-timeout",
          "cpu-affinity", "master-fifo",
-         "fs-reload", "fs-brutal-reload", "alarm", "stats-push", "carbon", "metrics-dir",
+         "fs-reload", "fs-brutal-reload", "alarm",
          "websockets-max-size", "chroot", "cap", "unshare", "namespace",
          "limit-as", "rlimit-nproc", "cgroup", "worker-exec",
          "socket-protocol",
@@ -336,13 +336,45 @@ _ignored(S, "hook-asap",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
 _ignored(S, "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
          repeat=True)
-_ignored(S, "stats-pusher-default-freq")
 _ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "ignore-sigpipe", "ignore-write-errors",
          "disable-write-exception", "reload-on-exception", "pcre-jit",
          "no-orphans", "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind", "reuse-port",
-         "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
+         "tcp-nodelay", "ssl-verbose", "http-raw-body", "http-websockets",
          "lazy-apps-fallback", "py-call-osafterfork", "ugreen", "greenlet", "stackless", "jailed",
          "master-as-root", "ksm", "python-worker-override", type_=bool)
+
+# --- instance: metrics and stats pushers (vassal.metrics, vassal.api.metrics) ---------------
+_add("enable-metrics", bool, False, "enable the metrics subsystem (uwsgi.metric_*, metrics in the stats)",
+     section=S)
+_add("metric", str, None, "NAME or name=,type=,collector=,...: add a custom metric (enables metrics)",
+     repeat=True, section=S)
+_add("metric-threshold", str, None, "key=METRIC,value=N,reset=M: reset a metric when it reaches N",
+     repeat=True, aliases=("metric-alarm", "alarm-metric"), section=S)
+_add("metrics-dir", str, None, "keep a text file per metric in this directory", aliases=("metric-dir",),
+     section=S)
+_add("metrics-dir-restore", bool, False, "start from the values found in metrics-dir",
+     aliases=("metric-dir-restore",), section=S)
+_add("metrics-no-cores", bool, False, "no per-core metrics", section=S)
+_add("stats-push", str, None, "PUSHER:ARGS: push metrics or the stats JSON (statsd, socket, carbon, file, "
+     "mongodb)", repeat=True, section=S)
+_add("stats-pusher-default-freq", int, 3, "seconds between two pushes of a pusher without freq",
+     aliases=("stats-pushers-default-freq",), section=S)
+_add("carbon", str, None, "HOST:PORT: push statistics to this carbon server", repeat=True, section=S)
+_add("carbon-timeout", int, 3, "carbon connection timeout, seconds", section=S)
+_add("carbon-freq", int, 60, "seconds between two carbon pushes", section=S)
+_add("carbon-id", str, None, "carbon id of this instance (default: its first socket, dots as _)",
+     section=S)
+_add("carbon-no-workers", bool, False, "no per-worker carbon metrics", section=S)
+_add("carbon-max-retry", int, 0, "retries of a failed carbon push", section=S)
+_add("carbon-retry-delay", int, 7, "seconds before retrying a failed carbon push", section=S)
+_add("carbon-root", str, "uwsgi", "root node of the carbon metrics", section=S)
+_add("carbon-hostname-dots", str, None, "character replacing the dots of the hostname in carbon names",
+     section=S)
+_add("carbon-name-resolve", bool, False, "carbon servers may be given by host name",
+     aliases=("carbon-resolve-names",), section=S)
+_add("carbon-idle-avg", str, "last", "avg_rt pushed while idle: last, zero or none", section=S)
+_add("carbon-use-metrics", bool, False, "push the metrics subsystem's values instead of carbon's own",
+     section=S)
 
 # --- instance: uWSGI signals, the spooler, mules (vassal.api.signals/spooler/mules) ----------
 _add("timer", str, None, "SIGNAL SECONDS: raise a uWSGI signal every SECONDS", repeat=True,
@@ -518,10 +550,10 @@ del S
 IGNORED: frozenset[str] = frozenset(n for n, o in OPTIONS.items() if o.ignored)
 #: options whose effect Imperium always has, so no code needs to read them: xml's <app>
 #: marker (its mount is read), plugins are built in, app threads always run, one interpreter per process, sockets are close-on-exec,
-#: stdin is left alone, HTTP/1.1 keep-alive is on, the stats hold no metrics
+#: stdin is left alone, HTTP/1.1 keep-alive is on
 INHERENT: frozenset[str] = frozenset({
     "app", "plugin", "plugins-dir", "enable-threads", "single-interpreter", "close-on-exec", "close-on-exec2",
-    "honour-stdin", "http-keepalive", "stats-no-metrics",
+    "honour-stdin", "http-keepalive",
 })
 
 
