@@ -1,6 +1,7 @@
 """The emperor stats server (``emperor-stats`` / ``emperor-stats-server``).
 
-Each connection gets one JSON document and is closed, as uWSGI's ``emperor_send_stats``
+The document is rendered from the emperor's read model (``emperor.view.snapshot``), the
+one the Prometheus endpoint and the control socket answer from too. Each connection gets one JSON document and is closed, as uWSGI's ``emperor_send_stats``
 does. Keys, order and types are uWSGI 2.0's; the text layout too (tab indentation and one
 item per line, or compact with ``stats-minified``). Strings are escaped properly where
 uWSGI would print them raw. Differences: ``version`` is ours, and ``throttle_level`` is
@@ -18,14 +19,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from emperor.logs import log
+from emperor.protocol import request_complete
 
 if TYPE_CHECKING:
-    from emperor.core import Emperor
-
-try:
-    from vassal.options import VERSION
-except Exception:  # the option table is another package's; never let stats depend on it
-    VERSION = "2.0.21-imperium"
+    from emperor.view import EmperorView
 
 
 class _Writer:
@@ -98,53 +95,48 @@ def _u(value: float) -> int:
     return max(0, int(value))
 
 
-def render(emperor: Emperor, minified: bool = False) -> bytes:
+def render(view: EmperorView, minified: bool = False) -> bytes:
+    """uWSGI's emperor stats document from a snapshot (emperor.view)."""
     w = _Writer(minified)
-    w.keyval("version", VERSION)
-    w.keylong("pid", os.getpid())
-    w.keylong("uid", os.getuid())
-    w.keylong("gid", os.getgid())
-    try:
-        cwd = os.getcwd()
-    except OSError:
-        cwd = ""
-    w.keyval("cwd", cwd)
+    w.keyval("version", view.version)
+    w.keylong("pid", view.pid)
+    w.keylong("uid", view.uid)
+    w.keylong("gid", view.gid)
+    w.keyval("cwd", view.cwd)
     w.key("emperor")
     w.list_open()
-    ids = [m.id for m in emperor.monitors]
-    for i, arg in enumerate(ids):
-        w.string(arg)
-        if i < len(ids) - 1:
+    for i, m in enumerate(view.monitors):
+        w.string(m.id)
+        if i < len(view.monitors) - 1:
             w.comma()
     w.list_close()
     w.comma()
-    w.keylong("emperor_tyrant", int(emperor.settings.tyrant))
-    w.keylong("throttle_level", emperor.throttle.level_ms)
+    w.keylong("emperor_tyrant", view.tyrant)
+    w.keylong("throttle_level", view.throttle_level)
     w.key("vassals")
     w.list_open()
-    vassals = list(emperor.vassals.values())
+    vassals = view.vassals
     for i, v in enumerate(vassals):
         w.object_open()
-        w.keyval("id", v.name)
+        w.keyval("id", v.id)
         w.keylong("pid", v.pid)  # signed in uWSGI (-1 before the first spawn)
-        shown = v.shown()  # wall-clock moments, derived from the vassal's lifecycle
         w.keylong("born", _u(v.born))
         w.keylong("last_mod", _u(v.last_mod))
-        w.keylong("last_heartbeat", _u(shown["last_heartbeat"]))
+        w.keylong("last_heartbeat", _u(v.last_heartbeat))
         w.keylong("loyal", v.loyal)
         w.keylong("ready", v.ready)
         w.keylong("accepting", v.accepting)
-        w.keylong("last_loyal", _u(shown["last_loyal"]))
-        w.keylong("last_ready", _u(shown["last_ready"]))
-        w.keylong("last_accepting", _u(shown["last_accepting"]))
-        w.keylong("first_run", _u(shown["first_run"]))
-        w.keylong("last_run", _u(shown["last_run"]))
-        w.keylong("cursed", _u(shown["cursed"]))
+        w.keylong("last_loyal", _u(v.last_loyal))
+        w.keylong("last_ready", _u(v.last_ready))
+        w.keylong("last_accepting", _u(v.last_accepting))
+        w.keylong("first_run", _u(v.first_run))
+        w.keylong("last_run", _u(v.last_run))
+        w.keylong("cursed", _u(v.cursed))
         w.keylong("zerg", v.zerg)
-        w.keyval("on_demand", v.socket_name or "")
-        w.keylong("uid", v.uid if v.uid is not None else os.getuid())
-        w.keylong("gid", v.gid if v.gid is not None else os.getgid())
-        w.keyval("monitor", v.monitor.id if v.monitor is not None else "")
+        w.keyval("on_demand", v.on_demand)
+        w.keylong("uid", v.uid)
+        w.keylong("gid", v.gid)
+        w.keyval("monitor", v.monitor)
         w.keylong("respawns", v.respawns, comma=False)
         w.object_close()
         if i < len(vassals) - 1:
@@ -153,14 +145,14 @@ def render(emperor: Emperor, minified: bool = False) -> bytes:
     w.comma()
     w.key("blacklist")
     w.list_open()
-    items = list(emperor.blacklist)
+    items = view.blacklist
     for i, item in enumerate(items):
         w.object_open()
         w.keyval("id", item.id)
-        w.keylong("throttle_level", item.throttle_level_ms())
+        w.keylong("throttle_level", item.throttle_level)
         w.keylong("attempt", item.attempt)
-        w.keylong("first_attempt", _u(item.first_wall))
-        w.keylong("last_attempt", _u(item.last_wall), comma=False)
+        w.keylong("first_attempt", _u(item.first_attempt))
+        w.keylong("last_attempt", _u(item.last_attempt), comma=False)
         w.object_close()
         if i < len(items) - 1:
             w.comma()
@@ -190,10 +182,15 @@ class StatsServer:
     """
 
     def __init__(self, address: str, render_fn: Callable[[], bytes], http: bool = False,
-                 timeout: float = 4.0, max_clients: int = MAX_CLIENTS) -> None:
+                 timeout: float = 4.0, max_clients: int = MAX_CLIENTS,
+                 respond: Callable[[bytes], bytes] | None = None, what: str = "stats") -> None:
         self.address = address
         self.render_fn = render_fn
         self.http = http
+        #: an HTTP server instead (the Prometheus endpoint): the request's head is read and
+        #: the whole answer is ``respond(request)``
+        self.respond = respond
+        self.what = what
         self.timeout = timeout
         self.max_clients = max_clients
         self.sock: socket.socket | None = None
@@ -223,7 +220,7 @@ class StatsServer:
         sock.setblocking(False)
         self.sock = sock
         self._loop.add_reader(sock.fileno(), self._accept)
-        log(f"*** Emperor stats server enabled on {self.address} fd: {sock.fileno()} ***")
+        log(f"*** Emperor {self.what} server enabled on {self.address} fd: {sock.fileno()} ***")
 
     def _accept(self) -> None:
         assert self.sock is not None and self._loop is not None
@@ -255,7 +252,15 @@ class StatsServer:
         assert self._loop is not None
         try:
             async with asyncio.timeout(self.timeout):
-                if self.http:
+                if self.respond is not None:
+                    request = b""
+                    while not request_complete(request):
+                        chunk = await self._loop.sock_recv(conn, 4096)
+                        if not chunk:
+                            return
+                        request += chunk
+                    await self._loop.sock_sendall(conn, self.respond(request))
+                elif self.http:
                     # one read of the request, ignored, as uwsgi_send_http_stats does
                     if not await self._loop.sock_recv(conn, 4096):
                         return

@@ -208,6 +208,8 @@ _add("stats-http", bool, False, "prefix the stats JSON with HTTP headers", secti
 _add("stats-minified", bool, False, "compact stats JSON", aliases=("stats-min",), section=S)
 _add("stats-no-cores", bool, False, "leave per-core data out of the stats", section=S)
 _add("stats-no-metrics", bool, False, "leave the metrics out of the stats document", section=S)
+_add("prometheus", str, None, "serve this instance's Prometheus metrics on HTTP ADDR (/metrics)",
+     section=S)
 _add("connect-and-read", str, None, "connect to a socket, print what it sends and exit", section=S)
 _add("memory-report", bool, False, "log memory usage after each request", short="m", section=S)
 _add("vacuum", bool, False, "remove UNIX sockets and pidfiles on exit", section=S)
@@ -541,6 +543,14 @@ _add("vassals-inherit-before", str, None, "pass --inherit FILE to every vassal (
      repeat=True, section=S)
 _add("vassals-start-hook", str, None, "run COMMAND VASSALNAME before a vassal starts", section=S)
 _add("vassals-stop-hook", str, None, "run COMMAND VASSALNAME after a vassal is removed", section=S)
+_add("emperor-prometheus", str, None, "serve the emperor's Prometheus metrics on HTTP ADDR (/metrics)",
+     section=S)
+_add("emperor-control-socket", str, None, "accept imperium ctl commands on this UNIX socket (mode 0600)",
+     section=S)
+_add("emperor-log-prefix", bool, False, "collect the vassals' output and prefix each line with [NAME]",
+     section=S)
+_add("emperor-vassal-logdir", str, None, "collect each vassal's output into DIR/NAME.log (reopened on "
+     "SIGUSR2)", section=S)
 _add("imperial-monitor-list", bool, False, "list the imperial monitors (and go on, as uWSGI)",
      aliases=("imperial-monitors-list",), section=S)
 
