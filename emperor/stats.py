@@ -89,6 +89,27 @@ class _Writer:
     def text(self) -> str:
         return "".join(self.out)
 
+    def flat_object(self, pairs: list[tuple[str, str]]) -> None:
+        """An object of scalar values, written at once (the same text as object_open, one
+        keyval/keylong per pair and object_close): the vassal list is made of these."""
+        if self.minified:
+            self.out.append("{" + ",".join(f"{_KEYS[k]}:{v}" for k, v in pairs) + "}")
+            return
+        inner = "\t" * (self.tabs + 1)
+        self.out.append("\t" * self.tabs + "{\n" + ",\n".join(f"{inner}{_KEYS[k]}:{v}" for k, v in pairs)
+                        + "\n" + "\t" * self.tabs + "}")
+
+
+class _KeyCache(dict):
+    """JSON text of the keys, computed once each."""
+
+    def __missing__(self, key: str) -> str:
+        text = self[key] = json.dumps(key)
+        return text
+
+
+_KEYS = _KeyCache()
+
 
 def _u(value: float) -> int:
     """uWSGI prints these as unsigned integers (time_t seconds)."""
@@ -116,29 +137,18 @@ def render(view: EmperorView, minified: bool = False) -> bytes:
     w.key("vassals")
     w.list_open()
     vassals = view.vassals
+    dumps = json.dumps
     for i, v in enumerate(vassals):
-        w.object_open()
-        w.keyval("id", v.id)
-        w.keylong("pid", v.pid)  # signed in uWSGI (-1 before the first spawn)
-        w.keylong("born", _u(v.born))
-        w.keylong("last_mod", _u(v.last_mod))
-        w.keylong("last_heartbeat", _u(v.last_heartbeat))
-        w.keylong("loyal", v.loyal)
-        w.keylong("ready", v.ready)
-        w.keylong("accepting", v.accepting)
-        w.keylong("last_loyal", _u(v.last_loyal))
-        w.keylong("last_ready", _u(v.last_ready))
-        w.keylong("last_accepting", _u(v.last_accepting))
-        w.keylong("first_run", _u(v.first_run))
-        w.keylong("last_run", _u(v.last_run))
-        w.keylong("cursed", _u(v.cursed))
-        w.keylong("zerg", v.zerg)
-        w.keyval("on_demand", v.on_demand)
-        w.keylong("uid", v.uid)
-        w.keylong("gid", v.gid)
-        w.keyval("monitor", v.monitor)
-        w.keylong("respawns", v.respawns, comma=False)
-        w.object_close()
+        # uWSGI's order and types; pid is signed there (-1 before the first spawn)
+        w.flat_object([
+            ("id", dumps(v.id)), ("pid", str(int(v.pid))), ("born", str(_u(v.born))),
+            ("last_mod", str(_u(v.last_mod))), ("last_heartbeat", str(_u(v.last_heartbeat))),
+            ("loyal", str(v.loyal)), ("ready", str(v.ready)), ("accepting", str(v.accepting)),
+            ("last_loyal", str(_u(v.last_loyal))), ("last_ready", str(_u(v.last_ready))),
+            ("last_accepting", str(_u(v.last_accepting))), ("first_run", str(_u(v.first_run))),
+            ("last_run", str(_u(v.last_run))), ("cursed", str(_u(v.cursed))), ("zerg", str(v.zerg)),
+            ("on_demand", dumps(v.on_demand)), ("uid", str(int(v.uid))), ("gid", str(int(v.gid))),
+            ("monitor", dumps(v.monitor)), ("respawns", str(int(v.respawns)))])
         if i < len(vassals) - 1:
             w.comma()
     w.list_close()
@@ -147,13 +157,10 @@ def render(view: EmperorView, minified: bool = False) -> bytes:
     w.list_open()
     items = view.blacklist
     for i, item in enumerate(items):
-        w.object_open()
-        w.keyval("id", item.id)
-        w.keylong("throttle_level", item.throttle_level)
-        w.keylong("attempt", item.attempt)
-        w.keylong("first_attempt", _u(item.first_attempt))
-        w.keylong("last_attempt", _u(item.last_attempt), comma=False)
-        w.object_close()
+        w.flat_object([("id", dumps(item.id)), ("throttle_level", str(int(item.throttle_level))),
+                       ("attempt", str(int(item.attempt))),
+                       ("first_attempt", str(_u(item.first_attempt))),
+                       ("last_attempt", str(_u(item.last_attempt)))])
         if i < len(items) - 1:
             w.comma()
     w.list_close()
