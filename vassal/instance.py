@@ -496,12 +496,22 @@ def _run(config: Any) -> int:
 
     stats_server = None
     stats_source = None
+    extra_services: list[Service] = []  # the Prometheus endpoint
     if config.get("stats"):
         try:
             stats_server = StatsService(config.get("stats"), bool(config.get("stats-http")),
                                         bool(config.get("stats-minified")),
                                         lambda minified: generate(stats_source, minified),
                                         timeout=float(config.get("socket-timeout") or 4))
+        except (OSError, ValueError) as exc:
+            raise InstanceError(str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)) from None
+    if config.get("prometheus"):
+        from vassal.metrics import prometheus
+
+        try:
+            extra_services.append(prometheus.service(config.get("prometheus"), board, sockets,
+                                                     metrics_api.table(),
+                                                     float(config.get("socket-timeout") or 4)))
         except (OSError, ValueError) as exc:
             raise InstanceError(str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)) from None
     if config.get("stats") or metrics_api.needs_stats_document(config):
@@ -577,7 +587,8 @@ def _run(config: Any) -> int:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
                         stats_source=stats_source, original_cwd=original_cwd,
                         cleanup=cleanup, lazy_need_app=lazy and need_app is not False,
-                        services=_services(config) + ([stats_server] if stats_server else []))
+                        services=_services(config) + ([stats_server] if stats_server else [])
+                        + extra_services)
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
     log(f"spawned uWSGI master process (pid: {os.getpid()})")

@@ -215,3 +215,47 @@ def test_bad_metric_options_are_one_line_errors(tmp_path, args, message) -> None
     assert r.returncode == 1, r.stderr[-2000:]
     errors = [x for x in r.stderr.splitlines() if x.startswith("imperium: ")]
     assert len(errors) == 1 and message in errors[0], r.stderr[-2000:]
+
+
+def test_prometheus_endpoint_agrees_with_the_stats_json(procs, tmp_path) -> None:
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    prom = free_port()
+    _, port, stats = _instance(procs, tmp_path, "--prometheus", f"127.0.0.1:{prom}",
+                               "--metric", "name=foo,type=gauge")
+    wait_until(lambda: port_open(prom), 10, message="the prometheus endpoint")
+    for _ in range(6):
+        get(port)
+    assert _call(port, "metric_set", "foo", "42") == {"result": True}
+    wait_until(lambda: sum(w["requests"] for w in read_json(stats)["workers"]) == 7
+               and not any(c["in_request"] for w in read_json(stats)["workers"] for c in w["cores"]),
+               5, message="7 requests counted")
+    text = urllib.request.urlopen(f"http://127.0.0.1:{prom}/metrics", timeout=5).read().decode()
+    doc = read_json(stats)
+    samples: dict[str, dict] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    assert samples["uwsgi_workers"][()] == len(doc["workers"]) == 2
+    for w in doc["workers"]:
+        key = (("worker", str(w["id"])),)
+        assert samples["uwsgi_worker_requests_total"][key] == w["requests"]
+        assert samples["uwsgi_worker_exceptions_total"][key] == w["exceptions"]
+        assert samples["uwsgi_worker_harakiri_total"][key] == w["harakiri_count"]
+        assert samples["uwsgi_worker_respawns_total"][key] == w["respawn_count"]
+        assert samples["uwsgi_worker_transmitted_bytes_total"][key] == w["tx"]
+        assert samples["uwsgi_worker_avg_response_time_seconds"][key] == w["avg_rt"] / 1e6
+        assert samples["uwsgi_worker_status"][(("status", w["status"]), ("worker", str(w["id"])))] == 1
+        assert abs(samples["uwsgi_worker_rss_bytes"][key] - w["rss"]) <= max(w["rss"] // 10, 1 << 20)
+    assert samples["uwsgi_listen_queue"][(("socket", f"127.0.0.1:{port}"),)] == doc["listen_queue"]
+    metric = samples["uwsgi_metric"]
+    assert metric[(("metric", "foo"), ("type", "gauge"))] == doc["metrics"]["foo"]["value"] == 42
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"http://127.0.0.1:{prom}/", timeout=5)
+    assert info.value.code == 404
+    # a client that connects and never sends its request does not hold the master
+    with socket.create_connection(("127.0.0.1", prom)):
+        assert read_json(stats, timeout=3)["workers"]
