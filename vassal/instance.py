@@ -420,10 +420,13 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
 
 def _services(config: Any) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
+    from vassal.services.sdnotify import SystemdService
     from vassal.services.sos import SosService
 
     sos = SosService.from_config(config)
-    return [*log_master.active(), *uwsgi_module.services(), *([sos] if sos is not None else [])]
+    systemd = SystemdService.from_environ()
+    return [*log_master.active(), *uwsgi_module.services(), *([sos] if sos is not None else []),
+            *([systemd] if systemd is not None else [])]
 
 
 def _run(config: Any) -> int:
