@@ -69,6 +69,8 @@ class EmperorSettings:
     control_socket: str | None = None  # emperor-control-socket: PATH (emperor.control)
     log_prefix: bool = False  # emperor-log-prefix: vassal lines as "[NAME] line"
     vassal_logdir: str | None = None  # emperor-vassal-logdir: DIR/NAME.log per vassal
+    fleet_member: str | None = None
+    fleet_labels: list[str] = field(default_factory=list)
 
     def binary(self) -> str:
         return self.wrapper or self.binary_path or default_binary()
@@ -136,6 +138,8 @@ class EmperorSettings:
             control_socket=get("emperor-control-socket"),
             log_prefix=bool(get("emperor-log-prefix", False)),
             vassal_logdir=_directory(get("emperor-vassal-logdir"), "emperor-vassal-logdir"),
+            fleet_member=get("emperor-fleet-member"),
+            fleet_labels=[str(v) for v in getlist("emperor-fleet-labels")],
         )
 
 

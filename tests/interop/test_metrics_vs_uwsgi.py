@@ -73,7 +73,7 @@ CALLS = [
     ("metric_div", "bar", "-7"), ("metric_get", "bar"), ("metric_set_max", "foo", "2"),
     ("metric_set_max", "foo", "50"), ("metric_set_min", "foo", "1"), ("metric_set_min", "foo", "9"),
     ("metric_get", "foo"), ("metric_set", "abs1"), ("metric_get", "abs1"),
-    ("metric_inc", "worker.1.requests"), ("metric_get", "worker.0.requests"),
+    ("metric_inc", "worker.1.requests"), ("metric_set", "core.busy_workers", "3"),
 ]
 
 
