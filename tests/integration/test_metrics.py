@@ -259,3 +259,22 @@ def test_prometheus_endpoint_agrees_with_the_stats_json(procs, tmp_path) -> None
     # a client that connects and never sends its request does not hold the master
     with socket.create_connection(("127.0.0.1", prom)):
         assert read_json(stats, timeout=3)["workers"]
+
+
+def test_metric_hook_actions(procs, tmp_path) -> None:
+    # uWSGI's router_metrics actions (NAME[,VALUE]) as hooks: master-start in the master,
+    # accepting once in each of the two workers
+    _, _, stats = _instance(procs, tmp_path, "--metric", "deploys",
+                            "--hook-master-start", "metricinc:deploys,5",
+                            "--hook-accepting", "metricinc:deploys,2",
+                            "--hook-accepting", "metricmul:deploys")
+    wait_until(lambda: read_json(stats)["metrics"]["deploys"]["value"] == 9, 10,
+               message="5, then +2 in each worker")
+    # a hook that cannot change its metric fails like any failing hook (a fatal phase: the
+    # instance is destroyed)
+    port = free_port()
+    r = subprocess.run([IMPERIUM, "--http-socket", f"127.0.0.1:{port}", "--wsgi-file", str(APP),
+                        "--master", "--metric", "c", "--hook-master-start", "metricinc:nosuch"],
+                       capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert "cannot change metric 'nosuch'" in out and "goodbye to uWSGI." in out

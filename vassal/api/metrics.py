@@ -200,3 +200,42 @@ def stats(ctx: ApiContext) -> dict[str, list]:
         values = t.values
         out["metrics"] = [(m.name, int(m.type), m.oid or "", values[m.slot]) for m in t.metrics]
     return out
+
+
+# --- hook actions --------------------------------------------------------------------------------
+
+def hook_action(fn: str) -> Callable[[str, Any], int]:
+    """``metricinc:NAME[,VALUE]`` (and metricdec, metricmul, metricdiv, metricset) as a hook
+    action: uWSGI's router_metrics syntax (VALUE defaults to 1), offered to ``hook-*``
+    (Imperium has no internal routing for uWSGI's route actions of these names). 0 when the
+    metric changed, -1 (logged) when it could not: unknown, collected, metrics off."""
+    op = exports(None)[fn]  # type: ignore[arg-type]
+
+    def action(arg: str, ctx: Any) -> int:
+        name, comma, text = arg.partition(",")
+        try:
+            value = _strtol(text) if comma else 1
+            done = op(name, value)
+        except (TypeError, ValueError):
+            done = None
+        if done:
+            return 0
+        log(f"{fn.replace('_', '')}: cannot change metric {name!r} (unknown, collected, or metrics off)")
+        return -1
+    return action
+
+
+def _strtol(text: str) -> int:
+    """C's strtol on a decimal: leading blanks, a sign, digits; 0 without digits."""
+    text = text.strip()
+    sign = -1 if text[:1] == "-" else 1
+    digits = ""
+    for c in text[1:] if text[:1] in "+-" and text else text:
+        if not c.isdigit():
+            break
+        digits += c
+    return sign * int(digits) if digits else 0
+
+
+HOOK_ACTIONS = {"metricinc": "metric_inc", "metricdec": "metric_dec", "metricmul": "metric_mul",
+                "metricdiv": "metric_div", "metricset": "metric_set"}
