@@ -10,7 +10,6 @@ import os
 import socket
 import struct
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from tests.conftest import IMPERIUM, free_port, optional_service, port_open, read_json, wait_until
 from tests.fixtures.instance_helpers import get, start
+from tests.fixtures.listeners import TcpListener
 
 APP = Path(__file__).resolve().parent.parent / "interop" / "apps" / "metrics.py"
 
@@ -74,57 +74,31 @@ def test_file_pusher_appends_the_stats_json(procs, tmp_path) -> None:
     assert len(docs) >= 2 and all(d["workers"] and "metrics" in d for d in docs)
 
 
-class _MongoListener:
-    """A real TCP server answering MongoDB OP_MSG inserts (decoded with pymongo's bson)."""
+def _mongo_answer(data: bytes) -> bytes | None:
+    """A MongoDB server's answer to one whole OP_MSG insert (None: read on)."""
+    import bson
 
-    def __init__(self) -> None:
-        import bson
+    if len(data) < 4 or len(data) < struct.unpack("<i", data[:4])[0]:
+        return None
+    _length, rid, _to, opcode = struct.unpack("<iiii", data[:16])
+    assert opcode == 2013 and data[20] == 0
+    payload = struct.pack("<I", 0) + b"\0" + bson.encode({"n": 1, "ok": 1.0})
+    return struct.pack("<iiii", 16 + len(payload), 1, rid, 2013) + payload
 
-        self.bson = bson
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.commands: list[dict] = []
-        self.stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
 
-    def _run(self) -> None:
-        while not self.stop:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                data = b""
-                while len(data) < 4 or len(data) < struct.unpack("<i", data[:4])[0]:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                length, rid, _to, opcode = struct.unpack("<iiii", data[:16])
-                assert opcode == 2013 and data[20] == 0
-                self.commands.append(self.bson.decode(data[21:length]))
-                body = self.bson.encode({"n": 1, "ok": 1.0})
-                payload = struct.pack("<I", 0) + b"\0" + body
-                conn.sendall(struct.pack("<iiii", 16 + len(payload), 1, rid, 2013) + payload)
+def _inserts(sessions: list[bytes]) -> list[dict]:
+    import bson
 
-    def close(self) -> None:
-        self.stop = True
-        self.thread.join(2)
-        self.sock.close()
+    return [bson.decode(d[21:struct.unpack("<i", d[:4])[0]]) for d in sessions]
 
 
 def test_mongodb_pusher_inserts_the_stats_document(procs, tmp_path) -> None:
-    server = _MongoListener()
+    server = TcpListener(_mongo_answer)
     try:
         p, _, _ = _instance(procs, tmp_path, "--stats-push",
                             f"mongodb:addr=127.0.0.1:{server.port},collection=app.stats,freq=1")
-        wait_until(lambda: len(server.commands) >= 2, 10, message="two inserts")
-        cmd = server.commands[0]
+        wait_until(lambda: len(server.sessions) >= 2, 10, message="two inserts")
+        cmd = _inserts(server.sessions)[0]
         assert cmd["insert"] == "stats" and cmd["$db"] == "app"
         doc = cmd["documents"][0]
         assert doc["workers"] and doc["pid"] == p.pid

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tests.conftest import (
     read_to_close,
     wait_until,
 )
+from tests.fixtures.listeners import TcpListener, UdpListener
 from tests.interop.helpers import VASSAL_BINARY, http_request, need_uwsgi
 
 APP = Path(__file__).resolve().parent / "apps" / "metrics.py"
@@ -111,68 +111,6 @@ def test_threshold_resets_like_uwsgi(procs) -> None:
                    message=f"{kind}: bar reset by its threshold")
 
 
-class _Udp:
-    """A real UDP listener collecting datagrams in a thread."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.got: list[bytes] = []
-        self.stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop:
-            try:
-                self.got.append(self.sock.recv(65536))
-            except OSError:
-                continue
-
-    def close(self) -> None:
-        self.stop = True
-        self.thread.join(2)
-        self.sock.close()
-
-
-class _Tcp:
-    """A real TCP listener keeping what each connection sent."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.sessions: list[bytes] = []
-        self.stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            conn.settimeout(5)
-            data = b""
-            try:
-                while chunk := conn.recv(65536):
-                    data += chunk
-            except OSError:
-                pass
-            conn.close()
-            self.sessions.append(data)
-
-    def close(self) -> None:
-        self.stop = True
-        self.thread.join(2)
-        self.sock.close()
-
-
 @pytest.fixture
 def listeners():
     made: list = []
@@ -199,7 +137,7 @@ def test_datagram_pushers_match(procs, listeners, pusher) -> None:
     need_uwsgi()
     rounds = {}
     for kind in KINDS:
-        udp = listeners(_Udp)
+        udp = listeners(UdpListener)
         _start(procs, kind, "--stats-push", f"{pusher}:127.0.0.1:{udp.port},twin", *CUSTOM)
         wait_until(lambda udp=udp: sum(1 for x in udp.got if x.startswith(b"twin.core.routed_signals"))
                    >= 2, 10, message=f"{kind}: two {pusher} rounds")
@@ -223,7 +161,7 @@ def test_carbon_lines_match(procs, listeners, use_metrics) -> None:
     need_uwsgi()
     sessions = {}
     for kind in KINDS:
-        tcp = listeners(_Tcp)
+        tcp = listeners(TcpListener)
         extra = ["--carbon", f"127.0.0.1:{tcp.port}", "--carbon-id", "twin", "--carbon-freq", "1"]
         if use_metrics:
             extra += ["--carbon-use-metrics", "--enable-metrics"]
