@@ -135,7 +135,8 @@ class EmperorSettings:
             on_demand_exec=get("emperor-on-demand-exec"),
             broodlord=max(0, int(get("emperor-broodlord", 0) or 0)),
             prometheus=get("emperor-prometheus"),
-            control_socket=get("emperor-control-socket"),
+            # absolute now: the emperor chdir()s to its vassal directory before binding it
+            control_socket=_absolute(get("emperor-control-socket")),
             log_prefix=bool(get("emperor-log-prefix", False)),
             vassal_logdir=_directory(get("emperor-vassal-logdir"), "emperor-vassal-logdir"),
             fleet_member=get("emperor-fleet-member"),
@@ -170,3 +171,7 @@ def _directory(value: Any, option: str) -> str | None:
     if not os.path.isdir(path):
         raise ValueError(f"{option} {value}: no such directory")
     return path
+
+
+def _absolute(value: Any) -> str | None:
+    return os.path.abspath(str(value)) if value else None

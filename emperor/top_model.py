@@ -12,7 +12,8 @@ uWSGI's, the same JSON), then for every vassal:
   (``{name}`` the vassal name, ``{stem}`` without its extension), else found by looking at
   the listening sockets the vassal's master holds (``/proc/PID/fd`` and ``/proc/net``) and
   keeping the one that sends a stats document on connect (found once per pid; a
-  ``stats-http`` server, which waits for a request, is only found through the template).
+  ``stats-http`` server, which waits for a request, is only found through the template;
+  a vassal without one is looked at again every few seconds).
 
 Nothing here writes to the emperor or the vassals; every read has a short deadline.
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 
 READ_TIMEOUT = 2.0
 PROBE_TIMEOUT = 0.3
+RETRY_DISCOVERY = 2.0  # seconds before looking again for a stats server not found
 
 
 @dataclass
@@ -188,7 +190,8 @@ class TopModel:
     def __init__(self, emperor: str, vassal_stats: str | None = None) -> None:
         self.emperor = emperor
         self.template = vassal_stats
-        self.found: dict[int, str | None] = {}  # vassal pid -> its stats server (None: none)
+        #: vassal pid -> (its stats server or None, when it was looked for)
+        self.found: dict[int, tuple[str | None, float]] = {}
         self.last: dict[str, tuple[float, int]] = {}  # name -> (monotonic, total requests)
 
     def stats_address(self, name: str, pid: int) -> str | None:
@@ -197,9 +200,13 @@ class TopModel:
             return self.template.format(name=name, stem=stem)
         if pid <= 0:
             return None
-        if pid not in self.found:
-            self.found[pid] = next((a for a in listening_sockets(pid) if probe_stats(a)), None)
-        return self.found[pid]
+        known = self.found.get(pid)
+        now = time.monotonic()
+        # a vassal binds its stats server after its other sockets: look again a while later
+        if known is None or (known[0] is None and now - known[1] >= RETRY_DISCOVERY):
+            known = (next((a for a in listening_sockets(pid) if probe_stats(a)), None), now)
+            self.found[pid] = known
+        return known[0]
 
     def refresh(self) -> Frame:
         frame = Frame(self.emperor, at=time.time())

@@ -141,3 +141,24 @@ def test_top_model_without_a_terminal(two_vassals) -> None:
 def test_top_bad_arguments() -> None:
     r = subprocess.run([IMPERIUM, "top"], capture_output=True, text=True, timeout=20)
     assert r.returncode == 2 and "address" in r.stderr
+
+
+def test_top_model_reads_a_uwsgi_emperor(procs, tmp_path) -> None:
+    """The same view of Debian's real uWSGI emperor and vassal (the same stats JSON)."""
+    from emperor.top_model import TopModel
+    from tests.interop.helpers import twin_emperor
+
+    _, vdir, stats = twin_emperor(procs, tmp_path, "uwsgi", "uwsgi")
+    port = free_port()
+    (vdir / "real.ini").write_text(f"[uwsgi]\nplugins = python3\nhttp-socket = 127.0.0.1:{port}\n"
+                                   f"wsgi-file = {APPS / 'hello.py'}\nmaster = true\nprocesses = 2\n"
+                                   f"stats = {tmp_path / 'real.stats'}\n")
+    wait_until(lambda: port_open(port), 30, message="the uWSGI vassal answering")
+    model = TopModel(f"127.0.0.1:{stats}")
+    wait_until(lambda: [r for r in model.refresh().rows if r.name == "real.ini" and r.pid > 0
+                        and r.stats], 20, message="the vassal with its stats server")
+    for _ in range(3):
+        get(port)
+    row = next(r for r in model.refresh().rows if r.name == "real.ini")
+    assert row.state in ("loyal", "accepting", "ready") and row.rss and row.rss > 1 << 20
+    assert row.stats == str(tmp_path / "real.stats") and row.rps is not None
