@@ -823,8 +823,8 @@ class Emperor:
                             f"{self.settings.curse_tolerance}s after its curse: SIGKILL")
                 v.signal(signal.SIGKILL)
         if self.notifier is not None and self.royal_death_at is None:
-            vassals = list(self.vassals.values())
-            self.notifier.tick(self.status_line, lambda: systemd.any_reloading(vassals))
+            self.notifier.tick(self.status_line,
+                               lambda: systemd.any_reloading(list(self.vassals.values())), now)
         if self.royal_death_at is not None and now - self.royal_death_at >= self.settings.reload_mercy:
             for v in list(self.vassals.values()):
                 if v.alive() and not v.no_mercy:

@@ -28,6 +28,8 @@ from emperor.protocol import SystemdNotify
 
 #: seconds after which READY=1 is sent even if a monitor has not finished its first scan
 SETTLE_LIMIT = 60.0
+#: seconds between two looks at the vassal counts for STATUS=
+STATUS_PERIOD = 1.0
 
 
 class Notifier:
@@ -37,6 +39,7 @@ class Notifier:
         self.status = ""
         self.reloading = False
         self.ready_sent = False
+        self.next_check = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -80,10 +83,13 @@ class Notifier:
         self.notify.send("STATUS=The Emperor is buried.")
         self.close()
 
-    def tick(self, status: Callable[[], str], still_reloading: Callable[[], bool]) -> None:
-        """From the emperor's periodic check: READY after a reload, STATUS on change."""
-        if not self.ready_sent:
+    def tick(self, status: Callable[[], str], still_reloading: Callable[[], bool],
+             now: float) -> None:
+        """From the emperor's periodic check, once a second at most (the counts walk every
+        vassal): READY after a reload, STATUS on change."""
+        if not self.ready_sent or now < self.next_check:
             return
+        self.next_check = now + STATUS_PERIOD
         if self.reloading and not still_reloading():
             self.reloading = False
             text = status()
