@@ -7,6 +7,7 @@ collected with a name prefix or into per-vassal files that rotate without losing
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import IMPERIUM, free_port, port_open, wait_until
-from tests.integration.emperor_harness import Emperor, bump_mtime
+from tests.integration.emperor_harness import Emperor, bump_mtime, fake_launcher
 
 
 def scrape(port: int) -> dict[str, dict[tuple, float]]:
@@ -246,3 +247,24 @@ def test_vassal_logs_rotate_without_losing_a_line(procs, tmp_path) -> None:
     assert all(f.stat().st_size > 0 for f in rotated)
     assert "talk" not in em.log()
     em.stop()
+
+
+def test_emperor_logto_reopens_on_sigusr2(procs, tmp_path) -> None:
+    logfile = tmp_path / "emperor.log"
+    vdir = tmp_path / "vassals"
+    vdir.mkdir()
+    p = procs.start([IMPERIUM, "--emperor", str(vdir), "--binary-path", str(fake_launcher(tmp_path)),
+                     "--logto", str(logfile), "--emperor-log-prefix"])
+    wait_until(lambda: logfile.exists() and "starting uWSGI Emperor" in logfile.read_text(), 15,
+               message="the emperor logging to its file")
+    (vdir / "a.ini").write_text("[uwsgi]\nfake-talk = 0.05\nfake-talk-count = 2\n")
+    wait_until(lambda: "[a.ini] talk 1" in logfile.read_text(), 10, message="lines in the log file")
+    logfile.rename(tmp_path / "emperor.log.1")
+    os.kill(p.pid, signal.SIGUSR2)
+    wait_until(lambda: logfile.exists() and "log files reopened" in logfile.read_text(), 10,
+               message="a new log file")
+    (vdir / "b.ini").write_text("[uwsgi]\nfake-talk = 0.05\nfake-talk-count = 1\n")
+    wait_until(lambda: "[b.ini] talk 0" in logfile.read_text(), 10, message="new lines go to it")
+    assert "[a.ini] talk 1" in (tmp_path / "emperor.log.1").read_text()
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(timeout=15) == 0
