@@ -344,9 +344,11 @@ def _same_address(spec: str, name: str) -> bool:
 
 
 def _settings(config: Any, version: str, link: Any) -> WorkerSettings:
+    files = _static_files(config)
     return WorkerSettings.from_config(
         config, version, link,
-        static=_static_files(config),
+        static=files,
+        router=_router(config, files),
         reqlog=RequestLog.from_config(config),
         offload_threads=max(0, int(config.get("offload-threads") or 0)),
         reload_mercy=float(config.get("worker-reload-mercy") or 60),
@@ -358,6 +360,16 @@ def _static_files(config: Any) -> Any:
     try:
         return static.from_config(config)
     except static.StaticConfigError as exc:
+        raise InstanceError(str(exc)) from None
+
+
+def _router(config: Any, files: Any) -> Any:
+    """The internal routing rules (vassal/routing), or None when the config has none."""
+    from vassal import routing
+
+    try:
+        return routing.from_config(config, files)
+    except (routing.RouteError, static.StaticConfigError) as exc:
         raise InstanceError(str(exc)) from None
 
 

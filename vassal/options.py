@@ -309,10 +309,30 @@ _add("static-cache-paths", int, 0, "cache resolved static paths (resolved per re
 _add("static-cache-paths-name", str, None, "cache used for static paths", section=S, ignored=True)
 _add("app", str, None, "(xml <app>) marks an app entry; not needed: the mount carries the app",
      repeat=True, section=S)
-_add("route", str, None, "internal routing rule", repeat=True, section=S, ignored=True)
-_add("route-host", str, None, "internal routing rule on HTTP_HOST", repeat=True, section=S, ignored=True)
-_add("route-uri", str, None, "internal routing rule on REQUEST_URI", repeat=True, section=S, ignored=True)
-_add("route-run", str, None, "internal routing action", repeat=True, section=S, ignored=True)
+# --- instance: internal routing (vassal/routing) --------------------------------------------
+for _prefix, _chain in (("route", "request"), ("final-route", "final"), ("error-route", "error"),
+                        ("response-route", "response")):
+    for _suffix, _help in (("", "REGEXP ACTION: a rule on PATH_INFO"), ("-host", "REGEXP ACTION: a rule on HTTP_HOST"),
+                           ("-uri", "REGEXP ACTION: a rule on REQUEST_URI"),
+                           ("-qs", "REGEXP ACTION: a rule on QUERY_STRING"),
+                           ("-remote-addr", "REGEXP ACTION: a rule on REMOTE_ADDR"),
+                           ("-user-agent", "REGEXP ACTION: a rule on HTTP_USER_AGENT"),
+                           ("-remote-user", "REGEXP ACTION: a rule on REMOTE_USER"),
+                           ("-referer", "REGEXP ACTION: a rule on HTTP_REFERER"),
+                           ("-label", "NAME: a label for goto"), ("-if", "CONDITION:ARGS ACTION: a rule on a condition"),
+                           ("-if-not", "CONDITION:ARGS ACTION: a rule on a condition, negated"),
+                           ("-run", "ACTION: always run this action"),
+                           ("-status", "STATUS ACTION: a rule on the response status")):
+        if _suffix == "-status" and _chain == "request":
+            continue
+        _add(_prefix + _suffix, str, None, f"{_help} (the {_chain} routing chain)", repeat=True, section=S)
+del _prefix, _chain, _suffix, _help
+_add("collect-header", str, None, "HEADER VAR: copy this response header into a request variable", repeat=True,
+     aliases=("response-header-collect",), section=S)
+_add("pull-header", str, None, "HEADER VAR: move this response header into a request variable (not sent)",
+     repeat=True, section=S)
+_add("del-header", str, None, "never send this response header (the app's or a static file's)", repeat=True,
+     section=S)
 _add("max-fd", int, 0, "raise the file descriptor limit", section=S, ignored=True)
 _add("reaper", bool, False, "reap zombies after each request", short="r", section=S, ignored=True)
 _add("cgi-mode", bool, False, "CGI mode for plugins supporting it", short="c", section=S, ignored=True)

@@ -89,6 +89,7 @@ class WorkerSettings:
     catch_exceptions: bool = False
     emperor_link: Any = None  # VassalLink or None
     static: Any = None  # vassal.protocols.static.StaticFiles or None
+    router: Any = None  # vassal.routing.Router (the internal routing rules) or None
     reqlog: Any = field(default_factory=RequestLog)  # vassal.logs.request.RequestLog
     offload_threads: int = 0
     reload_mercy: float = 60.0  # worker-reload-mercy: how long offloaded transfers may finish
@@ -197,6 +198,8 @@ class _Response:
     via = ""  # "sendfile"/"offload": how the body went (the request log says so)
     #: an HTTP socket's answer: say when the connection closes (HTTP/1.1) or stays (HTTP/1.0)
     http = False
+    #: the request's routing state (vassal.routing.Exchange) when routing rules are configured
+    route: Any = None
 
     def __init__(self, sock: socket.socket, protocol: str, keep: bool, extra: str, head_only: bool = False,
                  auto_chunked: bool = False, env: dict | None = None,
@@ -229,6 +232,9 @@ class _Response:
         """The response head; adds Content-Length when we know it and the app did not."""
         if self.status is None:
             raise RuntimeError("the app did not call start_response")
+        if self.route is not None and not self.route.filter_head():
+            self.head_only = True  # the routing rules answered instead: the app's body goes nowhere
+            return b""
         lines = [self.protocol, " ", self.status, "\r\n"]
         has_length = False
         said = False  # the app sent its own Connection header
@@ -724,7 +730,12 @@ class Worker:
         failed = False
         result = None
         try:
-            if self.s.static is not None and self._serve_static(env, sock, resp, cslot):
+            route = s.router.request(env, resp, self) if s.router is not None else None
+            if route is not None and (route.answered or route.reselect):
+                app = None if route.answered else self.apps.select(env, False)
+            if route is not None and route.answered:
+                pass  # the request routing rules answered (or dropped) it
+            elif self.s.static is not None and self._serve_static(env, sock, resp, cslot, route):
                 app = None  # a static file answered: not a request of the app
             elif app is None:
                 log("--- no python application found, check your startup logs for errors ---")
@@ -833,6 +844,8 @@ class Worker:
                                wall0, wall0 + (t1 - t0), app.id if app is not None else -1,
                                app.requests if app is not None else -1, self.board.total_requests(), nvars,
                                pktsize, core, self.wid, self.pid, cslot.write_errors - werr0)
+        if resp.route is not None:
+            resp.route.final()
         if s.max_requests and delta >= s.max_requests:
             self.stop("max-requests")
         elif s.reload_on_rss and _rss() > s.reload_on_rss:
@@ -843,8 +856,9 @@ class Worker:
             self.stop("lifetime")
         return resp.keep and resp.has_length and not failed
 
-    def _serve_static(self, env: dict, sock: socket.socket, resp: _Response, cslot: Any) -> bool:
-        reply = self.s.static.serve(env, sock, resp.keep, self.s.add_headers, self.offload)
+    def _serve_static(self, env: dict, sock: socket.socket, resp: _Response, cslot: Any, route: Any = None) -> bool:
+        offload = None if route is not None and route.no_offload else self.offload
+        reply = self.s.static.serve(env, sock, resp.keep, self.s.add_headers, offload, route)
         if reply is None:
             return False
         resp.status, resp.head_bytes, resp.body_bytes = reply.status, reply.head_bytes, reply.body_bytes

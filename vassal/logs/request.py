@@ -252,6 +252,9 @@ class RequestLog:
              via: str, protocol: str, t0: float, t1: float, app_id: int, app_requests: int, total: int,
              nvars: int, pktsize: int, core: int, wid: int, pid: int, write_errors: int = 0) -> None:
         """The request is over: write its line if it is to be logged (the worker's one call)."""
+        if logmod.take_skip():  # the routing action donotlog
+            logmod.take_logvars()
+            return
         logvars = logmod.take_logvars()
         if self.enabled and self.chunks is None:  # the common case: no Done to build
             line = self.line(env, status, body_bytes, head_bytes, nheaders, switches, via, protocol, t0, t1,
