@@ -234,7 +234,8 @@ class _Response:
             raise RuntimeError("the app did not call start_response")
         if self.route is not None and not self.route.filter_head():
             self.head_only = True  # the routing rules answered instead: the app's body goes nowhere
-            return b""
+            if self.head_sent:
+                return b""
         lines = [self.protocol, " ", self.status, "\r\n"]
         has_length = False
         said = False  # the app sent its own Connection header

@@ -62,11 +62,13 @@ class Router:
                 if ex.found is not None:
                     os.close(ex.found.fd)
                     ex.found = None
+                if not resp.head_sent and resp.status is not None:
+                    ex.write_headers()  # a head prepared and not sent goes out at the end (uWSGI)
                 if not resp.head_sent:
                     resp.keep = False  # nothing frames the end: the connection goes
                     if resp.status is None:
                         resp.status = "0"  # uWSGI logs status 0 for a request dropped this way
-                        resp.head_sent = True
+                    resp.head_sent = True
         return ex
 
     def run(self, chain: Chain, ex: Exchange) -> int:

@@ -710,12 +710,14 @@ def murmur2(data: bytes) -> int:
     def signed(b: int) -> int:
         return (b - 256 if b >= 128 else b) & 0xFFFFFFFF  # uWSGI reads the tail as (signed) char
 
+    # uWSGI's tail reads the first bytes of the key, not the last ones (core/hash.c indexes
+    # ``key``, not the advanced ``ukey``): the same here, so that items land where they do there
     if rest == 3:
-        h ^= (signed(data[i + 2]) << 16) & 0xFFFFFFFF
+        h ^= (signed(data[2]) << 16) & 0xFFFFFFFF
     if rest >= 2:
-        h ^= (signed(data[i + 1]) << 8) & 0xFFFFFFFF
+        h ^= (signed(data[1]) << 8) & 0xFFFFFFFF
     if rest >= 1:
-        h ^= signed(data[i])
+        h ^= signed(data[0])
         h = (h * m) & 0xFFFFFFFF
     h ^= h >> 13
     h = (h * m) & 0xFFFFFFFF

@@ -192,16 +192,16 @@ class Exchange:
                 return True
             if resp.status is not None:
                 head = self._head()
-                body = b"" if resp.head_only else data
-                resp.send(head + body, "uwsgi_response_writev_headers_and_body_do")
+                resp.send(head + data, "uwsgi_response_writev_headers_and_body_do")
                 resp.head_sent = True
                 resp.head_bytes += len(head)
-                resp.body_bytes += len(body)
+                resp.body_bytes += len(data)
                 resp.chunks += 1
                 return True
             resp.head_sent = True  # a body without a head: nothing will frame it
             resp.keep = False
-        if data and not resp.head_only:
+        # a rule's body goes out for HEAD requests too, as uWSGI's does
+        if data:
             resp.send(data)
             resp.body_bytes += len(data)
         resp.chunks += 1
@@ -212,7 +212,7 @@ class Exchange:
         from vassal.protocols.offload import send_chunk
 
         resp = self.resp
-        if resp.head_only or self.ignore_body or not size:
+        if self.ignore_body or not size:
             return
         worker_offload = getattr(self.worker, "offload", None)
         if offload and worker_offload is not None and not self.no_offload:
@@ -246,18 +246,21 @@ class Exchange:
         """Before the head of the app's (or a static file's) response goes out: what uWSGI did
         at start_response (the error chain, each header through ``add_header``) and then in
         write_headers (the response chain, the addheader lines). False: a chain answered
-        instead, and the response under way is dropped."""
+        instead, and the body under way is dropped; the head still goes out unless the chain
+        sent one (``resp.head_sent``)."""
         resp = self.resp
         status, headers = resp.status, resp.headers
         if not self.prepare(status):
             return not (self.ignore_body or resp.head_sent)
         for k, v in headers:
             self.add_header(k, v)
-        if not self.response_chain() or resp.head_sent:
+        answered = not self.response_chain()
+        if resp.head_sent:
             return False
+        # the head goes out (after a BREAK that sent nothing too, as uWSGI's close does)
         if self.additional:
             resp.extra = (resp.extra or "") + "".join(line + "\r\n" for line in self.additional)
-        return True
+        return not answered
 
     def static_head(self, status: str, headers: list[tuple[str, str]], extra: str
                     ) -> tuple[str, list[tuple[str, str]], str] | None:

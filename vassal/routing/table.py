@@ -54,18 +54,40 @@ _SUBJECT_NAMES = {"": "path_info", "-host": "http_host", "-uri": "request_uri", 
 KINDS = ("-label", "-if", "-if-not", "-run", "-status")
 
 
-def route_options() -> dict[str, tuple[str, str]]:
-    """Every routing option: name -> (chain, suffix)."""
-    out = {}
-    for prefix, chain in PREFIXES.items():
-        for suffix in (*SUBJECTS, *KINDS):
-            if suffix == "-status" and chain == "request":
-                continue
-            out[prefix + suffix] = (chain, suffix)
-    return out
-
-
-ROUTE_OPTIONS = route_options()
+#: every routing option: name -> (chain, kind: a SUBJECTS key or one of KINDS)
+ROUTE_OPTIONS: dict[str, tuple[str, str]] = {
+    "route": ("request", ""), "route-host": ("request", "-host"), "route-uri": ("request", "-uri"),
+    "route-qs": ("request", "-qs"), "route-remote-addr": ("request", "-remote-addr"),
+    "route-user-agent": ("request", "-user-agent"),
+    "route-remote-user": ("request", "-remote-user"), "route-referer": ("request", "-referer"),
+    "route-label": ("request", "-label"), "route-if": ("request", "-if"),
+    "route-if-not": ("request", "-if-not"), "route-run": ("request", "-run"),
+    "final-route": ("final", ""), "final-route-host": ("final", "-host"),
+    "final-route-uri": ("final", "-uri"), "final-route-qs": ("final", "-qs"),
+    "final-route-remote-addr": ("final", "-remote-addr"),
+    "final-route-user-agent": ("final", "-user-agent"),
+    "final-route-remote-user": ("final", "-remote-user"),
+    "final-route-referer": ("final", "-referer"), "final-route-label": ("final", "-label"),
+    "final-route-if": ("final", "-if"), "final-route-if-not": ("final", "-if-not"),
+    "final-route-run": ("final", "-run"), "final-route-status": ("final", "-status"),
+    "error-route": ("error", ""), "error-route-host": ("error", "-host"),
+    "error-route-uri": ("error", "-uri"), "error-route-qs": ("error", "-qs"),
+    "error-route-remote-addr": ("error", "-remote-addr"),
+    "error-route-user-agent": ("error", "-user-agent"),
+    "error-route-remote-user": ("error", "-remote-user"),
+    "error-route-referer": ("error", "-referer"), "error-route-label": ("error", "-label"),
+    "error-route-if": ("error", "-if"), "error-route-if-not": ("error", "-if-not"),
+    "error-route-run": ("error", "-run"), "error-route-status": ("error", "-status"),
+    "response-route": ("response", ""), "response-route-host": ("response", "-host"),
+    "response-route-uri": ("response", "-uri"), "response-route-qs": ("response", "-qs"),
+    "response-route-remote-addr": ("response", "-remote-addr"),
+    "response-route-user-agent": ("response", "-user-agent"),
+    "response-route-remote-user": ("response", "-remote-user"),
+    "response-route-referer": ("response", "-referer"),
+    "response-route-label": ("response", "-label"), "response-route-if": ("response", "-if"),
+    "response-route-if-not": ("response", "-if-not"), "response-route-run": ("response", "-run"),
+    "response-route-status": ("response", "-status"),
+}
 
 
 class RouteError(ValueError):
@@ -166,7 +188,9 @@ def run(chain: Chain, ex: Exchange) -> int:
     n = len(rules)
     ctx = ex.ctx
     env = ex.env
-    saved_chain, saved_goto = ex.chain, ex.goto
+    # a chain may run inside another one's action (a status set by an action runs the error
+    # chain): the outer rule's match and jump survive it
+    saved_chain, saved_goto, saved_groups = ex.chain, ex.goto, ctx.groups
     ex.chain = chain
     ex.goto = 0
     i = 0
@@ -219,7 +243,7 @@ def run(chain: Chain, ex: Exchange) -> int:
             i += 1
         return CONTINUE
     finally:
-        ex.chain, ex.goto = saved_chain, saved_goto
+        ex.chain, ex.goto, ctx.groups = saved_chain, saved_goto, saved_groups
 
 
 def dump(chains: dict[str, Chain]) -> None:
