@@ -443,13 +443,32 @@ def _gevent_setup(config: Any, threads: int) -> int:
 
 def _services(config: Any) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
+    from vassal.services.pidfiles import SafePidfiles
     from vassal.services.sos import SosService
 
     sos = SosService.from_config(config)
-    return [*log_master.active(), *uwsgi_module.services(), *([sos] if sos is not None else [])]
+    safe = SafePidfiles.from_config(config)
+    return [*log_master.active(), *uwsgi_module.services(), *([sos] if sos is not None else []),
+            *([safe] if safe is not None else [])]
+
+
+def _umask(config: Any) -> None:
+    """``umask``: set before anything is created (uWSGI applies it while reading the options).
+    uWSGI reads three octal digits (the last three of four) and, given anything else, logs
+    "invalid umask" and sets 0 (world-writable files): here that is refused."""
+    value = config.get("umask")
+    if value is None:
+        return
+    text = str(value).strip()
+    digits = text[1:4] if len(text) == 4 else text
+    if len(digits) != 3 or any(c not in "01234567" for c in digits):
+        raise InstanceError(f"umask ({config.origin('umask')}): invalid umask: {value!r} (three octal digits, "
+                            "e.g. 022)")
+    os.umask(int(digits, 8))
 
 
 def _run(config: Any) -> int:
+    _umask(config)
     original_cwd = os.getcwd()
     reloading = bool(os.environ.get("UWSGI_RELOADS"))
     if config.get("force-cwd"):
@@ -506,6 +525,8 @@ def _run(config: Any) -> int:
     # uWSGI 2.0 goes on without an app unless need-app; we exit when an app was named and
     # failed to load (as uWSGI 2.1 does by default), and `need-app = false` restores 2.0's way
     need_app: bool | None = bool(config.get("need-app")) if config.has("need-app") else None
+    if config.get("vhost") or config.get("vhost-host"):
+        log("VirtualHosting mode enabled.")
     log(f"*** Operational MODE: {'preforking' if processes > 1 else 'single process'}"
         f"{'+threaded' if threads > 1 else ''} ***")
     apps: AppTable | None = None
@@ -579,7 +600,7 @@ def _run(config: Any) -> int:
                         os.unlink(ls.name)
                     except OSError:
                         pass
-            for opt in ("pidfile", "pidfile2"):
+            for opt in ("pidfile", "pidfile2", "safe-pidfile", "safe-pidfile2"):
                 if config.get(opt):
                     try:
                         os.unlink(config.get(opt))

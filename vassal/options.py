@@ -248,6 +248,11 @@ _add("env", str, None, "KEY=VALUE: set an environment variable (KEY alone: unset
 _add("unenv", str, None, "remove an environment variable", repeat=True, section=S)
 _add("pidfile", str, None, "write the master pid here (before dropping privileges)", section=S)
 _add("pidfile2", str, None, "write the master pid here (after dropping privileges)", section=S)
+_add("safe-pidfile", str, None, "write the master pid here once the instance is up (workers spawned)",
+     section=S)
+_add("safe-pidfile2", str, None, "the same as safe-pidfile (uWSGI 2.0 writes both at the same point)",
+     section=S)
+_add("umask", str, None, "set the umask (three octal digits, e.g. 022) before anything else", section=S)
 _add("daemonize", str, None, "detach and log to this file", short="d", section=S)
 _add("daemonize2", str, None, "detach after loading the app, logging to this file", ignored=True, section=S)
 _add("uid", str, None, "drop privileges to this user (name or number)", section=S)
@@ -262,6 +267,9 @@ _add("auto-procname", bool, False, "give processes meaningful names (uWSGI maste
 _add("mount", str, None, "MOUNTPOINT=APP: mount an app (file or module) at a URL prefix", repeat=True,
      section=S)
 _add("manage-script-name", bool, False, "route requests to mounted apps by SCRIPT_NAME prefix", section=S)
+_add("no-default-app", bool, False, "no fallback app: a request no mountpoint matches gets a 500", section=S)
+_add("vhost", bool, False, "virtual hosting: apps are chosen by HOST|SCRIPT_NAME (mount = HOST|=APP)", section=S)
+_add("vhost-host", bool, False, "the same as vhost (uWSGI 2.0 makes no difference)", section=S)
 
 # --- instance: static files (vassal/protocols/static.py) -----------------------------------
 _add("static-map", str, None, "MOUNTPOINT=DIR (or FILE): serve static files under MOUNTPOINT from DIR",
@@ -379,7 +387,7 @@ _ignored(S, "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-ch
          repeat=True)
 _ignored(S, "stats-pusher-default-freq")
 _ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "reload-on-exception", "pcre-jit",
-         "no-orphans", "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind",
+         "no-orphans", "skip-atexit", "skip-atexit-teardown", "freebind",
          "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
          "lazy-apps-fallback", "py-call-osafterfork", "ugreen", "greenlet", "stackless", "jailed",
          "master-as-root", "ksm", "python-worker-override", type_=bool)

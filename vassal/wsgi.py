@@ -109,20 +109,30 @@ def load_module(spec: str, callable_name: str) -> WsgiApp:
 
 
 class AppTable:
-    """The apps of one process, in load order; app 0 is usually the only one."""
+    """The apps of one process, in load order; app 0 is usually the only one.
+
+    A request's app is found as uWSGI 2.0 finds it (core/utils.c ``uwsgi_get_app_id``): by
+    its UWSGI_APPID variable, else by SCRIPT_NAME, else the default app, unless
+    ``no-default-app``. The default app is the first one loaded whose mountpoint is empty or
+    starts with ``/`` (uWSGI's python loader). With ``vhost``/``vhost-host`` the key is
+    ``HOST|SCRIPT_NAME`` (HTTP_HOST, else SERVER_NAME), given to the app as UWSGI_APPID:
+    ``mount = example.com|=site.py`` serves that host.
+    """
 
     def __init__(self) -> None:
         self.apps: list[App] = []
         self.default: App | None = None
         self.by_mount: dict[str, App] = {}
         self.errors: list[str] = []
+        self.vhost = False
+        self.no_default = False
 
     def add(self, mountpoint: str, app: WsgiApp, started: float) -> App:
         mp = "" if mountpoint == "/" else mountpoint.rstrip("/") if mountpoint else ""
         entry = App(len(self.apps), mp, app, int(time.time() - started), os.getcwd())
         self.apps.append(entry)
-        self.by_mount[mp] = entry
-        if self.default is None and mp == "":
+        self.by_mount.setdefault(mp, entry)
+        if self.default is None and not self.no_default and (mp == "" or mountpoint.startswith("/")):
             self.default = entry
         log(f"WSGI app {entry.id} (mountpoint='{mp}') ready in {entry.startup_time} seconds on interpreter "
             f"{id(sys.modules['__main__']):#x} pid: {os.getpid()}{' (default app)' if self.default is entry else ''}")
@@ -130,6 +140,8 @@ class AppTable:
 
     def load(self, config: Any) -> None:
         """Load every app the config names; failures are collected in ``errors`` (one line each)."""
+        self.vhost = bool(config.get("vhost") or config.get("vhost-host"))
+        self.no_default = bool(config.get("no-default-app"))
         callable_name = config.get("callable") or "application"
         for what, loader in (("wsgi-file", load_wsgi_file), ("module", load_module)):
             value = config.get(what)
@@ -156,7 +168,7 @@ class AppTable:
 
     def select(self, env: dict, manage_script_name: bool) -> App | None:
         """The app for this request (may move a mountpoint from PATH_INFO to SCRIPT_NAME)."""
-        if len(self.apps) == 1 and not self.apps[0].mountpoint:
+        if len(self.apps) == 1 and not self.apps[0].mountpoint and self.default is not None and not self.vhost:
             return self.apps[0]
         if manage_script_name:
             path = env.get("PATH_INFO", "")
@@ -167,12 +179,13 @@ class AppTable:
             if best is not None:
                 env["SCRIPT_NAME"] = best.mountpoint
                 env["PATH_INFO"] = path[len(best.mountpoint):]
-                return best
-        else:
-            script = env.get("SCRIPT_NAME", "")
-            if script and script in self.by_mount:
-                return self.by_mount[script]
-        return self.default
+        key = env.get("UWSGI_APPID")
+        if not key:
+            key = env.get("SCRIPT_NAME", "")
+            if self.vhost:
+                key = env["UWSGI_APPID"] = f"{env.get('HTTP_HOST') or env.get('SERVER_NAME') or ''}|{key}"
+        app = self.by_mount.get(key)
+        return app if app is not None else self.default
 
 
 class FileWrapper:

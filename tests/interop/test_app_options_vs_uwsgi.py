@@ -1,0 +1,121 @@
+"""``vhost``, ``no-default-app``, the default app, ``umask`` and ``safe-pidfile`` side by side
+with Debian's real uWSGI: the same ini (ports and paths aside) must give the same answers, the
+same files with the same modes, the same log prefixes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Procs, free_port, port_open, read_to_close, wait_until
+from tests.interop.helpers import backend_argv, copy_app, need_uwsgi
+
+KINDS = ("imperium", "uwsgi")
+
+
+def _start(procs: Procs, base: Path, name: str, body: str) -> dict[str, tuple[int, object, Path]]:
+    """Both servers on ``body`` ({port} and {dir} filled per server)."""
+    need_uwsgi()
+    out = {}
+    for kind in KINDS:
+        d = base / f"{name}-{kind}"
+        d.mkdir()
+        port = free_port()
+        (d / "s.ini").write_text("[uwsgi]\n" + body.format(port=port, dir=d, base=base))
+        out[kind] = (port, procs.start(backend_argv(kind, d / "s.ini"), cwd=d), d)
+    for kind, (port, p, _d) in out.items():
+        wait_until(lambda p=p, port=port: p.poll() is not None or port_open(port), 20, message=f"{kind} {name}")
+        assert p.poll() is None, f"{kind} exited:\n{procs.output(p)[-3000:]}"
+    return out
+
+
+def _get(port: int, path: str, host: str = "t") -> tuple[str, bytes]:
+    raw = read_to_close(port, f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode(), timeout=10)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0].decode(), body
+
+
+@pytest.fixture
+def apps(tmp_path: Path) -> Path:
+    copy_app("routed.py", tmp_path)
+    (tmp_path / "other.py").write_text(
+        "def application(env, sr):\n"
+        "    sr('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [('other ' + env.get('UWSGI_APPID', '-') + ' ' + env['PATH_INFO']).encode()]\n")
+    return tmp_path
+
+
+def test_vhost_chooses_the_app_by_host(apps: Path, procs: Procs) -> None:
+    servers = _start(procs, apps, "vhost", """http-socket = 127.0.0.1:{port}
+wsgi-file = {base}/routed.py
+mount = other.host|={base}/other.py
+vhost = true
+master = true
+""")
+    answers = {kind: [_get(port, "/x", "other.host"), _get(port, "/x", "t"), _get(port, "/x", "other.host:80")]
+               for kind, (port, _p, _d) in servers.items()}
+    assert answers["imperium"] == answers["uwsgi"]
+    (s1, b1), (s2, b2), (s3, b3) = answers["imperium"]
+    assert b1 == b"other other.host| /x"
+    assert b"UWSGI_APPID=t|\n" in b2 and b"UWSGI_APPID=other.host:80|\n" in b3
+    for kind, (_port, p, _d) in servers.items():
+        wait_until(lambda p=p: "GET /x" in procs.output(p), 10, message=f"{kind} logs")
+        out = procs.output(p)
+        assert "VirtualHosting mode enabled." in out, kind
+        assert any(line.startswith("other.host [pid: ") for line in out.splitlines()), kind
+
+
+def test_no_default_app_and_the_default_app(apps: Path, procs: Procs) -> None:
+    servers = _start(procs, apps, "nodefault", """http-socket = 127.0.0.1:{port}
+mount = /first={base}/other.py
+mount = /second={base}/routed.py
+master = true
+""")
+    strict = _start(procs, apps, "strict", """http-socket = 127.0.0.1:{port}
+mount = /first={base}/other.py
+no-default-app = true
+master = true
+""")
+    for group in (servers, strict):
+        answers = {kind: [_get(port, "/nowhere"), _get(port, "/first/x")] for kind, (port, _p, _d) in group.items()}
+        assert answers["imperium"] == answers["uwsgi"], answers
+    # the first app mounted at a /path is the default one (uWSGI's python loader)
+    assert _get(servers["imperium"][0], "/nowhere") == ("HTTP/1.1 200 OK", b"other - /nowhere")
+    assert _get(strict["imperium"][0], "/nowhere")[0] == "HTTP/1.1 500 Internal Server Error"
+
+
+def test_umask_and_safe_pidfile(apps: Path, procs: Procs) -> None:
+    servers = _start(procs, apps, "umask", """http-socket = 127.0.0.1:{port}
+socket = {dir}/app.sock
+wsgi-file = {base}/routed.py
+umask = 027
+safe-pidfile = {dir}/safe.pid
+safe-pidfile2 = {dir}/safe2.pid
+vacuum = true
+master = true
+processes = 2
+""")
+    modes = {}
+    for kind, (_port, p, d) in servers.items():
+        for name in ("safe.pid", "safe2.pid"):
+            wait_until(lambda d=d, name=name: (d / name).exists() and (d / name).read_text().endswith("\n"), 10,
+                       message=f"{kind} {name}")
+            assert (d / name).read_text() == f"{p.pid}\n", kind  # the master's pid
+        modes[kind] = {name: stat.S_IMODE(os.stat(d / name).st_mode) for name in ("safe.pid", "app.sock")}
+    assert modes["imperium"] == modes["uwsgi"]
+    assert modes["imperium"]["safe.pid"] == 0o640
+    for kind, (_port, p, d) in servers.items():
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=30)
+        assert not (d / "safe.pid").exists() and not (d / "safe2.pid").exists(), kind
+
+
+def test_bad_umask_is_refused(apps: Path, procs: Procs) -> None:
+    (apps / "bad.ini").write_text("[uwsgi]\nhttp-socket = 127.0.0.1:0\numask = 9x\n")
+    p = procs.start(backend_argv("imperium", apps / "bad.ini"), cwd=apps)
+    assert p.wait(timeout=30) != 0
+    assert "umask (" in procs.output(p) and "bad.ini:3" in procs.output(p)
