@@ -369,13 +369,13 @@ _add("locks", int, 0, "create N+1 user locks (uwsgi.lock(0..N))", section=S)
 _add("rpc-max", int, 64, "most RPC functions a process may register", section=S)
 _ignored(S, "hook-asap",
          "hook-pre-app", "hook-post-app", "hook-accepting", "cron", "unique-cron", "attach-daemon",
-         "attach-daemon2", "smart-attach-daemon", "legion", "subscribe-to", "subscribe2",
+         "attach-daemon2", "smart-attach-daemon", "legion",
          "harakiri-graceful-timeout",
          "cpu-affinity", "master-fifo",
          "fs-reload", "fs-brutal-reload", "alarm", "stats-push", "carbon", "metrics-dir",
          "websockets-max-size", "chroot", "cap", "unshare", "namespace",
          "limit-as", "rlimit-nproc", "cgroup", "worker-exec",
-         "https", "https-socket", "ssl-socket", "http-to", "fastrouter", "rawrouter", "sslrouter",
+         "https-socket", "ssl-socket",
          "snmp", "log-alarm",
          "listen-queue-alarm", "wsgi-env-behaviour", "wsgi-env-behavior",
          "http-modifier1", "http-var", "http-stats", "http-processes",
@@ -561,6 +561,32 @@ _add("imperial-monitor-list", bool, False, "list the imperial monitors (and go o
      aliases=("imperial-monitors-list",), section=S)
 
 del S
+
+# --- refused with a reason: uWSGI options whose absence would break a deploy silently ------------
+_ROUTER = ("uWSGI's {plugin} (a proxy process in front of the workers, with its subscription server) is "
+           "not built here: put nginx (uwsgi_pass/proxy_pass) or HAProxy in front of the instances, "
+           "each on its own socket (an emperor's vassals each bind theirs)")
+_SUBSCRIBE = ("subscribing to a uWSGI router is not built here: point the front server (nginx's "
+              "uwsgi_pass) at the instance's socket instead")
+#: option -> why it is refused (the loader says so, naming file and line)
+REFUSED: dict[str, str] = {}
+#: uWSGI plugin -> why every option it defines is refused
+REFUSED_PLUGINS: dict[str, str] = {p: _ROUTER.format(plugin=p) for p in (
+    "fastrouter", "rawrouter", "sslrouter", "forkptyrouter", "corerouter")}
+
+
+def _refuse(why: str, *names: str) -> None:
+    for name in names:
+        if name in ALIASES:
+            raise ValueError(f"option {name} both defined and refused")
+        REFUSED[name] = why
+
+
+_refuse(_SUBSCRIBE, "subscribe-to", "subscribe2", "st", "subscribe", "unsubscribe-on-graceful-reload",
+        "start-unsubscribed", "subscription-algo", "subscribe-freq", "subscription-tolerance",
+        "http-subscription-server", "http-subscription-fallback-key", "http-resubscribe")
+_refuse("uWSGI's HTTP router is not built here (the instance serves HTTP itself with http-socket): let "
+        "the front server terminate TLS and proxy", "https", "https2", "http-to", "http-to-https")
 
 #: options accepted only for compatibility
 IGNORED: frozenset[str] = frozenset(n for n, o in OPTIONS.items() if o.ignored)
