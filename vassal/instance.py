@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from vassal import log as logmod
+from vassal import process_setup
 from vassal.api import background, uwsgi_module
 from vassal.emperor_link import EmperorLink
 from vassal.log import log
@@ -28,6 +29,8 @@ from vassal.master import FAILED_APP_CODE, Master
 from vassal.protocols import offload, static
 from vassal.scoreboard import Scoreboard
 from vassal.services import Service, log_master
+from vassal.services.plan import PlanError, ServicePlan
+from vassal.services.reload_rules import reload_on_exception_rule
 from vassal.services.stats_server import StatsService
 from vassal.sockets import (
     PROTOCOLS,
@@ -93,6 +96,20 @@ def _daemonize(logfile: str) -> None:
     os.dup2(null, 0)
     os.close(null)
     logmod.open_logfile(logfile)
+
+
+def _daemonize2(config: Any, link: Any, reloading: bool) -> None:
+    """``daemonize2``: like ``daemonize``, after the apps are loaded; under an emperor (or
+    on a reload) only the log moves, as uWSGI does."""
+    path = config.get("daemonize2")
+    if link is None and not reloading:
+        log("*** daemonizing uWSGI ***")
+        _daemonize(path)
+        uwsgi_module.set_master_pid(os.getpid())
+        _write_pidfile(config.get("pidfile"))
+        _write_pidfile(config.get("pidfile2"))
+    else:
+        _open_logfile(config, "daemonize2")
 
 
 def _home(path: str) -> None:
@@ -400,9 +417,11 @@ def _set_title(title: str | None) -> None:
         pass
 
 
-def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
+def _load_apps(config: Any, need_app: bool | None, in_worker: bool, plan: ServicePlan) -> AppTable:
     """The apps; exits (FAILED_APP_CODE) when none loaded and ``need_app``, or when
-    ``need_app`` is None (not given) and an app was named but failed."""
+    ``need_app`` is None (not given) and an app was named but failed. The pre-app and
+    post-app hooks run around the loading (in the worker with lazy-apps)."""
+    _phase(plan, "pre-app", in_worker)
     apps = AppTable()
     apps.load(config)
     uwsgi_module.set_apps(apps.apps)
@@ -415,6 +434,7 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
             raise SystemExit(FAILED_APP_CODE)
         if not in_worker:
             log("*** no app loaded. going in full dynamic mode ***")
+    _phase(plan, "post-app", in_worker)
     return apps
 
 
@@ -441,7 +461,18 @@ def _gevent_setup(config: Any, threads: int) -> int:
     return cores
 
 
-def _services(config: Any) -> list[Service]:
+def _phase(plan: ServicePlan, phase: str, in_worker: bool = False) -> None:
+    """Run a hook phase: in the master a fatal failure ends the start-up (exit 1)."""
+    if in_worker:
+        plan.worker_phase(phase)
+        return
+    try:
+        plan.phase(phase)
+    except PlanError as exc:
+        raise InstanceError(str(exc)) from None
+
+
+def _services(config: Any, plan: ServicePlan) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
     from vassal.services.pidfiles import SafePidfiles
     from vassal.services.sos import SosService
@@ -449,7 +480,7 @@ def _services(config: Any) -> list[Service]:
     sos = SosService.from_config(config)
     safe = SafePidfiles.from_config(config)
     return [*log_master.active(), *uwsgi_module.services(), *([sos] if sos is not None else []),
-            *([safe] if safe is not None else [])]
+            *plan.services(), *([safe] if safe is not None else [])]
 
 
 def _umask(config: Any) -> None:
@@ -471,6 +502,11 @@ def _run(config: Any) -> int:
     _umask(config)
     original_cwd = os.getcwd()
     reloading = bool(os.environ.get("UWSGI_RELOADS"))
+    try:
+        plan = ServicePlan(config)
+    except PlanError as exc:
+        raise InstanceError(str(exc)) from None
+    _phase(plan, "asap")
     if config.get("force-cwd"):
         try:
             os.chdir(config.get("force-cwd"))
@@ -488,11 +524,23 @@ def _run(config: Any) -> int:
     if not _socket_specs(config) and not config.getlist("zerg") and not _has_stdin_socket():
         raise InstanceError("no socket configured: use http-socket = ADDR or socket = ADDR")
     link = EmperorLink.from_config(config)
+    process_setup.apply_max_fd(config)
+    if not reloading:
+        _phase(plan, "pre-jail")
+    _phase(plan, "in-jail")
     if config.get("home"):
         _home(config.get("home"))
     sockets = _make_sockets(config)
+    process_setup.remap_stdin(config)
     _write_pidfile(config.get("pidfile"))
+    as_root = os.getuid() == 0
+    if as_root:  # as uWSGI: the jail and privilege phases run only for a root start
+        if config.get("jailed"):
+            _phase(plan, "post-jail")
+        _phase(plan, "as-root")
     _drop_privileges(config)
+    if as_root:
+        _phase(plan, "as-user")
     _write_pidfile(config.get("pidfile2"))
     if config.get("logto2"):
         _open_logfile(config, "logto2")
@@ -511,6 +559,11 @@ def _run(config: Any) -> int:
     extras = background.current()  # signals, spooler, mules: hooks for the workers and the stats
     extras.title = lambda role: _procname(config, role)
     _pythonpath(config)
+    process_setup.set_pyargv(config)
+    try:
+        process_setup.apply_pymodule_aliases(config)
+    except process_setup.SetupError as exc:
+        raise InstanceError(str(exc)) from None
     for mod in config.getlist("shared-import"):
         __import__(mod)
     if config.get("chdir"):
@@ -534,12 +587,17 @@ def _run(config: Any) -> int:
         for mod in config.getlist("import"):
             __import__(mod)
         try:
-            apps = _load_apps(config, need_app, in_worker=False)
+            apps = _load_apps(config, need_app, in_worker=False, plan=plan)
         except SystemExit as exc:
             return int(exc.code or 0)
         if config.get("chdir2"):
             os.chdir(config.get("chdir2"))
+    if config.get("daemonize2"):
+        _daemonize2(config, link, reloading)
     settings = _settings(config, version, link)
+    if plan.wants_accepting():
+        settings.on_accepting = lambda wid: plan.accepting(wid, board.workers[wid].respawn_count == 1)
+    settings.reload_on_exception = reload_on_exception_rule(config)
 
     stats_server = None
     stats_source = None
@@ -574,12 +632,13 @@ def _run(config: Any) -> int:
         extras.in_worker(wid)
         _set_title(_procname(config, f"worker {wid}"))
         extras.post_fork()
+        plan.worker_phase("post-fork")
         table = apps
         if table is None:
             for mod in config.getlist("import"):
                 __import__(mod)
             try:
-                table = _load_apps(config, need_app, in_worker=True)
+                table = _load_apps(config, need_app, in_worker=True, plan=plan)
             except SystemExit as exc:
                 os._exit(int(exc.code or 0))
             board.workers[wid].app_loaded = 1 if table.apps else 0
@@ -620,8 +679,14 @@ def _run(config: Any) -> int:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
                         stats_source=stats_source, original_cwd=original_cwd,
                         cleanup=cleanup, lazy_need_app=lazy and need_app is not False,
-                        services=_services(config) + ([stats_server] if stats_server else []))
+                        services=_services(config, plan) + ([stats_server] if stats_server else []))
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
+    try:
+        plan.open_fifo()
+    except PlanError as exc:
+        raise InstanceError(str(exc)) from None
+    if stats_source is not None:
+        stats_source.daemons = plan.daemon_stats
     log(f"spawned uWSGI master process (pid: {os.getpid()})")
     return master.run()

@@ -166,7 +166,7 @@ _add("disable-write-exception", bool, False, "no OSError in the app when writing
 _add("ignore-sigpipe", bool, False, "do not log writes to a client that went away (SIGPIPE)", section=S)
 _add("ignore-write-errors", bool, False, "do not log failed writes to the client", section=S)
 _add("limit-post", int, 0, "refuse request bodies larger than this many bytes (0: no limit)", section=S)
-_add("honour-stdin", bool, False, "leave stdin alone (always so: Imperium never reopens stdin)", section=S)
+_add("honour-stdin", bool, False, "leave stdin alone instead of reopening it on /dev/null", section=S)
 _add("close-on-exec", bool, False, "mark request sockets close-on-exec (always so: Python's default)", section=S)
 _add("close-on-exec2", bool, False, "mark server sockets close-on-exec (always so between reloads)", section=S)
 _add("catch-exceptions", bool, False, "show exceptions in the HTTP response (development only)", section=S)
@@ -190,16 +190,16 @@ _add("thunder-lock", bool, False, "serialize accept() (always: one waiter wakes 
      "EPOLLEXCLUSIVE)", section=S)
 _add("max-requests", int, 0, "recycle a worker after this many requests (0: never)", short="R", section=S)
 _add("max-worker-lifetime", int, 0, "recycle a worker after this many seconds (0: never)", section=S)
-_add("max-worker-lifetime-delta", int, 0, "add worker-id times this to max-worker-lifetime", ignored=True, section=S)
+_add("max-worker-lifetime-delta", int, 0, "add worker-id times this to max-worker-lifetime", section=S)
 _add("reload-on-rss", int, 0, "recycle a worker whose RSS exceeds this many megabytes after a request",
      section=S)
 _add("evil-reload-on-rss", int, 0, "kill a worker whose RSS exceeds this many megabytes, checked by the master",
      section=S)
-_add("reload-on-as", int, 0, "recycle a worker whose address space exceeds this many megabytes", ignored=True, section=S)
-_add("evil-reload-on-as", int, 0, "kill a worker whose address space exceeds this many megabytes", ignored=True, section=S)
+_add("reload-on-as", int, 0, "recycle a worker whose address space exceeds this many megabytes", section=S)
+_add("evil-reload-on-as", int, 0, "kill a worker whose address space exceeds this many megabytes", section=S)
 _add("harakiri", int, 0, "kill a worker stuck in one request longer than this many seconds", short="t",
      section=S)
-_add("harakiri-verbose", bool, False, "log more about harakiri kills", ignored=True, section=S)
+_add("harakiri-verbose", bool, False, "log the stuck worker's syscall and wchan on harakiri", section=S)
 _add("reload-mercy", int, 60, "seconds to wait for workers (or vassals) to stop on reload/shutdown",
      section=S)
 _add("worker-reload-mercy", int, 60, "seconds a worker gets to finish before it is killed", section=S)
@@ -220,11 +220,11 @@ _add("touch-reload", str, None, "reload when this file's mtime changes", repeat=
 _add("touch-workers-reload", str, None, "reload only the workers when this file changes", repeat=True,
      section=S)
 _add("touch-chain-reload", str, None, "reload workers one by one when this file changes", repeat=True,
-     ignored=True, section=S)
-_add("touch-exec", str, None, "FILE COMMAND: run a command when the file changes", repeat=True, section=S,
-     ignored=True)
+     section=S)
 _add("py-autoreload", int, 0, "reload when a loaded python module changes, checking every N seconds",
-     ignored=True, section=S)
+     aliases=("py-auto-reload", "python-autoreload", "python-auto-reload"), section=S)
+_add("py-autoreload-ignore", str, None, "module py-autoreload does not watch", repeat=True,
+     aliases=("py-auto-reload-ignore",), section=S)
 _add("stats", str, None, "serve the stats JSON on this address", aliases=("stats-server",), section=S)
 _add("stats-http", bool, False, "prefix the stats JSON with HTTP headers", section=S)
 _add("stats-minified", bool, False, "compact stats JSON", aliases=("stats-min",), section=S)
@@ -254,7 +254,7 @@ _add("safe-pidfile2", str, None, "the same as safe-pidfile (uWSGI 2.0 writes bot
      section=S)
 _add("umask", str, None, "set the umask (three octal digits, e.g. 022) before anything else", section=S)
 _add("daemonize", str, None, "detach and log to this file", short="d", section=S)
-_add("daemonize2", str, None, "detach after loading the app, logging to this file", ignored=True, section=S)
+_add("daemonize2", str, None, "detach after loading the app, logging to this file", section=S)
 _add("uid", str, None, "drop privileges to this user (name or number)", section=S)
 _add("gid", str, None, "drop privileges to this group (name or number)", section=S)
 _add("procname", str, None, "name of the processes", section=S)
@@ -341,7 +341,6 @@ _add("pull-header", str, None, "HEADER VAR: move this response header into a req
      repeat=True, section=S)
 _add("del-header", str, None, "never send this response header (the app's or a static file's)", repeat=True,
      section=S)
-_add("max-fd", int, 0, "raise the file descriptor limit", section=S, ignored=True)
 _add("reaper", bool, False, "reap zombies after each request", short="r", section=S, ignored=True)
 _add("cgi-mode", bool, False, "CGI mode for plugins supporting it", short="c", section=S, ignored=True)
 _add("max-vars", int, 0, "number of internal request variables", short="v", section=S, ignored=True)
@@ -367,12 +366,8 @@ _add("cache-udp-node", str, None, "cache replication (refused: not supported)", 
 _add("cache-sync", str, None, "copy a remote cache at startup (refused: not supported)", section=S)
 _add("locks", int, 0, "create N+1 user locks (uwsgi.lock(0..N))", section=S)
 _add("rpc-max", int, 64, "most RPC functions a process may register", section=S)
-_ignored(S, "hook-asap",
-         "hook-pre-app", "hook-post-app", "hook-accepting", "cron", "unique-cron", "attach-daemon",
-         "attach-daemon2", "smart-attach-daemon", "legion",
-         "harakiri-graceful-timeout",
-         "cpu-affinity", "master-fifo",
-         "fs-reload", "fs-brutal-reload", "alarm", "stats-push", "carbon", "metrics-dir",
+_ignored(S, "legion",
+         "cpu-affinity", "alarm", "stats-push", "carbon", "metrics-dir",
          "websockets-max-size", "chroot", "cap", "unshare", "namespace",
          "limit-as", "rlimit-nproc", "cgroup", "worker-exec",
          "https-socket", "ssl-socket",
@@ -386,11 +381,10 @@ _ignored(S, "hook-asap",
 _ignored(S, "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
          repeat=True)
 _ignored(S, "stats-pusher-default-freq")
-_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "reload-on-exception", "pcre-jit",
-         "no-orphans", "skip-atexit", "skip-atexit-teardown", "freebind",
+_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "pcre-jit",
+         "skip-atexit", "skip-atexit-teardown", "freebind",
          "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
-         "lazy-apps-fallback", "py-call-osafterfork", "ugreen", "greenlet", "stackless", "jailed",
-         "master-as-root", "ksm", "python-worker-override", type_=bool)
+         "lazy-apps-fallback", "ugreen", "greenlet", "stackless",          "master-as-root", "ksm", "python-worker-override", type_=bool)
 
 # --- instance: uWSGI signals, the spooler, mules (vassal.api.signals/spooler/mules) ----------
 _add("timer", str, None, "SIGNAL SECONDS: raise a uWSGI signal every SECONDS", repeat=True,
@@ -424,6 +418,72 @@ _add("mule-msg-size", int, 0, "socket buffer size of the mule message queues (by
 _add("touch-mules-reload", str, None, "restart the mules when this file is touched", repeat=True,
      section=S)
 
+# --- master services: hooks, daemons, cron, master FIFO, touch and reload (vassal/services) --
+S = "services"
+for _phase in ("asap", "pre-jail", "post-jail", "in-jail", "as-root", "as-user", "as-user-atexit", "pre-app",
+               "post-app", "post-fork", "accepting", "accepting1", "accepting-once", "accepting1-once",
+               "master-start", "emperor-stop", "emperor-reload", "emperor-lost"):
+    _add(f"hook-{_phase}", str, None, f"ACTION:ARGS: run a hook in the {_phase} phase", repeat=True, section=S)
+for _phase in ("asap", "pre-jail", "post-jail", "in-jail", "as-root", "as-user", "as-user-atexit", "pre-app",
+               "post-app"):
+    _add(f"exec-{_phase}", str, None, f"run a shell command in the {_phase} phase", repeat=True, section=S)
+    _add(f"call-{_phase}", str, None, f"call a function in the {_phase} phase", repeat=True, section=S)
+del _phase
+_add("hook-touch", str, None, "FILE ACTION:ARGS: run a hook when the file is touched", repeat=True, section=S)
+for _name in ("hook-as-vassal", "hook-as-emperor", "hook-emperor-start", "exec-as-vassal", "exec-as-emperor",
+              "call-as-vassal", "call-as-vassal1", "call-as-vassal3", "call-as-emperor", "call-as-emperor1",
+              "call-as-emperor2", "call-as-emperor4"):
+    _add(_name, str, None, "a hook the emperor runs for its vassals (not wired here)", repeat=True,
+         section=S, ignored=True)
+_add("hook-as-mule", str, None, "ACTION:ARGS: run a hook in each mule as it starts", repeat=True, section=S)
+_add("hook-as-gateway", str, None, "a hook of gateways (no gateway processes here)", repeat=True, section=S,
+     ignored=True)
+del _name
+_add("binsh", str, None, "shell for exec hooks, cron, daemons (first executable one; else /bin/sh)",
+     repeat=True, section=S)
+_add("jailed", bool, False, "run the post-jail hooks (as root)", section=S)
+_add("attach-daemon", str, None, "run a command beside the master, respawned when it exits", repeat=True,
+     section=S)
+_add("attach-control-daemon", str, None, "like attach-daemon; its death stops the instance", repeat=True,
+     section=S)
+_add("smart-attach-daemon", str, None, "PIDFILE COMMAND: a self-daemonizing command followed by pidfile",
+     repeat=True, section=S)
+_add("smart-attach-daemon2", str, None, "PIDFILE COMMAND: daemonize the command and write its pidfile",
+     repeat=True, section=S)
+_add("attach-daemon2", str, None, "key=val,... form of the attach-daemon family (command=...)", repeat=True,
+     section=S)
+for _name in ("legion-attach-daemon", "legion-smart-attach-daemon", "legion-smart-attach-daemon2",
+              "legion-cron", "cron-legion", "unique-legion-cron", "unique-cron-legion"):
+    _add(_name, str, None, "refused: legions are not available in Imperium", repeat=True, section=S)
+del _name
+_add("daemons-honour-stdin", bool, False, "leave the daemons' stdin alone (default: /dev/null)", section=S)
+_add("cron", str, None, "MIN HOUR DAY MONTH WEEKDAY COMMAND: run a command at those times (-1: any)",
+     repeat=True, section=S)
+_add("cron2", str, None, "minute=..,hour=..,day=..,month=..,week=..,unique=..,harakiri=.. COMMAND",
+     repeat=True, section=S)
+_add("unique-cron", str, None, "like cron, never two runs at once", repeat=True, section=S)
+_add("cron-harakiri", int, 0, "kill a cron command still running after this many seconds", section=S)
+_add("master-fifo", str, None, "command FIFO of the master (r, R, q, Q, w, W, c, p, s, ...); up to 10 slots",
+     repeat=True, section=S)
+_add("touch-exec", str, None, "FILE COMMAND: run a command when the file changes", repeat=True, section=S)
+_add("fs-reload", str, None, "graceful reload when this file or directory changes (inotify)", repeat=True,
+     section=S)
+_add("fs-brutal-reload", str, None, "brutal reload when this file or directory changes (inotify)",
+     repeat=True, section=S)
+_add("reload-on-exception", bool, False, "end the worker when the app raises (the master respawns it)",
+     section=S)
+_add("reload-on-exception-type", str, None, "end the worker when the app raises this exception type",
+     repeat=True, section=S)
+_add("reload-on-exception-value", str, None, "end the worker when the app raises with this message",
+     repeat=True, section=S)
+_add("reload-on-exception-repr", str, None, "end the worker when the app raises 'Type: message'",
+     repeat=True, section=S)
+_add("harakiri-graceful-timeout", int, 0, "first harakiri sends harakiri-graceful-signal, SIGKILL this "
+     "many seconds later", section=S)
+_add("harakiri-graceful-signal", int, 15, "signal of the graceful harakiri", section=S)
+_add("no-orphans", bool, False, "kill the workers when the master dies (always the case here)", section=S)
+_add("max-fd", int, 0, "set the file descriptor limit (soft and hard)", section=S)
+
 # --- python --------------------------------------------------------------------------------
 S = "python"
 _add("wsgi-file", str, None, "load the WSGI app from this file", aliases=("file",), section=S)
@@ -434,17 +494,23 @@ _add("pythonpath", str, None, "add a directory (or glob) to sys.path", repeat=Tr
      aliases=("python-path", "pp"), section=S)
 _add("home", str, None, "use this virtualenv (PYTHONHOME)", aliases=("virtualenv", "venv", "pyhome"),
      short="H", section=S)
-_add("pymodule-alias", str, None, "NAME=MODULE: import MODULE under NAME", repeat=True, ignored=True, section=S)
+_add("pymodule-alias", str, None, "NAME=MODULE: import MODULE under NAME", repeat=True, section=S)
 _add("import", str, None, "import this module at startup", repeat=True, aliases=("pyimport", "py-import",
      "python-import"), section=S)
 _add("shared-import", str, None, "import this module in the master", repeat=True,
      aliases=("shared-pyimport", "shared-py-import", "shared-python-import"), section=S)
 _add("test", str, None, "check that this module imports and exit", short="J", section=S, ignored=True)
 _add("optimize", int, 0, "python optimization level", short="O", section=S, ignored=True)
-_add("paste", str, None, "load a paste.deploy app", ignored=True, section=S)
-_add("ini-paste", str, None, "load a paste.deploy app from this ini file", ignored=True, section=S)
+_add("paste", str, None, "load a paste.deploy app (config:/path/app.ini, egg:..., ...)", section=S)
+_add("paste-logger", bool, False, "configure logging from the paste ini file (logging.config)", section=S)
+_add("ini-paste", str, None, "read this ini file's [uwsgi] section and load it as a paste.deploy app",
+     section=S, loader=True)
+_add("ini-paste-logged", str, None, "like ini-paste, and configure logging from the file", section=S,
+     loader=True)
 _add("eval", str, None, "evaluate this python code as the app definition", section=S)
-_add("pyargv", str, None, "sys.argv for the app (split on spaces)", ignored=True, section=S)
+_add("pyargv", str, None, "sys.argv of the app after 'uwsgi' (split on spaces)", section=S)
+_add("py-call-osafterfork", bool, False, "let workers trap OS signals in python (always the case here)",
+     section=S)
 
 # --- logging -------------------------------------------------------------------------------
 S = "logging"
@@ -592,10 +658,11 @@ _refuse("uWSGI's HTTP router is not built here (the instance serves HTTP itself 
 IGNORED: frozenset[str] = frozenset(n for n, o in OPTIONS.items() if o.ignored)
 #: options whose effect Imperium always has, so no code needs to read them: xml's <app>
 #: marker (its mount is read), plugins are built in, app threads always run, one interpreter per process, sockets are close-on-exec,
-#: stdin is left alone, HTTP/1.1 keep-alive is on, the stats hold no metrics
+#: HTTP/1.1 keep-alive is on, the stats hold no metrics, workers die with the master
+#: (no-orphans) and python's signal state is reset after every fork (py-call-osafterfork)
 INHERENT: frozenset[str] = frozenset({
     "app", "plugin", "plugins-dir", "enable-threads", "single-interpreter", "close-on-exec", "close-on-exec2",
-    "honour-stdin", "http-keepalive", "stats-no-metrics",
+    "http-keepalive", "stats-no-metrics", "no-orphans", "py-call-osafterfork",
     # TCP_NODELAY is set on every TCP socket; EPOLLEXCLUSIVE wakes one waiter per connection
     "tcp-nodelay", "thunder-lock",
 })
@@ -607,7 +674,9 @@ def lookup(spelling: str) -> Option | None:
     return OPTIONS[name] if name else None
 
 
-_SECTION_TITLES = {"config": "Configuration", "instance": "Instance", "python": "Python apps",
+_SECTION_TITLES = {"config": "Configuration", "instance": "Instance",
+                   "services": "Master services (hooks, daemons, cron, master FIFO, reloads)",
+                   "python": "Python apps",
                    "logging": "Logging", "emperor": "Emperor"}
 
 

@@ -47,6 +47,7 @@ from vassal.sockets import ListenSocket
 from vassal.wsgi import AppTable, ErrorStream, FileWrapper, print_app_exception
 
 END_CODE = 30
+EXCEPTION_CODE = 5  # uWSGI's UWSGI_EXCEPTION_CODE: reload-on-exception ended the worker
 
 _EPOLLIN = select.EPOLLIN
 _EXCL = getattr(select, "EPOLLEXCLUSIVE", 0)
@@ -67,7 +68,13 @@ class WorkerSettings:
     processes: int = 1
     max_requests: int = 0
     max_worker_lifetime: int = 0
+    max_worker_lifetime_delta: int = 0  # worker N lives max_worker_lifetime + (N-1) * delta
     reload_on_rss: int = 0  # bytes
+    reload_on_as: int = 0  # bytes of address space
+    #: master services' moments in the worker (vassal.services): accepting hooks, and
+    #: reload-on-exception (True: the exception ends this worker, EXCEPTION_CODE)
+    on_accepting: Any = None
+    reload_on_exception: Any = None
     buffer_size: int = 4096
     max_headers: int = H.MAX_HEADERS
     keepalive: bool = True
@@ -122,7 +129,9 @@ class WorkerSettings:
             processes=max(1, num("processes", 1)),
             max_requests=num("max-requests"),
             max_worker_lifetime=num("max-worker-lifetime"),
+            max_worker_lifetime_delta=num("max-worker-lifetime-delta"),
             reload_on_rss=num("reload-on-rss") * 1024 * 1024,
+            reload_on_as=num("reload-on-as") * 1024 * 1024,
             buffer_size=max(4096, num("buffer-size", 4096)),
             keepalive=True,
             # uWSGI's router: `http-keepalive = N` (N > 1) is the idle timeout, else http-timeout
@@ -368,7 +377,10 @@ class Worker:
         self.stopping = False
         self.reason = ""
         self.wake_r, self.wake_w = os.pipe()
+        self.sig_r = -1  # see run()
         self.spawned_at = time.monotonic()
+        self.lifetime = (settings.max_worker_lifetime + (wid - 1) * settings.max_worker_lifetime_delta
+                         if settings.max_worker_lifetime else 0)
         self.base_env = {
             "wsgi.version": (1, 0),
             "wsgi.errors": ErrorStream(),
@@ -416,6 +428,14 @@ class Worker:
         signal.signal(signal.SIGTERM, self._on_end)
         signal.signal(signal.SIGQUIT, self._on_end)
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        if not self.s.gevent:
+            # a signal caught just before the main thread enters epoll_wait() would only be
+            # handled once something else wakes it (for ever when idle): python's C-level
+            # handler writes to this pipe, which core 0 polls, so the handler always runs
+            self.sig_r, sig_w = os.pipe()
+            os.set_blocking(self.sig_r, False)
+            os.set_blocking(sig_w, False)
+            signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
         self.slot.pid = self.pid
         self.slot.accepting = 1
@@ -423,6 +443,8 @@ class Worker:
             if not self.s.emperor_link.accepting():
                 log("the emperor is gone: stopping")
                 return 0
+        if self.s.on_accepting is not None:
+            self.s.on_accepting(self.wid)
         if self.s.gevent:
             from vassal import gevent_loop
 
@@ -457,6 +479,9 @@ class Worker:
         for fd in self.by_fd:
             ep.register(fd, _EPOLLIN | _EXCL)
         ep.register(self.wake_r, _EPOLLIN)
+        sig = self.sig_r if core == 0 else -1  # python runs signal handlers in the main thread
+        if sig >= 0:
+            ep.register(sig, _EPOLLIN)
         watch = self.watch
         for fd in watch:
             ep.register(fd, _EPOLLIN | _EXCL)
@@ -501,6 +526,9 @@ class Worker:
                 for fd, _ev in events:
                     if fd == wake or self.stopping:
                         break
+                    if fd == sig:
+                        _drain(sig)  # the handler runs at the next bytecode: see run()
+                        continue
                     ls = by_fd.get(fd)
                     if ls is not None:
                         conn = self._accept(ls)
@@ -771,6 +799,8 @@ class Worker:
             if resp.write_errors:
                 cslot.write_errors += 1
             print_app_exception()
+            if s.reload_on_exception is not None and s.reload_on_exception(exc):
+                _flush_and_exit(EXCEPTION_CODE)  # as uWSGI: no response, the master respawns us
             if not resp.head_sent:
                 try:
                     err = b"Internal Server Error"
@@ -852,7 +882,10 @@ class Worker:
         elif s.reload_on_rss and _rss() > s.reload_on_rss:
             log(f"worker {self.wid} (pid: {self.pid}) RSS above reload-on-rss: recycling it")
             self.stop("reload-on-rss")
-        elif s.max_worker_lifetime and t1 - self.spawned_at > s.max_worker_lifetime:
+        elif s.reload_on_as and _memory()[1] > s.reload_on_as:
+            log(f"worker {self.wid} (pid: {self.pid}) address space above reload-on-as: recycling it")
+            self.stop("reload-on-as")
+        elif self.lifetime and t1 - self.spawned_at > self.lifetime:
             log(f"worker {self.wid} lifetime reached, it was running for {int(t1 - self.spawned_at)} second(s)")
             self.stop("lifetime")
         return resp.keep and resp.has_length and not failed
@@ -979,6 +1012,23 @@ def _memory() -> tuple[int, int]:
 
 def _rss() -> int:
     return _memory()[0]
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except OSError:
+        pass
+
+
+def _flush_and_exit(code: int) -> None:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001
+        pass
+    os._exit(code)
 
 
 def worker_main(worker: Worker) -> None:
