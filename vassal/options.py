@@ -142,6 +142,10 @@ _add("abstract-socket", bool, False, "UNIX sockets in the abstract namespace", s
 _add("so-keepalive", bool, False, "enable TCP keepalive on the sockets", section=S)
 _add("socket-timeout", int, 4, "seconds of socket inactivity before a request is dropped; also the "
      "time a whole request head gets to arrive", short="z", section=S)
+_add("enable-proxy-protocol", bool, False, "HTTP sockets read a PROXY v1 line opening a connection (the "
+     "client's address behind a load balancer)", section=S)
+_add("http-enable-proxy-protocol", bool, False, "the same as enable-proxy-protocol (http = here is an "
+     "HTTP socket)", section=S)
 _add("http-timeout", int, 60, "seconds an idle keep-alive HTTP connection is kept", section=S)
 _add("http-headers-timeout", int, 0, "seconds a whole HTTP request head gets to arrive "
      "(0: socket-timeout)", section=S)

@@ -40,6 +40,7 @@ from vassal.api.request import current as current_request
 from vassal.log import log, take_logvars
 from vassal.logs.request import RequestLog
 from vassal.protocols import http as H
+from vassal.protocols import proxy
 from vassal.protocols import uwsgi as U
 from vassal.protocols.offload import Offloader, send_chunk
 from vassal.scoreboard import STATUS_BUSY, STATUS_IDLE, VARS_HTTP, VARS_SIZE, Scoreboard
@@ -97,6 +98,7 @@ class WorkerSettings:
     emperor_link: Any = None  # VassalLink or None
     static: Any = None  # vassal.protocols.static.StaticFiles or None
     router: Any = None  # vassal.routing.Router (the internal routing rules) or None
+    proxy_protocol: bool = False  # a PROXY v1 line may open an HTTP connection (vassal/protocols/proxy.py)
     reqlog: Any = field(default_factory=RequestLog)  # vassal.logs.request.RequestLog
     offload_threads: int = 0
     reload_mercy: float = 60.0  # worker-reload-mercy: how long offloaded transfers may finish
@@ -168,7 +170,7 @@ class _WriteError(Exception):
 class _Conn:
     """One client connection of a thread."""
 
-    __slots__ = ("sock", "reader", "ls", "addr", "fd", "vars_prefix", "port")
+    __slots__ = ("sock", "reader", "ls", "addr", "fd", "vars_prefix", "port", "proxied")
 
     def __init__(self, sock: socket.socket, ls: ListenSocket, addr: Any, hostname: str = "") -> None:
         self.sock = sock
@@ -179,6 +181,7 @@ class _Conn:
         self.port = ls.server_port
         # what the stats server needs besides the head to show a request's vars
         self.vars_prefix = f"{hostname}\0{ls.server_port}\0{self.addr}\0".encode("latin-1", "replace")
+        self.proxied: dict | None = None  # the PROXY line's variables (enable-proxy-protocol)
 
 
 class _Response:
@@ -670,8 +673,13 @@ class Worker:
     def _http_request(self, conn: _Conn, head: bytes, core: int) -> bool:
         """One HTTP request; True when the connection stays open for the next."""
         s = self.s
+        if s.proxy_protocol and conn.proxied is None:  # the first head may start with a PROXY line
+            head, conn.proxied = proxy.take_line(head) if head[:6] == proxy.PREFIX else (head, None)
+            conn.proxied = conn.proxied or {}
         req = H.parse_request(head, s.hostname, conn.port, conn.addr, s.max_headers)
         env = req.env
+        if conn.proxied:
+            env.update(conn.proxied)
         body: Any = req.body_reader(conn.reader, s.limit_post)
         if (req.length or req.chunked) and env["SERVER_PROTOCOL"] == "HTTP/1.1":
             expect = env.get("HTTP_EXPECT")

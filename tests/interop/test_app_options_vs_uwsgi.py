@@ -1,6 +1,6 @@
-"""``vhost``, ``no-default-app``, the default app, ``umask`` and ``safe-pidfile`` side by side
-with Debian's real uWSGI: the same ini (ports and paths aside) must give the same answers, the
-same files with the same modes, the same log prefixes."""
+"""``vhost``, ``no-default-app``, the default app, ``umask``, ``safe-pidfile`` and the PROXY
+protocol side by side with Debian's real uWSGI: the same ini (ports and paths aside) must give
+the same answers, the same files with the same modes, the same log prefixes."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Procs, free_port, port_open, read_to_close, wait_until
-from tests.interop.helpers import backend_argv, copy_app, need_uwsgi
+from tests.conftest import IMPERIUM, Procs, free_port, port_open, read_to_close, wait_until
+from tests.interop.helpers import VASSAL_BINARY, backend_argv, copy_app, need_uwsgi
 
 KINDS = ("imperium", "uwsgi")
+OURS = VASSAL_BINARY == IMPERIUM
 
 
 def _start(procs: Procs, base: Path, name: str, body: str) -> dict[str, tuple[int, object, Path]]:
@@ -119,3 +120,78 @@ def test_bad_umask_is_refused(apps: Path, procs: Procs) -> None:
     p = procs.start(backend_argv("imperium", apps / "bad.ini"), cwd=apps)
     assert p.wait(timeout=30) != 0
     assert "umask (" in procs.output(p) and "bad.ini:3" in procs.output(p)
+
+
+def _proxied(port: int, line: bytes, requests: int = 1) -> list[bytes]:
+    """Bodies of ``requests`` requests sent on one connection opened by ``line``."""
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with s:
+        reqs = [b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"] * (requests - 1) + \
+            [b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"]
+        s.sendall(line + b"".join(reqs))
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    bodies = []
+    for part in data.split(b"HTTP/1.1 200 OK")[1:]:
+        head, _, rest = part.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) if b"ength: " in head \
+            else len(rest)
+        bodies.append(rest[:length])
+    return bodies
+
+
+@pytest.mark.parametrize("line", [b"PROXY TCP4 203.0.113.7 10.0.0.2 51234 8080\r\n",
+                                  b"PROXY TCP6 2001:db8::1 2001:db8::2 4000 443\r\n", b"PROXY UNKNOWN\r\n", b""])
+def test_proxy_protocol(apps: Path, procs: Procs, line: bytes) -> None:
+    (apps / "peer.py").write_text(
+        "def application(env, sr):\n"
+        "    sr('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    keys = ('REMOTE_ADDR', 'REMOTE_PORT', 'SERVER_ADDR')\n"
+        "    return [' '.join(k + '=' + env.get(k, '-') for k in keys).encode()]\n")
+    servers = _start(procs, apps, "proxy", """http-socket = 127.0.0.1:{port}
+wsgi-file = {base}/peer.py
+enable-proxy-protocol = true
+""")
+    answers = {kind: _proxied(port, line) for kind, (port, _p, _d) in servers.items()}
+    assert answers["imperium"] == answers["uwsgi"]
+    if line.startswith(b"PROXY TCP4"):
+        assert answers["imperium"] == [b"REMOTE_ADDR=203.0.113.7 REMOTE_PORT=51234 SERVER_ADDR=10.0.0.2"]
+    # a keep-alive connection (Imperium's http-socket has them) keeps the proxied addresses
+    assert len(set(_proxied(servers["imperium"][0], line, 3))) == 1
+
+
+def test_proxy_protocol_believes_only_addresses(apps: Path, procs: Procs) -> None:
+    """uWSGI puts whatever the line says into REMOTE_ADDR; here only an IP address counts."""
+    (apps / "peer.py").write_text(
+        "def application(env, sr):\n"
+        "    sr('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [env['REMOTE_ADDR'].encode()]\n")
+    servers = _start(procs, apps, "proxybad", """http-socket = 127.0.0.1:{port}
+wsgi-file = {base}/peer.py
+enable-proxy-protocol = 1
+""")
+    answers = {kind: _proxied(port, b"PROXY TCP4 <script> 10.0.0.2 1 2\r\n") for kind, (port, _p, _d)
+               in servers.items()}
+    assert answers["uwsgi"] == [b"<script>"]
+    assert answers["imperium"] == [b"127.0.0.1"] or not OURS
+
+
+def test_http_router_proxy_protocol(apps: Path, procs: Procs) -> None:
+    """``http = ADDR`` with ``http-enable-proxy-protocol``: uWSGI's router reads the line; here
+    the http socket that ``http`` is reads it."""
+    (apps / "peer.py").write_text(
+        "def application(env, sr):\n"
+        "    sr('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [(env['REMOTE_ADDR'] + ' ' + env.get('REMOTE_PORT', '-')).encode()]\n")
+    servers = _start(procs, apps, "router", """plugins = http
+http = 127.0.0.1:{port}
+wsgi-file = {base}/peer.py
+http-enable-proxy-protocol = 1
+master = true
+""")
+    answers = {kind: _proxied(port, b"PROXY TCP4 198.51.100.9 10.0.0.2 4242 80\r\n") for kind, (port, _p, _d)
+               in servers.items()}
+    assert answers["imperium"] == answers["uwsgi"] == [b"198.51.100.9 4242"]
