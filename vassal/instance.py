@@ -367,6 +367,7 @@ def _settings(config: Any, version: str, link: Any) -> WorkerSettings:
         static=files,
         router=_router(config, files),
         proxy_protocol=bool(config.get("enable-proxy-protocol") or config.get("http-enable-proxy-protocol")),
+        reaper=bool(config.get("reaper")),
         reqlog=RequestLog.from_config(config),
         offload_threads=max(0, int(config.get("offload-threads") or 0)),
         reload_mercy=float(config.get("worker-reload-mercy") or 60),

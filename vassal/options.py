@@ -345,7 +345,7 @@ _add("pull-header", str, None, "HEADER VAR: move this response header into a req
      repeat=True, section=S)
 _add("del-header", str, None, "never send this response header (the app's or a static file's)", repeat=True,
      section=S)
-_add("reaper", bool, False, "reap zombies after each request", short="r", section=S, ignored=True)
+_add("reaper", bool, False, "reap the app's exited child processes after each request", short="r", section=S)
 _add("cgi-mode", bool, False, "CGI mode for plugins supporting it", short="c", section=S, ignored=True)
 _add("max-vars", int, 0, "number of internal request variables", short="v", section=S, ignored=True)
 _add("sharedarea", str, None, "a shared memory area of N pages (or keyval: pages=,size=,file=)", short="A",

@@ -99,6 +99,7 @@ class WorkerSettings:
     static: Any = None  # vassal.protocols.static.StaticFiles or None
     router: Any = None  # vassal.routing.Router (the internal routing rules) or None
     proxy_protocol: bool = False  # a PROXY v1 line may open an HTTP connection (vassal/protocols/proxy.py)
+    reaper: bool = False  # reap the app's exited children after each request
     reqlog: Any = field(default_factory=RequestLog)  # vassal.logs.request.RequestLog
     offload_threads: int = 0
     reload_mercy: float = 60.0  # worker-reload-mercy: how long offloaded transfers may finish
@@ -885,6 +886,8 @@ class Worker:
                                pktsize, core, self.wid, self.pid, cslot.write_errors - werr0)
         if resp.route is not None:
             resp.route.final()
+        if s.reaper:
+            _reap_children()
         if s.max_requests and delta >= s.max_requests:
             self.stop("max-requests")
         elif s.reload_on_rss and _rss() > s.reload_on_rss:
@@ -979,6 +982,15 @@ class Worker:
 
 
 _DEFAULT_SETTINGS = WorkerSettings()
+
+
+def _reap_children() -> None:
+    """``reaper``: collect every exited child of this worker (uWSGI's waitpid(-1) loop)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
 
 
 def _core_id() -> int:

@@ -195,3 +195,38 @@ master = true
     answers = {kind: _proxied(port, b"PROXY TCP4 198.51.100.9 10.0.0.2 4242 80\r\n") for kind, (port, _p, _d)
                in servers.items()}
     assert answers["imperium"] == answers["uwsgi"] == [b"198.51.100.9 4242"]
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("reaper", [True, False])
+def test_reaper(apps: Path, procs: Procs, reaper: bool) -> None:
+    """The app leaves an exited child behind; with ``reaper`` the worker collects it after the
+    request, without it the zombie stays (both servers alike)."""
+    (apps / "forks.py").write_text(
+        "import os\n"
+        "def application(env, sr):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os._exit(0)\n"
+        "    sr('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [str(pid).encode()]\n")
+    servers = _start(procs, apps, f"reaper{reaper}", """http-socket = 127.0.0.1:{port}
+wsgi-file = {base}/forks.py
+""" + ("reaper = true\n" if reaper else ""))
+    for kind, (port, _p, _d) in servers.items():
+        pid = int(_get(port, "/")[1])
+        if reaper:
+            # the child may exit after the request ended: the next request's reaping collects it
+            wait_until(lambda port=port, pid=pid: _get(port, "/") and not os.path.exists(f"/proc/{pid}"), 10,
+                       message=f"{kind} reaps {pid}")
+        else:
+            wait_until(lambda pid=pid: _zombie(pid), 10, message=f"{kind}: {pid} is a zombie")
+            _get(port, "/")
+            assert _zombie(pid), kind
