@@ -252,7 +252,8 @@ def _has_stdin_socket() -> bool:
     return True
 
 
-def _make_sockets(config: Any) -> list[ListenSocket]:
+def _make_sockets(config: Any, pools: list | None = None) -> list[ListenSocket]:
+    """The instance's listening sockets (and, into ``pools``, its zergpools' sockets)."""
     backlog = int(config.get("listen") or 100)
     chmod = config.get("chmod-socket")
     inherited = inherited_from_env()
@@ -332,6 +333,13 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
             what = "TCP address" if ls.family != socket.AF_UNIX else "UNIX address"
             log(f"uwsgi socket {len(out)} bound to {what} {addr} fd {ls.fileno()}")
         out.append(ls)
+    if pools is not None and config.has("zergpool"):
+        from vassal.services import zergpool
+
+        try:
+            pools += zergpool.bind_pools(config, inherited, used)
+        except (zergpool.ZergPoolError, BindError) as exc:
+            raise InstanceError(str(exc)) from None
     close_unused_inherited(inherited, used)
     timeout = int(config.get("socket-timeout") or 4)
     tv = struct.pack("ll", timeout, 0)
@@ -485,6 +493,14 @@ def _services(config: Any, plan: ServicePlan) -> list[Service]:
             *plan.services(), *([safe] if safe is not None else [])]
 
 
+def _zergpool_service(pools: list) -> list[Service]:
+    if not pools:
+        return []
+    from vassal.services.zergpool import ZergPoolService
+
+    return [ZergPoolService(pools)]
+
+
 def _umask(config: Any) -> None:
     """``umask``: set before anything is created (uWSGI applies it while reading the options).
     uWSGI reads three octal digits (the last three of four) and, given anything else, logs
@@ -523,7 +539,8 @@ def _run(config: Any) -> int:
     log(f"*** Starting uWSGI {version} (64bit) on [{time.ctime()}] ***")
     log(f"current working directory: {os.getcwd()}")
     log(f"detected binary path: {sys.executable}")
-    if not _socket_specs(config) and not config.getlist("zerg") and not _has_stdin_socket():
+    if not _socket_specs(config) and not config.getlist("zerg") and not _has_stdin_socket() \
+            and not config.has("zergpool"):
         raise InstanceError("no socket configured: use http-socket = ADDR or socket = ADDR")
     link = EmperorLink.from_config(config)
     process_setup.apply_max_fd(config)
@@ -532,7 +549,8 @@ def _run(config: Any) -> int:
     _phase(plan, "in-jail")
     if config.get("home"):
         _home(config.get("home"))
-    sockets = _make_sockets(config)
+    pools: list = []  # zergpools (vassal/services/zergpool.py)
+    sockets = _make_sockets(config, pools)
     process_setup.remap_stdin(config)
     _write_pidfile(config.get("pidfile"))
     as_root = os.getuid() == 0
@@ -547,7 +565,8 @@ def _run(config: Any) -> int:
     if config.get("logto2"):
         _open_logfile(config, "logto2")
 
-    processes = max(1, int(config.get("processes") or 1))
+    # a zergpool without sockets of its own serves nothing: no worker (uWSGI's "no-workers")
+    processes = 0 if pools and not sockets else max(1, int(config.get("processes") or 1))
     threads = max(1, int(config.get("threads") or 1))
     cores = threads
     if config.get("gevent"):
@@ -582,7 +601,7 @@ def _run(config: Any) -> int:
     need_app: bool | None = bool(config.get("need-app")) if config.has("need-app") else None
     if config.get("vhost") or config.get("vhost-host"):
         log("VirtualHosting mode enabled.")
-    log(f"*** Operational MODE: {'preforking' if processes > 1 else 'single process'}"
+    log(f"*** Operational MODE: {'preforking' if processes > 1 else 'single process' if processes else 'no-workers'}"
         f"{'+threaded' if threads > 1 else ''} ***")
     apps: AppTable | None = None
     if not lazy:
@@ -681,7 +700,8 @@ def _run(config: Any) -> int:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
                         stats_source=stats_source, original_cwd=original_cwd,
                         cleanup=cleanup, lazy_need_app=lazy and need_app is not False,
-                        services=_services(config, plan) + ([stats_server] if stats_server else []))
+                        services=_services(config, plan) + ([stats_server] if stats_server else [])
+                        + _zergpool_service(pools))
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
     try:

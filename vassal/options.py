@@ -131,8 +131,8 @@ _add("shared-socket", str, None, "bind a socket in the master to be referenced a
      repeat=True, section=S)
 _add("zerg", str, None, "attach to a zerg server and use the sockets it hands out", repeat=True, section=S)
 _add("zerg-server", str, None, "pass this instance's sockets to zergs on this UNIX socket", section=S)
-_add("zergpool", str, None, "ZERGSOCKET:ADDR: a zerg pool handing ADDR to attached zergs", repeat=True,
-     ignored=True, section=S)
+_add("zergpool", str, None, "ZERGSOCKET:ADDR[,ADDR...]: bind the ADDRs and hand them to every zerg that "
+     "connects to the UNIX socket ZERGSOCKET", repeat=True, aliases=("zerg-pool",), section=S)
 _add("zerg-fallback", bool, False, "bind own sockets when the zerg server cannot be reached", section=S)
 _add("chmod-socket", str, None, "permissions of UNIX sockets (alone: 666)", aliases=("chmod",), short="C",
      implicit="666", section=S)
