@@ -120,10 +120,11 @@ final-route = ^/final log:final rule for ${{PATH_INFO}}
 """
 
 
-def _ini(base: Path, http_port: int, uwsgi_port: int) -> str:
+def _ini(base: Path, http_port: int, uwsgi_port: int, stats_port: int) -> str:
     return f"""[uwsgi]
 http-socket = 127.0.0.1:{http_port}
 socket = 127.0.0.1:{uwsgi_port}
+stats = 127.0.0.1:{stats_port}
 wsgi-file = {base}/routed.py
 master = true
 processes = 1
@@ -156,13 +157,13 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def servers(tree: Path):
     need_uwsgi()
     procs = Procs(tree)
-    ports: dict[str, tuple[int, int]] = {}
+    ports: dict[str, tuple[int, int, int]] = {}
     started = {}
     try:
         for kind in KINDS:
             d = tree / kind
             d.mkdir()
-            ports[kind] = (free_port(), free_port())
+            ports[kind] = (free_port(), free_port(), free_port())
             (d / "r.ini").write_text(_ini(tree, *ports[kind]))
             started[kind] = procs.start(backend_argv(kind, d / "r.ini"), cwd=d)
         for kind, p in started.items():
@@ -355,3 +356,17 @@ def test_group_text_is_not_expanded(servers: dict) -> None:
     ours = parse(answers["imperium"])
     if OURS:
         assert ours[1]["location"] == ["/to/${HTTP_AUTHORIZATION}?"]
+
+
+def test_routed_requests_in_the_stats(servers: dict) -> None:
+    """Every chain that ended with BREAK counts in the cores' ``routed_requests``."""
+    from tests.conftest import read_json
+
+    for kind in KINDS:
+        for target in ("/forbid", "/redir/x", "/plain"):
+            raw_http(servers["ports"][kind][0], target)
+
+    def routed(kind: str) -> int:
+        doc = read_json(servers["ports"][kind][2])
+        return sum(c["routed_requests"] for w in doc["workers"] for c in w["cores"])
+    assert routed("imperium") == routed("uwsgi") >= 2

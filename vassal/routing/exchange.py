@@ -24,6 +24,7 @@ Content-Length ends its connection.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from .expand import Context
@@ -285,6 +286,14 @@ class Exchange:
         resp = self.resp
         return StaticReply(resp.status or "0", resp.head_bytes, resp.body_bytes, resp.nheaders,
                            resp.keep and resp.has_length, resp.via)
+
+    def count_routed(self) -> None:
+        """A rule ended a chain with BREAK: the stats' ``routed_requests`` of this core."""
+        cslots = getattr(self.worker, "cslots", None)
+        if cslots:
+            name = threading.current_thread().name
+            core = int(name[5:]) if name.startswith("core ") and name[5:].isdigit() else 0
+            cslots[min(core, len(cslots) - 1)].routed_requests += 1
 
     # --- the end of the request -----------------------------------------------------------
 

@@ -230,6 +230,7 @@ def run(chain: Chain, ex: Exchange) -> int:
             finally:
                 ex.in_action = False
             if outcome == BREAK:
+                ex.count_routed()
                 return BREAK
             if outcome == CONTINUE:
                 return CONTINUE
