@@ -778,7 +778,7 @@ class Worker:
             elif app is None:
                 log("--- no python application found, check your startup logs for errors ---")
                 resp.status = "500 Internal Server Error"
-                resp.headers = [("Content-Type", "text/plain")]
+                resp.headers = [("Connection", "close"), ("Content-Type", "text/plain")]  # uwsgi_500's
                 resp.keep = False
                 resp.send_head_and(b"Internal Server Error", None)
             else:

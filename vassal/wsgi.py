@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from typing import Any
 from vassal.log import log
 
 WsgiApp = Callable[..., Any]
+#: apps one process may hold, dynamic ones included (uWSGI's max-apps default)
+MAX_APPS = 64
 
 
 class AppLoadError(Exception):
@@ -97,14 +100,18 @@ def load_module(spec: str, callable_name: str) -> WsgiApp:
     except BaseException as exc:  # noqa: BLE001
         raise AppLoadError(f"cannot load module {modname}: {_describe(exc)}") from None
     obj: Any = module
-    for part in attr.split("."):
+    factory = attr.endswith("()")  # uWSGI's "quick callable": module:make_app() is called once
+    for part in (attr[:-2] if factory else attr).split("."):
         obj = getattr(obj, part, None)
         if obj is None:
             break
     if obj is None or not callable(obj):
         raise AppLoadError(f"cannot load module {modname}: callable '{attr}' not found")
-    if attr.endswith("()"):  # pragma: no cover - factories are spelled "mod:make_app()" elsewhere
-        obj = obj()
+    if factory:
+        try:
+            obj = obj()
+        except BaseException as exc:  # noqa: BLE001
+            raise AppLoadError(f"cannot load module {modname}: {attr}: {_describe(exc)}") from None
     return obj
 
 
@@ -151,6 +158,8 @@ class AppTable:
         self.errors: list[str] = []
         self.vhost = False
         self.no_default = False
+        self.callable_name = "application"
+        self.lock = threading.Lock()  # dynamic apps load once per worker, whichever thread asks
 
     def add(self, mountpoint: str, app: WsgiApp, started: float) -> App:
         mp = "" if mountpoint == "/" else mountpoint.rstrip("/") if mountpoint else ""
@@ -167,7 +176,7 @@ class AppTable:
         """Load every app the config names; failures are collected in ``errors`` (one line each)."""
         self.vhost = bool(config.get("vhost") or config.get("vhost-host"))
         self.no_default = bool(config.get("no-default-app"))
-        callable_name = config.get("callable") or "application"
+        callable_name = self.callable_name = config.get("callable") or "application"
         for what, loader in (("wsgi-file", load_wsgi_file), ("module", load_module)):
             value = config.get(what)
             if value:
@@ -200,7 +209,9 @@ class AppTable:
 
     def select(self, env: dict, manage_script_name: bool) -> App | None:
         """The app for this request (may move a mountpoint from PATH_INFO to SCRIPT_NAME)."""
-        if len(self.apps) == 1 and not self.apps[0].mountpoint and self.default is not None and not self.vhost:
+        if len(self.apps) == 1 and not self.apps[0].mountpoint and self.default is not None and not self.vhost \
+                and env.get("UWSGI_SCRIPT") is None and env.get("UWSGI_MODULE") is None \
+                and env.get("UWSGI_FILE") is None:
             return self.apps[0]
         if manage_script_name:
             path = env.get("PATH_INFO", "")
@@ -217,7 +228,49 @@ class AppTable:
             if self.vhost:
                 key = env["UWSGI_APPID"] = f"{env.get('HTTP_HOST') or env.get('SERVER_NAME') or ''}|{key}"
         app = self.by_mount.get(key)
+        if app is None and (env.get("UWSGI_SCRIPT") or env.get("UWSGI_MODULE") or env.get("UWSGI_FILE")):
+            app = self.load_dynamic(env, key)
         return app if app is not None else self.default
+
+    def load_dynamic(self, env: dict, key: str) -> App | None:
+        """A dynamic app (uWSGI's LOADER_DYN): the web server names it per request
+        (UWSGI_SCRIPT ``module[:callable]``, UWSGI_MODULE + UWSGI_CALLABLE, or UWSGI_FILE),
+        and it is loaded once per worker, mounted at the request's app key (SCRIPT_NAME, or
+        HOST|SCRIPT_NAME with vhost). UWSGI_CHDIR is entered first, UWSGI_SETENV
+        (``NAME=VALUE``) set. None when it cannot be loaded (logged; the default app answers)."""
+        with self.lock:
+            app = self.by_mount.get(key)
+            if app is not None:
+                return app
+            if len(self.apps) >= MAX_APPS:
+                log(f"cannot load the dynamic app for {key!r}: {MAX_APPS} apps already loaded")
+                return None
+            if env.get("UWSGI_PYHOME"):
+                log(f"UWSGI_PYHOME {env['UWSGI_PYHOME']} is not applied: dynamic apps run in the "
+                    "instance's interpreter (set home/virtualenv in its config)")
+            setenv = env.get("UWSGI_SETENV") or ""
+            name, eq, value = setenv.partition("=")
+            if eq and name:
+                os.environ[name] = value
+            started = time.time()
+            try:
+                if env.get("UWSGI_CHDIR"):
+                    os.chdir(env["UWSGI_CHDIR"])
+                if env.get("UWSGI_SCRIPT"):
+                    callable_ = load_module(env["UWSGI_SCRIPT"], self.callable_name)
+                elif env.get("UWSGI_MODULE"):
+                    module = env["UWSGI_MODULE"]
+                    if env.get("UWSGI_CALLABLE"):
+                        module = f"{module}:{env['UWSGI_CALLABLE']}"
+                    callable_ = load_module(module, self.callable_name)
+                else:
+                    callable_ = load_wsgi_file(env["UWSGI_FILE"], self.callable_name)
+            except (AppLoadError, OSError, ValueError) as exc:
+                log(f"cannot load the dynamic app for {key!r}: {exc}")
+                return None
+            entry = self.add(key, callable_, started)
+            self.by_mount[key] = entry
+            return entry
 
 
 class FileWrapper:

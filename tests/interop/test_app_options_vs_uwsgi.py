@@ -230,3 +230,37 @@ wsgi-file = {base}/forks.py
             wait_until(lambda pid=pid: _zombie(pid), 10, message=f"{kind}: {pid} is a zombie")
             _get(port, "/")
             assert _zombie(pid), kind
+
+
+def _uwsgi_get(port: int, **extra: str) -> bytes:
+    from vassal.protocols import uwsgi as U
+
+    env = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/p", "PATH_INFO": "/p", "QUERY_STRING": "",
+           "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "t", "SERVER_PORT": "80", "REMOTE_ADDR": "10.1.2.3",
+           "HTTP_HOST": "t", "SCRIPT_NAME": "", **extra}
+    return read_to_close(port, U.encode_packet(env), timeout=10)
+
+
+def test_dynamic_apps(apps: Path, procs: Procs) -> None:
+    """No app in the config: the web server names it per request (UWSGI_SCRIPT, UWSGI_MODULE +
+    UWSGI_CALLABLE, UWSGI_FILE), mounted at SCRIPT_NAME (HOST|SCRIPT_NAME with vhost)."""
+    (apps / "second.py").write_text(
+        "def app(env, sr):\n"
+        "    sr('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [('second ' + env['SCRIPT_NAME']).encode()]\n"
+        "def make():\n"
+        "    return app\n")
+    for vhost in ("", "vhost = true\n"):
+        servers = _start(procs, apps, f"dynamic{bool(vhost)}", """socket = 127.0.0.1:{port}
+pythonpath = {base}
+master = true
+""" + vhost)
+        asks = [dict(UWSGI_SCRIPT="other", SCRIPT_NAME="/a"), dict(UWSGI_SCRIPT="second:app", SCRIPT_NAME="/b"),
+                dict(UWSGI_SCRIPT="second:make()", SCRIPT_NAME="/c"),
+                dict(UWSGI_MODULE="second", UWSGI_CALLABLE="app", SCRIPT_NAME="/d"),
+                dict(UWSGI_FILE=str(apps / "other.py"), SCRIPT_NAME="/e"),
+                dict(SCRIPT_NAME="/a"), dict(SCRIPT_NAME="/b"), dict(SCRIPT_NAME="/zz"),
+                dict(UWSGI_SCRIPT="no_such_module", SCRIPT_NAME="/f")]
+        answers = {kind: [_uwsgi_get(port, **ask) for ask in asks] for kind, (port, _p, _d) in servers.items()}
+        assert answers["imperium"] == answers["uwsgi"], answers
+        assert answers["imperium"][1].endswith(b"second /b")
