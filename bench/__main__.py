@@ -16,7 +16,7 @@ import importlib.util
 import sys
 import time
 
-BENCHES = ("vassal", "emperor", "monitors", "static", "api", "spooler")
+BENCHES = ("vassal", "emperor", "monitors", "static", "api", "spooler", "routing")
 
 
 def main(argv: list[str] | None = None) -> int:

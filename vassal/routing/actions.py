@@ -27,7 +27,7 @@ from typing import Any
 from vassal.log import log, set_logvar
 
 from .exchange import REASONS, Exchange
-from .expand import Part, compile_template, expand
+from .expand import Template, compile_template, expand
 
 NEXT, CONTINUE, BREAK = 0, 1, 2
 
@@ -135,7 +135,7 @@ def _log(arg: str) -> Action:
     return act
 
 
-def _key_value(what: str, arg: str) -> tuple[str, tuple[Part, ...]]:
+def _key_value(what: str, arg: str) -> tuple[str, Template]:
     key, eq, value = arg.partition("=")
     if not eq:
         raise ActionError(f"invalid {what} syntax, must be KEY=VALUE: {arg!r}")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .expand import Context, Part, compile_template, expand
+from .expand import Context, Template, compile_template, expand
 
 _STRTOL = re.compile(r"[ \t\n\r\f\v]*([+-]?[0-9]+)")
 
@@ -36,8 +36,8 @@ class Condition:
     """A compiled condition: ``test(ctx)`` is True/False; regexp conditions set ctx.groups."""
 
     name: str
-    left: tuple[Part, ...]
-    right: tuple[Part, ...] | None  # None: no ";" (comparisons are then false) or a one-path test
+    left: Template
+    right: Template | tuple[()] | None  # None: no ";" (comparisons are then false) or a one-path test
     pattern: re.Pattern[str] | None
     test: Callable[[Condition, Context], bool]
 
@@ -48,9 +48,10 @@ def _strtol(text: str) -> int:
 
 
 def _sides(c: Condition, ctx: Context) -> tuple[str, str] | None:
-    if c.right is None:
+    right = c.right
+    if right is None:
         return None
-    return expand(c.left, ctx), expand(c.right, ctx)
+    return c.left.render(ctx), right.render(ctx)  # type: ignore[union-attr]
 
 
 def _pair(op: Callable[[str, str], bool]) -> Callable[[Condition, Context], bool]:

@@ -60,6 +60,20 @@ def status_code(status: str) -> int:
 class Exchange:
     """The routing state of one request (``resp.route`` while it is served)."""
 
+    # per-request flags start from these class values: __init__ sets only what differs
+    in_action = False  # uWSGI's is_routing: no chain starts inside an action
+    in_error = False
+    in_response = False
+    response_done = False
+    ignore_body = False
+    answered = False  # the request chain said BREAK: no static file, no app
+    reselect = False  # SCRIPT_NAME/UWSGI_APPID changed: the app is chosen again
+    found: Any = None  # the static file located before the rules ran
+    located = False
+    no_offload = False
+    chain: Any = None  # the chain running (``goto`` looks for its labels there)
+    goto = 0  # the rule a ``goto`` asked for (0: none)
+
     def __init__(self, router: Any, env: dict, resp: Any, worker: Any) -> None:
         self.router = router
         self.env = env
@@ -68,18 +82,6 @@ class Exchange:
         self.ctx = Context(env, router.mime, getattr(worker, "wid", 0), resp)
         self.additional: list[str] = []  # addheader lines
         self.removed: set[str] = set()  # delheader names, lower case
-        self.in_action = False  # uWSGI's is_routing: no chain starts inside an action
-        self.in_error = False
-        self.in_response = False
-        self.response_done = False
-        self.ignore_body = False
-        self.answered = False  # the request chain said BREAK: no static file, no app
-        self.reselect = False  # SCRIPT_NAME/UWSGI_APPID changed: the app is chosen again
-        self.found: Any = None  # the static file located before the rules ran
-        self.located = False
-        self.no_offload = False
-        self.chain: Any = None  # the chain running (``goto`` looks for its labels there)
-        self.goto = 0  # the rule a ``goto`` asked for (0: none)
 
     # --- chains --------------------------------------------------------------------------
 

@@ -55,6 +55,13 @@ class Var:
 Part = str | Group | Var
 
 
+class Template(tuple):
+    """A compiled template: its parts, and ``render(ctx)``, a function made for them once
+    (a constant, one variable, ...) so that the request path does no dispatch of its own."""
+
+    render: Callable[[Context], str]
+
+
 class Context:
     """What a template reads: the request's variables, the rule's match, the route variables."""
 
@@ -107,7 +114,14 @@ def _pass1(text: str) -> list[str | Group]:
     return out
 
 
-def compile_template(text: str) -> tuple[Part, ...]:
+def compile_template(text: str) -> Template:
+    """The template's parts (see ``_parts``) with their renderer."""
+    t = Template(_parts(text))
+    t.render = _renderer(t)
+    return t
+
+
+def _parts(text: str) -> tuple[Part, ...]:
     """The parts of a template; the second pass runs over the first one's text and markers."""
     parts: list[Part] = []
     lit: list[str] = []
@@ -192,22 +206,43 @@ def constant(parts: tuple[Part, ...]) -> str:
 # --- expanding --------------------------------------------------------------------------------
 
 
-def expand(parts: tuple[Part, ...], ctx: Context) -> str:
+def expand(parts: Template, ctx: Context) -> str:
     """The template's text for this request."""
-    if len(parts) == 1 and type(parts[0]) is str:
-        return parts[0]  # type: ignore[return-value]
-    out = []
-    for p in parts:
-        if type(p) is str:
-            out.append(p)
-        elif type(p) is Group:
-            out.append(ctx.group(p.n))
-        else:
-            key = "".join(k if type(k) is str else ctx.group(k.n) for k in p.key)  # type: ignore[union-attr]
-            value = lookup(key, ctx)
-            if value:
-                out.append(value)
-    return "".join(out)
+    return parts.render(ctx)
+
+
+def _renderer(parts: tuple[Part, ...]) -> Callable[[Context], str]:
+    if all(type(p) is str for p in parts):
+        text = "".join(parts)  # type: ignore[arg-type]
+        return lambda ctx: text
+    pieces = [_piece(p) for p in parts]
+    if len(pieces) == 1:
+        return pieces[0]
+    return lambda ctx: "".join([f(ctx) for f in pieces])
+
+
+def _piece(p: Part) -> Callable[[Context], str]:
+    if type(p) is str:
+        return lambda ctx: p  # type: ignore[return-value]
+    if type(p) is Group:
+        n = p.n
+        return lambda ctx: ctx.group(n)
+    key = p.key  # type: ignore[union-attr]
+    if all(type(k) is str for k in key):
+        name = "".join(key)  # type: ignore[arg-type]
+        bracket = name.find("[")
+        if bracket >= 0 and name.endswith("]") and name[:bracket] in ROUTE_VARS:
+            func, arg = ROUTE_VARS[name[:bracket]], name[bracket + 1:-1]
+            return lambda ctx: func(ctx, arg) or ""
+
+        def var(ctx: Context) -> str:
+            value = ctx.env.get(name)
+            return value if type(value) is str else ""
+        return var
+
+    def dynamic(ctx: Context) -> str:
+        return lookup("".join(k if type(k) is str else ctx.group(k.n) for k in key), ctx) or ""  # type: ignore[union-attr]
+    return dynamic
 
 
 def lookup(key: str, ctx: Context) -> str | None:

@@ -115,6 +115,7 @@ class Chain:
     name: str
     rules: list[Rule] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)  # first rule of each name wins
+    steps: list[tuple] = field(default_factory=list)  # the rules as ``run`` walks them
 
 
 def parse_rule(option: str, value: str, pos: int) -> Rule:
@@ -182,10 +183,31 @@ def check_gotos(chain: Chain) -> None:
 # --- running ----------------------------------------------------------------------------------
 
 
+#: what a rule tests, in the engine's tuples
+_LABEL, _REGEXP, _CONDITION, _STATUS, _ALWAYS = range(5)
+
+
+def compiled(chain: Chain) -> list[tuple]:
+    """The chain as the engine walks it: (kind, test, extra, action) per rule, built once."""
+    out = []
+    for r in chain.rules:
+        if r.label is not None:
+            out.append((_LABEL, None, None, None))
+        elif r.regexp is not None:
+            out.append((_REGEXP, r.regexp.search, r.subject, r.action))
+        elif r.condition is not None:
+            out.append((_CONDITION, r.condition, r.negate, r.action))
+        elif r.status is not None:
+            out.append((_STATUS, r.status, None, r.action))
+        else:
+            out.append((_ALWAYS, None, None, r.action))
+    return out
+
+
 def run(chain: Chain, ex: Exchange) -> int:
     """uWSGI's ``uwsgi_apply_routes_do``: NEXT/CONTINUE/BREAK of one pass over a chain."""
-    rules = chain.rules
-    n = len(rules)
+    steps = chain.steps
+    n = len(steps)
     ctx = ex.ctx
     env = ex.env
     # a chain may run inside another one's action (a status set by an action runs the error
@@ -196,37 +218,36 @@ def run(chain: Chain, ex: Exchange) -> int:
     i = 0
     try:
         while i < n:
-            rule = rules[i]
-            if rule.label is not None:
-                i += 1
-                continue
-            ctx.groups = ()
-            if rule.regexp is not None:
+            kind, test, extra, action = steps[i]
+            if kind == _REGEXP:
                 subject = None
-                for var in rule.subject:
+                for var in extra:
                     subject = env.get(var)
                     if subject:
                         break
                 if type(subject) is not str:
                     i += 1
                     continue
-                m = rule.regexp.search(subject)
+                m = test(subject)
                 if m is None:
                     i += 1
                     continue
                 ctx.groups = (m.group(0), *m.groups())
-            elif rule.condition is not None:
-                if rule.condition.test(rule.condition, ctx) == rule.negate:
+            elif kind == _CONDITION:
+                ctx.groups = ()
+                if test.test(test, ctx) == extra:
                     i += 1
                     continue
-                if rule.negate:
+                if extra:
                     ctx.groups = ()
-            elif rule.status is not None and ctx.status != rule.status:
+            elif kind == _LABEL or (kind == _STATUS and ctx.status != test):
                 i += 1
                 continue
+            else:
+                ctx.groups = ()
             ex.in_action = True
             try:
-                outcome = rule.action(ex)  # type: ignore[misc]
+                outcome = action(ex)
             finally:
                 ex.in_action = False
             if outcome == BREAK:
@@ -290,4 +311,5 @@ def rules_of(config: Any) -> dict[str, Chain]:
         chain.rules.append(rule)
     for chain in chains.values():
         check_gotos(chain)
+        chain.steps = compiled(chain)
     return chains
