@@ -65,6 +65,8 @@ class EmperorSettings:
     on_demand_directory: str | None = None
     on_demand_exec: str | None = None
     broodlord: int = 0  # emperor-broodlord: zergs allowed in all (0: off)
+    fleet_member: str | None = None
+    fleet_labels: list[str] = field(default_factory=list)
 
     def binary(self) -> str:
         return self.wrapper or self.binary_path or default_binary()
@@ -128,6 +130,8 @@ class EmperorSettings:
             on_demand_directory=get("emperor-on-demand-directory"),
             on_demand_exec=get("emperor-on-demand-exec"),
             broodlord=max(0, int(get("emperor-broodlord", 0) or 0)),
+            fleet_member=get("emperor-fleet-member"),
+            fleet_labels=[str(v) for v in getlist("emperor-fleet-labels")],
         )
 
 

@@ -610,6 +610,11 @@ _add("emperor-on-demand-exec", str, None, "socket-activation: run this to learn 
 _add("emperor-proxy-socket", str, None, "talk to the emperor through this proxy socket", section=S,
      ignored=True)
 _add("emperor-cap", str, None, "capabilities the emperor keeps", section=S, ignored=True)
+_add("emperor-fleet-member", str, None, "this emperor's member name in zoo:// fleets (default: host name)",
+     section=S)
+_add("emperor-fleet-labels", str, None, "labels of this fleet member: KEY=VALUE[,KEY...] (zoo://)",
+     repeat=True, section=S)
+_add("fleet-status", str, None, "print where each vassal of a zoo:// fleet runs, and exit", section=S)
 _add("vassals-cap", str, None, "capabilities given to vassals", aliases=("vassal-cap",), section=S,
      ignored=True)
 _add("early-emperor", bool, False, "start the emperor as early as possible (an Imperium emperor "
