@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from vassal.api.cache import djb33x
 from vassal.log import log, set_logvar
 
 from .exchange import REASONS, Exchange
@@ -685,14 +686,10 @@ def _strtoul(text: str) -> int:
     return max(0, _c_atoi(text))
 
 
-def djb33x(data: bytes) -> int:
-    h = 5381
-    for b in data:
-        h = (((h << 5) + h) ^ (b - 256 if b >= 128 else b)) & 0xFFFFFFFF
-    return h
-
-
 def murmur2(data: bytes) -> int:
+    """uWSGI 2.0's murmur2 as it really computes (core/hash.c): for the 1 to 3 bytes left after
+    the 4-byte blocks it reads the first bytes of the key (``key``, not the advanced ``ukey``).
+    vassal.api.cache's murmur2 reads the last ones (the intended algorithm)."""
     m = 0x5BD1E995
     n = len(data)
     h = n & 0xFFFFFFFF
