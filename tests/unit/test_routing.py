@@ -218,7 +218,7 @@ def test_url_decode_never_fails(path: str) -> None:
 
 
 def test_kvlist() -> None:
-    assert A._kvlist("filename=/a\\,b,status=404 Not Found,mime=1,junk") == {
+    assert A.kvlist("filename=/a\\,b,status=404 Not Found,mime=1,junk") == {
         "filename": "/a,b", "status": "404 Not Found", "mime": "1"}
 
 

@@ -25,7 +25,9 @@ from collections.abc import Callable
 from typing import Any
 
 from vassal.api.cache import djb33x
+from vassal.config.placeholders import c_int
 from vassal.log import log, set_logvar
+from vassal.services.daemons import kvlist  # uWSGI's uwsgi_kvlist_parse
 
 from .exchange import REASONS, Exchange
 from .expand import Template, compile_template, expand
@@ -40,43 +42,8 @@ class ActionError(ValueError):
 
 
 def _c_atoi(text: str) -> int:
-    """C's atoi: optional blanks and sign, then the leading digits (0 when there are none)."""
-    t = text.lstrip(" \t\n\r\f\v")
-    sign = 1
-    if t[:1] in ("+", "-"):
-        sign = -1 if t[0] == "-" else 1
-        t = t[1:]
-    n = 0
-    for ch in t:
-        if not "0" <= ch <= "9":
-            break
-        n = n * 10 + ord(ch) - 48
-    return sign * n
-
-
-def _kvlist(text: str) -> dict[str, str]:
-    """uWSGI's ``uwsgi_kvlist_parse``: ``k=v,k=v``, ``\\`` escapes a separator; unknown keys are
-    simply not used."""
-    items: list[str] = []
-    cur: list[str] = []
-    escaped = False
-    for ch in text:
-        if ch == "," and not escaped:
-            items.append("".join(cur))
-            cur = []
-        elif ch == "\\" and not escaped:
-            escaped = True
-        else:
-            cur.append(ch)
-            escaped = False
-    if cur:
-        items.append("".join(cur))
-    out: dict[str, str] = {}
-    for item in items:
-        k, eq, v = item.partition("=")
-        if eq:
-            out[k] = v
-    return out
+    """C's atoi (strtol's leading integer, 0 when there is none)."""
+    return c_int(text)
 
 
 # --- flow -----------------------------------------------------------------------------------
@@ -497,7 +464,7 @@ def _static(next_: bool) -> Callable[[str], Action]:
 def _file(mode: str, next_: bool) -> Callable[[str], Action]:
     """``file``/``sendfile``/``fastfile`` (and ``-next``): a file as the whole answer."""
     def make(arg: str) -> Action:
-        conf = _kvlist(arg)
+        conf = kvlist(arg)
         if "filename" not in conf:
             raise ActionError(f"you have to specify a filename for the \"{mode}\" router: {arg!r}")
         filename = compile_template(conf["filename"])
@@ -660,7 +627,7 @@ def _basicauth(next_: bool) -> Callable[[str], Action]:
 def _expires(arg: str) -> Action:
     from vassal.protocols.static import http_date
 
-    conf = _kvlist(arg)
+    conf = kvlist(arg)
     filename = conf.get("filename", conf.get("file"))
     fname = compile_template(filename) if filename is not None else None
     unix = compile_template(conf["unix"]) if "unix" in conf else None
@@ -726,7 +693,7 @@ _HASHES = {"djb33x": djb33x, "murmur2": murmur2}
 
 
 def _hash(arg: str) -> Action:
-    conf = _kvlist(arg)
+    conf = kvlist(arg)
     if not conf.get("key") or not conf.get("var") or not conf.get("items"):
         raise ActionError("invalid route syntax: you need to specify a hash key, a var and a set of items")
     algo = conf.get("algo") or "djb33x"
