@@ -57,11 +57,17 @@ class Router:
             if self.static is not None:
                 ex.found = self.static.locate(env)
                 ex.located = True
-            if run(chain, ex) == BREAK:
-                ex.answered = True
-                if ex.found is not None:
+            try:
+                outcome = run(chain, ex)
+            except BaseException:
+                outcome = BREAK  # a write failed: the static file found is not served either
+                raise
+            finally:
+                if outcome == BREAK and ex.found is not None:
                     os.close(ex.found.fd)
                     ex.found = None
+            if outcome == BREAK:
+                ex.answered = True
                 if not resp.head_sent and resp.status is not None:
                     ex.write_headers()  # a head prepared and not sent goes out at the end (uWSGI)
                 if not resp.head_sent:
