@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from vassal import log as logmod
-from vassal import process_setup
+from vassal import process_setup, routing
 from vassal.api import background, uwsgi_module
 from vassal.emperor_link import EmperorLink
 from vassal.log import log
@@ -28,7 +28,8 @@ from vassal.logs.request import RequestLog
 from vassal.master import FAILED_APP_CODE, Master
 from vassal.protocols import offload, static
 from vassal.scoreboard import Scoreboard
-from vassal.services import Service, log_master
+from vassal.services import Service, log_master, zergpool
+from vassal.services.pidfiles import SafePidfiles
 from vassal.services.plan import PlanError, ServicePlan
 from vassal.services.reload_rules import reload_on_exception_rule
 from vassal.services.stats_server import StatsService
@@ -334,8 +335,6 @@ def _make_sockets(config: Any, pools: list | None = None) -> list[ListenSocket]:
             log(f"uwsgi socket {len(out)} bound to {what} {addr} fd {ls.fileno()}")
         out.append(ls)
     if pools is not None and config.has("zergpool"):
-        from vassal.services import zergpool
-
         try:
             pools += zergpool.bind_pools(config, inherited, used)
         except (zergpool.ZergPoolError, BindError) as exc:
@@ -392,8 +391,6 @@ def _static_files(config: Any) -> Any:
 
 def _router(config: Any, files: Any) -> Any:
     """The internal routing rules (vassal/routing), or None when the config has none."""
-    from vassal import routing
-
     try:
         return routing.from_config(config, files)
     except (routing.RouteError, static.StaticConfigError) as exc:
@@ -484,7 +481,6 @@ def _phase(plan: ServicePlan, phase: str, in_worker: bool = False) -> None:
 
 def _services(config: Any, plan: ServicePlan) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
-    from vassal.services.pidfiles import SafePidfiles
     from vassal.services.sos import SosService
 
     sos = SosService.from_config(config)
@@ -496,9 +492,7 @@ def _services(config: Any, plan: ServicePlan) -> list[Service]:
 def _zergpool_service(pools: list) -> list[Service]:
     if not pools:
         return []
-    from vassal.services.zergpool import ZergPoolService
-
-    return [ZergPoolService(pools)]
+    return [zergpool.ZergPoolService(pools)]
 
 
 def _umask(config: Any) -> None:

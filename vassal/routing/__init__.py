@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vassal.log import log
+from vassal.protocols import static as static_mod
 
 from .exchange import Exchange
 from .table import BREAK, ROUTE_OPTIONS, Chain, RouteError, dump, rules_of, run
@@ -113,8 +114,6 @@ def from_config(config: Any, static: Any = None) -> Router | None:
     line naming option and origin) for anything that cannot work."""
     if not wanted(config):
         return None
-    from vassal.protocols import static as static_mod
-
     chains = rules_of(config)
     dump(chains)
     files = static if static is not None else static_mod.from_config(config, always=True)

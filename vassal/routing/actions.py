@@ -26,11 +26,17 @@ from typing import Any
 
 from vassal.api.cache import djb33x
 from vassal.config.placeholders import c_int
-from vassal.log import log, set_logvar
+from vassal.log import log, set_logvar, skip_request_line
+from vassal.protocols.static import http_date, mime_type
 from vassal.services.daemons import kvlist  # uWSGI's uwsgi_kvlist_parse
 
 from .exchange import REASONS, Exchange
 from .expand import Template, compile_template, expand
+
+try:  # imported now: after a privilege drop the interpreter's own files may be unreadable
+    import setproctitle
+except ImportError:  # pragma: no cover - a dependency of the project
+    setproctitle = None  # type: ignore[assignment]
 
 NEXT, CONTINUE, BREAK = 0, 1, 2
 
@@ -120,8 +126,6 @@ def _logvar(arg: str) -> Action:
 
 
 def _donotlog(arg: str) -> Action:
-    from vassal.log import skip_request_line
-
     def act(ex: Exchange) -> int:
         skip_request_line()
         return NEXT
@@ -282,12 +286,8 @@ def _setprocname(arg: str) -> Action:
     name = compile_template(arg)
 
     def act(ex: Exchange) -> int:
-        try:
-            import setproctitle
-
+        if setproctitle is not None:
             setproctitle.setproctitle(expand(name, ex.ctx))
-        except ImportError:
-            pass
         return NEXT
     return act
 
@@ -489,8 +489,6 @@ def _file(mode: str, next_: bool) -> Callable[[str], Action]:
                         ex.add_header("Content-Length", str(st.st_size))
                     found = None
                     if use_mime:
-                        from vassal.protocols.static import mime_type
-
                         found = mime_type(ex.router.mime, name.encode("latin-1", "replace"))
                     ex.add_header("Content-Type", found or ctype)
                 if mode == "file":
@@ -522,25 +520,34 @@ def _copy_body(ex: Exchange, fd: int, st: os.stat_result) -> None:
 
 
 class _Crypt:
-    """glibc's crypt(3) (libcrypt), the function uWSGI checks htpasswd lines with."""
+    """glibc's crypt(3) (libcrypt), the function uWSGI checks htpasswd lines with; loaded on
+    first use, so that an instance without basicauth never looks for it."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.fn: Any = None
-        name = ctypes.util.find_library("crypt")
-        if name:
+        self.loaded = False
+
+    def _load(self) -> None:
+        self.loaded = True
+        for name in ("libcrypt.so.1", ctypes.util.find_library("crypt")):
+            if not name:
+                continue
             try:
-                lib = ctypes.CDLL(name)
-                self.fn = lib.crypt
-                self.fn.restype = ctypes.c_char_p
-                self.fn.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+                fn = ctypes.CDLL(name).crypt
             except (OSError, AttributeError):
-                self.fn = None
+                continue
+            fn.restype = ctypes.c_char_p
+            fn.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+            self.fn = fn
+            return
 
     def __call__(self, password: bytes, salt: bytes) -> bytes | None:
-        if self.fn is None:
-            return None
         with self.lock:
+            if not self.loaded:
+                self._load()
+            if self.fn is None:
+                return None
             return self.fn(password, salt)
 
 
@@ -625,8 +632,6 @@ def _basicauth(next_: bool) -> Callable[[str], Action]:
 
 
 def _expires(arg: str) -> Action:
-    from vassal.protocols.static import http_date
-
     conf = kvlist(arg)
     filename = conf.get("filename", conf.get("file"))
     fname = compile_template(filename) if filename is not None else None

@@ -27,6 +27,9 @@ import os
 import threading
 from typing import Any
 
+from vassal.protocols.offload import send_chunk
+from vassal.protocols.static import StaticReply
+
 from .expand import Context
 
 #: uWSGI's reason phrases (core/init.c ``hsc``), for a status given as three digits
@@ -212,8 +215,6 @@ class Exchange:
 
     def sendfile(self, fd: int, size: int, offload: bool) -> None:
         """A whole file as the body, after the head (``sendfile``/``fastfile``)."""
-        from vassal.protocols.offload import send_chunk
-
         resp = self.resp
         if self.ignore_body or not size:
             return
@@ -283,8 +284,6 @@ class Exchange:
 
     def reply(self) -> Any:
         """What a chain sent instead of a static file, as the static module reports it."""
-        from vassal.protocols.static import StaticReply
-
         resp = self.resp
         return StaticReply(resp.status or "0", resp.head_bytes, resp.body_bytes, resp.nheaders,
                            resp.keep and resp.has_length, resp.via)

@@ -319,9 +319,7 @@ def _uwsgi(ctx: Context, what: str) -> str | None:
     if what == "pid":
         return str(os.getpid())
     if what == "uuid":
-        import uuid
-
-        return str(uuid.uuid4())
+        return _uuid4()
     if what == "status":
         return str(ctx.status)
     if what == "rtime":
@@ -331,6 +329,15 @@ def _uwsgi(ctx: Context, what: str) -> str | None:
     if what == "rsize":
         return str(int(getattr(ctx.resp, "body_bytes", 0)))
     return None  # "lq" (the listen queue) is not kept here
+
+
+def _uuid4() -> str:
+    """A random (version 4) UUID in its text form, as uWSGI's uwsgi_uuid gives."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _c_num(text: str) -> int:
