@@ -265,7 +265,7 @@ def generate(src: StatsSource, minified: bool = False) -> str:
                 e.kv("id", j)
                 e.kv("requests", c.requests)
                 e.kv("static_requests", c.static_requests)
-                e.kv("routed_requests", 0)
+                e.kv("routed_requests", c.routed_requests)
                 e.kv("offloaded_requests", c.offloaded_requests)
                 e.kv("write_errors", c.write_errors)
                 e.kv("read_errors", c.read_errors)

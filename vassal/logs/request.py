@@ -222,6 +222,7 @@ class RequestLog:
     micros: bool = False
     memory_report: bool = False
     xff: bool = False
+    vhost: bool = False  # vhost: uWSGI's line starts with the request's host
     chunks: list[bytes | Chunk] | None = None  # log-format, compiled
 
     @classmethod
@@ -234,7 +235,8 @@ class RequestLog:
                    big=int(config.get("log-big") or 0), zero=bool(config.get("log-zero")),
                    sendfile=bool(config.get("log-sendfile")), ioerror=bool(config.get("log-ioerror")),
                    micros=bool(config.get("log-micros")), memory_report=bool(config.get("memory-report")),
-                   xff=_state["xff"], chunks=compile_format(fmt) if fmt else None)
+                   xff=_state["xff"], vhost=bool(config.get("vhost") or config.get("vhost-host")),
+                   chunks=compile_format(fmt) if fmt else None)
 
     @property
     def silent(self) -> bool:
@@ -256,6 +258,9 @@ class RequestLog:
              via: str, protocol: str, t0: float, t1: float, app_id: int, app_requests: int, total: int,
              nvars: int, pktsize: int, core: int, wid: int, pid: int, write_errors: int = 0) -> None:
         """The request is over: write its line if it is to be logged (the worker's one call)."""
+        if logmod.take_skip():  # the routing action donotlog
+            logmod.take_logvars()
+            return
         logvars = logmod.take_logvars()
         if self.enabled and self.chunks is None:  # the common case: no Done to build
             line = self.line(env, status, body_bytes, head_bytes, nheaders, switches, via, protocol, t0, t1,
@@ -296,6 +301,8 @@ class RequestLog:
             vsz, rss = _memory()
             mem = (f"{{address space usage: {vsz} bytes/{vsz // 1048576}MB}} "
                    f"{{rss usage: {rss} bytes/{rss // 1048576}MB}} ")
+        if self.vhost:
+            mem = f"{get('HTTP_HOST') or get('SERVER_NAME') or ''} {mem}"
         return (f"{mem}[pid: {pid}|app: {app_id}|req: {app_requests}/{total}] {addr} ({get('REMOTE_USER', '')}) "
                 f"{{{nvars} vars in {pktsize} bytes}} [{cached[1] if cached[0] == sec else _ctime(sec)}] "
                 f"{get('REQUEST_METHOD', '')} {get('REQUEST_URI', '')} => generated {body_bytes} bytes in "
