@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from vassal.scoreboard import STATUS_NAMES, Scoreboard
+from vassal.scoreboard import Scoreboard
 from vassal.sockets import ListenSocket, listen_queue, parse_address
 
 LOCKS = ("user 0", "signal", "filemon", "timer", "rbtimer", "cron", "rpc", "snmp")
@@ -184,6 +184,21 @@ def generate(src: StatsSource, minified: bool = False) -> str:
                 e.comma()
         e.list_close()
         e.comma()
+    metrics = parts.get("metrics")
+    if metrics is not None:
+        e.key("metrics")
+        e.obj_open()
+        for n, (name, type_, oid, value) in enumerate(metrics):
+            e.key(name)
+            e.obj_open()
+            e.kv("type", type_)
+            e.kv("oid", oid)
+            e.kv("value", value, comma=False)
+            e.obj_close()
+            if n < len(metrics) - 1:
+                e.comma()
+        e.obj_close()
+        e.comma()
     e.key("sockets")
     e.list_open()
     for n, ls in enumerate(src.sockets):
@@ -205,7 +220,7 @@ def generate(src: StatsSource, minified: bool = False) -> str:
     for i in range(1, board.nworkers + 1):
         w = board.workers[i]
         e.obj_open()
-        e.kv("id", i)
+        e.kv("id", i if w.respawn_count else 0)  # uWSGI: 0 until the worker was first spawned
         e.kv("pid", w.pid)
         e.kv("accepting", w.accepting)
         e.kv("requests", w.requests)
@@ -214,8 +229,7 @@ def generate(src: StatsSource, minified: bool = False) -> str:
         e.kv("harakiri_count", w.harakiri_count)
         e.kv("signals", w.signals)
         e.kv("signal_queue", src.signal_queue(i) if src.signal_queue else 0)
-        status = "busy" if w.busy_cores > 0 else STATUS_NAMES.get(w.status, "idle")
-        e.kv("status", status)
+        e.kv("status", board.status_name(i))
         rss, vsz = _memory(w.pid) if w.pid > 0 else (0, 0)
         e.kv("rss", rss)
         e.kv("vsz", vsz)
@@ -251,7 +265,7 @@ def generate(src: StatsSource, minified: bool = False) -> str:
                 e.kv("id", j)
                 e.kv("requests", c.requests)
                 e.kv("static_requests", c.static_requests)
-                e.kv("routed_requests", 0)
+                e.kv("routed_requests", c.routed_requests)
                 e.kv("offloaded_requests", c.offloaded_requests)
                 e.kv("write_errors", c.write_errors)
                 e.kv("read_errors", c.read_errors)

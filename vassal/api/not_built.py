@@ -17,15 +17,12 @@ _REQUEST = "a function of uWSGI's C request path (the WSGI environ and start_res
 _ASYNC = "uWSGI's async mode is not built (use gevent = N)"
 _LEGION = "legions are not built"
 _SYMBOLS = "reads symbols embedded in the uWSGI binary"
-_METRICS = "the metrics subsystem is not built"
 
 #: name -> why Imperium does not offer it
 NOT_BUILT: dict[str, str] = {
     "log_this_request": "per-request log forcing is not built",
     "logsize": "the log size counter is not built",
     "alarm": "alarms are not built",
-    **{f"metric_{op}": _METRICS for op in ("inc", "dec", "mul", "div", "get", "set", "set_max",
-                                           "set_min")},
     **{name: _REQUEST for name in ("env", "start_response", "cl", "ready_fd", "add_var",
                                    "chunked_read", "chunked_read_nb", "send", "recv", "close")},
     "connect": "raw sockets by fd are not built",
