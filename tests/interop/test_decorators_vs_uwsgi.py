@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import wait_until
-from tests.fixtures.background import DECORATED, DECORATED_MORE, Backend
+from tests.fixtures.background import DECORATED, Backend
 from tests.interop.helpers import need_uwsgi
 
 KINDS = ("imperium", "uwsgi")
@@ -45,8 +45,8 @@ def test_the_other_decorators(procs, tmp_path, kind) -> None:
     watched = tmp_path / kind / "events.watched"
     watched.write_text("a")
     b = Backend(procs, kind, tmp_path, [f"spooler = {spool}", "spooler-frequency = 1", "mule = true",
-                                        "mule = true", "mule = true", "farm = pool:3"], "",
-                app=DECORATED_MORE)
+                                        "mule = true", "mule = true", "farm = pool:3"], "more",
+                app=DECORATED)
     b.wait_events("rbtimer", 2)
     assert b.wait_events("cron")[0][1] in ("w1", "w2")  # fires in the current minute
     watched.write_text("b")
