@@ -231,6 +231,31 @@ def test_member_name_held_by_another_emperor(tree: Tree, monitors) -> None:
     second.wait_sync({"a.ini"}, timeout=10)
 
 
+def test_a_persistent_node_under_members_is_no_member(tree: Tree, monitors) -> None:
+    """A node nobody's session holds (made by hand, or restored from a backup, which turns
+    ephemeral nodes persistent) would be a member that never dies and runs nothing: the
+    vassals placed on it would run nowhere, for ever. It is ignored, with a warning."""
+    name = next(n for n in (f"g{i}.ini" for i in range(100))
+                if fleet.place(n, fleet.FleetSpec(1), {"m1": {}, "ghost": {}}) == ["ghost"])
+    tree.put(name, "[uwsgi]\n[fleet]\nreplicas = 1\n")
+    tree.client.create(tree.path + ".members/ghost", b'{"labels": {}}', makepath=True)
+    run = start(monitors, tree.arg())
+    run.wait_sync({name})
+    wait_until(lambda: f"ignoring {tree.path}.members/ghost: not an ephemeral node" in run.logs.text(),
+               message="the warning")
+    out = io.StringIO()
+    assert fleet_status(tree.arg(), out=out) == 0
+    assert "members (1):" in out.getvalue() and "ghost  (not an ephemeral node" in out.getvalue()
+    row = next(line for line in out.getvalue().splitlines() if line.strip().startswith(name))
+    assert row.split()[2:] == ["m1", "m1"], out.getvalue()  # placed on m1, reported by m1
+    # our own name taken by such a node: a clear reason, not "held by another emperor"
+    tree.client.create(tree.path + ".members/m2", b"", makepath=True)
+    other = start(monitors, tree.arg(), member="m2")
+    event = other.wait(lambda ev: [e for e in ev if isinstance(e, Unavailable)])[0]
+    assert f"the member node {tree.path}.members/m2 is not ephemeral" in event.reason
+    assert not other.all(Touch) and not other.all(Sync)
+
+
 def test_expired_session_rejoins_without_stopping_anything(tree: Tree, monitors) -> None:
     tree.put("a.ini", "[uwsgi]\n")
     run = start(monitors, tree.arg())
