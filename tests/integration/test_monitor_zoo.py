@@ -89,6 +89,33 @@ def test_znodes_added_changed_removed(tree: Tree, monitors) -> None:
     assert json.loads(data)["runs"] == ["a.ini", "c.json", "empty.ini"]
 
 
+class DeafZoo(ZooMonitor):
+    """A monitor whose vassal watches never fire: what a lost notification looks like."""
+
+    def _on_children(self, event: object) -> None:
+        pass
+
+    def _on_data(self, event: object) -> None:
+        pass
+
+
+def test_the_emperor_freq_read_repairs_missed_watches(tree: Tree, monitors) -> None:
+    """Watches are the fast path; the full read every emperor-freq seconds is the net."""
+    tree.put("a.ini", "[uwsgi]\n# a1\n")
+    tree.put("b.ini", "[uwsgi]\n")
+    run = monitors(DeafZoo, tree.arg(), ctx("m1", freq=1.0))
+    run.wait_sync({"a.ini", "b.ini"})
+    scans = run.monitor.scans  # type: ignore[attr-defined]
+    mark = run.mark()
+    tree.put("c.ini", "[uwsgi]\n")
+    tree.put("a.ini", "[uwsgi]\n# a2\n")
+    tree.delete("b.ini")
+    run.wait_sync({"a.ini", "c.ini"}, mark, timeout=10)
+    assert run.monitor.scans > scans  # type: ignore[attr-defined]  # seen by a full read
+    assert run.touches(mark, name="a.ini")[-1].config == b"[uwsgi]\n# a2\n"
+    assert Destroy("b.ini") in run.since(mark)
+
+
 def test_bad_znodes_are_skipped_and_the_others_go_through(tree: Tree, monitors) -> None:
     tree.put("good.ini", "[uwsgi]\n")
     tree.put("noextension", "[uwsgi]\n")
