@@ -850,6 +850,8 @@ def run_emperor(config: Any) -> int:
         return 1
     if settings.logto and "://" not in settings.logto and not settings.logto.startswith("udp:"):
         _redirect_log(settings.logto)
+    for line in settings.notices():
+        log(line)
     if settings.procname:
         with contextlib.suppress(Exception):
             import setproctitle
