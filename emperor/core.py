@@ -366,6 +366,38 @@ class Emperor:
         v.first_run = v.last_run = self.clock.now()
         self.start(v)
 
+    def keep_socket(self, v: VassalHandle, asked_to_stop: bool) -> socket.socket | None:
+        """The socket of an on-demand vassal that died on its own, taken from it when its
+        claim still names that socket: the connections queued on it wait for the next
+        process instead of being reset (uWSGI closes it and binds a new one)."""
+        if v.listener is None or asked_to_stop or self.royal_death_at is not None:
+            return None
+        claim = self.owner_claim(v.name)
+        if claim is None or self.on_demand_socket(v.name, claim[1]) != v.socket_name:
+            return None
+        kept, v.listener = v.listener, None
+        return kept
+
+    def wait_again(self, name: str, listener: socket.socket) -> None:
+        """A new on-demand handle on a kept socket, armed once the blacklist allows."""
+        claim = self.owner_claim(name)
+        assert claim is not None and self.loop is not None
+        monitor, t = claim
+        cwd, arg, vdir = self.launch_params(t, monitor)
+        sock_name = self.on_demand_socket(name, t)
+        assert isinstance(sock_name, str)
+        v = self.add(name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid, cwd=cwd,
+                     config_arg=arg, vassals_dir=vdir, skip_blacklist=True, socket_name=sock_name,
+                     listener=listener)
+        if v is None:
+            listener.close()
+            return
+        now = self.clock.mono()
+        until = self.blacklist.refused_until(name, now)
+        if until is not None:  # back off first: a connection meanwhile waits in the backlog
+            self.loop.remove_reader(listener.fileno())
+            self.loop.call_later(until - now + 0.0005, self._rearm, v)
+
     def add(self, name: str, monitor: Monitor | None, *, mtime: float, config: bytes | None,
             uid: int | None, gid: int | None, cwd: str | None, config_arg: str,
             vassals_dir: str | None, skip_blacklist: bool = False, socket_name: str | None = None,
@@ -656,7 +688,11 @@ class Emperor:
                 item = self.blacklist.check(v.name)
                 self.schedule_retry(v.name, item.retry_at() if item else now + self.settings.freq)
             return
+        kept = self.keep_socket(v, asked_to_stop)
         self.remove(v)
+        if kept is not None:
+            self.wait_again(v.name, kept)
+            return
         if voluntary:
             # uWSGI's monitors find the config again at their next scan: so do we
             assert self.loop is not None

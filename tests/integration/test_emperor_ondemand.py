@@ -72,6 +72,45 @@ def test_tcp_on_demand_by_extension_refuses_no_connection_across_idle(procs: Pro
     assert e.stop() == 0
 
 
+def test_a_crashed_on_demand_vassal_keeps_its_socket_and_queued_connections(procs: Procs,
+                                                                            tmp_path: Path) -> None:
+    """The vassal dies on its own (SIGKILL) with a connection queued on its socket: the emperor
+    keeps the socket (same inode, never closed), and the next process answers that connection."""
+    import os
+    import signal
+    import socket
+
+    sockets = tmp_path / "sockets"
+    sockets.mkdir()
+    e = Emperor(procs, tmp_path, "--emperor-on-demand-directory", str(sockets), own_binary=True)
+    (e.dir / "app.ini").write_text(vassal_ini())
+    path = str(sockets / "app.socket")
+    e.wait_vassal("app.ini", on_demand=path, pid=-1)
+    inode = os.stat(path).st_ino
+    assert b" 200 " in http_get(path).split(b"\r\n", 1)[0]
+    first = e.wait_vassal("app.ini", loyal=1)["pid"]
+    e.seen_pids.add(first)
+    os.killpg(first, signal.SIGSTOP)  # nobody accepts: the next connection stays queued
+    queued = socket.socket(socket.AF_UNIX)
+    queued.settimeout(20)
+    try:
+        queued.connect(path)
+        queued.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        os.killpg(first, signal.SIGKILL)
+        answer = b""
+        while chunk := queued.recv(65536):
+            answer += chunk
+    finally:
+        queued.close()
+    assert b" 200 " in answer.split(b"\r\n", 1)[0], answer[:300]
+    again = e.wait_vassal("app.ini", loyal=1)["pid"]
+    assert again not in (-1, first)
+    e.seen_pids.add(again)
+    assert os.stat(path).st_ino == inode, "the socket was bound again"
+    assert "cannot bind" not in e.log()
+    assert e.stop() == 0
+
+
 def test_on_demand_socket_that_cannot_be_bound_is_contained(procs: Procs, tmp_path: Path) -> None:
     e = Emperor(procs, tmp_path, "--emperor-on-demand-extension", ".socket")
     (e.dir / "bad.ini.socket").write_text(str(tmp_path / "no" / "such" / "dir.sock"))
