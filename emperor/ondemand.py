@@ -16,10 +16,13 @@ vassal starts, dies or goes back to waiting stay in the backlog, none is refused
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 
+from emperor.logs import log
 from emperor.settings import EmperorSettings
 
 #: uWSGI's listen() backlog for on-demand sockets (its default listen queue)
@@ -52,11 +55,29 @@ def from_options(settings: EmperorSettings, name: str, path: str | None) -> str 
 
 
 def run_exec(command: str, filename: str, timeout: float = 10.0) -> str | None:
-    """``CMD "FILENAME"`` through the shell, as uWSGI runs it; its first output line."""
+    """``CMD "FILENAME"`` through the shell, as uWSGI runs it; its first output line.
+
+    The file name reaches the shell as ``"$1"``, never pasted into the command line: uWSGI
+    pastes it, so a vassal file named ``x$(cmd).ini`` runs ``cmd`` as the emperor (root,
+    in tyrant mode, for whoever may drop a file in the directory). The command runs in its
+    own process group, killed whole after ``timeout`` (a child left behind holding the pipe
+    would keep the worker thread waiting for ever).
+    """
     try:
-        out = subprocess.run(f'{command} "{filename}"', shell=True, stdout=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL, timeout=timeout, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
+        proc = subprocess.Popen(["/bin/sh", "-c", f'{command} "$1"', "sh", filename],
+                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    except OSError as exc:
+        log(f"[emperor] emperor-on-demand-exec for {filename}: {exc.strerror or exc}")
+        return None
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        log(f"[emperor] emperor-on-demand-exec for {filename}: no answer within {timeout:g}s, "
+            "so no on-demand socket")
         return None
     return first_line(out)
 

@@ -111,6 +111,29 @@ def test_a_crashed_on_demand_vassal_keeps_its_socket_and_queued_connections(proc
     assert e.stop() == 0
 
 
+def test_on_demand_exec_names_the_socket(procs: Procs, tmp_path: Path) -> None:
+    """emperor-on-demand-exec: the first line the command prints for the config is the socket
+    (run in a worker thread; a vassal it prints nothing for starts at once)."""
+    sockets = tmp_path / "sockets"
+    sockets.mkdir()
+    script = tmp_path / "which-socket.sh"
+    script.write_text(f'#!/bin/sh\ncase "$1" in *lazy*) echo "{sockets}/$(basename "$1").sock";; esac\n')
+    script.chmod(0o755)
+    e = Emperor(procs, tmp_path, "--emperor-on-demand-exec", str(script), own_binary=True)
+    (e.dir / "lazy.ini").write_text(vassal_ini())
+    port = free_port()
+    (e.dir / "eager.ini").write_text(vassal_ini() + f"http-socket = 127.0.0.1:{port}\n")
+    path = str(sockets / "lazy.ini.sock")
+    e.wait_vassal("lazy.ini", on_demand=path, pid=-1, timeout=15)
+    eager = e.wait_vassal("eager.ini", accepting=1, timeout=20)  # nothing printed: started now
+    assert eager["on_demand"] == "" and eager["pid"] > 0
+    e.seen_pids.add(eager["pid"])
+    assert b" 200 " in http_get(port).split(b"\r\n", 1)[0]
+    assert b" 200 " in http_get(path).split(b"\r\n", 1)[0]
+    e.seen_pids.add(e.wait_vassal("lazy.ini", loyal=1)["pid"])
+    assert e.stop() == 0
+
+
 def test_on_demand_socket_that_cannot_be_bound_is_contained(procs: Procs, tmp_path: Path) -> None:
     e = Emperor(procs, tmp_path, "--emperor-on-demand-extension", ".socket")
     (e.dir / "bad.ini.socket").write_text(str(tmp_path / "no" / "such" / "dir.sock"))
