@@ -18,9 +18,10 @@ def get(port: int, path: str = "/", timeout: float = 30) -> tuple[int, str]:
         return r.status, r.read().decode()
 
 
-def brood_ini(port: int, zsock: Path, zerg_stanza: bool = True) -> str:
+def brood_ini(port: int, zsock: Path, zerg_stanza: bool = True,
+              trigger: str = "vassal-sos-backlog = 2") -> str:
     text = (f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = {APP}\nmaster = true\n"
-            f"processes = 1\nvassal-sos-backlog = 2\nzerg-server = {zsock}\n")
+            f"processes = 1\n{trigger}\nzerg-server = {zsock}\n")
     if zerg_stanza:
         text += (f"\n[zerg]\nzerg = {zsock}\nprotocol = http\nwsgi-file = {APP}\nmaster = true\n"
                  "processes = 1\nidle = 2\ndie-on-idle = true\n")
@@ -64,6 +65,25 @@ def test_zergs_come_under_load_serve_and_leave_when_idle(procs: Procs, tmp_path:
         e.wait_gone(z["id"], 30)
     assert e.vassal("app.ini")["pid"] == parent["pid"]
     assert get(port)[0] == 200
+    assert e.stop() == 0
+
+
+def test_vassal_sos_asks_when_every_worker_is_busy(procs: Procs, tmp_path: Path) -> None:
+    """``vassal-sos SECS`` (no backlog threshold): every worker busy -> an SOS at most every
+    SECS seconds, as uWSGI's master ("overload: N")."""
+    e = Emperor(procs, tmp_path, "--emperor-broodlord", "1", own_binary=True)
+    port = free_port()
+    (e.dir / "app.ini").write_text(brood_ini(port, tmp_path / "brood.sock", trigger="vassal-sos = 1"))
+    parent = e.wait_vassal("app.ini", accepting=1, timeout=20)
+    e.seen_pids.add(parent["pid"])
+    busy = threading.Thread(target=lambda: get(port, "/sleep/4"))
+    busy.start()
+    e.wait_log("asking Emperor for reinforcements (overload: ", 15)
+    zerg = e.wait_vassal("app.ini:zerg", zerg=1, accepting=1, timeout=20)
+    e.seen_pids.add(zerg["pid"])
+    assert "reinforcements (backlog" not in e.log()
+    busy.join(60)
+    e.wait_gone("app.ini:zerg", 30)  # idle: it leaves
     assert e.stop() == 0
 
 
