@@ -660,6 +660,10 @@ class Emperor:
             self.remove(v)
             self.maybe_buried()
             return
+        if v.life.kind is not Kind.ZERG:
+            # its zergs hold its listening sockets (zerg-server): its next process could not
+            # bind them while they live, so they go with it
+            self.stop_zergs(v.name)
         if not asked_to_stop and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXILE_CODE:
             log_verbose(f"[emperor] vassal {v.name} exiled itself (exit code {EXILE_CODE}): "
                         "it comes back when its config changes")

@@ -19,12 +19,12 @@ def get(port: int, path: str = "/", timeout: float = 30) -> tuple[int, str]:
 
 
 def brood_ini(port: int, zsock: Path, zerg_stanza: bool = True,
-              trigger: str = "vassal-sos-backlog = 2") -> str:
+              trigger: str = "vassal-sos-backlog = 2", zerg_idle: int = 2) -> str:
     text = (f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = {APP}\nmaster = true\n"
             f"processes = 1\n{trigger}\nzerg-server = {zsock}\n")
     if zerg_stanza:
         text += (f"\n[zerg]\nzerg = {zsock}\nprotocol = http\nwsgi-file = {APP}\nmaster = true\n"
-                 "processes = 1\nidle = 2\ndie-on-idle = true\n")
+                 f"processes = 1\nidle = {zerg_idle}\ndie-on-idle = true\n")
     return text
 
 
@@ -84,6 +84,34 @@ def test_vassal_sos_asks_when_every_worker_is_busy(procs: Procs, tmp_path: Path)
     assert "reinforcements (backlog" not in e.log()
     busy.join(60)
     e.wait_gone("app.ini:zerg", 30)  # idle: it leaves
+    assert e.stop() == 0
+
+
+def test_a_vassal_that_dies_takes_its_zergs_along(procs: Procs, tmp_path: Path) -> None:
+    """The zergs hold the vassal's listening sockets (from its zerg server): alive, they would
+    keep its next process from binding them until they went idle. They are stopped with it,
+    and the vassal is back at once."""
+    import os
+    import signal
+
+    e = Emperor(procs, tmp_path, "--emperor-broodlord", "1", own_binary=True)
+    port = free_port()
+    (e.dir / "app.ini").write_text(brood_ini(port, tmp_path / "brood.sock", zerg_idle=300))
+    parent = e.wait_vassal("app.ini", accepting=1, timeout=20)
+    e.seen_pids.add(parent["pid"])
+    clients = [threading.Thread(target=lambda: get(port, "/sleep/1.5")) for _ in range(6)]
+    for t in clients:
+        t.start()
+    zerg = e.wait_vassal("app.ini:zerg", zerg=1, accepting=1, timeout=20)
+    e.seen_pids.add(zerg["pid"])
+    for t in clients:
+        t.join(60)
+    os.kill(parent["pid"], signal.SIGKILL)
+    e.wait_gone("app.ini:zerg", 15)  # not 300 s of idle
+    again = e.wait_vassal("app.ini", accepting=1, timeout=20)
+    assert again["pid"] != parent["pid"]
+    e.seen_pids.add(again["pid"])
+    assert get(port)[0] == 200
     assert e.stop() == 0
 
 
