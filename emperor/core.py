@@ -767,7 +767,7 @@ class Emperor:
             cursed = v.life.cursed_at
             if (v.life.dying and cursed is not None and v.alive() and self.royal_death_at is None
                     and now - cursed.mono >= self.settings.curse_tolerance):
-                v.life.cursed_at = self.clock.now()  # SIGKILL again one tolerance later
+                v.life.curse_again()  # SIGKILL again one tolerance later
                 log_verbose(f"[emperor] vassal {v.name} (pid: {v.pid}) is still alive "
                             f"{self.settings.curse_tolerance}s after its curse: SIGKILL")
                 v.signal(signal.SIGKILL)
