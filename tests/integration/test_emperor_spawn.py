@@ -54,6 +54,21 @@ def test_forked_vassal_looks_exactly_like_an_execd_one(procs: Procs, tmp_path: P
     assert fk["pdeathsig"] == signal.SIGKILL and fk["pgid_is_pid"] and fk["stdin"] == "/dev/null"
 
 
+def test_binary_path_naming_imperium_itself_is_execd(procs: Procs, tmp_path: Path) -> None:
+    """The fork is for the emperor's own command; a binary-path (even our own) asks for exec."""
+    from tests.conftest import IMPERIUM
+
+    e = Emperor(procs, tmp_path, "--binary-path", IMPERIUM, own_binary=True)
+    out = tmp_path / "probe.json"
+    probe_vassal(e, "probe.ini", out)
+    e.wait_log("[emperor] vassal probe.ini is execed (pid: ")
+    assert "is forked" not in e.log()
+    doc = json.loads(out.read_text())
+    assert doc["cmdline"] == doc["orig_argv"] and doc["orig_argv"][1] == IMPERIUM
+    e.seen_pids.add(e.wait_vassal("probe.ini", accepting=1)["pid"])
+    assert e.stop() == 0
+
+
 def test_forked_vassal_reloads_by_reexec_and_dies_with_a_killed_emperor(procs: Procs,
                                                                          tmp_path: Path) -> None:
     e = Emperor(procs, tmp_path, own_binary=True)
