@@ -378,8 +378,9 @@ class Emperor:
         kept, v.listener = v.listener, None
         return kept
 
-    def wait_again(self, name: str, listener: socket.socket) -> None:
-        """A new on-demand handle on a kept socket, armed once the blacklist allows."""
+    def wait_again(self, name: str, listener: socket.socket, back_off: bool = True) -> None:
+        """A new on-demand handle on a kept socket, armed once the blacklist allows (at once
+        without ``back_off``)."""
         claim = self.owner_claim(name)
         assert claim is not None and self.loop is not None
         monitor, t = claim
@@ -393,7 +394,7 @@ class Emperor:
             listener.close()
             return
         now = self.clock.mono()
-        until = self.blacklist.refused_until(name, now)
+        until = self.blacklist.refused_until(name, now) if back_off else None
         if until is not None:  # back off first: a connection meanwhile waits in the backlog
             self.loop.remove_reader(listener.fileno())
             self.loop.call_later(until - now + 0.0005, self._rearm, v)
@@ -675,19 +676,18 @@ class Emperor:
             # (which blacklists it): the order decides the back-off, so keep it
             now = self.clock.mono()
             allowed = self.blacklist.refused_until(v.name, now) is None
+            kept = self.keep_socket(v, asked_to_stop)  # before remove(), which would close it
             self.remove(v)
             claim = self.owner_claim(v.name)
-            if allowed and claim is not None:
+            if kept is not None:  # on demand: waits again on the socket the emperor kept
+                self.wait_again(v.name, kept, back_off=not allowed)
+            elif allowed and claim is not None:
                 # started from what its monitor says now (uWSGI reuses the dead one's
-                # config and mtime: the same thing unless it changed while it was dying);
-                # an on-demand one waits again on the socket the emperor kept
+                # config and mtime: the same thing unless it changed while it was dying)
                 monitor, t = claim
                 cwd, arg, vdir = self.launch_params(t, monitor)
-                listener, v.listener = v.listener, None
-                if self.add(v.name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid,
-                            cwd=cwd, config_arg=arg, vassals_dir=vdir, skip_blacklist=True,
-                            socket_name=v.socket_name, listener=listener) is None and listener:
-                    listener.close()
+                self.add(v.name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid,
+                         cwd=cwd, config_arg=arg, vassals_dir=vdir, skip_blacklist=True)
             elif claim is not None:
                 item = self.blacklist.check(v.name)
                 self.schedule_retry(v.name, item.retry_at() if item else now + self.settings.freq)

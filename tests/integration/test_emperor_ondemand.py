@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests import procstat
 from tests.conftest import Procs, free_port, read_to_close, wait_until
 from tests.integration.emperor_harness import Emperor
 
@@ -91,6 +92,9 @@ def test_a_crashed_on_demand_vassal_keeps_its_socket_and_queued_connections(proc
     first = e.wait_vassal("app.ini", loyal=1)["pid"]
     e.seen_pids.add(first)
     os.killpg(first, signal.SIGSTOP)  # nobody accepts: the next connection stays queued
+    # a worker running on the other core stops at its next return to user space: wait for it
+    wait_until(lambda: all(p.state in ("T", "t") for p in procstat.table().values()
+                           if p.pgrp == first and not p.exited), 10, message="the vassal stopped")
     queued = socket.socket(socket.AF_UNIX)
     queued.settimeout(20)
     try:
