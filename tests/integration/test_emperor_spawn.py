@@ -127,6 +127,33 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def test_spawning_never_waits_in_the_emperor_loop(procs: Procs, tmp_path: Path) -> None:
+    """Vassals whose start (a start hook) blocks until released: all of them are being made at
+    the same time, and the emperor answers its stats and starts a plain vassal meanwhile."""
+    from tests.conftest import read_json
+
+    release = tmp_path / "release"
+    started = tmp_path / "hooks"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f'#!/bin/sh\necho "$1" >> {started}\n'
+                    f'while [ ! -e {release} ]; do sleep 0.05; done\n')
+    hook.chmod(0o755)
+    e = Emperor(procs, tmp_path, "--vassals-start-hook", str(hook))
+    for name in ("a.ini", "b.ini", "c.ini"):
+        e.ini(name)
+    try:
+        wait_until(lambda: started.exists() and len(started.read_text().split()) == 3, 15,
+                   message=f"three start hooks blocked at once; log:\n{e.log()[-2000:]}")
+        doc = read_json(e.stats_port)  # the loop is free while they block
+        assert sorted(v["id"] for v in doc["vassals"]) == ["a.ini", "b.ini", "c.ini"]
+        assert not any(e.records(n, "start") for n in ("a.ini", "b.ini", "c.ini"))
+    finally:
+        release.touch()
+    for name in ("a.ini", "b.ini", "c.ini"):
+        e.wait_records(name, "start")
+    assert e.stop() == 0
+
+
 def test_wrapper_override_and_fallback(procs: Procs, tmp_path: Path) -> None:
     """uWSGI's order: each emperor-wrapper-override, the binary, each emperor-wrapper-fallback."""
     missing = str(tmp_path / "no-such-uwsgi")
