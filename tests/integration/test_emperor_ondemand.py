@@ -3,6 +3,9 @@ connection, hands it the socket as fd 0, and takes it back when the vassal goes 
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 from pathlib import Path
 
 from tests import procstat
@@ -77,10 +80,6 @@ def test_a_crashed_on_demand_vassal_keeps_its_socket_and_queued_connections(proc
                                                                             tmp_path: Path) -> None:
     """The vassal dies on its own (SIGKILL) with a connection queued on its socket: the emperor
     keeps the socket (same inode, never closed), and the next process answers that connection."""
-    import os
-    import signal
-    import socket
-
     sockets = tmp_path / "sockets"
     sockets.mkdir()
     e = Emperor(procs, tmp_path, "--emperor-on-demand-directory", str(sockets), own_binary=True)
@@ -135,6 +134,36 @@ def test_on_demand_exec_names_the_socket(procs: Procs, tmp_path: Path) -> None:
     assert b" 200 " in http_get(port).split(b"\r\n", 1)[0]
     assert b" 200 " in http_get(path).split(b"\r\n", 1)[0]
     e.seen_pids.add(e.wait_vassal("lazy.ini", loyal=1)["pid"])
+    assert e.stop() == 0
+
+
+def test_touch_while_waiting_and_a_changed_socket(procs: Procs, tmp_path: Path) -> None:
+    """A touch while waiting records the new mtime only; another socket name restarts the
+    vassal on the new socket; no socket name any more starts it as a plain vassal."""
+    from tests.integration.emperor_harness import bump_mtime
+
+    e = Emperor(procs, tmp_path, "--emperor-on-demand-extension", ".socket")
+    first, second = str(tmp_path / "one.sock"), str(tmp_path / "two.sock")
+    (e.dir / "w.ini.socket").write_text(first + "\n")
+    ini = e.ini("w.ini")
+    e.wait_vassal("w.ini", on_demand=first, pid=-1)
+    mark = e.mark()
+    bump_mtime(ini)
+    e.wait_log('[emperor] updated configuration for "on demand" instance w.ini', after=mark)
+    assert e.vassal("w.ini")["pid"] == -1 and not e.records("w.ini", "start")
+
+    (e.dir / "w.ini.socket").write_text(second + "\n")
+    bump_mtime(ini, 4)
+    e.wait_log(f'[uwsgi-emperor] w.ini -> on-demand socket changed ("{first}" -> "{second}"): '
+               "restarting it", after=mark)
+    e.wait_vassal("w.ini", on_demand=second, pid=-1)
+    with socket.socket(socket.AF_UNIX) as s:  # the old socket is closed
+        assert s.connect_ex(first) != 0
+
+    (e.dir / "w.ini.socket").unlink()
+    bump_mtime(ini, 6)
+    e.wait_records("w.ini", "start")  # out of on-demand mode: started at once
+    assert e.wait_vassal("w.ini", loyal=1)["on_demand"] == ""
     assert e.stop() == 0
 
 
