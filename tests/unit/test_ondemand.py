@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
+
+import pytest
 
 from emperor import ondemand
 from emperor.settings import EmperorSettings
@@ -39,3 +43,29 @@ def test_exec_that_hangs_or_fails_means_no_socket(capfd) -> None:
     assert ondemand.run_exec("sleep 5; echo late", "a.ini", timeout=0.3) is None
     assert "emperor-on-demand-exec for a.ini: no answer within 0.3s" in capfd.readouterr().err
     assert ondemand.run_exec("exit 3", "a.ini") is None  # no output: not on demand
+
+
+def test_bind_removes_a_leftover_socket_and_nothing_else(tmp_path: Path) -> None:
+    leftover = tmp_path / "old.sock"
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(leftover))
+    dead.close()  # the file stays, nobody listens: a leftover of a dead emperor
+    sock = ondemand.bind(str(leftover))
+    sock.close()
+
+    config = tmp_path / "app.ini"  # a socket name that names the config by mistake
+    config.write_text("[uwsgi]\n")
+    with pytest.raises(OSError) as info:
+        ondemand.bind(str(config))
+    assert info.value.errno == errno.EEXIST and "is not a socket" in str(info.value)
+    assert config.read_text() == "[uwsgi]\n"
+
+    live = socket.socket(socket.AF_UNIX)
+    live.bind(str(tmp_path / "live.sock"))
+    live.listen(1)
+    try:
+        with pytest.raises(OSError) as info:
+            ondemand.bind(str(tmp_path / "live.sock"))
+        assert info.value.errno == errno.EADDRINUSE and "another process listens" in str(info.value)
+    finally:
+        live.close()
