@@ -3,6 +3,8 @@ vassals from its [zerg] stanza, they serve, and they go away when idle."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import urllib.request
 from pathlib import Path
@@ -26,6 +28,23 @@ def brood_ini(port: int, zsock: Path, zerg_stanza: bool = True,
         text += (f"\n[zerg]\nzerg = {zsock}\nprotocol = http\nwsgi-file = {APP}\nmaster = true\n"
                  f"processes = 1\nidle = {zerg_idle}\ndie-on-idle = true\n")
     return text
+
+
+def summon_zerg(e: Emperor, port: int, clients: int = 6) -> tuple[dict, dict, list[tuple[int, str]]]:
+    """The vassal app.ini up, then requests that fill its listen queue until a zerg is
+    accepting: (the vassal, the zerg, the answers once all came)."""
+    parent = e.wait_vassal("app.ini", accepting=1, timeout=20)
+    e.seen_pids.add(parent["pid"])
+    answers: list[tuple[int, str]] = []
+    threads = [threading.Thread(target=lambda: answers.append(get(port, "/sleep/1.5")))
+               for _ in range(clients)]
+    for t in threads:
+        t.start()
+    zerg = e.wait_vassal("app.ini:zerg", zerg=1, accepting=1, timeout=20)
+    e.seen_pids.add(zerg["pid"])
+    for t in threads:
+        t.join(60)
+    return parent, zerg, answers
 
 
 def test_zergs_come_under_load_serve_and_leave_when_idle(procs: Procs, tmp_path: Path) -> None:
@@ -91,21 +110,10 @@ def test_a_vassal_that_dies_takes_its_zergs_along(procs: Procs, tmp_path: Path) 
     """The zergs hold the vassal's listening sockets (from its zerg server): alive, they would
     keep its next process from binding them until they went idle. They are stopped with it,
     and the vassal is back at once."""
-    import os
-    import signal
-
     e = Emperor(procs, tmp_path, "--emperor-broodlord", "1", own_binary=True)
     port = free_port()
     (e.dir / "app.ini").write_text(brood_ini(port, tmp_path / "brood.sock", zerg_idle=300))
-    parent = e.wait_vassal("app.ini", accepting=1, timeout=20)
-    e.seen_pids.add(parent["pid"])
-    clients = [threading.Thread(target=lambda: get(port, "/sleep/1.5")) for _ in range(6)]
-    for t in clients:
-        t.start()
-    zerg = e.wait_vassal("app.ini:zerg", zerg=1, accepting=1, timeout=20)
-    e.seen_pids.add(zerg["pid"])
-    for t in clients:
-        t.join(60)
+    parent, _zerg, _ = summon_zerg(e, port)
     os.kill(parent["pid"], signal.SIGKILL)
     e.wait_gone("app.ini:zerg", 15)  # not 300 s of idle
     again = e.wait_vassal("app.ini", accepting=1, timeout=20)
@@ -187,17 +195,7 @@ def test_zergs_for_a_vassal_from_pg(procs: Procs, tmp_path: Path) -> None:
         table.put("app.ini", brood_ini(port, tmp_path / "brood.sock"))
         e = Emperor(procs, tmp_path, "--emperor-broodlord", "1",
                     monitors=[table.arg(notify=True)], own_binary=True)
-        parent = e.wait_vassal("app.ini", accepting=1, timeout=20)
-        e.seen_pids.add(parent["pid"])
-        answers: list[tuple[int, str]] = []
-        clients = [threading.Thread(target=lambda: answers.append(get(port, "/sleep/1.5")))
-                   for _ in range(6)]
-        for t in clients:
-            t.start()
-        zerg = e.wait_vassal("app.ini:zerg", zerg=1, accepting=1, timeout=20)
-        e.seen_pids.add(zerg["pid"])
-        for t in clients:
-            t.join(60)
+        _parent, _zerg, answers = summon_zerg(e, port)
         assert len(answers) == 6 and len({body for _, body in answers}) >= 2, answers
         table.delete("app.ini")
         e.wait_gone("app.ini", 15)
