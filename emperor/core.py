@@ -25,9 +25,10 @@ import signal
 import socket
 from typing import Any
 
-from emperor import broodlord, ondemand
+from emperor import broodlord, ondemand, systemd
 from emperor import spawn as spawning
 from emperor.clock import Clock
+from emperor.control import Control, ControlError, Hold
 from emperor.events import (
     Available,
     Destroy,
@@ -44,11 +45,13 @@ from emperor.events import (
 from emperor.forkserver import ForkServer, own_interpreter
 from emperor.lifecycle import Kind, Phase
 from emperor.logs import log, log_verbose, set_output, setup_logging
+from emperor.output import VassalOutput
 from emperor.policy import Blacklist, Throttle
 from emperor.protocol import EXILE_CODE, ToEmperor, ToVassal, VassalLink
 from emperor.settings import EmperorSettings, default_binary
 from emperor.stats import StatsServer, render
 from emperor.vassal import VassalHandle, describe_status
+from emperor.view import Latencies, snapshot
 
 TICK = 0.25  # seconds between heartbeat / curse / mercy checks (of vassals that need them)
 PENDING = object()  # an on-demand socket name still being looked up
@@ -91,6 +94,16 @@ class Emperor:
         self.od_exec: dict[tuple[str, float], str | None] = {}
         self.od_pending: set[tuple[str, float]] = set()
         self.parent: VassalLink | None = None
+        #: observability (emperor.view): monitors' availability, spawn/reload latencies,
+        #: whether every monitor has done its first scan; the control socket (its holds)
+        self.monitor_up: dict[str, bool] = {}  # monitor id -> available
+        self.latencies = Latencies()
+        self.settled = False
+        self.unsettled: set[str] = set()  # monitors whose first scan is still to come
+        self.control = Control(self, settings.control_socket)
+        self.output = VassalOutput(settings.log_prefix, settings.vassal_logdir)
+        self.notifier: systemd.Notifier | None = None
+        self.prometheus: StatsServer | None = None
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -138,9 +151,16 @@ class Emperor:
         if self.settings.pidfile:
             with open(self.settings.pidfile, "w") as f:
                 f.write(f"{os.getpid()}\n")
+        try:
+            self.control.start(self.loop)
+        except ControlError as exc:
+            log(f"[emperor] emperor-control-socket: {exc}")
+            return 1
+        self.output.attach(self.loop)
         for sig, handler in ((signal.SIGINT, self.royal_death), (signal.SIGTERM, self.royal_death),
                              (signal.SIGQUIT, self.royal_death), (signal.SIGHUP, self.massive_reload),
-                             (signal.SIGUSR1, self.log_status), (signal.SIGURG, self.cleanup_blacklist)):
+                             (signal.SIGUSR1, self.log_status), (signal.SIGURG, self.cleanup_blacklist),
+                             (signal.SIGUSR2, self.reopen_logs)):
             self.loop.add_signal_handler(sig, handler)
         self.loop.add_signal_handler(signal.SIGPIPE, lambda: None)
         # an emperor can itself be a vassal (of a uWSGI or an Imperium emperor)
@@ -148,15 +168,24 @@ class Emperor:
         log("*** starting uWSGI sub-Emperor ***" if self.parent else "*** starting uWSGI Emperor ***")
         if self.settings.stats:
             self.stats = StatsServer(self.settings.stats,
-                                     lambda: render(self, self.settings.stats_minified),
+                                     lambda: render(snapshot(self), self.settings.stats_minified),
                                      http=self.settings.stats_http)
             try:
                 await self.stats.start()
             except OSError as exc:
                 log(f"[emperor] cannot bind the stats server on {self.settings.stats}: {exc}")
                 self.stats = None
+        if self.settings.prometheus:
+            await self.start_prometheus(self.settings.prometheus)
+        self.notifier = systemd.Notifier.from_environ()
+        if self.notifier is not None:
+            self.notifier.start(self.loop)
+        self.unsettled = {m.id for m in self.monitors if m.lists}
         for m in self.monitors:
             self.start_monitor(m)
+        if not self.unsettled:
+            self.loop.call_soon(self.mark_settled)
+        self.loop.call_later(systemd.SETTLE_LIMIT, self.settle_anyway)
         if self.parent is not None:
             self.loop.add_reader(self.parent.fileno(), self.on_parent)
             self.parent.spawned()
@@ -167,6 +196,43 @@ class Emperor:
             return await self.done
         finally:
             ticker.cancel()
+
+    async def start_prometheus(self, address: str) -> None:
+        from emperor import prometheus
+        from emperor.protocol import scrape_answer
+
+        registry = prometheus.registry(lambda: snapshot(self))
+        self.prometheus = StatsServer(address, lambda: b"", respond=lambda req: scrape_answer(req, registry),
+                                      what="prometheus")
+        try:
+            await self.prometheus.start()
+        except OSError as exc:
+            log(f"[emperor] cannot bind the prometheus server on {address}: {exc}")
+            self.prometheus = None
+
+    # --- first scan (systemd's READY=1) ------------------------------------------------------
+
+    def monitor_scanned(self, monitor: Monitor) -> None:
+        if monitor.id in self.unsettled:
+            self.unsettled.discard(monitor.id)
+            if not self.unsettled:
+                self.mark_settled()
+
+    def mark_settled(self) -> None:
+        if self.settled or self.royal_death_at is not None:
+            return
+        self.settled = True
+        if self.notifier is not None:
+            self.notifier.settled(self.status_line())
+
+    def settle_anyway(self) -> None:
+        if not self.settled and self.unsettled:
+            systemd.log_not_settled(sorted(self.unsettled))
+            self.unsettled.clear()
+            self.mark_settled()
+
+    def status_line(self) -> str:
+        return systemd.status_line(list(self.vassals.values()), len(self.blacklist))
 
     def start_monitor(self, monitor: Monitor) -> None:
         task = asyncio.ensure_future(monitor.start())
@@ -215,6 +281,8 @@ class Emperor:
                     del self.claims[event.name]
                 self.reconcile(event.name)
         elif isinstance(event, Sync):
+            self.monitor_up[monitor.id] = True
+            self.monitor_scanned(monitor)
             for name in [n for n, c in self.claims.items() if monitor in c and n not in event.names]:
                 claims = self.claims[name]
                 del claims[monitor]
@@ -222,8 +290,12 @@ class Emperor:
                     del self.claims[name]
                 self.reconcile(name)
         elif isinstance(event, Unavailable):
+            self.monitor_up[monitor.id] = False
+            self.monitor_scanned(monitor)
             log(f"[emperor] monitor {monitor.id} unavailable ({event.reason}): its vassals are left alone")
         elif isinstance(event, Available):
+            self.monitor_up[monitor.id] = True
+            self.monitor_scanned(monitor)
             log(f"[emperor] monitor {monitor.id} available again")
 
     def owner_claim(self, name: str) -> tuple[Monitor, Touch] | None:
@@ -249,6 +321,14 @@ class Emperor:
             return
         claim = self.owner_claim(name)
         v = self.vassals.get(name)
+        hold = self.control.holds.get(name)
+        if hold is Hold.PAUSED:
+            return  # the operator holds it as it is (emperor.control): applied on resume
+        if hold is Hold.STOPPED:
+            self.cancel_retry(name)
+            if v is not None and v.status == 0:
+                self.retire(v)
+            return
         if claim is None:
             self.cancel_retry(name)
             self.exiled.pop(name, None)
@@ -469,6 +549,12 @@ class Emperor:
             self.spawn_failed(v)
             return
         v.spawn_method = req.method
+        if self.output.enabled:
+            try:
+                channel.output_child = self.output.pipe(v.name)
+                req.output = True
+            except OSError as exc:
+                log(f"[emperor] cannot collect the output of vassal {v.name}: {exc.strerror}")
         if s.tyrant:
             log(f"[emperor-tyrant] dropping privileges to {v.uid} {v.gid} for instance {v.name}")
         fds = channel.child_fds()
@@ -584,6 +670,11 @@ class Emperor:
             v.life.on_accepting()
             log_verbose(f"[emperor] vassal {v.name} is ready to accept requests")
         elif byte == ToEmperor.SPAWNED:
+            now = self.clock.mono()
+            if v.life.phase is Phase.RELOADING:
+                self.latencies.reload.observe(now - v.last_run.mono)
+            elif v.life.ready_at is None:
+                self.latencies.spawn.observe(now - v.first_run.mono)
             v.life.on_ready()
             log_verbose(f"[emperor] vassal {v.name} has been spawned")
         elif byte == ToEmperor.CONFIG_REQUEST:
@@ -771,6 +862,9 @@ class Emperor:
                 log_verbose(f"[emperor] vassal {v.name} (pid: {v.pid}) is still alive "
                             f"{self.settings.curse_tolerance}s after its curse: SIGKILL")
                 v.signal(signal.SIGKILL)
+        if self.notifier is not None and self.royal_death_at is None:
+            self.notifier.tick(self.status_line,
+                               lambda: systemd.any_reloading(list(self.vassals.values())), now)
         if self.royal_death_at is not None and now - self.royal_death_at >= self.settings.reload_mercy:
             for v in list(self.vassals.values()):
                 if v.alive() and not v.no_mercy:
@@ -807,6 +901,8 @@ class Emperor:
             return
         self.royal_death_at = now
         log("[emperor] *** RAGNAROK EVOKED ***")
+        if self.notifier is not None:
+            self.notifier.stopping()
         for task in self.monitor_tasks.values():
             task.cancel()
         for name in list(self.retry):
@@ -827,6 +923,8 @@ class Emperor:
             self.done.set_result(0)
 
     def massive_reload(self) -> None:
+        if self.notifier is not None and self.royal_death_at is None:
+            self.notifier.reload()
         now = self.clock.wall()  # becomes last_mod, a shown moment
         for v in list(self.vassals.values()):
             if v.status == 0 and not v.reload(now):
@@ -841,6 +939,17 @@ class Emperor:
         log_verbose("[emperor] cleaning up blacklist ...")
         self.blacklist.clear()
 
+    def reopen_logs(self) -> None:
+        """SIGUSR2 or ``imperium ctl SOCK reopen-logs``: for logrotate."""
+        logto = self.settings.logto
+        if logto and "://" not in logto and not logto.startswith("udp:"):
+            try:
+                _redirect_log(logto)
+            except OSError as exc:
+                log(f"[emperor] cannot reopen {logto}: {exc.strerror}")
+        self.output.reopen()
+        log_verbose("[emperor] log files reopened")
+
     # --- shutdown ------------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -851,11 +960,18 @@ class Emperor:
                 await asyncio.wait_for(task, 5)
         if self.stats is not None:
             await self.stats.close()
+        if self.prometheus is not None:
+            await self.prometheus.close()
+        self.control.close()
         for v in list(self.vassals.values()):
             v.signal(signal.SIGKILL)
             v.close()
         if self.spawner is not None:
             self.spawner.close()
+        self.output.close()
+        if self.notifier is not None:
+            self.notifier.buried()
+            self.notifier = None
         if self.settings.pidfile:
             with contextlib.suppress(OSError):
                 os.unlink(self.settings.pidfile)

@@ -406,7 +406,7 @@ _PYTHON_IGNORES = (signal.SIGPIPE, signal.SIGXFSZ)  # what a fresh interpreter i
 
 def become_vassal(req: SpawnRequest, all_fds: list[int], plumbing: list[int]) -> int:
     """Turn this fork of the server into the vassal; returns only with an exit code."""
-    fds, listener = split_fds(req, all_fds)
+    fds, output, listener = split_fds(req, all_fds)
     os.setpgid(0, 0)
     signal.set_wakeup_fd(-1)
     for fd in plumbing:
@@ -429,6 +429,11 @@ def become_vassal(req: SpawnRequest, all_fds: list[int], plumbing: list[int]) ->
         if devnull != 0:
             os.dup2(devnull, 0)
             os.close(devnull)
+    if output is not None:  # the emperor collects what the vassal writes
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        if output > 2:
+            os.close(output)
     keep = set(fds) | {0, 1, 2}
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)

@@ -65,6 +65,10 @@ class EmperorSettings:
     on_demand_directory: str | None = None
     on_demand_exec: str | None = None
     broodlord: int = 0  # emperor-broodlord: zergs allowed in all (0: off)
+    prometheus: str | None = None  # emperor-prometheus: ADDR of the /metrics endpoint
+    control_socket: str | None = None  # emperor-control-socket: PATH (emperor.control)
+    log_prefix: bool = False  # emperor-log-prefix: vassal lines as "[NAME] line"
+    vassal_logdir: str | None = None  # emperor-vassal-logdir: DIR/NAME.log per vassal
     fleet_member: str | None = None
     fleet_labels: list[str] = field(default_factory=list)
 
@@ -142,6 +146,11 @@ class EmperorSettings:
             on_demand_directory=get("emperor-on-demand-directory"),
             on_demand_exec=get("emperor-on-demand-exec"),
             broodlord=max(0, int(get("emperor-broodlord", 0) or 0)),
+            prometheus=get("emperor-prometheus"),
+            # absolute now: the emperor chdir()s to its vassal directory before binding it
+            control_socket=_absolute(get("emperor-control-socket")),
+            log_prefix=bool(get("emperor-log-prefix", False)),
+            vassal_logdir=_directory(get("emperor-vassal-logdir"), "emperor-vassal-logdir"),
             fleet_member=get("emperor-fleet-member"),
             fleet_labels=[str(v) for v in getlist("emperor-fleet-labels")],
         )
@@ -165,3 +174,16 @@ def _spawn_method(value: Any) -> str:
     if method not in ("fork", "exec"):
         raise ValueError(f"emperor-spawn = {value}: must be fork or exec")
     return method
+
+
+def _directory(value: Any, option: str) -> str | None:
+    if not value:
+        return None
+    path = os.path.abspath(str(value))
+    if not os.path.isdir(path):
+        raise ValueError(f"{option} {value}: no such directory")
+    return path
+
+
+def _absolute(value: Any) -> str | None:
+    return os.path.abspath(str(value)) if value else None

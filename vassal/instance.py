@@ -21,6 +21,7 @@ from typing import Any
 from vassal import log as logmod
 from vassal import process_setup
 from vassal.api import background, uwsgi_module
+from vassal.api import metrics as metrics_api
 from vassal.emperor_link import EmperorLink
 from vassal.log import log
 from vassal.logs.loggers import LoggerError
@@ -462,11 +463,14 @@ def _phase(plan: ServicePlan, phase: str, in_worker: bool = False) -> None:
 
 def _services(config: Any, plan: ServicePlan, scaling: cheaper.CheaperConfig | None = None) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
+    from vassal.services.sdnotify import SystemdService
     from vassal.services.sos import SosService
 
     sos = SosService.from_config(config)
+    systemd = SystemdService.from_environ()
     return [*log_master.active(), *uwsgi_module.services(), *([sos] if sos is not None else []),
-            *plan.services(), *([cheaper.Cheaper(scaling)] if scaling else [])]
+            *plan.services(), *([cheaper.Cheaper(scaling)] if scaling else []),
+            *([systemd] if systemd is not None else [])]
 
 
 def _cheaper(config: Any) -> cheaper.CheaperConfig | None:
@@ -580,6 +584,7 @@ def _run(config: Any) -> int:
 
     stats_server = None
     stats_source = None
+    extra_services: list[Service] = []  # the Prometheus endpoint
     if config.get("stats"):
         try:
             stats_server = StatsService(config.get("stats"), bool(config.get("stats-http")),
@@ -588,6 +593,19 @@ def _run(config: Any) -> int:
                                         timeout=float(config.get("socket-timeout") or 4))
         except (OSError, ValueError) as exc:
             raise InstanceError(str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)) from None
+    if config.get("prometheus"):
+        from vassal.metrics import prometheus
+
+        try:
+            extra_services.append(prometheus.service(config.get("prometheus"), board, sockets,
+                                                     metrics_api.table(),
+                                                     float(config.get("socket-timeout") or 4)))
+        except (OSError, ValueError) as exc:
+            raise InstanceError(str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)) from None
+    if config.get("stats") or metrics_api.needs_stats_document(config):
+        minified = bool(config.get("stats-minified"))
+        metrics_api.set_stats_document(
+            lambda: generate(stats_source, minified).encode("utf-8", "surrogateescape"))
         app_info = [{"mountpoint": a.mountpoint, "startup_time": a.startup_time,
                      "chdir": config.get("chdir") or ""} for a in (apps.apps if apps else [])]
         stats_source = StatsSource(version, sockets, board, app_info, int(config.get("listen") or 100),
@@ -658,7 +676,8 @@ def _run(config: Any) -> int:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
                         stats_source=stats_source, original_cwd=original_cwd,
                         cleanup=cleanup, lazy_need_app=lazy and need_app is not False,
-                        services=_services(config, plan, scaling) + ([stats_server] if stats_server else []))
+                        services=_services(config, plan, scaling) + ([stats_server] if stats_server else [])
+                        + extra_services)
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
     try:

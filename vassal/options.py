@@ -251,7 +251,9 @@ _add("stats", str, None, "serve the stats JSON on this address", aliases=("stats
 _add("stats-http", bool, False, "prefix the stats JSON with HTTP headers", section=S)
 _add("stats-minified", bool, False, "compact stats JSON", aliases=("stats-min",), section=S)
 _add("stats-no-cores", bool, False, "leave per-core data out of the stats", section=S)
-_add("stats-no-metrics", bool, False, "leave metrics out of the stats (there are none here)", section=S)
+_add("stats-no-metrics", bool, False, "leave the metrics out of the stats document", section=S)
+_add("prometheus", str, None, "serve this instance's Prometheus metrics on HTTP ADDR (/metrics)",
+     section=S)
 _add("connect-and-read", str, None, "connect to a socket, print what it sends and exit", section=S)
 _add("memory-report", bool, False, "log memory usage after each request", short="m", section=S)
 _add("vacuum", bool, False, "remove UNIX sockets and pidfiles on exit", section=S)
@@ -361,7 +363,7 @@ _add("cache-sync", str, None, "copy a remote cache at startup (refused: not supp
 _add("locks", int, 0, "create N+1 user locks (uwsgi.lock(0..N))", section=S)
 _add("rpc-max", int, 64, "most RPC functions a process may register", section=S)
 _ignored(S, "legion", "subscribe-to", "subscribe2",
-         "cpu-affinity", "alarm", "stats-push", "carbon", "metrics-dir",
+         "cpu-affinity", "alarm",
          "websockets-max-size", "chroot", "cap", "unshare", "namespace",
          "limit-as", "rlimit-nproc", "cgroup", "worker-exec",
          "https", "https-socket", "ssl-socket", "http-to", "fastrouter", "rawrouter", "sslrouter",
@@ -374,11 +376,43 @@ _ignored(S, "legion", "subscribe-to", "subscribe2",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
 _ignored(S, "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
          repeat=True)
-_ignored(S, "stats-pusher-default-freq")
 _ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "pcre-jit",
          "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind",
-         "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
+         "ssl-verbose", "http-raw-body", "http-websockets",
          "lazy-apps-fallback", "ugreen", "greenlet", "stackless",          "master-as-root", "ksm", "python-worker-override", type_=bool)
+
+# --- instance: metrics and stats pushers (vassal.metrics, vassal.api.metrics) ---------------
+_add("enable-metrics", bool, False, "enable the metrics subsystem (uwsgi.metric_*, metrics in the stats)",
+     section=S)
+_add("metric", str, None, "NAME or name=,type=,collector=,...: add a custom metric (enables metrics)",
+     repeat=True, section=S)
+_add("metric-threshold", str, None, "key=METRIC,value=N,reset=M: reset a metric when it reaches N",
+     repeat=True, aliases=("metric-alarm", "alarm-metric"), section=S)
+_add("metrics-dir", str, None, "keep a text file per metric in this directory", aliases=("metric-dir",),
+     section=S)
+_add("metrics-dir-restore", bool, False, "start from the values found in metrics-dir",
+     aliases=("metric-dir-restore",), section=S)
+_add("metrics-no-cores", bool, False, "no per-core metrics", section=S)
+_add("stats-push", str, None, "PUSHER:ARGS: push metrics or the stats JSON (statsd, socket, carbon, file, "
+     "mongodb)", repeat=True, section=S)
+_add("stats-pusher-default-freq", int, 3, "seconds between two pushes of a pusher without freq",
+     aliases=("stats-pushers-default-freq",), section=S)
+_add("carbon", str, None, "HOST:PORT: push statistics to this carbon server", repeat=True, section=S)
+_add("carbon-timeout", int, 3, "carbon connection timeout, seconds", section=S)
+_add("carbon-freq", int, 60, "seconds between two carbon pushes", section=S)
+_add("carbon-id", str, None, "carbon id of this instance (default: its first socket, dots as _)",
+     section=S)
+_add("carbon-no-workers", bool, False, "no per-worker carbon metrics", section=S)
+_add("carbon-max-retry", int, 0, "retries of a failed carbon push", section=S)
+_add("carbon-retry-delay", int, 7, "seconds before retrying a failed carbon push", section=S)
+_add("carbon-root", str, "uwsgi", "root node of the carbon metrics", section=S)
+_add("carbon-hostname-dots", str, None, "character replacing the dots of the hostname in carbon names",
+     section=S)
+_add("carbon-name-resolve", bool, False, "carbon servers may be given by host name",
+     aliases=("carbon-resolve-names",), section=S)
+_add("carbon-idle-avg", str, "last", "avg_rt pushed while idle: last, zero or none", section=S)
+_add("carbon-use-metrics", bool, False, "push the metrics subsystem's values instead of carbon's own",
+     section=S)
 
 # --- instance: uWSGI signals, the spooler, mules (vassal.api.signals/spooler/mules) ----------
 _add("timer", str, None, "SIGNAL SECONDS: raise a uWSGI signal every SECONDS", repeat=True,
@@ -622,6 +656,14 @@ _add("vassals-inherit-before", str, None, "pass --inherit FILE to every vassal (
      repeat=True, section=S)
 _add("vassals-start-hook", str, None, "run COMMAND VASSALNAME before a vassal starts", section=S)
 _add("vassals-stop-hook", str, None, "run COMMAND VASSALNAME after a vassal is removed", section=S)
+_add("emperor-prometheus", str, None, "serve the emperor's Prometheus metrics on HTTP ADDR (/metrics)",
+     section=S)
+_add("emperor-control-socket", str, None, "accept imperium ctl commands on this UNIX socket (mode 0600)",
+     section=S)
+_add("emperor-log-prefix", bool, False, "collect the vassals' output and prefix each line with [NAME]",
+     section=S)
+_add("emperor-vassal-logdir", str, None, "collect each vassal's output into DIR/NAME.log (reopened on "
+     "SIGUSR2)", section=S)
 _add("imperial-monitor-list", bool, False, "list the imperial monitors (and go on, as uWSGI)",
      aliases=("imperial-monitors-list",), section=S)
 
@@ -631,11 +673,11 @@ del S
 IGNORED: frozenset[str] = frozenset(n for n, o in OPTIONS.items() if o.ignored)
 #: options whose effect Imperium always has, so no code needs to read them: xml's <app>
 #: marker (its mount is read), plugins are built in, app threads always run, one interpreter per process, sockets are close-on-exec,
-#: HTTP/1.1 keep-alive is on, the stats hold no metrics, workers die with the master
+#: HTTP/1.1 keep-alive is on, workers die with the master
 #: (no-orphans) and python's signal state is reset after every fork (py-call-osafterfork)
 INHERENT: frozenset[str] = frozenset({
     "app", "plugin", "plugins-dir", "enable-threads", "single-interpreter", "close-on-exec", "close-on-exec2",
-    "http-keepalive", "stats-no-metrics", "no-orphans", "py-call-osafterfork",
+    "http-keepalive", "no-orphans", "py-call-osafterfork",
     # TCP_NODELAY is set on every TCP socket; EPOLLEXCLUSIVE wakes one waiter per connection
     "tcp-nodelay", "thunder-lock",
 })

@@ -184,6 +184,21 @@ def generate(src: StatsSource, minified: bool = False) -> str:
                 e.comma()
         e.list_close()
         e.comma()
+    metrics = parts.get("metrics")
+    if metrics is not None:
+        e.key("metrics")
+        e.obj_open()
+        for n, (name, type_, oid, value) in enumerate(metrics):
+            e.key(name)
+            e.obj_open()
+            e.kv("type", type_)
+            e.kv("oid", oid)
+            e.kv("value", value, comma=False)
+            e.obj_close()
+            if n < len(metrics) - 1:
+                e.comma()
+        e.obj_close()
+        e.comma()
     e.key("sockets")
     e.list_open()
     for n, ls in enumerate(src.sockets):

@@ -11,7 +11,8 @@ the built-in names (``uri``, ``method``, ``user``, ``addr``, ``host``, ``proto``
 ``secs``, ``tmsecs``, ``tmicros``, ``time``, ``ltime``, ``ftime``, ``ctime``, ``epoch``,
 ``pid``, ``wid``, ``switches``, ``vars``, ``core``, ``vsz``, ``rss``, ``vszM``, ``rssM``,
 ``pktsize``, ``modifier1``, ``modifier2``, ``headers``, ``werr``, ``rerr``, ``ioerr``),
-``var.NAME`` (the request variable NAME), ``metric.NAME`` (no metrics here: 0), else a log
+``var.NAME`` (the request variable NAME), ``metric.NAME`` (the metric's value, 0 when there is
+no such metric or metrics are off), else a log
 variable set by the app with ``uwsgi.set_logvar``. An empty value is written as ``-``.
 
 Request lines are not prefixed by ``log-date`` (uWSGI writes them apart from its other
@@ -198,7 +199,10 @@ def _variable(name: str) -> Chunk:
     if name.startswith("var."):
         return _env(name[4:])
     if name.startswith("metric."):
-        return lambda d: b"0"
+        from vassal.api.metrics import metric_get
+
+        metric = name[7:]
+        return lambda d: b"%d" % metric_get(metric)
     key = name.encode("utf-8", "replace")[:logmod.LOGVAR_MAX]
     return lambda d: d.logvars.get(key, b"")
 
