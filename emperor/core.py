@@ -446,6 +446,39 @@ class Emperor:
         v.first_run = v.last_run = self.clock.now()
         self.start(v)
 
+    def keep_socket(self, v: VassalHandle, asked_to_stop: bool) -> socket.socket | None:
+        """The socket of an on-demand vassal that died on its own, taken from it when its
+        claim still names that socket: the connections queued on it wait for the next
+        process instead of being reset (uWSGI closes it and binds a new one)."""
+        if v.listener is None or asked_to_stop or self.royal_death_at is not None:
+            return None
+        claim = self.owner_claim(v.name)
+        if claim is None or self.on_demand_socket(v.name, claim[1]) != v.socket_name:
+            return None
+        kept, v.listener = v.listener, None
+        return kept
+
+    def wait_again(self, name: str, listener: socket.socket, back_off: bool = True) -> None:
+        """A new on-demand handle on a kept socket, armed once the blacklist allows (at once
+        without ``back_off``)."""
+        claim = self.owner_claim(name)
+        assert claim is not None and self.loop is not None
+        monitor, t = claim
+        cwd, arg, vdir = self.launch_params(t, monitor)
+        sock_name = self.on_demand_socket(name, t)
+        assert isinstance(sock_name, str)
+        v = self.add(name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid, cwd=cwd,
+                     config_arg=arg, vassals_dir=vdir, skip_blacklist=True, socket_name=sock_name,
+                     listener=listener)
+        if v is None:
+            listener.close()
+            return
+        now = self.clock.mono()
+        until = self.blacklist.refused_until(name, now) if back_off else None
+        if until is not None:  # back off first: a connection meanwhile waits in the backlog
+            self.loop.remove_reader(listener.fileno())
+            self.loop.call_later(until - now + 0.0005, self._rearm, v)
+
     def add(self, name: str, monitor: Monitor | None, *, mtime: float, config: bytes | None,
             uid: int | None, gid: int | None, cwd: str | None, config_arg: str,
             vassals_dir: str | None, skip_blacklist: bool = False, socket_name: str | None = None,
@@ -719,6 +752,10 @@ class Emperor:
             self.remove(v)
             self.maybe_buried()
             return
+        if v.life.kind is not Kind.ZERG:
+            # its zergs hold its listening sockets (zerg-server): its next process could not
+            # bind them while they live, so they go with it
+            self.stop_zergs(v.name)
         if not asked_to_stop and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXILE_CODE:
             log_verbose(f"[emperor] vassal {v.name} exiled itself (exit code {EXILE_CODE}): "
                         "it comes back when its config changes")
@@ -730,24 +767,27 @@ class Emperor:
             # (which blacklists it): the order decides the back-off, so keep it
             now = self.clock.mono()
             allowed = self.blacklist.refused_until(v.name, now) is None
+            kept = self.keep_socket(v, asked_to_stop)  # before remove(), which would close it
             self.remove(v)
             claim = self.owner_claim(v.name)
-            if allowed and claim is not None:
+            if kept is not None:  # on demand: waits again on the socket the emperor kept
+                self.wait_again(v.name, kept, back_off=not allowed)
+            elif allowed and claim is not None:
                 # started from what its monitor says now (uWSGI reuses the dead one's
-                # config and mtime: the same thing unless it changed while it was dying);
-                # an on-demand one waits again on the socket the emperor kept
+                # config and mtime: the same thing unless it changed while it was dying)
                 monitor, t = claim
                 cwd, arg, vdir = self.launch_params(t, monitor)
-                listener, v.listener = v.listener, None
-                if self.add(v.name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid,
-                            cwd=cwd, config_arg=arg, vassals_dir=vdir, skip_blacklist=True,
-                            socket_name=v.socket_name, listener=listener) is None and listener:
-                    listener.close()
+                self.add(v.name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid,
+                         cwd=cwd, config_arg=arg, vassals_dir=vdir, skip_blacklist=True)
             elif claim is not None:
                 item = self.blacklist.check(v.name)
                 self.schedule_retry(v.name, item.retry_at() if item else now + self.settings.freq)
             return
+        kept = self.keep_socket(v, asked_to_stop)
         self.remove(v)
+        if kept is not None:
+            self.wait_again(v.name, kept)
+            return
         if voluntary:
             # uWSGI's monitors find the config again at their next scan: so do we
             assert self.loop is not None
@@ -818,7 +858,7 @@ class Emperor:
             cursed = v.life.cursed_at
             if (v.life.dying and cursed is not None and v.alive() and self.royal_death_at is None
                     and now - cursed.mono >= self.settings.curse_tolerance):
-                v.life.cursed_at = self.clock.now()  # SIGKILL again one tolerance later
+                v.life.curse_again()  # SIGKILL again one tolerance later
                 log_verbose(f"[emperor] vassal {v.name} (pid: {v.pid}) is still alive "
                             f"{self.settings.curse_tolerance}s after its curse: SIGKILL")
                 v.signal(signal.SIGKILL)
@@ -966,6 +1006,8 @@ def run_emperor(config: Any) -> int:
         return 1
     if settings.logto and "://" not in settings.logto and not settings.logto.startswith("udp:"):
         _redirect_log(settings.logto)
+    for line in settings.notices():
+        log(line)
     if settings.procname:
         with contextlib.suppress(Exception):
             import setproctitle

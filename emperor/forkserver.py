@@ -25,9 +25,9 @@ re-exec on reload works), ``sys.path[0]`` the script's directory, the process ti
 exec'd command line, Python's own signal set-up, ``os.environ`` the vassal's.
 
 What a fork cannot reproduce: the hash seed of str/bytes hashes (``PYTHONHASHSEED``) is
-the fork server's for every forked vassal; ``/proc/PID/cmdline`` holds the command line as
-one string (spaces between arguments, as setproctitle writes it) where an exec'd process
-has NUL separators (``ps``, ``pgrep -f`` and ``top`` show the same text); the parent pid is
+the fork server's for every forked vassal; ``/proc/PID/cmdline`` has the exec'd arguments,
+NUL-separated, then NUL padding to the end of the server's argv area (a command line longer
+than ``ARGV_ROOM`` is one string with spaces, as setproctitle writes it); the parent pid is
 the fork server's. Ask for ``emperor-spawn = exec`` where any of that matters.
 """
 

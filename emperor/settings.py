@@ -75,6 +75,18 @@ class EmperorSettings:
     def binary(self) -> str:
         return self.wrapper or self.binary_path or default_binary()
 
+    def notices(self) -> list[str]:
+        """One line for each option given that nothing will read (house rule: never
+        accepted silently)."""
+        lines = []
+        if not any(m.startswith("zoo://") for m in self.monitors):
+            for name, given in (("emperor-fleet-member", self.fleet_member),
+                                ("emperor-fleet-labels", self.fleet_labels)):
+                if given:
+                    lines.append(f"[emperor] {name} is ignored: it names this emperor in a zoo:// "
+                                 "fleet, and no zoo:// monitor is given")
+        return lines
+
     @classmethod
     def from_config(cls, config: Any) -> EmperorSettings:
         def get(name: str, default: Any = None) -> Any:
