@@ -42,6 +42,7 @@ from emperor.events import (
     printable,
 )
 from emperor.forkserver import ForkServer, own_interpreter
+from emperor.isolation.jail import JailSpec
 from emperor.lifecycle import Kind, Phase
 from emperor.logs import log, log_verbose, set_output, setup_logging
 from emperor.policy import Blacklist, Throttle
@@ -459,9 +460,11 @@ class Emperor:
                 and not s.binary_path and not s.wrapper_override and fs.can_fork(env)
                 and own_interpreter(argv[0]) == fs.interpreter):
             method = "fork"
+        jail = JailSpec(clone=s.use_clone, uid=v.uid if s.tyrant else None,
+                        gid=v.gid if s.tyrant else None, initgroups=s.tyrant_initgroups,
+                        caps=s.vassals_cap)
         return spawning.SpawnRequest(
-            v.name, argv, env, v.cwd, method, uid=v.uid if s.tyrant else None,
-            gid=v.gid if s.tyrant else None, start_hook=s.start_hook,
+            v.name, argv, env, v.cwd, method, jail=jail, start_hook=s.start_hook,
             overrides=list(s.wrapper_override), fallbacks=list(s.wrapper_fallback),
             with_config=v.use_config, stdin_socket=v.listener is not None)
 

@@ -466,6 +466,8 @@ _add("emperor-pidfile", str, None, "write the emperor pid here", section=S)
 _add("emperor-tyrant", bool, False, "run each vassal as the owner of its config file", section=S)
 _add("emperor-tyrant-nofollow", bool, False, "tyrant mode using the symlink's owner, not its target's",
      section=S)
+_add("emperor-tyrant-initgroups", bool, False, "tyrant vassals also get their owner's supplementary "
+     "groups (initgroups)", section=S)
 _add("emperor-nofollow", bool, False, "use the mtime of symlinks, not of their targets", section=S)
 _add("emperor-stats", str, None, "serve the emperor stats JSON on this address",
      aliases=("emperor-stats-server",), section=S)
@@ -482,8 +484,8 @@ _add("emperor-wrapper-fallback", str, None, "binary to try after the default one
 _add("emperor-procname", str, None, "name of the emperor process", section=S)
 _add("emperor-spawn", str, "fork", "fork: our own vassals are forked from the fork server; "
      "exec: every vassal is exec'd", section=S)
-_add("emperor-use-clone", str, None, "clone() flags for vassals (namespaces): refused, not implemented",
-     section=S)
+_add("emperor-use-clone", str, None, "namespaces for every vassal: comma list of fs (mount, mnt, ns), "
+     "net, ipc, pid, uts, user", section=S)
 _add("emperor-on-demand-extension", str, None, "socket-activation: read the socket from FILE.EXT",
      aliases=("emperor-on-demand-ext",), section=S)
 _add("emperor-on-demand-directory", str, None, "socket-activation: UNIX sockets in this directory",
@@ -491,9 +493,8 @@ _add("emperor-on-demand-directory", str, None, "socket-activation: UNIX sockets 
 _add("emperor-on-demand-exec", str, None, "socket-activation: run this to learn the socket", section=S)
 _add("emperor-proxy-socket", str, None, "talk to the emperor through this proxy socket", section=S,
      ignored=True)
-_add("emperor-cap", str, None, "capabilities the emperor keeps", section=S, ignored=True)
-_add("vassals-cap", str, None, "capabilities given to vassals", aliases=("vassal-cap",), section=S,
-     ignored=True)
+_add("emperor-cap", str, None, "capabilities vassals keep (comma list of names or numbers); "
+     "every other one leaves their bounding set", aliases=("vassals-cap", "vassal-cap"), section=S)
 _add("early-emperor", bool, False, "start the emperor as early as possible (an Imperium emperor "
      "always starts before anything else)", section=S, ignored=True)
 _add("binary-path", str, None, "binary used to start vassals", section=S)
