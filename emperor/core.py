@@ -25,7 +25,7 @@ import signal
 import socket
 from typing import Any
 
-from emperor import broodlord, ondemand
+from emperor import broodlord, ondemand, tyrant
 from emperor import spawn as spawning
 from emperor.clock import Clock
 from emperor.events import (
@@ -50,6 +50,7 @@ from emperor.protocol import EXILE_CODE, ToEmperor, ToVassal, VassalLink
 from emperor.settings import EmperorSettings, default_binary
 from emperor.stats import StatsServer, render
 from emperor.vassal import VassalHandle, describe_status
+from vassal.config.sources import ENV_FILE_FROM_EMPEROR
 
 TICK = 0.25  # seconds between heartbeat / curse / mercy checks (of vassals that need them)
 PENDING = object()  # an on-demand socket name still being looked up
@@ -90,6 +91,7 @@ class Emperor:
         self.od_exec: dict[tuple[str, float], str | None] = {}
         self.od_pending: set[tuple[str, float]] = set()
         self.parent: VassalLink | None = None
+        self._own_binary: bool | None = None
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -298,6 +300,8 @@ class Emperor:
         if t.mtime > v.last_mod:
             if t.config is not None:
                 v.config = t.config
+            elif not self.tyrant_refresh(v):
+                return
             if not v.reload(t.mtime):
                 v.curse()
 
@@ -381,6 +385,14 @@ class Emperor:
                 self.schedule_retry(name, until)
                 return None
         self.throttle.spawned(now)
+        tyrant_file = False
+        if self.settings.tyrant and config is None:
+            verified = self.tyrant_verify(name, cwd, config_arg, mtime)
+            if verified is None:
+                return None
+            uid, gid = verified.uid, verified.gid
+            if self.own_binary():  # ours read the checked bytes; a foreign one opens the path
+                config, tyrant_file = verified.data, True
         if self.settings.tyrant and (not uid or not gid):
             key = ("tyrant", mtime, uid, gid)
             if self.refused.get(name) != key:
@@ -403,7 +415,7 @@ class Emperor:
         v = VassalHandle(name, monitor, mtime=mtime, config=config, uid=uid, gid=gid, cwd=cwd,
                          config_arg=config_arg, vassals_dir=vassals_dir, attention=self.attention,
                          clock=self.clock, kind=Kind.ON_DEMAND if listener else Kind.PLAIN,
-                         socket_name=socket_name if listener else None)
+                         socket_name=socket_name if listener else None, tyrant_file=tyrant_file)
         self.vassals[name] = v
         if listener is not None:
             assert self.loop is not None
@@ -415,6 +427,50 @@ class Emperor:
             return v
         self.start(v)
         return v
+
+    # --- tyrant mode (emperor.tyrant) -------------------------------------------------------
+
+    def own_binary(self) -> bool:
+        """Whether vassals run our own instance (which reads the checked config bytes)."""
+        if self._own_binary is None:
+            self._own_binary = own_interpreter(self.settings.binary()) is not None
+        return self._own_binary
+
+    @staticmethod
+    def file_arg(v: VassalHandle) -> str:
+        """The config file argument without a zerg's section suffix."""
+        if v.parent and v.config_arg.endswith(broodlord.SUFFIX):
+            return v.config_arg[: -len(broodlord.SUFFIX)]
+        return v.config_arg
+
+    def tyrant_verify(self, name: str, cwd: str | None, config_arg: str,
+                      mtime: float) -> tyrant.Verified | None:
+        """The config opened once and checked (None: refused, logged once per change)."""
+        path = config_arg if os.path.isabs(config_arg) else os.path.join(cwd or self.home, config_arg)
+        try:
+            return tyrant.read_config(path, nofollow=self.settings.tyrant_nofollow)
+        except tyrant.Refused as exc:
+            key = ("tyrant", mtime, str(exc))
+            if self.refused.get(name) != key:
+                self.refused[name] = key
+                log(f"[emperor-tyrant] invalid permissions for vassal {name}: {exc}")
+            return None
+
+    def tyrant_refresh(self, v: VassalHandle) -> bool:
+        """Before a tyrant vassal gets its config again: read and check the file again; a
+        refusal or another owner stops the vassal (False)."""
+        if not v.tyrant_file:
+            return True
+        verified = self.tyrant_verify(v.name, v.cwd, self.file_arg(v), v.last_mod)
+        if verified is not None and (verified.uid, verified.gid) != (v.uid, v.gid):
+            log(f"[emperor-tyrant] !!! permissions of vassal {v.name} changed. stopping the "
+                "instance... !!!")
+            verified = None
+        if verified is None:
+            self.retire(v)
+            return False
+        v.config = verified.data
+        return True
 
     def start(self, v: VassalHandle) -> None:
         """Ask for the vassal's process; the loop goes on at once (``spawned`` follows)."""
@@ -447,13 +503,17 @@ class Emperor:
         s = self.settings
         # every zerg of NAME is started as NAME:zerg (its [zerg] section), whatever its id
         argv_name = v.parent + broodlord.SUFFIX if v.parent else v.name
-        argv = spawning.build_argv(s, argv_name, v.config_arg, has_config=v.use_config, cwd=v.cwd,
+        argv = spawning.build_argv(s, argv_name, v.config_arg,
+                                   has_config=v.use_config and not v.tyrant_file, cwd=v.cwd,
                                    broodlord=s.broodlord > 0)
         env = spawning.build_env(os.environ, 0, 0 if v.use_config else None,
                                  vassals_dir=v.vassals_dir if (s.start_hook or s.stop_hook) else None,
                                  broodlord_num=v.broodlord_num)
         env.pop("UWSGI_EMPEROR_FD", None)
         env.pop("UWSGI_EMPEROR_FD_CONFIG", None)
+        env.pop(ENV_FILE_FROM_EMPEROR, None)
+        if v.tyrant_file:
+            env[ENV_FILE_FROM_EMPEROR] = self.file_arg(v)
         method = "exec"
         fs = self.forkserver
         if (s.spawn_method == "fork" and fs is not None and self.spawner is fs and not s.wrapper
@@ -555,7 +615,8 @@ class Emperor:
             v.life.on_ready()
             log_verbose(f"[emperor] vassal {v.name} has been spawned")
         elif byte == ToEmperor.CONFIG_REQUEST:
-            v.push_config()
+            if self.tyrant_refresh(v):
+                v.push_config()
         elif byte == ToEmperor.SOS:
             self.sos(v)
 
@@ -576,7 +637,7 @@ class Emperor:
         z = VassalHandle(name, v.monitor, mtime=self.clock.wall(), config=v.config, uid=v.uid,
                          gid=v.gid, cwd=v.cwd, config_arg=v.config_arg + broodlord.SUFFIX,
                          vassals_dir=v.vassals_dir, attention=self.attention, clock=self.clock,
-                         kind=Kind.ZERG)
+                         kind=Kind.ZERG, tyrant_file=v.tyrant_file)
         z.parent = v.name
         self.broodlord_num += 1
         z.broodlord_num = self.broodlord_num
@@ -790,7 +851,7 @@ class Emperor:
     def massive_reload(self) -> None:
         now = self.clock.wall()  # becomes last_mod, a shown moment
         for v in list(self.vassals.values()):
-            if v.status == 0 and not v.reload(now):
+            if v.status == 0 and self.tyrant_refresh(v) and not v.reload(now):
                 v.curse()
 
     def log_status(self) -> None:

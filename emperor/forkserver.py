@@ -61,7 +61,7 @@ MAX_MESSAGE = 1 << 20
 ARGV_ROOM = 8192  # bytes of command line a forked vassal can show as exec would
 #: modules a vassal imports anyway: imported once here, shared copy-on-write by every vassal
 PRELOAD = ("emperor.cli", "emperor.protocol", "vassal.config", "vassal.options", "vassal.instance",
-           "vassal.stats", "vassal.wsgi", "setproctitle", "runpy",
+           "vassal.stats", "vassal.wsgi", "setproctitle", "runpy", "pkgutil",
            "encodings.idna")  # binding "127.0.0.1:port" encodes the host with idna
 
 
