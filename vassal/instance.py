@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Any
 
+from vassal import jail
 from vassal import log as logmod
 from vassal.api import background, uwsgi_module
 from vassal.emperor_link import EmperorLink
@@ -117,6 +118,14 @@ def _pythonpath(config: Any) -> None:
         for p in reversed(matches):
             sys.path.insert(0, p)
             log(f"added {p} to pythonpath.")
+
+
+def _jail(step: Any, *args: Any) -> Any:
+    """A step of the instance's own jail (vassal.jail); hook phases run through ``phase``."""
+    try:
+        return step(*args)
+    except jail.JailError as exc:
+        raise InstanceError(str(exc)) from None
 
 
 def _drop_privileges(config: Any) -> None:
@@ -445,11 +454,14 @@ def _run(config: Any) -> int:
     if not _socket_specs(config) and not config.getlist("zerg") and not _has_stdin_socket():
         raise InstanceError("no socket configured: use http-socket = ADDR or socket = ADDR")
     link = EmperorLink.from_config(config)
+    jailed = _jail(jail.start, config, reloading)
     if config.get("home"):
         _home(config.get("home"))
     sockets = _make_sockets(config)
     _write_pidfile(config.get("pidfile"))
+    _jail(jail.as_root, config, reloading, jailed)
     _drop_privileges(config)
+    _jail(jail.as_user, config, jailed)
     _write_pidfile(config.get("pidfile2"))
     if config.get("logto2"):
         _open_logfile(config, "logto2")

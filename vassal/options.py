@@ -323,8 +323,7 @@ _ignored(S, "hook-asap",
          "harakiri-graceful-timeout",
          "cpu-affinity", "master-fifo",
          "fs-reload", "fs-brutal-reload", "alarm", "stats-push", "carbon", "metrics-dir",
-         "websockets-max-size", "chroot", "cap", "unshare", "namespace",
-         "limit-as", "rlimit-nproc", "cgroup", "worker-exec",
+         "websockets-max-size", "worker-exec",
          "socket-protocol",
          "https", "https-socket", "ssl-socket", "http-to", "fastrouter", "rawrouter", "sslrouter",
          "snmp", "log-alarm",
@@ -343,6 +342,30 @@ _ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "ignore-sigpipe", "ig
          "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
          "lazy-apps-fallback", "py-call-osafterfork", "ugreen", "greenlet", "stackless", "jailed",
          "master-as-root", "ksm", "python-worker-override", type_=bool)
+
+# --- instance: its own jail (vassal.jail, vassal.namespace) ---------------------------------
+_add("unshare", str, None, "enter new namespaces (comma list: fs/mount, net, ipc, uts, user) as root, "
+     "after the sockets are bound", section=S)
+_add("unshare2", str, None, "like unshare, after chroot/pivot-root", section=S)
+_add("chroot", str, None, "chroot() here as root, before dropping privileges", section=S)
+_add("pivot-root", str, None, "NEW_ROOT PUT_OLD: pivot_root() as root, before dropping privileges",
+     aliases=("pivot_root",), section=S)
+_add("namespace", str, None, "ROOTFS[:HOSTNAME]: run jailed in new pid/uts/ipc/mount namespaces under "
+     "ROOTFS (a keeper outside respawns the jail)", aliases=("ns",), section=S)
+_add("namespace-keep-mount", str, None, "PATH or SOURCE:DEST: a mount kept in the namespace jail",
+     repeat=True, section=S)
+_add("namespace-net", str, None, "also a new network namespace for the namespace jail",
+     aliases=("ns-net",), section=S)
+_add("cap", str, None, "capabilities kept across the privilege drop (comma list of names or numbers)",
+     section=S)
+_add("cgroup", str, None, "put the instance in this cgroup (an absolute path, or a name under the "
+     "current cgroup: v2 if usable, else v1 memory/cpu/pids)", repeat=True, section=S)
+_add("cgroup-opt", str, None, "KEY=VALUE written in the cgroups (memory.max or memory.limit_in_bytes, "
+     "cpu.max, cpu.weight, pids.max...)", repeat=True, section=S)
+_add("cgroup-dir-mode", str, "0700", "mode of the cgroup directories made", section=S)
+_add("limit-as", int, 0, "limit the address space of every process to this many megabytes", section=S)
+_add("limit-nproc", int, 0, "limit the number of processes of the instance's user (RLIMIT_NPROC)",
+     aliases=("rlimit-nproc",), section=S)
 
 # --- instance: uWSGI signals, the spooler, mules (vassal.api.signals/spooler/mules) ----------
 _add("timer", str, None, "SIGNAL SECONDS: raise a uWSGI signal every SECONDS", repeat=True,

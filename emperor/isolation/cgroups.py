@@ -7,7 +7,8 @@ only the calling thread); here it goes to ``cgroup.procs``, which both versions 
 which moves the whole process. An option whose file exists in none of the cgroups is an
 error (uWSGI skips it without a word).
 
-``cgroup = NAME`` without a leading ``/`` is Imperium's: NAME is made *under the cgroup the
+An option is written in its own words where that file exists, else in the words of the
+cgroup's version (see below). ``cgroup = NAME`` without a leading ``/`` is Imperium's: NAME is made *under the cgroup the
 process is already in* (so the limits of whoever started the emperor still hold), in the
 unified (v2) hierarchy when it is mounted and the controllers the options need can be
 enabled there, otherwise in each v1 hierarchy those controllers are mounted on (memory,
@@ -253,9 +254,10 @@ def resolve(name: str, opts: list[tuple[str, str]]) -> list[Cgroup]:
 
 
 def apply(groups: list[Cgroup], opts: list[tuple[str, str]], *, mode: int = 0o700,
-          relative: bool, pid: int = 0, log=None) -> None:  # type: ignore[no-untyped-def]
-    """Make each cgroup, set every option where its file exists, then join (limits first:
-    the process is never inside a cgroup without them)."""
+          pid: int = 0, log=None) -> None:  # type: ignore[no-untyped-def]
+    """Make each cgroup, set every option where its file exists (in the option's own words,
+    else translated to the cgroup's version), then join (limits first: the process is never
+    inside a cgroup without them)."""
     for group in groups:
         made = group.create(mode)
         if log is not None:
@@ -263,7 +265,9 @@ def apply(groups: list[Cgroup], opts: list[tuple[str, str]], *, mode: int = 0o70
     for key, value in opts:
         written = False
         for group in groups:
-            pairs = translate(key, value, group.version) if relative else [(key, value)]
+            pairs = [(key, value)]
+            if not group.has(key):
+                pairs = translate(key, value, group.version)
             if all(group.has(k) for k, _ in pairs):
                 for k, v in pairs:
                     group.write(k, v)

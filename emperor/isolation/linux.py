@@ -76,9 +76,13 @@ _libc.syscall.restype = ctypes.c_long
 
 
 def _check(ret: int, what: str, path: str | None = None) -> int:
+    """``OSError`` as ``os`` raises it (strerror alone: callers name the step); ``what``
+    is kept in the exception's notes for a traceback."""
     if ret < 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+        exc = OSError(err, os.strerror(err), path)
+        exc.add_note(what)
+        raise exc
     return ret
 
 
