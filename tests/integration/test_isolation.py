@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Procs, free_port, need_root, port_open, wait_until
+from tests.conftest import ROOT, Procs, free_port, need_root, port_open, wait_until
 from tests.integration import isolation_harness
 from tests.integration.emperor_harness import Emperor
 from tests.integration.isolation_harness import Tenant, get_json, own, probe_copy, status_ids
@@ -294,6 +295,35 @@ def test_vassal_unshare_keeps_its_host_sockets(procs: Procs, tmp_path: Path) -> 
         service.close()
     assert socket.gethostname() != "unshared"
     assert e.stop() == 0
+
+
+def test_namespace_option_jails_the_instance_under_its_rootfs(procs: Procs, tmp_path: Path) -> None:
+    """namespace = ROOTFS:HOSTNAME: pivot_root, own /proc and hostname; the kept mounts are
+    all that is left of the host, and nothing of it shows on the host."""
+    port = free_port()
+    rootfs = tmp_path / "rootfs"
+    # what the instance needs from the host: the interpreter, our code, /usr, /dev, /etc
+    keep = ["/usr", "/dev", "/etc", "/" + ROOT.parts[1], sys.base_prefix]
+    for d in ["proc", "tmp", *keep]:
+        (rootfs / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    for name in ("lib", "lib64", "bin", "sbin"):
+        if os.path.islink(f"/{name}"):
+            (rootfs / name).symlink_to(os.readlink(f"/{name}"))
+    probe_copy(rootfs)
+    e = Emperor(procs, tmp_path, own_binary=True)
+    (e.dir / "ns.ini").write_text(probe_ini(port, Path("/jail_probe.py"),
+                                            f"namespace = {rootfs}:jailhost",
+                                            *[f"namespace-keep-mount = {k}:{k}" for k in keep]))
+    wait_until(lambda: port_open(port), 20, message=f"the jailed vassal; log:\n{e.log()[-3000:]}")
+    seen = get_json(port)
+    assert seen["hostname"] == "jailhost" and seen["ppid"] == 1, seen
+    assert set(seen["procs"]) <= {1, 2, 3, 4}, seen
+    assert "jail_probe.py" in seen["root"] and "var" not in seen["root"], seen
+    with open("/proc/self/mounts") as f:
+        assert str(rootfs) not in f.read()  # the jail's mounts live in its own namespace
+    e.wait_vassal("ns.ini", ready=1)
+    assert e.stop() == 0
+    assert not (rootfs / ".uwsgi_ns_tmp_mountpoint").exists()
 
 
 def test_cgroup_memory_limit_kills_a_greedy_vassal_and_the_emperor_respawns_it(
