@@ -180,7 +180,7 @@ def as_root(config: Any, reloading: bool, state: State, phase: Phase = no_phase)
             linux.prctl(Prctl.SET_KEEPCAPS, 1)
         except OSError as exc:
             raise JailError(f"cap = {config.get('cap')}: {exc.strerror}") from None
-    if state.in_jail or config.get("jailed"):
+    if state.in_jail:
         phase("post-jail")
     root = config.get("chroot")
     if root:

@@ -40,7 +40,7 @@ def parse(value: str, option: str) -> list[int]:
         name = word.strip()
         if not name:
             continue
-        if name.isdigit():
+        if name.isascii() and name.isdigit():
             number = int(name)
             if number > top:
                 raise ValueError(f"{option} = {value}: capability {number} is beyond this "
