@@ -42,7 +42,9 @@ from emperor.events import (
     printable,
 )
 from emperor.forkserver import ForkServer, own_interpreter
+from emperor.isolation.cgroups import CgroupError
 from emperor.isolation.jail import JailSpec
+from emperor.isolation.limits import VassalCgroups
 from emperor.lifecycle import Kind, Phase
 from emperor.logs import log, log_verbose, set_output, setup_logging
 from emperor.policy import Blacklist, Throttle
@@ -92,6 +94,7 @@ class Emperor:
         self.od_pending: set[tuple[str, float]] = set()
         self.parent: VassalLink | None = None
         self._own_binary: bool | None = None
+        self.cgroups = VassalCgroups(settings.vassals_cgroup_opts, os.getpid(), log)
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -485,6 +488,12 @@ class Emperor:
             self.spawn_failed(v)
             return
         try:
+            req.jail.cgroups = self.cgroups.prepare(v.name)
+        except CgroupError as exc:
+            log(f"[emperor] cannot limit vassal {v.name}: {exc}")
+            self.spawn_failed(v)
+            return
+        try:
             channel = v.open_channel(self.loop, self.on_readable)
         except OSError as exc:
             log(f"[emperor] unable to spawn vassal {v.name}: {exc}")
@@ -539,6 +548,7 @@ class Emperor:
         log_verbose(f"[emperor] vassal {v.name} is {v.spawn_method}ed (pid: {pid})")
 
     def spawn_failed(self, v: VassalHandle) -> None:
+        self.cgroups.release(v.name)
         if v.life.on_demand and self.royal_death_at is None and v.life.phase is Phase.STARTING:
             # back to waiting; the queued connection stays queued for the next try, after
             # the back-off of a vassal that never became loyal
@@ -562,6 +572,7 @@ class Emperor:
     def on_process_exit(self, pid: int, status: int) -> None:
         v = self.by_pid.pop(pid, None)
         if v is not None:
+            self.cgroups.release(v.name)
             self.on_exit(v, status)
 
     # --- retries (blacklisted names) ------------------------------------------------------------
@@ -778,6 +789,8 @@ class Emperor:
         now = self.clock.mono()
         if isinstance(self.spawner, spawning.ThreadSpawner):
             self.spawner.poll()
+        if self.cgroups.pending:
+            self.cgroups.sweep()
         hb = self.settings.required_heartbeat
         for v in list(self.attention):
             beat = v.life.heartbeat_at
@@ -878,6 +891,12 @@ class Emperor:
             v.close()
         if self.spawner is not None:
             self.spawner.close()
+        self.cgroups.close()
+        for _ in range(40):  # killed just now: their cgroups empty within moments
+            if not self.cgroups.pending:
+                break
+            await asyncio.sleep(0.05)
+            self.cgroups.sweep()
         if self.settings.pidfile:
             with contextlib.suppress(OSError):
                 os.unlink(self.settings.pidfile)

@@ -68,6 +68,7 @@ class EmperorSettings:
     use_clone: int = 0  # emperor-use-clone: namespace flags (emperor.isolation.linux.Clone)
     vassals_cap: list[int] | None = None  # emperor-cap / vassals-cap
     tyrant_initgroups: bool = False
+    vassals_cgroup_opts: list[tuple[str, str]] = field(default_factory=list)  # vassals-cgroup-opt
 
     def binary(self) -> str:
         return self.wrapper or self.binary_path or default_binary()
@@ -133,7 +134,7 @@ class EmperorSettings:
             broodlord=max(0, int(get("emperor-broodlord", 0) or 0)),
             tyrant_initgroups=bool(get("emperor-tyrant-initgroups", False)),
         )
-        _isolation(settings, get)
+        _isolation(settings, get, getlist)
         return settings
 
 
@@ -142,9 +143,10 @@ class EmperorSettings:
 UNSUPPORTED: dict[str, str] = {}
 
 
-def _isolation(settings: EmperorSettings, get: Any) -> None:
-    """emperor-use-clone and emperor-cap, checked now: a typo stops the emperor at once."""
-    from emperor.isolation import capabilities, namespaces
+def _isolation(settings: EmperorSettings, get: Any, getlist: Any) -> None:
+    """emperor-use-clone, emperor-cap and vassals-cgroup-opt, checked now: a typo stops the
+    emperor at once."""
+    from emperor.isolation import capabilities, cgroups, namespaces
     from emperor.isolation.linux import Clone
 
     clone = get("emperor-use-clone")
@@ -157,6 +159,11 @@ def _isolation(settings: EmperorSettings, get: Any) -> None:
     cap = get("emperor-cap")
     if cap:
         settings.vassals_cap = capabilities.parse(cap, "emperor-cap")
+    for item in getlist("vassals-cgroup-opt"):
+        try:
+            settings.vassals_cgroup_opts.append(cgroups.parse_opt(str(item)))
+        except cgroups.CgroupError as exc:
+            raise ValueError(f"vassals-cgroup-opt = {item}: {exc}") from None
 
 
 def _refuse_unsupported(has: Any, get: Any) -> None:

@@ -518,6 +518,9 @@ _add("emperor-proxy-socket", str, None, "talk to the emperor through this proxy 
      ignored=True)
 _add("emperor-cap", str, None, "capabilities vassals keep (comma list of names or numbers); "
      "every other one leaves their bounding set", aliases=("vassals-cap", "vassal-cap"), section=S)
+_add("vassals-cgroup-opt", str, None, "KEY=VALUE: every vassal gets its own cgroup with this setting "
+     "(memory.max, cpu.max, pids.max... in v1 or v2 words), removed when it exits (Imperium's)",
+     repeat=True, section=S)
 _add("early-emperor", bool, False, "start the emperor as early as possible (an Imperium emperor "
      "always starts before anything else)", section=S, ignored=True)
 _add("binary-path", str, None, "binary used to start vassals", section=S)

@@ -254,7 +254,7 @@ def resolve(name: str, opts: list[tuple[str, str]]) -> list[Cgroup]:
 
 
 def apply(groups: list[Cgroup], opts: list[tuple[str, str]], *, mode: int = 0o700,
-          pid: int = 0, log=None) -> None:  # type: ignore[no-untyped-def]
+          pid: int = 0, join: bool = True, log=None) -> None:  # type: ignore[no-untyped-def]
     """Make each cgroup, set every option where its file exists (in the option's own words,
     else translated to the cgroup's version), then join (limits first: the process is never
     inside a cgroup without them)."""
@@ -277,7 +277,7 @@ def apply(groups: list[Cgroup], opts: list[tuple[str, str]], *, mode: int = 0o70
         if not written:
             where = ", ".join(g.path for g in groups)
             raise CgroupError(f"cgroup-opt = {key}={value}: no such setting in {where}")
-    for group in groups:
+    for group in groups if join else []:
         group.join(pid)
         if log is not None:
             log(f"assigned process {pid or os.getpid()} to cgroup {group.path}")

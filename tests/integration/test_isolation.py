@@ -346,6 +346,33 @@ def test_cgroup_memory_limit_kills_a_greedy_vassal_and_the_emperor_respawns_it(
     assert e.stop() == 0
 
 
+def test_emperor_cgroup_limits_a_tyrant_vassal_and_goes_with_it(
+        procs: Procs, tmp_path: Path, open_dir: Path, tenant: Tenant) -> None:
+    """vassals-cgroup-opt: the admin's limits, which the tenant's config cannot lift."""
+    from emperor.isolation import cgroups
+
+    port = free_port()
+    calm = open_dir / "calm"
+    e = tyrant_emperor(procs, tmp_path, open_dir, "--vassals-cgroup-opt", "memory.max=64M",
+                       "--vassals-cgroup-opt", "pids.max=40")
+    ini = open_dir / "vassals" / "g.ini"
+    ini.write_text(probe_ini(port, probe_copy(open_dir), f"env = PROBE_GREEDY={calm}"))
+    own(ini, tenant)
+    wait_until(lambda: "killed by signal 9 (SIGKILL)" in e.log(), 30,
+               message=f"the OOM killer at work; log:\n{e.log()[-3000:]}")
+    calm.write_text("enough\n")
+    wait_until(lambda: port_open(port), 30, message=f"the respawned vassal; log:\n{e.log()[-3000:]}")
+    pid = e.wait_vassal("g.ini", ready=1)["pid"]
+    with open(f"/proc/{pid}/cgroup") as f:
+        paths = [line.rstrip().split(":", 2)[2] for line in f if "imperium-" in line]
+    assert paths and all(p.endswith(f"/imperium-{e.proc.pid}-g.ini") for p in paths), paths
+    made = [g.path for g in cgroups.resolve(f"imperium-{e.proc.pid}-g.ini",
+                                            [("memory.max", "1"), ("pids.max", "1")])]
+    assert all(os.path.isdir(d) for d in made)
+    assert e.stop() == 0
+    assert not any(os.path.exists(d) for d in made)  # removed with the vassal
+
+
 # --- bad input --------------------------------------------------------------------------------------
 
 
