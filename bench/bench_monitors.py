@@ -14,7 +14,14 @@ Two figures per source, p50/p95 over N samples:
 Polling monitors are sampled at random phases of their period (emperor-freq 1 s), so their
 figures show the period, which is the point of LISTEN/NOTIFY.
 
-    .venv/bin/python bench/bench_monitors.py [--samples 30] [--only pg-notify,amqp] [--no-spawn]
+zoo:// adds a third figure, failover: two emperors of a fleet share a ``replicas = 1``
+vassal that is a real Imperium instance answering HTTP; the process group of the emperor
+running it is SIGKILLed (a machine dying), and we time until the vassal answers again,
+started by the survivor. The configured session timeout is printed beside it: the failover
+is that timeout (ZooKeeper expires sessions on its tick, 2 s here, so up to one tick more)
+plus a spawn.
+
+    .venv/bin/python bench/bench_monitors.py [--samples 30] [--only pg-notify,zoo] [--no-spawn]
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ from emperor.events import MonitorContext, Sync, Touch  # noqa: E402
 
 PG_CONNINFO = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+ZOO_HOSTS = "127.0.0.1:2181"
+#: the shortest session ZooKeeper grants with Debian's tickTime of 2000 ms (2 ticks)
+ZOO_SESSION_TIMEOUT = 4
 FREQ = 1.0
 UWSGI = "/usr/bin/uwsgi-core"
 IMPERIUM = str(Path(sys.executable).parent / "imperium")
@@ -134,6 +144,31 @@ class ZmqSource:
     def close(self) -> None:
         self.sock.close()
         self.ctx.term()
+
+
+class ZooSource:
+    """A private tree on the local ZooKeeper; a change is a znode created."""
+
+    def __init__(self) -> None:
+        from kazoo.client import KazooClient
+
+        self.base = f"/imperium-bench/{uuid.uuid4().hex[:8]}"
+        self.path = f"{self.base}/vassals"
+        self.client = KazooClient(ZOO_HOSTS, timeout=10)
+        self.client.start(timeout=10)
+        self.client.ensure_path(self.path)
+
+    def arg(self) -> str:
+        return f"zoo://{ZOO_HOSTS}{self.path}?timeout={ZOO_SESSION_TIMEOUT}"
+
+    def add(self, name: str, config: bytes = b"[uwsgi]\n") -> None:
+        self.client.create(f"{self.path}/{name}", config)
+
+    def close(self) -> None:
+        with suppress(Exception):
+            self.client.delete(self.base, recursive=True)
+        self.client.stop()
+        self.client.close()
 
 
 class MongoSource:
@@ -328,6 +363,75 @@ def bench_spawn(case: str, who: str, argv: list[str], add: Callable[[str], None]
     return result
 
 
+# --- figure 3: zoo:// failover -------------------------------------------------------------------
+
+HELLO = "def application(environ, start_response):\n" \
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'ok']\n"
+
+
+def _answers(port: int) -> bool:
+    import http.client
+
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+        conn.request("GET", "/")
+        ok = conn.getresponse().status == 200
+        conn.close()
+        return ok
+    except OSError:
+        return False
+
+
+def bench_failover(samples: int, workdir: Path) -> Result:
+    """SIGKILL of the emperor (its whole process group) running a replicas=1 vassal → the
+    vassal answering HTTP again, started by the other member of the fleet."""
+    from monitors import fleet
+    from tests.conftest import free_port
+
+    result = Result("zoo failover", f"answering (session timeout {ZOO_SESSION_TIMEOUT}s)")
+    app = workdir / "hello.py"
+    app.write_text(HELLO)
+    for i in range(samples):
+        src = ZooSource()
+        port = free_port()
+        name = f"fo{i}-{uuid.uuid4().hex[:6]}.ini"
+        src.add(name, f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = {app}\n"
+                      f"[fleet]\nreplicas = 1\n".encode())
+        owner = fleet.place(name, fleet.FleetSpec(1), {"a": {}, "b": {}})[0]
+        logs = {m: workdir / f"failover-{i}-{m}.log" for m in "ab"}
+        with emperor([IMPERIUM, "--emperor", src.arg(), "--emperor-fleet-member", "a",
+                      "--emperor-freq", str(int(FREQ))], logs["a"]) as a, \
+             emperor([IMPERIUM, "--emperor", src.arg(), "--emperor-fleet-member", "b",
+                      "--emperor-freq", str(int(FREQ))], logs["b"]) as b:
+            procs = {"a": a, "b": b}
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not _answers(port):
+                time.sleep(0.02)
+            members = src.client.get_children(src.path + ".members")
+            if not _answers(port) or sorted(members) != ["a", "b"]:
+                result.note = f"sample {i}: the vassal never answered ({sorted(members)})"
+                src.close()
+                continue
+            from bench.common import descendants
+
+            # the machine dies: the emperor and everything it started (vassals have their own
+            # process groups), all at once
+            doomed = [procs[owner].pid, *descendants(procs[owner].pid)]
+            t0 = time.monotonic()
+            for pid in doomed:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            deadline = t0 + ZOO_SESSION_TIMEOUT + 30
+            while time.monotonic() < deadline and not _answers(port):
+                time.sleep(0.01)
+            if _answers(port):
+                result.samples.append(time.monotonic() - t0)
+            else:
+                result.note = f"sample {i}: no answer {time.monotonic() - t0:.0f}s after the kill"
+        src.close()
+    return result
+
+
 def imperium_works() -> bool:
     try:
         import emperor.core  # noqa: F401
@@ -339,7 +443,10 @@ def imperium_works() -> bool:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=30, help="samples per push case (polling: half)")
-    ap.add_argument("--only", default="", help="comma-separated cases: pg-notify,pg-poll,amqp,zmq,mongodb")
+    ap.add_argument("--only", default="",
+                    help="comma-separated cases: pg-notify,pg-poll,amqp,zmq,mongodb,zoo,zoo-failover")
+    ap.add_argument("--failovers", type=int, default=5, help="zoo failover samples (each takes "
+                    "a session timeout)")
     ap.add_argument("--no-spawn", action="store_true", help="monitor figures only")
     opts = ap.parse_args(argv)
     import logging
@@ -361,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     from monitors.mongodb import MongoMonitor
     from monitors.pg import PgMonitor
     from monitors.zmq import ZmqMonitor
+    from monitors.zoo import ZooMonitor
 
     try:
         if want("pg-notify") or want("pg-poll"):
@@ -412,6 +520,18 @@ def main(argv: list[str] | None = None) -> int:
                                                    "--emperor", src.arg()], src.add, push_n, False, workdir))
                 finally:
                     src.close()
+        if want("zoo"):
+            src = ZooSource()
+            try:
+                results.append(bench_monitor("zoo", ZooMonitor, src.arg(), src.add, push_n, False))
+                if have_imperium and not opts.no_spawn:
+                    results.append(bench_spawn("zoo", "imperium", [IMPERIUM, "--emperor", src.arg(),
+                                               "--emperor-fleet-member", "bench"],
+                                               src.add, push_n, False, workdir))
+            finally:
+                src.close()
+        if want("zoo-failover") and have_imperium and not opts.no_spawn:
+            results.append(bench_failover(opts.failovers, workdir))
         if want("mongodb"):
             src = MongoSource()
             try:

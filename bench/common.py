@@ -213,9 +213,13 @@ def wait_workers(server: Server, n: int, timeout: float = 10.0) -> list[int]:
 class WrkResult:
     rps: float
     requests: int
-    errors: int
+    errors: int  # every socket error wrk counted: connect + read + write + timeout
     non2xx: int
     latency_ms: dict[str, float]
+    connect_errors: int = 0
+    read_errors: int = 0
+    write_errors: int = 0
+    timeouts: int = 0
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -229,11 +233,10 @@ def _ms(text: str) -> float:
 def parse_wrk(out: str) -> WrkResult:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     requests = int(re.search(r"(\d+) requests in", out).group(1))
-    errors = 0
+    counts = [0, 0, 0, 0]
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
-        # read errors are how wrk counts a server closing after each response: not failures
-        errors = int(m.group(1)) + int(m.group(3)) + int(m.group(4))
+        counts = [int(g) for g in m.groups()]
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     non2xx = int(m.group(1)) if m else 0
     latency = {}
@@ -241,7 +244,7 @@ def parse_wrk(out: str) -> WrkResult:
         m = re.search(rf"^\s+{q}%\s+(\S+)", out, re.M)
         if m:
             latency[q] = _ms(m.group(1))
-    return WrkResult(rps, requests, errors, non2xx, latency)
+    return WrkResult(rps, requests, sum(counts), non2xx, latency, *counts)
 
 
 def run_wrk(port: int, *, connections: int = 50, threads: int = 2, duration: float = 5,

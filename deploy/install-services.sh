@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (Debian packages) and starts what Imperium's tests and benchmarks talk to:
-# PostgreSQL, RabbitMQ, nginx, Debian's real uWSGI with its python3 and emperor plugins and
-# its uwsgidecorators module, wrk.
+# PostgreSQL, RabbitMQ, ZooKeeper, nginx, Debian's real uWSGI with its python3, emperor and
+# gevent plugins and its uwsgidecorators module, wrk.
 # Idempotent: installs only what is missing and starts only what is down.
 set -euo pipefail
 
@@ -10,6 +10,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 [ -x /usr/bin/uwsgi-core ] || need_pkgs+=(uwsgi-core)
 [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || need_pkgs+=(uwsgi-plugin-python3)
 [ -e /usr/lib/uwsgi/plugins/emperor_pg_plugin.so ] || need_pkgs+=(uwsgi-plugin-emperor-pg)
+[ -e /usr/lib/uwsgi/plugins/gevent_python3_plugin.so ] || need_pkgs+=(uwsgi-plugin-gevent-python3)
 # the uwsgidecorators module real uWSGI's apps import (twin tests of the spooler, mules, timers)
 [ -e /usr/lib/python3/dist-packages/uwsgidecorators.py ] || need_pkgs+=(python3-uwsgidecorators)
 [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
@@ -17,6 +18,7 @@ have wrk || need_pkgs+=(wrk)
 have ss || need_pkgs+=(iproute2)
 have pg_ctlcluster || need_pkgs+=(postgresql)
 have rabbitmqctl || need_pkgs+=(rabbitmq-server)
+[ -x /usr/share/zookeeper/bin/zkServer.sh ] || need_pkgs+=(zookeeperd)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -46,4 +48,10 @@ if ! port_up 5672; then
   for _ in $(seq 1 60); do port_up 5672 && break; rabbitmqctl start_app >/dev/null 2>&1 || true; sleep 1; done
   wait_port 5672 RabbitMQ
 fi
-echo "install-services: PostgreSQL, RabbitMQ, nginx, uwsgi-core ready"
+if ! port_up 2181; then
+  # the package does not start it here (no systemd): its own script does, with its config
+  echo "install-services: starting ZooKeeper"
+  /usr/share/zookeeper/bin/zkServer.sh start >/dev/null
+  wait_port 2181 ZooKeeper
+fi
+echo "install-services: PostgreSQL, RabbitMQ, ZooKeeper, nginx, uwsgi-core ready"

@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         from vassal.stats import connect_and_read
 
         return connect_and_read(config.get("connect-and-read"))
+    if config.get("fleet-status"):
+        from monitors.zoo_status import fleet_status
+
+        return fleet_status(config.get("fleet-status"))
     if config.getlist("emperor"):
         from emperor.core import run_emperor
 

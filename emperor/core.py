@@ -71,7 +71,9 @@ class Emperor:
         self.ctx = MonitorContext(freq=float(settings.freq), tyrant=settings.tyrant,
                                   tyrant_nofollow=settings.tyrant_nofollow,
                                   follow_symlinks=not settings.nofollow,
-                                  extra_extensions=settings.extra_extensions, log=self.log)
+                                  extra_extensions=settings.extra_extensions,
+                                  fleet_member=settings.fleet_member,
+                                  fleet_labels=tuple(settings.fleet_labels), log=self.log)
         self.monitors: list[Monitor] = []
         self.monitor_tasks: dict[Monitor, asyncio.Task] = {}
         self.claims: dict[str, dict[Monitor, Touch]] = {}

@@ -126,6 +126,8 @@ class MonitorContext:
     tyrant_nofollow: bool = False  # emperor-tyrant-nofollow: uid/gid of the symlink itself
     follow_symlinks: bool = True  # off with emperor-nofollow
     extra_extensions: tuple[str, ...] = ()
+    fleet_member: str | None = None  # emperor-fleet-member: this emperor's name in a zoo:// fleet
+    fleet_labels: tuple[str, ...] = ()  # emperor-fleet-labels, as given (KEY=VALUE,...)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("imperium.emperor"))
 
 

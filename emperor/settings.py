@@ -69,6 +69,8 @@ class EmperorSettings:
     vassals_cap: list[int] | None = None  # emperor-cap / vassals-cap
     tyrant_initgroups: bool = False
     vassals_cgroup_opts: list[tuple[str, str]] = field(default_factory=list)  # vassals-cgroup-opt
+    fleet_member: str | None = None
+    fleet_labels: list[str] = field(default_factory=list)
 
     def binary(self) -> str:
         return self.wrapper or self.binary_path or default_binary()
@@ -133,6 +135,8 @@ class EmperorSettings:
             on_demand_exec=get("emperor-on-demand-exec"),
             broodlord=max(0, int(get("emperor-broodlord", 0) or 0)),
             tyrant_initgroups=bool(get("emperor-tyrant-initgroups", False)),
+            fleet_member=get("emperor-fleet-member"),
+            fleet_labels=[str(v) for v in getlist("emperor-fleet-labels")],
         )
         _isolation(settings, get, getlist)
         return settings

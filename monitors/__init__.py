@@ -18,6 +18,7 @@ BUILTIN: dict[str, str] = {
     "mongodb": "monitors.mongodb:MongoMonitor",
     "amqp": "monitors.amqp:AmqpMonitor",
     "zmq": "monitors.zmq:ZmqMonitor",
+    "zoo": "monitors.zoo:ZooMonitor",
 }
 
 

@@ -6,7 +6,8 @@ The fd pair comes from ``UWSGI_EMPEROR_FD``/``UWSGI_EMPEROR_FD_CONFIG`` (or the
 - 1 (spawned) when the master is up, just before it forks the workers;
 - 5 (accepting) by worker 1 when it enters its accept loop (``Worker.run``);
 - 17 (loyal) by the first worker that completes a request (``Worker._run``);
-- 26 (heartbeat) by the master every ``heartbeat`` seconds;
+- 26 (heartbeat) by each worker's accept loop every ``heartbeat`` seconds (uWSGI 2.0's
+  ``uwsgi_heartbeat()`` from ``wsgi_req_accept``), never by the master;
 - 22 (voluntary shutdown) by the master when ``idle`` + ``die-on-idle`` fire;
 - 2 (config request) on reload when a config fd exists (see ``prepare_reexec``).
 

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from vassal import jail
+from vassal import jail, process_setup
 from vassal import log as logmod
 from vassal.api import background, uwsgi_module
 from vassal.emperor_link import EmperorLink
@@ -29,8 +29,11 @@ from vassal.master import FAILED_APP_CODE, Master
 from vassal.protocols import offload, static
 from vassal.scoreboard import Scoreboard
 from vassal.services import Service, log_master
+from vassal.services.plan import PlanError, ServicePlan
+from vassal.services.reload_rules import reload_on_exception_rule
 from vassal.services.stats_server import StatsService
 from vassal.sockets import (
+    PROTOCOLS,
     BindError,
     ListenSocket,
     adopt_fd,
@@ -39,6 +42,7 @@ from vassal.sockets import (
     inherited_from_env,
     parse_address,
     socket_name,
+    socket_specs,
     stdin_listener,
     zerg_attach,
 )
@@ -92,6 +96,20 @@ def _daemonize(logfile: str) -> None:
     os.dup2(null, 0)
     os.close(null)
     logmod.open_logfile(logfile)
+
+
+def _daemonize2(config: Any, link: Any, reloading: bool) -> None:
+    """``daemonize2``: like ``daemonize``, after the apps are loaded; under an emperor (or
+    on a reload) only the log moves, as uWSGI does."""
+    path = config.get("daemonize2")
+    if link is None and not reloading:
+        log("*** daemonizing uWSGI ***")
+        _daemonize(path)
+        uwsgi_module.set_master_pid(os.getpid())
+        _write_pidfile(config.get("pidfile"))
+        _write_pidfile(config.get("pidfile2"))
+    else:
+        _open_logfile(config, "daemonize2")
 
 
 def _home(path: str) -> None:
@@ -221,17 +239,17 @@ def _setup_log(config: Any, reloading: bool) -> None:
 
 def _socket_specs(config: Any) -> list[tuple[str, str, str]]:
     """(address, proto, option name) for every socket option, in config order (as uWSGI)."""
-    protos = {"socket": "uwsgi", "http-socket": "http", "http": "http"}
-    return [(value, protos[name], name) for name, value in config.items() if name in protos]
-
-
-_STDIN_PROTOS = {"uwsgi": "uwsgi", "http": "http", "http11": "http"}
+    try:
+        return socket_specs(config.items(), config.get("protocol"))
+    except ValueError as exc:
+        raise InstanceError(str(exc)) from None
 
 
 def _default_proto(config: Any) -> str:
     """The ``protocol`` option: what a socket without its own protocol speaks (fd 0 of an
-    on-demand vassal, a socket received from a zerg server), uwsgi by default."""
-    return _STDIN_PROTOS.get(config.get("protocol") or "", "uwsgi")
+    on-demand vassal, a socket received from a zerg server), uwsgi by default (a value we do
+    not speak was refused by _socket_specs)."""
+    return PROTOCOLS.get((config.get("protocol") or "").strip().lower(), "uwsgi")
 
 
 def _has_stdin_socket() -> bool:
@@ -313,6 +331,9 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
             try:
                 ls = bind_socket(addr, proto, backlog=backlog, chmod=chmod, kind=kind,
                                  so_keepalive=bool(config.get("so-keepalive")),
+                                 reuse_port=bool(config.get("reuse-port")),
+                                 defer_accept=0 if config.get("no-defer-accept") else
+                                 int(config.get("socket-timeout") or 4),
                                  chown=config.get("chown-socket"))
             except BindError as exc:
                 raise InstanceError(str(exc)) from None
@@ -348,24 +369,8 @@ def _same_address(spec: str, name: str) -> bool:
 
 
 def _settings(config: Any, version: str, link: Any) -> WorkerSettings:
-    headers = "".join(f"{h.strip()}\r\n" for h in config.getlist("add-header") if h.strip())
-    return WorkerSettings(
-        threads=max(1, int(config.get("threads") or 1)),
-        processes=max(1, int(config.get("processes") or 1)),
-        max_requests=int(config.get("max-requests") or 0),
-        max_worker_lifetime=int(config.get("max-worker-lifetime") or 0),
-        reload_on_rss=int(config.get("reload-on-rss") or 0) * 1024 * 1024,
-        buffer_size=max(4096, int(config.get("buffer-size") or 4096)),
-        keepalive=True,
-        keepalive_timeout=float(config.get("http-timeout") or 60),
-        limit_post=int(config.get("limit-post") or 0),
-        manage_script_name=bool(config.get("manage-script-name")),
-        add_headers=headers,
-        hostname=socket.gethostname(),
-        version=version.encode(),
-        catch_exceptions=bool(config.get("catch-exceptions")),
-        emperor_link=link,
-        timeval=struct.pack("ll", int(config.get("socket-timeout") or 4), 0),
+    return WorkerSettings.from_config(
+        config, version, link,
         static=_static_files(config),
         reqlog=RequestLog.from_config(config),
         offload_threads=max(0, int(config.get("offload-threads") or 0)),
@@ -408,9 +413,11 @@ def _set_title(title: str | None) -> None:
         pass
 
 
-def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
+def _load_apps(config: Any, need_app: bool | None, in_worker: bool, plan: ServicePlan) -> AppTable:
     """The apps; exits (FAILED_APP_CODE) when none loaded and ``need_app``, or when
-    ``need_app`` is None (not given) and an app was named but failed."""
+    ``need_app`` is None (not given) and an app was named but failed. The pre-app and
+    post-app hooks run around the loading (in the worker with lazy-apps)."""
+    _phase(plan, "pre-app", in_worker)
     apps = AppTable()
     apps.load(config)
     uwsgi_module.set_apps(apps.apps)
@@ -423,20 +430,61 @@ def _load_apps(config: Any, need_app: bool | None, in_worker: bool) -> AppTable:
             raise SystemExit(FAILED_APP_CODE)
         if not in_worker:
             log("*** no app loaded. going in full dynamic mode ***")
+    _phase(plan, "post-app", in_worker)
     return apps
 
 
-def _services(config: Any) -> list[Service]:
+def _gevent_setup(config: Any, threads: int) -> int:
+    """``gevent = N``: N async cores per worker (vassal/gevent_loop.py); the early patch."""
+    from vassal import gevent_loop
+
+    cores = int(config.get("gevent"))
+    why = gevent_loop.missing()
+    if why:
+        raise InstanceError(why)
+    if threads > 1:
+        raise InstanceError("gevent and threads cannot be combined: choose one")
+    if int(config.get("offload-threads") or 0):
+        raise InstanceError("gevent and offload-threads cannot be combined here (monkey patching "
+                            "takes epoll away from the offload threads)")
+    if cores < 1:
+        raise InstanceError(f"gevent {cores}: the number of async cores must be at least 1")
+    if int(config.get("socket-timeout") or 4) < 30:
+        log("!!! Running gevent with a socket-timeout lower than 30 seconds is not recommended, "
+            "tune it with --socket-timeout !!!")
+    if config.get("gevent-early-monkey-patch"):
+        gevent_loop.early_monkey_patch()
+    return cores
+
+
+def _phase(plan: ServicePlan, phase: str, in_worker: bool = False) -> None:
+    """Run a hook phase: in the master a fatal failure ends the start-up (exit 1)."""
+    if in_worker:
+        plan.worker_phase(phase)
+        return
+    try:
+        plan.phase(phase)
+    except PlanError as exc:
+        raise InstanceError(str(exc)) from None
+
+
+def _services(config: Any, plan: ServicePlan) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
     from vassal.services.sos import SosService
 
     sos = SosService.from_config(config)
-    return [*log_master.active(), *uwsgi_module.services(), *([sos] if sos is not None else [])]
+    return [*log_master.active(), *uwsgi_module.services(), *([sos] if sos is not None else []),
+            *plan.services()]
 
 
 def _run(config: Any) -> int:
     original_cwd = os.getcwd()
     reloading = bool(os.environ.get("UWSGI_RELOADS"))
+    try:
+        plan = ServicePlan(config)
+    except PlanError as exc:
+        raise InstanceError(str(exc)) from None
+    _phase(plan, "asap")
     if config.get("force-cwd"):
         try:
             os.chdir(config.get("force-cwd"))
@@ -454,13 +502,28 @@ def _run(config: Any) -> int:
     if not _socket_specs(config) and not config.getlist("zerg") and not _has_stdin_socket():
         raise InstanceError("no socket configured: use http-socket = ADDR or socket = ADDR")
     link = EmperorLink.from_config(config)
-    jailed = _jail(jail.start, config, reloading)
+    process_setup.apply_max_fd(config)
+    if not reloading:
+        _phase(plan, "pre-jail")
+
+    def phase(name: str) -> None:
+        _phase(plan, name)
+    jailed = _jail(jail.start, config, reloading, phase)
+    _phase(plan, "in-jail")
     if config.get("home"):
         _home(config.get("home"))
     sockets = _make_sockets(config)
+    process_setup.remap_stdin(config)
     _write_pidfile(config.get("pidfile"))
-    _jail(jail.as_root, config, reloading, jailed)
+    as_root = os.getuid() == 0
+    # as uWSGI: the jail (and its post-jail phase) and the privilege phases only for a root
+    # start; the instance's own jail is vassal.jail
+    _jail(jail.as_root, config, reloading, jailed, phase)
+    if as_root:
+        _phase(plan, "as-root")
     _drop_privileges(config)
+    if as_root:
+        _phase(plan, "as-user")
     _jail(jail.as_user, config, jailed)
     _write_pidfile(config.get("pidfile2"))
     if config.get("logto2"):
@@ -468,7 +531,10 @@ def _run(config: Any) -> int:
 
     processes = max(1, int(config.get("processes") or 1))
     threads = max(1, int(config.get("threads") or 1))
-    board = Scoreboard(processes, threads)
+    cores = threads
+    if config.get("gevent"):
+        cores = _gevent_setup(config, threads)
+    board = Scoreboard(processes, cores)
     buffer_size = int(config.get("buffer-size") or 4096)
     try:
         uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)
@@ -477,6 +543,11 @@ def _run(config: Any) -> int:
     extras = background.current()  # signals, spooler, mules: hooks for the workers and the stats
     extras.title = lambda role: _procname(config, role)
     _pythonpath(config)
+    process_setup.set_pyargv(config)
+    try:
+        process_setup.apply_pymodule_aliases(config)
+    except process_setup.SetupError as exc:
+        raise InstanceError(str(exc)) from None
     for mod in config.getlist("shared-import"):
         __import__(mod)
     if config.get("chdir"):
@@ -498,12 +569,17 @@ def _run(config: Any) -> int:
         for mod in config.getlist("import"):
             __import__(mod)
         try:
-            apps = _load_apps(config, need_app, in_worker=False)
+            apps = _load_apps(config, need_app, in_worker=False, plan=plan)
         except SystemExit as exc:
             return int(exc.code or 0)
         if config.get("chdir2"):
             os.chdir(config.get("chdir2"))
+    if config.get("daemonize2"):
+        _daemonize2(config, link, reloading)
     settings = _settings(config, version, link)
+    if plan.wants_accepting():
+        settings.on_accepting = lambda wid: plan.accepting(wid, board.workers[wid].respawn_count == 1)
+    settings.reload_on_exception = reload_on_exception_rule(config)
 
     stats_server = None
     stats_source = None
@@ -538,12 +614,13 @@ def _run(config: Any) -> int:
         extras.in_worker(wid)
         _set_title(_procname(config, f"worker {wid}"))
         extras.post_fork()
+        plan.worker_phase("post-fork")
         table = apps
         if table is None:
             for mod in config.getlist("import"):
                 __import__(mod)
             try:
-                table = _load_apps(config, need_app, in_worker=True)
+                table = _load_apps(config, need_app, in_worker=True, plan=plan)
             except SystemExit as exc:
                 os._exit(int(exc.code or 0))
             board.workers[wid].app_loaded = 1 if table.apps else 0
@@ -584,8 +661,14 @@ def _run(config: Any) -> int:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
                         stats_source=stats_source, original_cwd=original_cwd,
                         cleanup=cleanup, lazy_need_app=lazy and need_app is not False,
-                        services=_services(config) + ([stats_server] if stats_server else []))
+                        services=_services(config, plan) + ([stats_server] if stats_server else []))
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
+    try:
+        plan.open_fifo()
+    except PlanError as exc:
+        raise InstanceError(str(exc)) from None
+    if stats_source is not None:
+        stats_source.daemons = plan.daemon_stats
     log(f"spawned uWSGI master process (pid: {os.getpid()})")
     return master.run()

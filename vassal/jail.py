@@ -141,10 +141,9 @@ def start(config: Any, reloading: bool, phase: Phase = no_phase) -> State:
 
             preload()
             try:
-                namespace.enter(config, phase)
+                namespace.enter(config, phase)  # the keeper outside ran post-jail
             except namespace.NamespaceError as exc:
                 raise JailError(str(exc)) from None
-            state.in_jail = True
     values = config.getlist("cgroup")
     if values and os.getuid() == 0:
         opts = [cgroups.parse_opt(item) for item in config.getlist("cgroup-opt")]
@@ -162,9 +161,11 @@ def start(config: Any, reloading: bool, phase: Phase = no_phase) -> State:
 # --- as root: unshare, cap, post-jail, chroot, pivot_root, unshare2 -------------------------------
 
 def as_root(config: Any, reloading: bool, state: State, phase: Phase = no_phase) -> None:
-    if reloading or os.getuid() != 0:
-        if config.get("cap") and os.getuid() != 0 and not reloading:
-            _need_root(config, ("cap",))
+    if os.getuid() != 0:
+        return  # start() refused these options already, or this is a reload after the drop
+    if reloading:
+        if config.get("jailed"):
+            phase("post-jail")  # uWSGI runs it at every start of a root instance
         return
     flags = _flags(config, "unshare")
     if flags:
@@ -180,7 +181,7 @@ def as_root(config: Any, reloading: bool, state: State, phase: Phase = no_phase)
             linux.prctl(Prctl.SET_KEEPCAPS, 1)
         except OSError as exc:
             raise JailError(f"cap = {config.get('cap')}: {exc.strerror}") from None
-    if state.in_jail:
+    if state.in_jail or config.get("jailed"):
         phase("post-jail")
     root = config.get("chroot")
     if root:

@@ -8,9 +8,11 @@ Signals, as in uWSGI 2.0 (core/master.c):
   SIGTERM shuts down and SIGQUIT does the brutal reload instead;
 - SIGINT, SIGQUIT: shutdown at once ("goodbye to uWSGI.", exit 0).
 
-The master runs no thread: every duty (reaping, respawn, harakiri, heartbeat, idle, emperor
-commands, touch-reload, the stats server) is done from one select() loop, so forking a new
-worker is always safe.
+The master runs no thread: every duty (reaping, respawn, harakiri, idle, emperor commands,
+touch-reload, the stats server) is done from one select() loop, so forking a new worker is
+always safe. The heartbeat to the emperor is not among them: as in uWSGI 2.0 the workers send
+it from their accept loops (vassal/worker.py), so a vassal whose workers are all stuck stops
+beating.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from vassal.services import Service
 from vassal.sockets import ENV_INHERITED, ListenSocket, export_for_exec, parse_address, zerg_send
 
 FAILED_APP_CODE = 22
+EXCEPTION_CODE = 5  # a worker ended by reload-on-exception (uWSGI's UWSGI_EXCEPTION_CODE)
 
 RUNNING, GRACEFUL_RELOAD, BRUTAL_RELOAD, SHUTDOWN, GRACEFUL_STOP = range(5)
 _NAMES = {GRACEFUL_RELOAD: "graceful reload", BRUTAL_RELOAD: "brutal reload", SHUTDOWN: "shutdown",
@@ -56,6 +59,8 @@ class Master:
         self.cleanup = cleanup
         self.lazy_need_app = lazy_need_app
         self.services: list[Service] = list(services or [])
+        #: signals mapped to master operations (``unix_signal`` hooks, SIGTSTP): checked first
+        self.signal_actions: dict[int, Callable[[], None]] = {}
         self.n = board.nworkers
         self.pids: dict[int, int] = {}  # pid -> wid
         self.state = RUNNING
@@ -65,15 +70,18 @@ class Master:
         self.harakiri = int(config.get("harakiri") or 0)
         self.reload_mercy = int(config.get("reload-mercy") or 60)
         self.worker_mercy = int(config.get("worker-reload-mercy") or 60)
-        self.heartbeat = int(config.get("heartbeat") or 0)
         self.idle = int(config.get("idle") or 0)
         self.die_on_idle = bool(config.get("die-on-idle"))
         self.die_on_term = bool(config.get("die-on-term"))
         self.exit_on_reload = bool(config.get("exit-on-reload"))
         self.evil_rss = int(config.get("evil-reload-on-rss") or 0) * 1024 * 1024
+        self.evil_as = int(config.get("evil-reload-on-as") or 0) * 1024 * 1024
+        self.harakiri_verbose = bool(config.get("harakiri-verbose"))
+        self.harakiri_graceful = int(config.get("harakiri-graceful-timeout") or 0)
+        self.harakiri_signal = int(config.get("harakiri-graceful-signal") or signal.SIGTERM)
+        self.harakiri_tries: dict[int, int] = {}  # pid -> harakiri tries so far
+        self.harakiri_next: dict[int, float] = {}  # pid -> when the next try may come
         self.touch_reload = {p: _mtime(p) for p in config.getlist("touch-reload")}
-        self.touch_workers = {p: _mtime(p) for p in config.getlist("touch-workers-reload")}
-        self.last_heartbeat = 0.0
         self.idle_notified = False
         self.cheap = False  # idle without die-on-idle: workers stopped until a connection comes
         self.started = time.monotonic()  # intervals are monotonic: a clock step changes nothing
@@ -98,6 +106,10 @@ class Master:
     def _handle_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
             return  # reaping happens every loop
+        action = self.signal_actions.get(signum)
+        if action is not None:
+            action()
+            return
         if signum == signal.SIGHUP:
             log("...gracefully killing workers...")
             self.begin(GRACEFUL_RELOAD)
@@ -161,10 +173,11 @@ class Master:
                 return
             wid = self.pids.pop(pid, None)
             if wid is None:
-                for service in self.services:
-                    if service.child_exited(pid, status):
-                        break
+                if not any(service.child_exited(pid, status) for service in self.services):
+                    _log_subprocess(pid, status)
                 continue
+            self.harakiri_tries.pop(pid, None)
+            self.harakiri_next.pop(pid, None)
             w = self.board.workers[wid]
             w.pid = 0
             w.accepting = 0
@@ -183,7 +196,9 @@ class Master:
                 self.exit_code = FAILED_APP_CODE
                 self.begin(SHUTDOWN)
                 continue
-            if os.WIFSIGNALED(status):
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXCEPTION_CODE:
+                log(f"... monitored exception detected, respawning worker {wid} (pid: {pid})...")
+            elif os.WIFSIGNALED(status):
                 log(f"DAMN ! worker {wid} (pid: {pid}) died, killed by signal {os.WTERMSIG(status)} :( trying respawn ...")
             elif os.WEXITSTATUS(status) != 0:
                 log(f"DAMN ! worker {wid} (pid: {pid}) died :( trying respawn ...")
@@ -208,22 +223,16 @@ class Master:
             for pid, wid in list(self.pids.items()):
                 start = self.board.request_start(wid, now)
                 if start and now - start > self.harakiri:
-                    w = self.board.workers[wid]
-                    log(f"HARAKIRI triggered by worker {wid} core 0 !!!")
-                    log(f"*** HARAKIRI ON WORKER {wid} (pid: {pid}, try: 1) ***")
-                    w.harakiri_count += 1
-                    for c in range(self.board.ncores):
-                        w.cores[c].in_request = 0.0
-                    _kill(pid, signal.SIGKILL)
-        if self.evil_rss:
+                    self.harakiri_worker(pid, wid, now)
+        if self.evil_rss or self.evil_as:
             for pid, wid in list(self.pids.items()):
-                rss = statsmod._memory(pid)[0]
-                if rss > self.evil_rss:
-                    log(f"*** EVIL RELOAD ON WORKER {wid} ADDRESS SPACE: {rss} ***")
+                rss, vsz = statsmod._memory(pid)
+                if self.evil_as and vsz >= self.evil_as:
+                    log(f"*** EVIL RELOAD ON WORKER {wid} ADDRESS SPACE: {vsz} (pid: {pid}) ***")
                     _kill(pid, signal.SIGKILL)
-        if self.link is not None and self.heartbeat and now - self.last_heartbeat >= self.heartbeat:
-            self.last_heartbeat = now
-            self.link.heartbeat()
+                elif self.evil_rss and rss >= self.evil_rss:
+                    log(f"*** EVIL RELOAD ON WORKER {wid} RSS: {rss} (pid: {pid}) ***")
+                    _kill(pid, signal.SIGKILL)
         if self.idle:
             last = max(self.board.instance.last_request_end, self.started)
             busy = any(self.board.workers[w].busy_cores > 0 for w in range(1, self.n + 1))
@@ -250,13 +259,37 @@ class Master:
                 self.touch_reload[path] = new
                 log(f"*** {path} has been touched... grace them all !!! ***")
                 self.begin(GRACEFUL_RELOAD)
-        for path, old in list(self.touch_workers.items()):
-            new = _mtime(path)
-            if new != old:
-                self.touch_workers[path] = new
-                log(f"*** {path} has been touched... workers reload !!! ***")
-                for pid in list(self.pids):
-                    _kill(pid, signal.SIGHUP)
+
+    def harakiri_worker(self, pid: int, wid: int, now: float) -> None:
+        """uWSGI's trigger_harakiri: with harakiri-graceful-timeout the first try sends the
+        graceful signal and the next one comes that many seconds later; else SIGKILL."""
+        w = self.board.workers[wid]
+        tries = self.harakiri_tries.get(pid, 0)
+        if tries and now < self.harakiri_next.get(pid, 0.0):
+            return
+        graceful = tries == 0 and self.harakiri_graceful > 0
+        log(f"HARAKIRI triggered by worker {wid} core 0 !!!")
+        log(f"*** HARAKIRI ON WORKER {wid} (pid: {pid}, try: {tries + 1}"
+            f"{', graceful: ' + ('yes' if graceful else 'no') if self.harakiri_graceful else ''}) ***")
+        if self.harakiri_verbose:
+            for what in ("syscall", "wchan"):
+                try:
+                    with open(f"/proc/{pid}/{what}") as f:
+                        log(f"HARAKIRI: -- {what}> {f.read().strip()}")
+                except OSError:
+                    pass
+        if tries == 0:
+            w.harakiri_count += 1
+        self.harakiri_tries[pid] = tries + 1
+        if graceful:
+            self.harakiri_next[pid] = now + self.harakiri_graceful
+            log(f"HARAKIRI: graceful termination attempt on worker {wid} with signal "
+                f"{self.harakiri_signal}. Next harakiri: {int(time.time() + self.harakiri_graceful)}")
+            _kill(pid, self.harakiri_signal)
+            return
+        for c in range(self.board.ncores):
+            w.cores[c].in_request = 0.0
+        _kill(pid, signal.SIGKILL)
 
     def emperor_command(self) -> None:
         cmd = self.link.read_command()
@@ -264,19 +297,27 @@ class Master:
             return
         if cmd is None:
             log("lost connection with my Emperor !!!")
+            self.tell_services("lost")
             self.link_gone()
             self.begin(SHUTDOWN)
         elif cmd == ToVassal.STOP:
             log("received message from the Emperor: stop")
+            self.tell_services("stop")
             self.link_gone()
             self.begin(SHUTDOWN)
         elif cmd == ToVassal.RELOAD:
             log("received message from the Emperor: reload")
+            self.tell_services("reload")
             self.begin(GRACEFUL_RELOAD)
         elif cmd == ToVassal.GRACEFUL_STOP:
             log("received message from the Emperor: graceful stop")
+            self.tell_services("stop")
             self.link_gone()
             self.begin(GRACEFUL_STOP)
+
+    def tell_services(self, message: str) -> None:
+        for service in self.services:
+            service.emperor(message)
 
     def link_gone(self) -> None:
         if self.link is not None:
@@ -290,13 +331,12 @@ class Master:
         if self.link is not None:
             # before the workers exist, so that the emperor always sees 1 before 5
             self.link.spawned()
-            if self.heartbeat:
-                self.last_heartbeat = time.monotonic()
-                self.link.heartbeat()
         for service in self.services:
             service.start(self)
         for wid in range(1, self.n + 1):
             self.spawn(wid)
+        for service in self.services:
+            service.running()
         while True:
             fds = [self.wake_r]
             if self.link is not None:
@@ -502,6 +542,14 @@ def _die_with_parent(parent: int) -> None:
         pass
     if os.getppid() != parent:
         os._exit(1)
+
+
+def _log_subprocess(pid: int, status: int) -> None:
+    """A child no one claims (a touch-exec command, ...): uWSGI logs how it ended."""
+    if os.WIFEXITED(status):
+        log(f"subprocess {pid} exited with code {os.WEXITSTATUS(status)}")
+    elif os.WIFSIGNALED(status):
+        log(f"subprocess {pid} exited by signal {os.WTERMSIG(status)}")
 
 
 def _kill(pid: int, sig: int) -> None:

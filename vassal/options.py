@@ -120,6 +120,11 @@ S = "instance"
 _add("socket", str, None, "bind a socket speaking the uwsgi protocol (host:port or UNIX path)", repeat=True,
      aliases=("uwsgi-socket",), short="s", section=S)
 _add("http-socket", str, None, "bind a socket speaking plain HTTP to the workers", repeat=True, section=S)
+_add("http11-socket", str, None, "bind an HTTP socket (keep-alive: the same as http-socket here)",
+     repeat=True, section=S)
+_add("protocol", str, None, "protocol of the plain `socket` entries and of sockets given without one "
+     "(fd 0 of an on-demand vassal, a zerg server's): uwsgi (default) or http",
+     aliases=("socket-protocol",), section=S)
 _add("http", str, None, "serve HTTP on this address (uWSGI's router; here: an HTTP socket)", repeat=True,
      section=S)
 _add("shared-socket", str, None, "bind a socket in the master to be referenced as =N by other options",
@@ -135,19 +140,33 @@ _add("chown-socket", str, None, "owner[:group] of UNIX sockets", section=S)
 _add("listen", int, 100, "listen queue size of the sockets", short="l", section=S)
 _add("abstract-socket", bool, False, "UNIX sockets in the abstract namespace", short="a", section=S)
 _add("so-keepalive", bool, False, "enable TCP keepalive on the sockets", section=S)
-_add("socket-timeout", int, 4, "seconds of socket inactivity before a request is dropped", short="z",
+_add("socket-timeout", int, 4, "seconds of socket inactivity before a request is dropped; also the "
+     "time a whole request head gets to arrive", short="z", section=S)
+_add("http-timeout", int, 60, "seconds an idle keep-alive HTTP connection is kept", section=S)
+_add("http-headers-timeout", int, 0, "seconds a whole HTTP request head gets to arrive "
+     "(0: socket-timeout)", section=S)
+_add("http-keepalive", int, 1, "HTTP/1.1 keep-alive (always on here); a value above 1 is the idle "
+     "timeout in seconds", implicit="1", section=S)
+_add("no-defer-accept", bool, False, "do not set TCP_DEFER_ACCEPT on TCP sockets", section=S)
+_add("reuse-port", bool, False, "set SO_REUSEPORT on TCP sockets (several instances on one port)",
      section=S)
-_add("http-timeout", int, 60, "timeout of HTTP connections, seconds", section=S)
-_add("http-keepalive", bool, False, "keep HTTP/1.1 connections alive between requests (always so here)", section=S)
+_add("tcp-nodelay", bool, False, "TCP_NODELAY on client connections (always set here)", section=S)
 _add("http-socket-modifier1", int, 0, "uwsgi modifier1 for HTTP sockets", section=S, ignored=True)
 _add("http-socket-modifier2", int, 0, "uwsgi modifier2 for HTTP sockets", section=S, ignored=True)
-_add("http-auto-chunked", bool, False, "chunk HTTP/1.1 responses without a length", ignored=True, section=S)
+_add("http-auto-chunked", bool, False, "chunk HTTP/1.1 responses without a length", section=S)
 _add("add-header", str, None, "add this 'Name: value' header to every response", repeat=True, section=S)
 _add("buffer-size", int, 4096, "largest request header block accepted (bytes)", short="b", section=S)
-_add("post-buffering", int, 0, "buffer request bodies larger than this many bytes before the app runs",
-     ignored=True, section=S)
+_add("post-buffering", int, 0, "read whole request bodies before the app runs: in memory below this "
+     "many bytes, in a temporary file from it on", section=S)
+_add("post-buffering-bufsize", int, 8192, "read size of post-buffering (at least post-buffering)",
+     section=S)
+_add("wsgi-disable-file-wrapper", bool, False, "leave wsgi.file_wrapper out of the environ", section=S)
+_add("disable-write-exception", bool, False, "no OSError in the app when writing to the client fails",
+     section=S)
+_add("ignore-sigpipe", bool, False, "do not log writes to a client that went away (SIGPIPE)", section=S)
+_add("ignore-write-errors", bool, False, "do not log failed writes to the client", section=S)
 _add("limit-post", int, 0, "refuse request bodies larger than this many bytes (0: no limit)", section=S)
-_add("honour-stdin", bool, False, "leave stdin alone (always so: Imperium never reopens stdin)", section=S)
+_add("honour-stdin", bool, False, "leave stdin alone instead of reopening it on /dev/null", section=S)
 _add("close-on-exec", bool, False, "mark request sockets close-on-exec (always so: Python's default)", section=S)
 _add("close-on-exec2", bool, False, "mark server sockets close-on-exec (always so between reloads)", section=S)
 _add("catch-exceptions", bool, False, "show exceptions in the HTTP response (development only)", section=S)
@@ -156,26 +175,31 @@ _add("catch-exceptions", bool, False, "show exceptions in the HTTP response (dev
 _add("master", bool, False, "run a master process that supervises the workers", short="M", section=S)
 _add("processes", int, 1, "number of worker processes", aliases=("workers",), short="p", section=S)
 _add("threads", int, 1, "threads per worker", section=S)
+_add("gevent", int, 0, "the gevent loop engine with this many async cores per worker", section=S)
+_add("gevent-monkey-patch", bool, False, "gevent.monkey.patch_all() when each worker's loop starts",
+     section=S)
+_add("gevent-early-monkey-patch", bool, False, "gevent.monkey.patch_all() before the app is loaded",
+     section=S)
 _add("enable-threads", bool, False, "let the app start threads (always possible here)", short="T", section=S)
 _add("lazy-apps", bool, False, "load the app in each worker after the fork instead of in the master",
      section=S)
 _add("lazy", bool, False, "like lazy-apps, and reload workers one by one", section=S)
 _add("single-interpreter", bool, False, "one interpreter per worker (always the case here)", short="i",
      section=S)
-_add("thunder-lock", bool, False, "serialize accept(); the kernel already does it well", section=S,
-     ignored=True)
+_add("thunder-lock", bool, False, "serialize accept() (always: one waiter wakes per connection, "
+     "EPOLLEXCLUSIVE)", section=S)
 _add("max-requests", int, 0, "recycle a worker after this many requests (0: never)", short="R", section=S)
 _add("max-worker-lifetime", int, 0, "recycle a worker after this many seconds (0: never)", section=S)
-_add("max-worker-lifetime-delta", int, 0, "add worker-id times this to max-worker-lifetime", ignored=True, section=S)
+_add("max-worker-lifetime-delta", int, 0, "add worker-id times this to max-worker-lifetime", section=S)
 _add("reload-on-rss", int, 0, "recycle a worker whose RSS exceeds this many megabytes after a request",
      section=S)
 _add("evil-reload-on-rss", int, 0, "kill a worker whose RSS exceeds this many megabytes, checked by the master",
      section=S)
-_add("reload-on-as", int, 0, "recycle a worker whose address space exceeds this many megabytes", ignored=True, section=S)
-_add("evil-reload-on-as", int, 0, "kill a worker whose address space exceeds this many megabytes", ignored=True, section=S)
+_add("reload-on-as", int, 0, "recycle a worker whose address space exceeds this many megabytes", section=S)
+_add("evil-reload-on-as", int, 0, "kill a worker whose address space exceeds this many megabytes", section=S)
 _add("harakiri", int, 0, "kill a worker stuck in one request longer than this many seconds", short="t",
      section=S)
-_add("harakiri-verbose", bool, False, "log more about harakiri kills", ignored=True, section=S)
+_add("harakiri-verbose", bool, False, "log the stuck worker's syscall and wchan on harakiri", section=S)
 _add("reload-mercy", int, 60, "seconds to wait for workers (or vassals) to stop on reload/shutdown",
      section=S)
 _add("worker-reload-mercy", int, 60, "seconds a worker gets to finish before it is killed", section=S)
@@ -183,8 +207,6 @@ _add("mule-reload-mercy", int, 60, "seconds a mule gets to stop on reload/shutdo
      section=S)
 _add("die-on-term", bool, False, "SIGTERM shuts down instead of reloading", section=S)
 _add("exit-on-reload", bool, False, "exit instead of reloading", section=S)
-_add("protocol", str, None, "protocol of sockets given without one (fd 0 of an on-demand vassal, "
-     "sockets from a zerg server): uwsgi (default) or http", section=S)
 _add("idle", int, 0, "after this many idle seconds go to sleep (cheap mode)", section=S)
 _add("die-on-idle", bool, False, "exit instead of sleeping when idle", section=S)
 _add("need-app", bool, False, "exit if the app cannot be loaded", implicit="1", section=S)
@@ -198,11 +220,11 @@ _add("touch-reload", str, None, "reload when this file's mtime changes", repeat=
 _add("touch-workers-reload", str, None, "reload only the workers when this file changes", repeat=True,
      section=S)
 _add("touch-chain-reload", str, None, "reload workers one by one when this file changes", repeat=True,
-     ignored=True, section=S)
-_add("touch-exec", str, None, "FILE COMMAND: run a command when the file changes", repeat=True, section=S,
-     ignored=True)
+     section=S)
 _add("py-autoreload", int, 0, "reload when a loaded python module changes, checking every N seconds",
-     ignored=True, section=S)
+     aliases=("py-auto-reload", "python-autoreload", "python-auto-reload"), section=S)
+_add("py-autoreload-ignore", str, None, "module py-autoreload does not watch", repeat=True,
+     aliases=("py-auto-reload-ignore",), section=S)
 _add("stats", str, None, "serve the stats JSON on this address", aliases=("stats-server",), section=S)
 _add("stats-http", bool, False, "prefix the stats JSON with HTTP headers", section=S)
 _add("stats-minified", bool, False, "compact stats JSON", aliases=("stats-min",), section=S)
@@ -227,7 +249,7 @@ _add("unenv", str, None, "remove an environment variable", repeat=True, section=
 _add("pidfile", str, None, "write the master pid here (before dropping privileges)", section=S)
 _add("pidfile2", str, None, "write the master pid here (after dropping privileges)", section=S)
 _add("daemonize", str, None, "detach and log to this file", short="d", section=S)
-_add("daemonize2", str, None, "detach after loading the app, logging to this file", ignored=True, section=S)
+_add("daemonize2", str, None, "detach after loading the app, logging to this file", section=S)
 _add("uid", str, None, "drop privileges to this user (name or number)", section=S)
 _add("gid", str, None, "drop privileges to this group (name or number)", section=S)
 _add("procname", str, None, "name of the processes", section=S)
@@ -291,7 +313,6 @@ _add("route", str, None, "internal routing rule", repeat=True, section=S, ignore
 _add("route-host", str, None, "internal routing rule on HTTP_HOST", repeat=True, section=S, ignored=True)
 _add("route-uri", str, None, "internal routing rule on REQUEST_URI", repeat=True, section=S, ignored=True)
 _add("route-run", str, None, "internal routing action", repeat=True, section=S, ignored=True)
-_add("max-fd", int, 0, "raise the file descriptor limit", section=S, ignored=True)
 _add("reaper", bool, False, "reap zombies after each request", short="r", section=S, ignored=True)
 _add("cgi-mode", bool, False, "CGI mode for plugins supporting it", short="c", section=S, ignored=True)
 _add("max-vars", int, 0, "number of internal request variables", short="v", section=S, ignored=True)
@@ -317,31 +338,24 @@ _add("cache-udp-node", str, None, "cache replication (refused: not supported)", 
 _add("cache-sync", str, None, "copy a remote cache at startup (refused: not supported)", section=S)
 _add("locks", int, 0, "create N+1 user locks (uwsgi.lock(0..N))", section=S)
 _add("rpc-max", int, 64, "most RPC functions a process may register", section=S)
-_ignored(S, "hook-asap",
-         "hook-pre-app", "hook-post-app", "hook-accepting", "cron", "unique-cron", "attach-daemon",
-         "attach-daemon2", "smart-attach-daemon", "legion", "subscribe-to", "subscribe2",
-         "harakiri-graceful-timeout",
-         "cpu-affinity", "master-fifo",
-         "fs-reload", "fs-brutal-reload", "alarm", "stats-push", "carbon", "metrics-dir",
+_ignored(S, "legion", "subscribe-to", "subscribe2",
+         "cpu-affinity", "alarm", "stats-push", "carbon", "metrics-dir",
          "websockets-max-size", "worker-exec",
-         "socket-protocol",
          "https", "https-socket", "ssl-socket", "http-to", "fastrouter", "rawrouter", "sslrouter",
          "snmp", "log-alarm",
          "listen-queue-alarm", "wsgi-env-behaviour", "wsgi-env-behavior",
          "http-modifier1", "http-var", "http-stats", "http-processes",
          "http-workers", "http-socket-protocol", "offload-threads-stacksize", "cheaper-rss-limit-soft", "cheaper-rss-limit-hard",
-         "threads-stacksize", "threads-stack-size", "buffer-size-workers", "async", "gevent",
+         "threads-stacksize", "threads-stack-size", "buffer-size-workers", "async",
          "asyncio", "tornado", "py-tracebacker",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
 _ignored(S, "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
          repeat=True)
 _ignored(S, "stats-pusher-default-freq")
-_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "ignore-sigpipe", "ignore-write-errors",
-         "disable-write-exception", "reload-on-exception", "pcre-jit",
-         "no-orphans", "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind", "reuse-port",
-         "tcp-nodelay", "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
-         "lazy-apps-fallback", "py-call-osafterfork", "ugreen", "greenlet", "stackless", "jailed",
-         "master-as-root", "ksm", "python-worker-override", type_=bool)
+_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "pcre-jit",
+         "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind",
+         "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
+         "lazy-apps-fallback", "ugreen", "greenlet", "stackless",          "master-as-root", "ksm", "python-worker-override", type_=bool)
 
 # --- instance: its own jail (vassal.jail, vassal.namespace) ---------------------------------
 _add("unshare", str, None, "enter new namespaces (comma list: fs/mount, net, ipc, uts, user) as root, "
@@ -399,6 +413,72 @@ _add("mule-msg-size", int, 0, "socket buffer size of the mule message queues (by
 _add("touch-mules-reload", str, None, "restart the mules when this file is touched", repeat=True,
      section=S)
 
+# --- master services: hooks, daemons, cron, master FIFO, touch and reload (vassal/services) --
+S = "services"
+for _phase in ("asap", "pre-jail", "post-jail", "in-jail", "as-root", "as-user", "as-user-atexit", "pre-app",
+               "post-app", "post-fork", "accepting", "accepting1", "accepting-once", "accepting1-once",
+               "master-start", "emperor-stop", "emperor-reload", "emperor-lost"):
+    _add(f"hook-{_phase}", str, None, f"ACTION:ARGS: run a hook in the {_phase} phase", repeat=True, section=S)
+for _phase in ("asap", "pre-jail", "post-jail", "in-jail", "as-root", "as-user", "as-user-atexit", "pre-app",
+               "post-app"):
+    _add(f"exec-{_phase}", str, None, f"run a shell command in the {_phase} phase", repeat=True, section=S)
+    _add(f"call-{_phase}", str, None, f"call a function in the {_phase} phase", repeat=True, section=S)
+del _phase
+_add("hook-touch", str, None, "FILE ACTION:ARGS: run a hook when the file is touched", repeat=True, section=S)
+for _name in ("hook-as-vassal", "hook-as-emperor", "hook-emperor-start", "exec-as-vassal", "exec-as-emperor",
+              "call-as-vassal", "call-as-vassal1", "call-as-vassal3", "call-as-emperor", "call-as-emperor1",
+              "call-as-emperor2", "call-as-emperor4"):
+    _add(_name, str, None, "a hook the emperor runs for its vassals (not wired here)", repeat=True,
+         section=S, ignored=True)
+_add("hook-as-mule", str, None, "ACTION:ARGS: run a hook in each mule as it starts", repeat=True, section=S)
+_add("hook-as-gateway", str, None, "a hook of gateways (no gateway processes here)", repeat=True, section=S,
+     ignored=True)
+del _name
+_add("binsh", str, None, "shell for exec hooks, cron, daemons (first executable one; else /bin/sh)",
+     repeat=True, section=S)
+_add("jailed", bool, False, "run the post-jail hooks (as root)", section=S)
+_add("attach-daemon", str, None, "run a command beside the master, respawned when it exits", repeat=True,
+     section=S)
+_add("attach-control-daemon", str, None, "like attach-daemon; its death stops the instance", repeat=True,
+     section=S)
+_add("smart-attach-daemon", str, None, "PIDFILE COMMAND: a self-daemonizing command followed by pidfile",
+     repeat=True, section=S)
+_add("smart-attach-daemon2", str, None, "PIDFILE COMMAND: daemonize the command and write its pidfile",
+     repeat=True, section=S)
+_add("attach-daemon2", str, None, "key=val,... form of the attach-daemon family (command=...)", repeat=True,
+     section=S)
+for _name in ("legion-attach-daemon", "legion-smart-attach-daemon", "legion-smart-attach-daemon2",
+              "legion-cron", "cron-legion", "unique-legion-cron", "unique-cron-legion"):
+    _add(_name, str, None, "refused: legions are not available in Imperium", repeat=True, section=S)
+del _name
+_add("daemons-honour-stdin", bool, False, "leave the daemons' stdin alone (default: /dev/null)", section=S)
+_add("cron", str, None, "MIN HOUR DAY MONTH WEEKDAY COMMAND: run a command at those times (-1: any)",
+     repeat=True, section=S)
+_add("cron2", str, None, "minute=..,hour=..,day=..,month=..,week=..,unique=..,harakiri=.. COMMAND",
+     repeat=True, section=S)
+_add("unique-cron", str, None, "like cron, never two runs at once", repeat=True, section=S)
+_add("cron-harakiri", int, 0, "kill a cron command still running after this many seconds", section=S)
+_add("master-fifo", str, None, "command FIFO of the master (r, R, q, Q, w, W, c, p, s, ...); up to 10 slots",
+     repeat=True, section=S)
+_add("touch-exec", str, None, "FILE COMMAND: run a command when the file changes", repeat=True, section=S)
+_add("fs-reload", str, None, "graceful reload when this file or directory changes (inotify)", repeat=True,
+     section=S)
+_add("fs-brutal-reload", str, None, "brutal reload when this file or directory changes (inotify)",
+     repeat=True, section=S)
+_add("reload-on-exception", bool, False, "end the worker when the app raises (the master respawns it)",
+     section=S)
+_add("reload-on-exception-type", str, None, "end the worker when the app raises this exception type",
+     repeat=True, section=S)
+_add("reload-on-exception-value", str, None, "end the worker when the app raises with this message",
+     repeat=True, section=S)
+_add("reload-on-exception-repr", str, None, "end the worker when the app raises 'Type: message'",
+     repeat=True, section=S)
+_add("harakiri-graceful-timeout", int, 0, "first harakiri sends harakiri-graceful-signal, SIGKILL this "
+     "many seconds later", section=S)
+_add("harakiri-graceful-signal", int, 15, "signal of the graceful harakiri", section=S)
+_add("no-orphans", bool, False, "kill the workers when the master dies (always the case here)", section=S)
+_add("max-fd", int, 0, "set the file descriptor limit (soft and hard)", section=S)
+
 # --- python --------------------------------------------------------------------------------
 S = "python"
 _add("wsgi-file", str, None, "load the WSGI app from this file", aliases=("file",), section=S)
@@ -409,17 +489,23 @@ _add("pythonpath", str, None, "add a directory (or glob) to sys.path", repeat=Tr
      aliases=("python-path", "pp"), section=S)
 _add("home", str, None, "use this virtualenv (PYTHONHOME)", aliases=("virtualenv", "venv", "pyhome"),
      short="H", section=S)
-_add("pymodule-alias", str, None, "NAME=MODULE: import MODULE under NAME", repeat=True, ignored=True, section=S)
+_add("pymodule-alias", str, None, "NAME=MODULE: import MODULE under NAME", repeat=True, section=S)
 _add("import", str, None, "import this module at startup", repeat=True, aliases=("pyimport", "py-import",
      "python-import"), section=S)
 _add("shared-import", str, None, "import this module in the master", repeat=True,
      aliases=("shared-pyimport", "shared-py-import", "shared-python-import"), section=S)
 _add("test", str, None, "check that this module imports and exit", short="J", section=S, ignored=True)
 _add("optimize", int, 0, "python optimization level", short="O", section=S, ignored=True)
-_add("paste", str, None, "load a paste.deploy app", ignored=True, section=S)
-_add("ini-paste", str, None, "load a paste.deploy app from this ini file", ignored=True, section=S)
+_add("paste", str, None, "load a paste.deploy app (config:/path/app.ini, egg:..., ...)", section=S)
+_add("paste-logger", bool, False, "configure logging from the paste ini file (logging.config)", section=S)
+_add("ini-paste", str, None, "read this ini file's [uwsgi] section and load it as a paste.deploy app",
+     section=S, loader=True)
+_add("ini-paste-logged", str, None, "like ini-paste, and configure logging from the file", section=S,
+     loader=True)
 _add("eval", str, None, "evaluate this python code as the app definition", section=S)
-_add("pyargv", str, None, "sys.argv for the app (split on spaces)", ignored=True, section=S)
+_add("pyargv", str, None, "sys.argv of the app after 'uwsgi' (split on spaces)", section=S)
+_add("py-call-osafterfork", bool, False, "let workers trap OS signals in python (always the case here)",
+     section=S)
 
 # --- logging -------------------------------------------------------------------------------
 S = "logging"
@@ -521,6 +607,11 @@ _add("emperor-cap", str, None, "capabilities vassals keep (comma list of names o
 _add("vassals-cgroup-opt", str, None, "KEY=VALUE: every vassal gets its own cgroup with this setting "
      "(memory.max, cpu.max, pids.max... in v1 or v2 words), removed when it exits (Imperium's)",
      repeat=True, section=S)
+_add("emperor-fleet-member", str, None, "this emperor's member name in zoo:// fleets (default: host name)",
+     section=S)
+_add("emperor-fleet-labels", str, None, "labels of this fleet member: KEY=VALUE[,KEY...] (zoo://)",
+     repeat=True, section=S)
+_add("fleet-status", str, None, "print where each vassal of a zoo:// fleet runs, and exit", section=S)
 _add("early-emperor", bool, False, "start the emperor as early as possible (an Imperium emperor "
      "always starts before anything else)", section=S, ignored=True)
 _add("binary-path", str, None, "binary used to start vassals", section=S)
@@ -545,10 +636,13 @@ del S
 IGNORED: frozenset[str] = frozenset(n for n, o in OPTIONS.items() if o.ignored)
 #: options whose effect Imperium always has, so no code needs to read them: xml's <app>
 #: marker (its mount is read), plugins are built in, app threads always run, one interpreter per process, sockets are close-on-exec,
-#: stdin is left alone, HTTP/1.1 keep-alive is on, the stats hold no metrics
+#: HTTP/1.1 keep-alive is on, the stats hold no metrics, workers die with the master
+#: (no-orphans) and python's signal state is reset after every fork (py-call-osafterfork)
 INHERENT: frozenset[str] = frozenset({
     "app", "plugin", "plugins-dir", "enable-threads", "single-interpreter", "close-on-exec", "close-on-exec2",
-    "honour-stdin", "http-keepalive", "stats-no-metrics",
+    "http-keepalive", "stats-no-metrics", "no-orphans", "py-call-osafterfork",
+    # TCP_NODELAY is set on every TCP socket; EPOLLEXCLUSIVE wakes one waiter per connection
+    "tcp-nodelay", "thunder-lock",
 })
 
 
@@ -558,7 +652,9 @@ def lookup(spelling: str) -> Option | None:
     return OPTIONS[name] if name else None
 
 
-_SECTION_TITLES = {"config": "Configuration", "instance": "Instance", "python": "Python apps",
+_SECTION_TITLES = {"config": "Configuration", "instance": "Instance",
+                   "services": "Master services (hooks, daemons, cron, master FIFO, reloads)",
+                   "python": "Python apps",
                    "logging": "Logging", "emperor": "Emperor"}
 
 

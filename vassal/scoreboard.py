@@ -14,6 +14,10 @@ import mmap
 
 #: bytes kept per core for the vars of the request in progress (shown by the stats server)
 VARS_SIZE = 4096
+#: how a core's vars are kept: "K=V" joined by NUL, or the raw HTTP head they are parsed
+#: from when read ("server name\0port\0remote addr\0head": the worker copies bytes it has,
+#: the rare reader pays for the parsing)
+VARS_TEXT, VARS_HTTP = 0, 1
 
 STATUS_IDLE = 0
 STATUS_BUSY = 1
@@ -91,19 +95,30 @@ class Scoreboard:
         self._vars = mmap.mmap(-1, (nworkers + 1) * ncores * VARS_SIZE,
                                flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
 
-    def set_vars(self, wid: int, core: int, data: bytes) -> None:
-        """Record the request vars ("K=V" joined by NUL) of the request a core starts."""
+    def set_vars(self, wid: int, core: int, data: bytes, kind: int = VARS_TEXT) -> None:
+        """Record the vars of the request a core starts (``kind``: how ``data`` holds them)."""
         off = (wid * self.ncores + core) * VARS_SIZE
-        data = data[: VARS_SIZE - 4]
-        self._vars[off + 4: off + 4 + len(data)] = data
-        self._vars[off: off + 4] = len(data).to_bytes(4, "little")
+        data = data[: VARS_SIZE - 5]
+        n = len(data)
+        self._vars[off: off + 5 + n] = (n | kind << 32).to_bytes(5, "little") + data
 
     def get_vars(self, wid: int, core: int) -> list[str]:
         off = (wid * self.ncores + core) * VARS_SIZE
-        n = int.from_bytes(self._vars[off: off + 4], "little")
-        if not 0 < n <= VARS_SIZE - 4:
+        head = int.from_bytes(self._vars[off: off + 5], "little")
+        n, kind = head & 0xFFFFFFFF, head >> 32
+        if not 0 < n <= VARS_SIZE - 5:
             return []
-        return self._vars[off + 4: off + 4 + n].decode("latin-1").split("\0")
+        data = self._vars[off + 5: off + 5 + n]
+        if kind == VARS_HTTP:
+            from vassal.protocols.http import BadRequest, parse_request
+
+            name, port, addr, raw = data.split(b"\0", 3)
+            try:
+                env = parse_request(raw, name.decode(), port.decode(), addr.decode()).env
+            except (BadRequest, UnicodeDecodeError):
+                return []
+            return [f"{k}={v}" for k, v in env.items()]
+        return data.decode("latin-1").split("\0")
 
     def total_requests(self) -> int:
         total = 0

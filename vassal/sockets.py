@@ -102,9 +102,13 @@ def socket_owner(owner: str) -> tuple[int, int]:
 
 
 def bind_socket(spec: str, proto: str, *, backlog: int = 100, chmod: str | None = None,
-                kind: str | None = None, so_keepalive: bool = False,
-                chown: str | None = None) -> ListenSocket:
-    """Create, bind and listen. ``kind`` is the option name used in error messages."""
+                kind: str | None = None, so_keepalive: bool = False, reuse_port: bool = False,
+                defer_accept: int = 0, chown: str | None = None) -> ListenSocket:
+    """Create, bind and listen. ``kind`` is the option name used in error messages.
+
+    TCP sockets get SO_REUSEPORT with ``reuse_port`` and TCP_DEFER_ACCEPT (``defer_accept``
+    seconds: accept() returns once the client has sent something) as uWSGI sets them.
+    """
     label = kind or ("http-socket" if proto == "http" else "socket")
     try:
         family, addr = parse_address(spec)
@@ -125,6 +129,10 @@ def bind_socket(spec: str, proto: str, *, backlog: int = 100, chmod: str | None 
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             if so_keepalive:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if defer_accept > 0:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, defer_accept)
         elif isinstance(addr, str) and not addr.startswith("\0"):
             _remove_stale_unix(addr)
         sock.bind(addr)
@@ -140,6 +148,24 @@ def bind_socket(spec: str, proto: str, *, backlog: int = 100, chmod: str | None 
         sock.close()
         raise BindError(f"cannot bind {label} {spec}: bad chmod-socket value {chmod!r}: {exc}") from None
     return ListenSocket(sock, spec, proto)
+
+
+#: the socket options, and the protocol each speaks (``socket`` follows ``protocol``)
+SOCKET_OPTIONS = {"socket": "uwsgi", "http-socket": "http", "http11-socket": "http", "http": "http"}
+#: values of ``protocol``/``socket-protocol`` and what they mean here
+PROTOCOLS = {"uwsgi": "uwsgi", "http": "http", "http11": "http"}
+
+
+def socket_specs(items, protocol: str | None = None) -> list[tuple[str, str, str]]:
+    """(address, proto, option name) for every socket option among ``items`` (the config's
+    (name, value) pairs), in order, as uWSGI binds them. ValueError names a bad protocol."""
+    default = "uwsgi"
+    if protocol:
+        default = PROTOCOLS.get(protocol.strip().lower(), "")
+        if not default:
+            raise ValueError(f"protocol {protocol}: not supported here (uwsgi or http)")
+    return [(value, default if name == "socket" else SOCKET_OPTIONS[name], name)
+            for name, value in items if name in SOCKET_OPTIONS]
 
 
 def _remove_stale_unix(path: str) -> None:

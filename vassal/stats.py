@@ -114,6 +114,8 @@ class StatsSource:
         self.backlog = backlog
         self.no_cores = no_cores
         self.vars: dict[tuple[int, int], list[str]] = {}
+        #: the attached daemons, [{"cmd", "pid", "respawns"}] (vassal.services.daemons)
+        self.daemons: Any = None
         #: what the uwsgi module's subsystems add ({"locks": [(name, pid)], "caches": [{...}]})
         self.api_parts: Any = None
         #: top-level sections after "workers" (spoolers ...): each writes its key and value
@@ -142,6 +144,20 @@ def generate(src: StatsSource, minified: bool = False) -> str:
     except OSError:
         cwd = ""
     e.kv("cwd", cwd)
+    daemons = src.daemons() if src.daemons is not None else []
+    if daemons:
+        e.key("daemons")
+        e.list_open()
+        for n, d in enumerate(daemons):
+            e.obj_open()
+            e.kv("cmd", d["cmd"])
+            e.kv("pid", d["pid"])
+            e.kv("respawns", d["respawns"], comma=False)
+            e.obj_close()
+            if n < len(daemons) - 1:
+                e.comma()
+        e.list_close()
+        e.comma()
     parts = src.api_parts() if src.api_parts is not None else {}
     locks = parts.get("locks") or [(name, 0) for name in LOCKS]
     e.key("locks")

@@ -2,20 +2,30 @@
 
 Each thread of a worker (``threads``; uWSGI calls them cores) has its own epoll set holding
 the shared listening sockets — registered with EPOLLEXCLUSIVE so one connection wakes one
-thread of one worker — plus that thread's idle keep-alive connections and a wake-up pipe the
-worker closes/writes to stop every thread at once. A request is served start to end by the
-thread that read it; a graceful stop (SIGHUP from the master, max-requests, ...) lets every
-thread finish its current request before the process exits.
+thread of one worker — plus that thread's open client connections and a wake-up pipe the
+worker closes/writes to stop every thread at once.
 
-Sockets are blocking with kernel timeouts (SO_RCVTIMEO/SO_SNDTIMEO = ``socket-timeout``,
-set on the listening socket and inherited by accepted ones), so the request path makes no
-extra poll() per recv.
+A connection is served in two phases. Until a whole request head (or uwsgi packet head) is
+buffered, it is *parked*: read without blocking when epoll says so, and dropped when its head
+deadline passes (``http-headers-timeout``, default ``socket-timeout``), so clients that drip
+their heads (slowloris) hold a file descriptor, never the worker. Idle keep-alive connections
+are parked too, until ``http-keepalive``/``http-timeout`` seconds pass. Once a head is
+complete, the request is served start to end by the thread that read it, with blocking I/O
+under kernel timeouts (SO_RCVTIMEO/SO_SNDTIMEO = ``socket-timeout``, set on the listening
+socket and inherited by accepted ones), so the request path makes no extra poll() per recv.
+A graceful stop (SIGHUP from the master, max-requests, ...) lets every thread finish its
+current request before the process exits.
+
+As in uWSGI 2.0, the heartbeat (byte 26 to the emperor, every ``heartbeat`` seconds) is sent
+from this accept loop, not by the master: a vassal whose workers are all stuck in requests
+stops beating, and its emperor replaces it.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import resource
 import select
 import signal
 import socket
@@ -27,20 +37,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vassal.api.request import current as current_request
-from vassal.log import log
+from vassal.log import log, take_logvars
 from vassal.logs.request import RequestLog
 from vassal.protocols import http as H
 from vassal.protocols import uwsgi as U
-from vassal.protocols.offload import Offloader, send_all
-from vassal.scoreboard import STATUS_BUSY, STATUS_IDLE, Scoreboard
+from vassal.protocols.offload import Offloader, send_chunk
+from vassal.scoreboard import STATUS_BUSY, STATUS_IDLE, VARS_HTTP, VARS_SIZE, Scoreboard
 from vassal.sockets import ListenSocket
 from vassal.wsgi import AppTable, ErrorStream, FileWrapper, print_app_exception
 
 END_CODE = 30
+EXCEPTION_CODE = 5  # uWSGI's UWSGI_EXCEPTION_CODE: reload-on-exception ended the worker
 
 _EPOLLIN = select.EPOLLIN
 _EXCL = getattr(select, "EPOLLEXCLUSIVE", 0)
 _LIST_TYPES = (list, tuple)
+_monotonic = time.monotonic
+_time = time.time
+
+# what to do with a connection once the bytes at hand are used up: close it, park it idle,
+# park it reading a head, or leave it where it was (woken with nothing to read)
+CLOSE, IDLE, HEAD, STAY = 0, 1, 2, 3
 
 
 @dataclass
@@ -51,11 +68,27 @@ class WorkerSettings:
     processes: int = 1
     max_requests: int = 0
     max_worker_lifetime: int = 0
+    max_worker_lifetime_delta: int = 0  # worker N lives max_worker_lifetime + (N-1) * delta
     reload_on_rss: int = 0  # bytes
+    reload_on_as: int = 0  # bytes of address space
+    #: master services' moments in the worker (vassal.services): accepting hooks, and
+    #: reload-on-exception (True: the exception ends this worker, EXCEPTION_CODE)
+    on_accepting: Any = None
+    reload_on_exception: Any = None
     buffer_size: int = 4096
+    max_headers: int = H.MAX_HEADERS
     keepalive: bool = True
     keepalive_timeout: float = 60.0
+    head_timeout: float = 4.0  # a whole request head must arrive within this
+    max_parked: int = 1000  # parked connections per thread (idle or reading their head)
     limit_post: int = 0
+    post_buffering: int = 0
+    post_buffering_bufsize: int = 8192
+    auto_chunked: bool = False
+    file_wrapper: bool = True
+    disable_write_exception: bool = False
+    ignore_sigpipe: bool = False
+    ignore_write_errors: bool = False
     manage_script_name: bool = False
     add_headers: str = ""  # pre-rendered "Name: value\r\n" lines
     hostname: str = "localhost"
@@ -66,31 +99,125 @@ class WorkerSettings:
     reqlog: Any = field(default_factory=RequestLog)  # vassal.logs.request.RequestLog
     offload_threads: int = 0
     reload_mercy: float = 60.0  # worker-reload-mercy: how long offloaded transfers may finish
+    heartbeat: int = 0  # seconds between heartbeats to the emperor (0: none)
+    gevent: int = 0  # async cores of the gevent loop (0: threads and epoll)
+    gevent_monkey: bool = False  # gevent.monkey.patch_all() when the worker's loop starts
+    socket_timeout: float = 4.0
     timeval: bytes = b"\x04" + b"\x00" * 15  # socket-timeout as a struct timeval (4 s)
     extra: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_config(cls, config: Any, version: str, link: Any, **more: Any) -> WorkerSettings:
+        """The settings of the request path, from the options (see docs/instance.md); ``more``
+        are the settings other rooms build (static files, the request log, offloading)."""
+        def num(name: str, default: int = 0) -> int:
+            return int(config.get(name) or default)
+
+        threads = max(1, num("threads", 1))
+        socket_timeout = num("socket-timeout", 4)
+        post_buffering = num("post-buffering")
+        bufsize = num("post-buffering-bufsize", 8192)
+        if post_buffering and bufsize < post_buffering:
+            bufsize = post_buffering
+            log(f"setting request body buffering size to {bufsize} bytes")
+        keepalive = num("http-keepalive")
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        fds = 100000 if soft == resource.RLIM_INFINITY else soft
+        return cls(
+            threads=threads,
+            processes=max(1, num("processes", 1)),
+            max_requests=num("max-requests"),
+            max_worker_lifetime=num("max-worker-lifetime"),
+            max_worker_lifetime_delta=num("max-worker-lifetime-delta"),
+            reload_on_rss=num("reload-on-rss") * 1024 * 1024,
+            reload_on_as=num("reload-on-as") * 1024 * 1024,
+            buffer_size=max(4096, num("buffer-size", 4096)),
+            keepalive=True,
+            # uWSGI's router: `http-keepalive = N` (N > 1) is the idle timeout, else http-timeout
+            keepalive_timeout=float(keepalive if keepalive > 1 else num("http-timeout", 60)),
+            head_timeout=float(num("http-headers-timeout") or socket_timeout),
+            max_parked=max(16, (fds - 64) // threads),
+            limit_post=num("limit-post"),
+            post_buffering=post_buffering,
+            post_buffering_bufsize=bufsize,
+            auto_chunked=bool(config.get("http-auto-chunked")),
+            file_wrapper=not config.get("wsgi-disable-file-wrapper"),
+            disable_write_exception=bool(config.get("disable-write-exception")),
+            ignore_sigpipe=bool(config.get("ignore-sigpipe")),
+            ignore_write_errors=bool(config.get("ignore-write-errors")),
+            manage_script_name=bool(config.get("manage-script-name")),
+            add_headers="".join(f"{h.strip()}\r\n" for h in config.getlist("add-header") if h.strip()),
+            hostname=socket.gethostname(),
+            version=version.encode(),
+            catch_exceptions=bool(config.get("catch-exceptions")),
+            emperor_link=link,
+            heartbeat=num("heartbeat"),
+            gevent=num("gevent"),
+            gevent_monkey=bool(config.get("gevent-monkey-patch")),
+            socket_timeout=float(socket_timeout),
+            timeval=struct.pack("ll", socket_timeout, 0),
+            **more,
+        )
+
+
+class _WriteError(Exception):
+    """A write to the client failed (already logged and counted): stop sending."""
+
+
+class _Conn:
+    """One client connection of a thread."""
+
+    __slots__ = ("sock", "reader", "ls", "addr", "fd", "vars_prefix", "port")
+
+    def __init__(self, sock: socket.socket, ls: ListenSocket, addr: Any, hostname: str = "") -> None:
+        self.sock = sock
+        self.reader = H.Reader(sock)
+        self.ls = ls
+        self.addr = _addr_text(addr)
+        self.fd = sock.fileno()
+        self.port = ls.server_port
+        # what the stats server needs besides the head to show a request's vars
+        self.vars_prefix = f"{hostname}\0{ls.server_port}\0{self.addr}\0".encode("latin-1", "replace")
+
 
 class _Response:
-    """start_response/write for one request."""
+    """start_response/write for one request, and every byte sent to the client.
 
-    __slots__ = ("sock", "protocol", "status", "headers", "head_sent", "body_bytes", "head_bytes",
-                 "chunks", "keep", "has_length", "extra", "nheaders", "head_only", "via")
+    A failed write is handled as uWSGI 2.0 does (core/writer.c, plugins/python): the error is
+    logged as ``uwsgi_response_*_do(): <reason> ... during METHOD URI (ADDR)`` unless
+    ``ignore-write-errors``; on a broken pipe, uWSGI's SIGPIPE warning is logged too unless
+    ``ignore-sigpipe``; nothing more is written; the ``write`` callable raises
+    ``OSError("write error")`` into the app and an iterable stops being iterated (with that
+    exception logged) unless ``disable-write-exception``.
+    """
 
-    def __init__(self, sock: socket.socket, protocol: str, keep: bool, extra: str, head_only: bool = False) -> None:
+    # per-request state starts from these class values: __init__ sets only what differs (one
+    # of these is made per request, so every assignment counts)
+    status: str | None = None
+    headers: Any = ()
+    head_sent = False
+    body_bytes = 0
+    head_bytes = 0
+    chunks = 0
+    has_length = False
+    nheaders = 0
+    chunked = False  # http-auto-chunked chose to chunk this body
+    write_errors = 0
+    via = ""  # "sendfile"/"offload": how the body went (the request log says so)
+    #: an HTTP socket's answer: say when the connection closes (HTTP/1.1) or stays (HTTP/1.0)
+    http = False
+
+    def __init__(self, sock: socket.socket, protocol: str, keep: bool, extra: str, head_only: bool = False,
+                 auto_chunked: bool = False, env: dict | None = None,
+                 settings: WorkerSettings | None = None) -> None:
         self.sock = sock
         self.protocol = protocol
-        self.status: str | None = None
-        self.headers: list = []
-        self.head_sent = False
-        self.body_bytes = 0
-        self.head_bytes = 0
-        self.chunks = 0
         self.keep = keep
-        self.has_length = False
         self.extra = extra
-        self.nheaders = 0
         self.head_only = head_only  # a HEAD request: the body the app returns is not sent
-        self.via = ""  # "sendfile"/"offload": how the body went (the request log says so)
+        self.auto_chunked = auto_chunked
+        self.env = env if env is not None else {}
+        self.settings = settings or _DEFAULT_SETTINGS
 
     def start_response(self, status: str, headers: list, exc_info: Any = None):
         if exc_info is not None:
@@ -113,15 +240,21 @@ class _Response:
             raise RuntimeError("the app did not call start_response")
         lines = [self.protocol, " ", self.status, "\r\n"]
         has_length = False
-        n = 0
+        said = False  # the app sent its own Connection header
         for k, v in self.headers:
-            if len(k) == 14 and k.lower() == "content-length":
-                has_length = True
-            elif len(k) == 10 and k.lower() == "connection" and "close" in v.lower():
-                self.keep = False
+            n = len(k)
+            if n == 14 or n == 10 or n == 17:
+                lk = k.lower()
+                if lk == "content-length":
+                    has_length = True
+                elif lk == "connection":
+                    said = True
+                    if "close" in v.lower():
+                        self.keep = False
+                elif lk == "transfer-encoding":
+                    has_length = True  # the app frames its body itself
             lines += (k, ": ", v, "\r\n")
-            n += 1
-        self.nheaders = n
+        self.nheaders = len(self.headers)
         if self.extra:
             lines.append(self.extra)
         if not has_length and self.keep:
@@ -131,6 +264,16 @@ class _Response:
             elif length is not None:
                 lines += ("Content-Length: ", str(length), "\r\n")
                 has_length = True
+            elif self.auto_chunked and self.protocol == "HTTP/1.1":
+                lines.append("Transfer-Encoding: chunked\r\n")
+                has_length = True
+                self.chunked = not self.head_only
+        if self.http and not said:
+            if self.protocol == "HTTP/1.1":
+                if not (self.keep and has_length):
+                    lines.append("Connection: close\r\n")
+            elif self.keep and has_length:
+                lines.append("Connection: keep-alive\r\n")
         lines.append("\r\n")
         self.has_length = has_length
         try:
@@ -140,22 +283,77 @@ class _Response:
         self.head_bytes = len(data)
         return data
 
-    def write(self, data: bytes) -> None:
-        if self.head_only:
-            if not self.head_sent:
-                self.sock.sendall(self.head(None))
-                self.head_sent = True
-            return
-        if not self.head_sent:
-            head = self.head(None)
-            self.head_sent = True
-            self.sock.sendall(head + data if len(data) < 65536 else head)
-            if len(data) >= 65536:
-                self.sock.sendall(data)
-        elif data:
+    # --- sending ---------------------------------------------------------------------------
+
+    def send(self, data: bytes, what: str = "uwsgi_response_write_body_do") -> None:
+        """Send bytes to the client; on failure log as uWSGI does and raise _WriteError."""
+        if self.write_errors:
+            raise _WriteError
+        try:
             self.sock.sendall(data)
-        self.body_bytes += len(data)
+        except OSError as exc:
+            self.failed(exc, what)
+            raise _WriteError from None
+
+    def failed(self, exc: OSError, what: str) -> None:
+        self.write_errors += 1
+        self.keep = False
+        s = self.settings
+        env = self.env
+        if exc.errno == errno.EPIPE and not s.ignore_sigpipe:
+            if s.threads < 2:
+                log(f"SIGPIPE: writing to a closed pipe/socket/fd (probably the client disconnected) "
+                    f"on request {env.get('REQUEST_URI', '')} (ip {env.get('REMOTE_ADDR', '')}) !!!")
+            else:
+                log("SIGPIPE: writing to a closed pipe/socket/fd (probably the client disconnected) !!!")
+        if not s.ignore_write_errors:
+            if isinstance(exc, (TimeoutError, BlockingIOError)):
+                log(f"{what}() TIMEOUT !!!")
+            else:
+                log(f"{what}(): {exc.strerror or exc} [vassal/worker.py] during "
+                    f"{env.get('REQUEST_METHOD', '')} {env.get('REQUEST_URI', '')} "
+                    f"({env.get('REMOTE_ADDR', '')})")
+
+    def send_body(self, data: bytes) -> None:
+        """One piece of the body (the head already sent)."""
+        if data:
+            self.send(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+            self.body_bytes += len(data)
         self.chunks += 1
+
+    def send_head_and(self, data: bytes, length: int | None) -> None:
+        """The head, and the first piece of the body with it when small."""
+        head = self.head(length)
+        self.head_sent = True
+        if self.head_only:
+            self.send(head, "uwsgi_response_write_headers_do")
+            return
+        n = len(data)
+        if self.chunked and n:
+            data = b"%x\r\n%s\r\n" % (n, data)
+        if len(data) <= 262144:
+            self.send(head + data, "uwsgi_response_writev_headers_and_body_do")
+        else:
+            self.send(head, "uwsgi_response_write_headers_do")
+            self.send(data)
+        self.body_bytes += n
+        self.chunks += 1
+
+    def finish(self) -> None:
+        """End a chunked body."""
+        if self.chunked:
+            self.send(b"0\r\n\r\n")
+
+    def write(self, data: bytes) -> None:
+        """The WSGI ``write`` callable."""
+        try:
+            if not self.head_sent:
+                self.send_head_and(data, None)
+            elif not self.head_only:
+                self.send_body(data)
+        except _WriteError:
+            if not self.settings.disable_write_exception:
+                raise OSError("write error") from None
 
 
 class Worker:
@@ -172,7 +370,10 @@ class Worker:
         self.stopping = False
         self.reason = ""
         self.wake_r, self.wake_w = os.pipe()
+        self.sig_r = -1  # see run()
         self.spawned_at = time.monotonic()
+        self.lifetime = (settings.max_worker_lifetime + (wid - 1) * settings.max_worker_lifetime_delta
+                         if settings.max_worker_lifetime else 0)
         self.base_env = {
             "wsgi.version": (1, 0),
             "wsgi.errors": ErrorStream(),
@@ -183,7 +384,14 @@ class Worker:
             "uwsgi.version": settings.version,
             "uwsgi.node": settings.hostname.encode(),
         }
+        if not settings.file_wrapper:
+            del self.base_env["wsgi.file_wrapper"]
         self.lock = threading.Lock()
+        self.cslots = [self.slot.cores[c] for c in range(max(settings.threads, settings.gevent))]
+        self.wait_write: Any = None  # how to wait for a non-blocking socket (the gevent loop's)
+        self.loyal = False  # this worker saw the instance loyal (byte 17 sent)
+        self.log_silent = settings.reqlog.silent
+        self.next_beat = 0.0
         self.offload = Offloader(settings.offload_threads, struct.unpack("ll", settings.timeval)[0]) \
             if settings.offload_threads else None
         #: other fds the loop watches (uWSGI signal pipes): fd -> what to call when readable
@@ -213,6 +421,14 @@ class Worker:
         signal.signal(signal.SIGTERM, self._on_end)
         signal.signal(signal.SIGQUIT, self._on_end)
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        if not self.s.gevent:
+            # a signal caught just before the main thread enters epoll_wait() would only be
+            # handled once something else wakes it (for ever when idle): python's C-level
+            # handler writes to this pipe, which core 0 polls, so the handler always runs
+            self.sig_r, sig_w = os.pipe()
+            os.set_blocking(self.sig_r, False)
+            os.set_blocking(sig_w, False)
+            signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
         self.slot.pid = self.pid
         self.slot.accepting = 1
@@ -220,18 +436,34 @@ class Worker:
             if not self.s.emperor_link.accepting():
                 log("the emperor is gone: stopping")
                 return 0
-        threads = [threading.Thread(target=self._loop, args=(core,), daemon=True, name=f"core {core}")
-                   for core in range(1, self.s.threads)]
-        for t in threads:
-            t.start()
-        self._loop(0)
-        for t in threads:
-            t.join()
+        if self.s.on_accepting is not None:
+            self.s.on_accepting(self.wid)
+        if self.s.gevent:
+            from vassal import gevent_loop
+
+            gevent_loop.run(self)
+        else:
+            threads = [threading.Thread(target=self._loop, args=(core,), daemon=True, name=f"core {core}")
+                       for core in range(1, self.s.threads)]
+            for t in threads:
+                t.start()
+            self._loop(0)
+            for t in threads:
+                t.join()
         if self.offload is not None:
             self.offload.shutdown(time.monotonic() + self.s.reload_mercy)
         if self.reason == "max-requests":
             log(f"...The work of process {self.pid} is done. Seeya!")
         return 0
+
+    def _beat(self, now: float) -> None:
+        """Byte 26 to the emperor when due (uwsgi_heartbeat(): one per process, whichever
+        thread is in its accept loop; a single byte, so workers sharing the fd never mix)."""
+        if now >= self.next_beat:
+            self.next_beat = now + self.s.heartbeat
+            if not self.s.emperor_link.heartbeat():
+                log(f"worker {self.wid}: cannot send the heartbeat: the emperor is gone")
+                self.next_beat = float("inf")
 
     # --- the accept loop -------------------------------------------------------------------
 
@@ -240,147 +472,283 @@ class Worker:
         for fd in self.by_fd:
             ep.register(fd, _EPOLLIN | _EXCL)
         ep.register(self.wake_r, _EPOLLIN)
+        sig = self.sig_r if core == 0 else -1  # python runs signal handlers in the main thread
+        if sig >= 0:
+            ep.register(sig, _EPOLLIN)
         watch = self.watch
         for fd in watch:
             ep.register(fd, _EPOLLIN | _EXCL)
-        idle: dict[int, list] = {}  # fd -> [sock, reader, listen socket, addr, since]
+        conns: dict[int, _Conn] = {}
+        heads: dict[int, float] = {}  # fd -> deadline for its head, in deadline order
+        idle: dict[int, float] = {}  # fd -> parked since, oldest first
         by_fd = self.by_fd
         wake = self.wake_r
-        timeout = self.s.keepalive_timeout
+        s = self.s
+        head_timeout = s.head_timeout
+        ka_timeout = s.keepalive_timeout
+        beat = s.heartbeat if s.emperor_link is not None else 0
+        readable = self._readable
+
+        def drop(fd: int) -> None:
+            heads.pop(fd, None)
+            idle.pop(fd, None)
+            c = conns.pop(fd, None)
+            if c is not None:
+                c.sock.close()
+
         try:
             while not self.stopping:
+                now = _monotonic()
+                if beat:
+                    self._beat(now)
+                    if self.next_beat == float("inf"):
+                        beat = 0
+                timeout = -1.0
+                if heads:
+                    timeout = max(0.0, next(iter(heads.values())) - now)
+                if idle:
+                    wait = max(0.0, next(iter(idle.values())) + ka_timeout - now)
+                    timeout = wait if timeout < 0 else min(timeout, wait)
+                if beat:
+                    wait = max(0.0, self.next_beat - now)
+                    timeout = wait if timeout < 0 else min(timeout, wait)
                 try:
-                    events = ep.poll(1.0 if idle else -1)
+                    events = ep.poll(timeout)
                 except InterruptedError:
                     continue
                 for fd, _ev in events:
                     if fd == wake or self.stopping:
                         break
+                    if fd == sig:
+                        _drain(sig)  # the handler runs at the next bytecode: see run()
+                        continue
                     ls = by_fd.get(fd)
                     if ls is not None:
-                        try:
-                            cfd, addr = ls.sock._accept()
-                        except (BlockingIOError, InterruptedError):
-                            continue
-                        except OSError as exc:
-                            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                                log(f"accept(): {os.strerror(exc.errno)}")
-                                time.sleep(0.1)
-                            continue
-                        sock = socket.socket(ls.family, socket.SOCK_STREAM, 0, cfd)
-                        if ls.family == socket.AF_UNIX:
-                            # unlike TCP, AF_UNIX does not copy timeouts to accepted sockets
-                            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.s.timeval)
-                            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self.s.timeval)
-                        conn = [sock, H.Reader(sock), ls, addr, 0.0]
-                    else:
-                        conn = idle.pop(fd, None)
+                        conn = self._accept(ls)
                         if conn is None:
                             hook = watch.get(fd)
                             if hook is not None:
                                 hook()
                             continue
-                        ep.unregister(fd)
-                    if self._serve(conn, core):
-                        conn[4] = time.monotonic()
-                        idle[conn[0].fileno()] = conn
-                        ep.register(conn[0], _EPOLLIN)
-                    else:
-                        conn[0].close()
-                if idle:
-                    limit = time.monotonic() - timeout
-                    for fd in [fd for fd, c in idle.items() if c[4] < limit]:
-                        ep.unregister(fd)
-                        idle.pop(fd)[0].close()
+                        since = _monotonic()
+                        # the first request is usually there already (TCP_DEFER_ACCEPT): serve
+                        # it before paying for a place in the epoll set
+                        state = readable(conn, core)
+                        if state == CLOSE:
+                            conn.sock.close()
+                            continue
+                        fd = conn.fd
+                        if len(conns) >= s.max_parked:
+                            # out of room: the longest-idle (else the slowest) connection goes
+                            drop(next(iter(idle)) if idle else next(iter(heads)))
+                        conns[fd] = conn
+                        ep.register(fd, _EPOLLIN)
+                        if state == IDLE:
+                            idle[fd] = _monotonic()
+                        else:  # the head deadline counts from the accept when nothing came yet
+                            heads[fd] = (since if state == STAY else _monotonic()) + head_timeout
+                        continue
+                    conn = conns.get(fd)
+                    if conn is None:
+                        hook = watch.get(fd)
+                        if hook is not None:
+                            hook()
+                        continue
+                    state = readable(conn, core)
+                    if state == IDLE:
+                        heads.pop(fd, None)
+                        idle.pop(fd, None)
+                        idle[fd] = _monotonic()
+                    elif state == HEAD:
+                        if fd not in heads:
+                            idle.pop(fd, None)
+                            heads[fd] = _monotonic() + head_timeout
+                    elif state == CLOSE:
+                        drop(fd)
+                if heads or idle:
+                    now = _monotonic()
+                    while heads:
+                        fd, deadline = next(iter(heads.items()))
+                        if deadline > now:
+                            break
+                        self._head_timeout(conns[fd])
+                        drop(fd)
+                    limit = now - ka_timeout
+                    while idle:
+                        fd, since = next(iter(idle.items()))
+                        if since > limit:
+                            break
+                        drop(fd)
         finally:
-            for c in idle.values():
-                c[0].close()
+            for c in conns.values():
+                c.sock.close()
             ep.close()
 
-    def _serve(self, conn: list, core: int) -> bool:
-        """Serve requests on a connection while it has some buffered; True to keep it open."""
-        sock, reader, ls = conn[0], conn[1], conn[2]
-        http = ls.proto == "http"
+    def _accept(self, ls: ListenSocket) -> _Conn | None:
         try:
-            while True:
-                keep = self._http_request(sock, reader, ls, conn[3], core) if http else \
-                    self._uwsgi_request(sock, reader, ls, core)
-                if not keep or self.stopping:
-                    return False
-                if not reader.buf:
-                    return True
-        except (BlockingIOError, TimeoutError, ConnectionError, H.BadRequest) as exc:
-            if isinstance(exc, H.BadRequest):
-                if exc.status:  # 0: drop the connection without an answer
-                    try:
-                        sock.sendall(H.error_response(exc.status))
-                    except OSError:
-                        pass
-                    log(f"invalid request from {_addr_text(conn[3])}: {exc}")
-                else:
-                    log(str(exc))
-            return False
+            cfd, addr = ls.sock._accept()
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                log(f"accept(): {os.strerror(exc.errno)}")
+                time.sleep(0.1)
+            return None
+        sock = socket.socket(ls.family, socket.SOCK_STREAM, 0, cfd)
+        if ls.family == socket.AF_UNIX:
+            # unlike TCP, AF_UNIX does not copy timeouts to accepted sockets
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.s.timeval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self.s.timeval)
+        return _Conn(sock, ls, addr, self.s.hostname)
+
+    def _head_timeout(self, conn: _Conn) -> None:
+        """A head that did not arrive in time: 408 if it had started, then the close."""
+        if conn.reader.buf:
+            log(f"request head from {conn.addr} not complete within {self.s.head_timeout:g} seconds: "
+                "closing the connection")
+            if conn.ls.proto == "http":
+                try:
+                    conn.sock.send(H.error_response(408), socket.MSG_DONTWAIT)
+                except OSError:
+                    pass
+
+    def _readable(self, conn: _Conn, core: int) -> int:
+        """Read what epoll says is there (never blocking), then serve what is complete."""
+        reader = conn.reader
+        try:
+            if not reader.fill_nowait():
+                return CLOSE
+        except BlockingIOError:
+            return STAY
         except OSError:
-            return False
+            return CLOSE
+        return self._serve(conn, core)
+
+    def _serve(self, conn: _Conn, core: int) -> int:
+        """Serve every complete request buffered on a connection; what to do with it next."""
+        reader = conn.reader
+        s = self.s
+        try:
+            if conn.ls.proto == "http":
+                while True:
+                    head = reader.take_head(s.buffer_size)
+                    if head is None:
+                        return HEAD if reader.buf else IDLE
+                    if not self._http_request(conn, head, core) or self.stopping:
+                        return CLOSE
+            got = U.take_packet(reader, s.buffer_size)
+            if got is None:
+                return HEAD
+            self._uwsgi_request(conn, got, core)
+            return CLOSE
+        except H.BadRequest as exc:
+            if exc.status:  # 0: drop the connection without an answer
+                try:
+                    conn.sock.sendall(H.error_response(exc.status))
+                except OSError:
+                    pass
+                log(f"invalid request from {conn.addr}: {exc}")
+            else:
+                log(str(exc))
+            return CLOSE
+        except OSError:
+            return CLOSE
+        except Exception:  # noqa: BLE001 - a bug on one connection must not take the worker down
+            log(f"error serving a connection from {conn.addr}:")
+            print_app_exception()
+            return CLOSE
 
     # --- protocols -------------------------------------------------------------------------
 
-    def _http_request(self, sock: socket.socket, reader: H.Reader, ls: ListenSocket, addr: Any,
-                      core: int) -> bool:
-        head = reader.read_until(b"\r\n\r\n", self.s.buffer_size)
-        if head is None:
+    def _http_request(self, conn: _Conn, head: bytes, core: int) -> bool:
+        """One HTTP request; True when the connection stays open for the next."""
+        s = self.s
+        req = H.parse_request(head, s.hostname, conn.port, conn.addr, s.max_headers)
+        env = req.env
+        body: Any = req.body_reader(conn.reader, s.limit_post)
+        if (req.length or req.chunked) and env["SERVER_PROTOCOL"] == "HTTP/1.1":
+            expect = env.get("HTTP_EXPECT")
+            if expect and expect.lower() == "100-continue" and not body.complete:
+                conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if s.post_buffering and (req.length or req.chunked):
+            body = self._buffer_body(body, env)
+            if body is None:
+                return False
+        raw = conn.vars_prefix + head
+        keep = self._run(conn.sock, env, body, s.keepalive and req.keep_alive, req.nvars, req.pktsize,
+                         core, raw if len(raw) < VARS_SIZE - 5 else None, True)
+        if not keep:
             return False
-        while head.startswith(b"\r\n"):  # tolerate stray CRLFs between requests
-            head = head[2:]
-        if not head:
-            return bool(reader.buf) or reader.fill()
-        env, nvars, pktsize = H.parse_head(head, self.s.hostname, ls.server_port, _addr_text(addr))
-        keep = self.s.keepalive and H.wants_keepalive(env)
-        body = H.request_body(reader, env)
-        if self.s.limit_post and body.remaining > self.s.limit_post:
-            raise H.BadRequest(f"request body larger than limit-post ({self.s.limit_post})", 413)
-        expect = env.get("HTTP_EXPECT")
-        if expect and expect.lower() == "100-continue" and env["SERVER_PROTOCOL"] == "HTTP/1.1":
-            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        keep = self._run(sock, env, body, keep, nvars, pktsize, core)
-        return keep and body.drain(1 << 20)
+        if type(body) is H.Body and body.remaining <= 0:
+            return True
+        return body.drain(H.DRAIN_LIMIT) and not body.overrun
 
-    def _uwsgi_request(self, sock: socket.socket, reader: H.Reader, ls: ListenSocket, core: int) -> bool:
-        got = U.read_request(reader, self.s.buffer_size)
-        if got is None:
-            return False
+    def _uwsgi_request(self, conn: _Conn, got: tuple, core: int) -> None:
         _m1, _m2, env, nvars, pktsize = got
         env.setdefault("SCRIPT_NAME", "")
         env.setdefault("PATH_INFO", "")
         env.setdefault("QUERY_STRING", "")
         env.setdefault("REQUEST_METHOD", "GET")
-        body = H.request_body(reader, env, chunked_ok=False)
-        self._run(sock, env, body, False, nvars, pktsize, core)
-        return False
+        body: Any = H.request_body(conn.reader, env)
+        if self.s.limit_post and body.remaining > self.s.limit_post:
+            raise H.BadRequest(f"request body larger than limit-post ({self.s.limit_post})", 413)
+        if self.s.post_buffering and body.remaining:
+            body = self._buffer_body(body, env)
+            if body is None:
+                return
+        self._run(conn.sock, env, body, False, nvars, pktsize, core)
+
+    def _buffer_body(self, body: H.Body, env: dict) -> H.BufferedBody | None:
+        """post-buffering: the whole body before the app runs; None (request dropped, as
+        uWSGI does) when the client goes away or stalls on the way, logged as uWSGI logs it."""
+        cl = int(env.get("CONTENT_LENGTH") or 0)
+        threshold = self.s.post_buffering
+        try:
+            return H.buffer_body(body, threshold, self.s.post_buffering_bufsize)
+        except OSError as exc:
+            left = max(0, cl - getattr(exc, "received", 0))
+            # uWSGI's figures: the size of the read that failed, and the body as not consumed
+            want = left if cl < threshold else min(left, threshold)
+            if isinstance(exc, (TimeoutError, BlockingIOError)):
+                log(f"[uwsgi-body-read] Timeout reading {want} bytes. Content-Length: {cl} consumed: 0 "
+                    f"left: {cl}")
+            else:
+                reason = exc.strerror if exc.errno else "Client closed connection"
+                log(f"[uwsgi-body-read] Error reading {want} bytes. Content-Length: {cl} consumed: 0 "
+                    f"left: {cl} message: {reason}")
+        return None
 
     # --- running the app -------------------------------------------------------------------
 
-    def _run(self, sock: socket.socket, env: dict, body: H.Body, keep: bool, nvars: int, pktsize: int,
-             core: int) -> bool:
-        t0 = time.monotonic()  # the scoreboard's clock: harakiri and idle are intervals
-        wall0 = time.time()  # the request log shows wall time, as uWSGI's
+    def _run(self, sock: socket.socket, env: dict, body: Any, keep: bool, nvars: int, pktsize: int,
+             core: int, raw_vars: bytes | None = None, http: bool = False) -> bool:
+        t0 = _monotonic()  # the scoreboard's clock: harakiri and idle are intervals
+        wall0 = _time()  # the request log shows wall time, as uWSGI's
         slot = self.slot
-        cslot = slot.cores[core]
+        cslot = self.cslots[core]
         cslot.in_request = t0
         werr0 = cslot.write_errors
         slot.busy_cores += 1
         slot.status = STATUS_BUSY
         # the vars of the request in progress, for the stats server (uWSGI shows them)
-        self.board.set_vars(self.wid, core, "\0".join([k + "=" + v for k, v in env.items()]).encode(
-            "latin-1", "replace"))
+        if raw_vars is not None:
+            self.board.set_vars(self.wid, core, raw_vars, VARS_HTTP)
+        else:
+            self.board.set_vars(self.wid, core, "\0".join([k + "=" + v for k, v in env.items()]).encode(
+                "latin-1", "replace"))
         env.update(self.base_env)
         https = env.get("HTTPS")
         env["wsgi.url_scheme"] = env.get("UWSGI_SCHEME") or ("https" if https and https.lower() in ("on", "1")
                                                               else "http")
         env["wsgi.input"] = body
         protocol = env.get("SERVER_PROTOCOL") or "HTTP/1.0"
-        resp = _Response(sock, protocol, keep, self.s.add_headers, env.get("REQUEST_METHOD") == "HEAD")
-        app = self.apps.select(env, self.s.manage_script_name)
+        s = self.s
+        if keep and s.max_requests and slot.delta_requests + 1 >= s.max_requests:
+            keep = False  # the worker recycles after this one: say so in the answer
+        resp = _Response(sock, protocol, keep, s.add_headers, env.get("REQUEST_METHOD") == "HEAD",
+                         s.auto_chunked, env, s)
+        resp.http = http
+        app = self.apps.select(env, s.manage_script_name)
         failed = False
         result = None
         try:
@@ -391,11 +759,7 @@ class Worker:
                 resp.status = "500 Internal Server Error"
                 resp.headers = [("Content-Type", "text/plain")]
                 resp.keep = False
-                data = b"Internal Server Error"
-                sock.sendall(resp.head(None) + data)
-                resp.head_sent = True
-                resp.body_bytes = len(data)
-                resp.chunks = 1
+                resp.send_head_and(b"Internal Server Error", None)
             else:
                 current_request.resp = resp  # for uwsgi.sendfile & co.
                 result = app.callable(env, resp.start_response)
@@ -405,31 +769,37 @@ class Worker:
                     self._send_file(resp, result)
                 else:
                     for chunk in result:
-                        if chunk:
-                            resp.write(chunk)
+                        if not resp.head_sent:
+                            resp.send_head_and(_as_bytes(chunk), None)
+                        elif chunk and not resp.head_only:
+                            resp.send_body(_as_bytes(chunk))
                     if not resp.head_sent:
-                        resp.write(b"")
-        except (BrokenPipeError, ConnectionResetError, BlockingIOError, TimeoutError) as exc:
-            resp.keep = False
+                        resp.send_head_and(b"", 0)
+                    resp.finish()
+        except _WriteError:
             cslot.write_errors += 1
-            log(f"uwsgi_response_write_body_do(): {exc.strerror or exc} [{_where(env)}]")
+            if not s.disable_write_exception:
+                failed = True
+                log("OSError: write error")
         except Exception as exc:  # noqa: BLE001 - any app error becomes a 500
             failed = True
             resp.keep = False
+            if resp.write_errors:
+                cslot.write_errors += 1
             print_app_exception()
+            if s.reload_on_exception is not None and s.reload_on_exception(exc):
+                _flush_and_exit(EXCEPTION_CODE)  # as uWSGI: no response, the master respawns us
             if not resp.head_sent:
                 try:
                     err = b"Internal Server Error"
-                    if self.s.catch_exceptions:
+                    if s.catch_exceptions:
                         import traceback
 
                         err = traceback.format_exc().encode("utf-8", "replace")
                     resp.status = "500 Internal Server Error"
                     resp.headers = [("Content-Type", "text/plain")]
-                    sock.sendall(resp.head(len(err)) + err)
-                    resp.head_sent = True
-                    resp.body_bytes = len(err)
-                except OSError:
+                    resp.send_head_and(err, len(err))
+                except (_WriteError, TypeError):
                     pass
             del exc
         finally:
@@ -440,15 +810,24 @@ class Worker:
                     close()
                 except Exception:  # noqa: BLE001
                     print_app_exception()
-        t1 = time.monotonic()
+            if type(body) is H.BufferedBody:
+                body.close()
+        t1 = _monotonic()
         rt = int((t1 - t0) * 1_000_000)
-        # bookkeeping: one writer per field (this worker), read by the master
-        with self.lock:
-            slot.requests += 1
-            slot.delta_requests += 1
+        # bookkeeping: one writer per field (this worker), read by the master; the lock only
+        # matters between the threads of one worker
+        lock = self.lock if s.threads > 1 else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            n = slot.requests + 1
+            slot.requests = n
+            delta = slot.delta_requests + 1
+            slot.delta_requests = delta
             cslot.requests += 1
-            slot.running_time += rt
-            slot.avg_rt = slot.running_time // slot.requests
+            total = slot.running_time + rt
+            slot.running_time = total
+            slot.avg_rt = total // n
             slot.tx += resp.head_bytes + resp.body_bytes
             slot.last_request_end = t1
             if app is not None:
@@ -459,28 +838,40 @@ class Worker:
                     slot.app_exceptions += 1
             if failed:
                 slot.exceptions += 1
-            slot.busy_cores -= 1
-            if slot.busy_cores <= 0:
+            busy = slot.busy_cores - 1
+            slot.busy_cores = busy
+            if busy <= 0:
                 slot.status = STATUS_IDLE
+        finally:
+            if lock is not None:
+                lock.release()
         cslot.in_request = 0.0
         inst = self.board.instance
         inst.last_request_end = t1
-        if not inst.loyal_sent and self.s.emperor_link is not None:
-            inst.loyal_sent = 1
-            self.s.emperor_link.loyal()
+        if not self.loyal:
+            # byte 17 goes once per instance, from whichever worker completes a request first
+            self.loyal = True
+            if not inst.loyal_sent and s.emperor_link is not None:
+                inst.loyal_sent = 1
+                s.emperor_link.loyal()
         status = resp.status or "500"
-        self.s.reqlog.done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
-                           resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol, wall0, wall0 + (t1 - t0),
-                           app.id if app is not None else -1, app.requests if app is not None else -1,
-                           self.board.total_requests(), nvars, pktsize,
-                           0 if self.s.threads == 1 else _core_id(), self.wid, self.pid,
-                           cslot.write_errors - werr0)
-        if self.s.max_requests and slot.delta_requests >= self.s.max_requests:
+        if self.log_silent:
+            take_logvars()  # what the app set for the log line goes with the request
+        else:
+            self.s.reqlog.done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
+                               resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol,
+                               wall0, wall0 + (t1 - t0), app.id if app is not None else -1,
+                               app.requests if app is not None else -1, self.board.total_requests(), nvars,
+                               pktsize, core, self.wid, self.pid, cslot.write_errors - werr0)
+        if s.max_requests and delta >= s.max_requests:
             self.stop("max-requests")
-        elif self.s.reload_on_rss and _rss() > self.s.reload_on_rss:
+        elif s.reload_on_rss and _rss() > s.reload_on_rss:
             log(f"worker {self.wid} (pid: {self.pid}) RSS above reload-on-rss: recycling it")
             self.stop("reload-on-rss")
-        elif self.s.max_worker_lifetime and t1 - self.spawned_at > self.s.max_worker_lifetime:
+        elif s.reload_on_as and _memory()[1] > s.reload_on_as:
+            log(f"worker {self.wid} (pid: {self.pid}) address space above reload-on-as: recycling it")
+            self.stop("reload-on-as")
+        elif self.lifetime and t1 - self.spawned_at > self.lifetime:
             log(f"worker {self.wid} lifetime reached, it was running for {int(t1 - self.spawned_at)} second(s)")
             self.stop("lifetime")
         return resp.keep and resp.has_length and not failed
@@ -505,23 +896,11 @@ class Worker:
         else:
             data = b"".join([_as_bytes(x) for x in result])
         if resp.head_sent:  # the app used write() and also returned a body
-            if data:
-                resp.sock.sendall(data)
-            resp.body_bytes += len(data)
-            resp.chunks += 1
+            if not resp.head_only:
+                resp.send_body(data)
+                resp.finish()
             return
-        head = resp.head(len(data))
-        resp.head_sent = True
-        if resp.head_only:
-            resp.sock.sendall(head)
-            return
-        if len(data) <= 262144:
-            resp.sock.sendall(head + data)
-        else:
-            resp.sock.sendall(head)
-            resp.sock.sendall(data)
-        resp.body_bytes = len(data)
-        resp.chunks = 1
+        resp.send_head_and(data, len(data))
 
     def _send_file(self, resp: _Response, wrapper: FileWrapper) -> None:
         fd = wrapper.fileno()
@@ -533,13 +912,14 @@ class Worker:
         except OSError:
             size, offset = None, 0
         if not resp.head_sent:
-            resp.sock.sendall(resp.head(size))
+            resp.send(resp.head(size), "uwsgi_response_write_headers_do")
             resp.head_sent = True
         if resp.head_only:
             return
         if size is None:
             for chunk in wrapper:
-                resp.write(chunk)
+                resp.send_body(chunk)
+            resp.finish()
             return
         if self.offload is not None and size:
             # the offloader gets its own handle on the file: the app closes its own
@@ -552,10 +932,30 @@ class Worker:
                 resp.via = "offload"
                 self.slot.cores[_core_id()].offloaded_requests += 1
             return
-        sent = send_all(resp.sock.fileno(), fd, offset, size)
-        resp.body_bytes += sent
-        resp.chunks += 1
-        resp.via = "sendfile"
+        sent = 0
+        out = resp.sock.fileno()
+        try:
+            while sent < size:
+                try:
+                    n = send_chunk(out, fd, offset + sent, size - sent)
+                except BlockingIOError:  # a non-blocking socket (the gevent loop): wait for room
+                    if self.wait_write is None:
+                        raise
+                    self.wait_write(out, timeout=self.s.socket_timeout)
+                    continue
+                if n == 0:  # the file shrank under us
+                    break
+                sent += n
+        except OSError as exc:
+            resp.failed(exc, "uwsgi_response_sendfile_do")
+            raise _WriteError from None
+        finally:
+            resp.body_bytes += sent
+            resp.chunks += 1
+            resp.via = "sendfile"
+
+
+_DEFAULT_SETTINGS = WorkerSettings()
 
 
 def _core_id() -> int:
@@ -597,6 +997,23 @@ def _memory() -> tuple[int, int]:
 
 def _rss() -> int:
     return _memory()[0]
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except OSError:
+        pass
+
+
+def _flush_and_exit(code: int) -> None:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001
+        pass
+    os._exit(code)
 
 
 def worker_main(worker: Worker) -> None:

@@ -108,6 +108,31 @@ def load_module(spec: str, callable_name: str) -> WsgiApp:
     return obj
 
 
+def load_paste(uri: str, logger: bool) -> WsgiApp:
+    """``paste``: ``paste.deploy.loadapp(URI)`` (``config:/path.ini``, ``egg:...``); with
+    ``paste-logger`` the ini file configures ``logging`` first, as uWSGI's python plugin."""
+    log(f"Loading paste environment: {uri}")
+    if logger:
+        import logging.config
+
+        try:
+            logging.config.fileConfig(uri[7:] if uri.startswith("config:") else uri)
+        except Exception as exc:  # noqa: BLE001 - uWSGI prints the error and goes on
+            log(f"paste-logger {uri}: {_describe(exc)}")
+    try:
+        from paste.deploy import loadapp
+    except ImportError:
+        raise AppLoadError(f"cannot load paste {uri}: PasteDeploy is not installed "
+                           "(pip install PasteDeploy)") from None
+    try:
+        app = loadapp(uri)
+    except BaseException as exc:  # noqa: BLE001
+        raise AppLoadError(f"cannot load paste {uri}: {_describe(exc)}") from None
+    if not callable(app):
+        raise AppLoadError(f"cannot load paste {uri}: it gave {type(app).__name__}, not a WSGI app")
+    return app
+
+
 class AppTable:
     """The apps of one process, in load order; app 0 is usually the only one."""
 
@@ -139,6 +164,13 @@ class AppTable:
                     self.add("", loader(value, callable_name), started)
                 except AppLoadError as exc:
                     self.errors.append(str(exc))
+        paste = config.get("paste")
+        if paste:
+            started = time.time()
+            try:
+                self.add("", load_paste(paste, bool(config.get("paste-logger"))), started)
+            except AppLoadError as exc:
+                self.errors.append(str(exc))
         for mount in config.getlist("mount"):
             mp, sep, target = mount.partition("=")
             if not sep:

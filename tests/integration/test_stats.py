@@ -91,7 +91,10 @@ def test_busy_worker_shows_in_request(procs) -> None:
         assert doc["load"] == 1
         assert "PATH_INFO=/sleep" in core["vars"] and core["vars"][-1] == ""
         # the only worker is busy: new connections wait in the backlog, which the stats show
+        # (a connection that sent nothing is not queued: TCP_DEFER_ACCEPT, as in uWSGI)
         waiting = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        for c in waiting:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         try:
             wait_until(lambda: read_json(sport)["listen_queue"] == 3, 5, message="listen_queue 3")
             assert read_json(sport)["sockets"][0]["queue"] == 3

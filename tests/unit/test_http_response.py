@@ -73,3 +73,20 @@ def test_non_latin1_header_is_a_type_error(pair) -> None:
     r.start_response("200 OK", [("X-Name", "\u20ac")])
     with pytest.raises(TypeError):
         r.head(0)
+
+
+def test_http_answers_say_whether_the_connection_stays(pair) -> None:
+    a, _ = pair
+
+    def head(protocol: str, keep: bool, headers: list, length: int | None = 5) -> bytes:
+        r = _Response(a, protocol, keep, "")
+        r.http = True
+        r.start_response("200 OK", headers)
+        return r.head(length)
+
+    assert b"Connection" not in head("HTTP/1.1", True, [])  # 1.1 stays open by default
+    assert head("HTTP/1.1", False, []).endswith(b"\r\nConnection: close\r\n\r\n")
+    assert head("HTTP/1.1", True, [], None).endswith(b"\r\nConnection: close\r\n\r\n")  # no length
+    assert head("HTTP/1.0", True, []).endswith(b"\r\nConnection: keep-alive\r\n\r\n")
+    assert b"Connection" not in head("HTTP/1.0", False, [])
+    assert head("HTTP/1.1", True, [("Connection", "close")]).count(b"Connection") == 1

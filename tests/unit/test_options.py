@@ -33,7 +33,7 @@ EXPECTED = [
     ("static-map", str, None, True), ("route", str, None, True), ("cheaper", int, 0, False),
     ("max-worker-lifetime", int, 0, False), ("reload-on-rss", int, 0, False),
     ("evil-reload-on-rss", int, 0, False), ("socket-timeout", int, 4, False), ("http-timeout", int, 60, False),
-    ("so-keepalive", bool, False, False), ("http-keepalive", bool, False, False),
+    ("so-keepalive", bool, False, False), ("http-keepalive", int, 1, False),
     ("honour-stdin", bool, False, False), ("close-on-exec", bool, False, False), ("strict", bool, False, False),
     ("vacuum", bool, False, False), ("single-interpreter", bool, False, False), ("py-autoreload", int, 0, False),
     ("touch-logreopen", str, None, True), ("catch-exceptions", bool, False, False), ("limit-post", int, 0, False),
@@ -108,9 +108,10 @@ def test_chmod_socket_alone_means_666() -> None:
 
 
 def test_commonly_used_compat_options_are_accepted_but_marked_ignored() -> None:
-    assert {"thunder-lock", "route"} <= IGNORED
+    assert {"route"} <= IGNORED
     # these are real settings, not ignored
-    assert not ({"vacuum", "master", "processes", "enable-threads"} & IGNORED)
+    assert not ({"vacuum", "master", "processes", "enable-threads", "thunder-lock", "reuse-port",
+                 "protocol", "post-buffering", "ignore-sigpipe"} & IGNORED)
 
 
 def test_help_lists_options_from_the_table() -> None:

@@ -82,3 +82,8 @@ def set_apps(apps: list) -> None:
 
 def set_worker_id(wid: int) -> None:
     context.ctx.worker_id = wid
+
+
+def set_master_pid(pid: int) -> None:
+    """The master's pid changed (``daemonize2`` forks after the module is installed)."""
+    context.ctx.masterpid = pid

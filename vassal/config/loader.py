@@ -151,6 +151,15 @@ class Loader:
             assert value is not None
             self.load(value, _FILE_LOADERS[name], origin, first_round=True, main=True)
             return
+        if name in ("ini-paste", "ini-paste-logged"):
+            # uWSGI's python plugin: read the file's [uwsgi] section, then load it with paste
+            assert value is not None
+            self.load(value, "ini", origin, first_round=True, main=True)
+            path = value if value.startswith("/") else os.path.join(self.magic.table["v"], value)
+            self.add("paste", "config:" + path, origin)
+            if name == "ini-paste-logged":
+                self.add("paste-logger", None, origin)
+            return
         if name == "include":
             assert value is not None
             self.load(value, None, origin, first_round=False)

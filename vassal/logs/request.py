@@ -232,6 +232,13 @@ class RequestLog:
                    micros=bool(config.get("log-micros")), memory_report=bool(config.get("memory-report")),
                    xff=_state["xff"], chunks=compile_format(fmt) if fmt else None)
 
+    @property
+    def silent(self) -> bool:
+        """No request is ever logged (disable-logging without any exception to it): the worker
+        then skips building what ``done`` would get."""
+        return not (self.enabled or self.log_4xx or self.log_5xx or self.slow or self.big or self.zero
+                    or self.sendfile or self.ioerror)
+
     def wanted(self, d: Done) -> bool:
         if self.enabled:
             return True

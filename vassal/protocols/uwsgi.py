@@ -61,6 +61,23 @@ def decode_vars(block: bytes) -> tuple[dict[str, str], int]:
     return env, count
 
 
+def take_packet(reader: Reader, max_size: int = 0xFFFF) -> tuple[int, int, dict[str, str], int, int] | None:
+    """A whole request packet head (header and vars) if buffered, else None: the
+    non-blocking twin of ``read_request`` (the body stays in the reader)."""
+    buf = reader.buf
+    if len(buf) < 4:
+        return None
+    modifier1, size, modifier2 = _HEADER.unpack_from(buf)
+    if size > max_size:
+        raise BadRequest(f"invalid request block size: {size} (max {max_size})...skip", 0)
+    if len(buf) < 4 + size:
+        return None
+    block = buf[4:4 + size]
+    reader.buf = buf[4 + size:]
+    env, count = decode_vars(block)
+    return modifier1, modifier2, env, count * 2, size
+
+
 def read_request(reader: Reader, max_size: int = 0xFFFF) -> tuple[int, int, dict[str, str], int, int] | None:
     """(modifier1, modifier2, environ, var count as uWSGI logs it, packet size), or None on EOF.
 

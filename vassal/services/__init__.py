@@ -12,7 +12,15 @@ Services must follow the master's rule: no threads (the master forks workers at 
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from vassal.log import log
+
+
+def log_verbose(line: str) -> None:
+    """uWSGI's ``uwsgi_log_verbose``: the line prefixed with the ctime() date."""
+    log(f"{time.ctime()} - {line}")
 
 
 class Service:
@@ -23,6 +31,9 @@ class Service:
 
     def start(self, master: Any) -> None:
         """Called once, in the master, before the first worker is forked."""
+
+    def running(self) -> None:
+        """Called once the first workers are forked, as the master loop begins."""
 
     def fds(self) -> list[int]:
         """File descriptors the master loop should select() on for reading."""
@@ -54,6 +65,9 @@ class Service:
 
     def stopping(self, reload: bool) -> None:
         """The instance began to reload (``reload``) or to shut down."""
+
+    def emperor(self, message: str) -> None:
+        """The emperor sent "stop" or "reload", or its link was "lost"."""
 
     def busy(self) -> bool:
         """True while the master must not finish yet (children still stopping)."""

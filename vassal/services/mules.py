@@ -4,6 +4,7 @@ reload them on ``touch-mules-reload``. What a mule does is in ``vassal.api.mules
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from typing import Any
@@ -22,6 +23,7 @@ class MuleService(ChildrenService):
     def __init__(self, mules: Mules, config: Any, title: Any = None) -> None:
         super().__init__(len(mules.specs))
         self.mules = mules
+        self.config = config
         self.mercy = float(config.get("mule-reload-mercy") or 60)
         self._title = title
         self.touches = [Touch(p, 0) for p in config.getlist("touch-mules-reload")]
@@ -37,6 +39,12 @@ class MuleService(ChildrenService):
             touch.touched()
 
     def run_child(self, index: int) -> None:
+        from vassal.services.hooks import Context, FatalHook, run_phase
+
+        try:
+            run_phase(self.config, "as-mule", Context(role="worker"))  # hook-as-mule, fatal
+        except FatalHook:
+            os.kill(os.getppid(), signal.SIGINT)  # as uWSGI: the instance goes down
         self.mules.run(self.mules.specs[index])
 
     def title(self, index: int) -> str | None:

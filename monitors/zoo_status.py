@@ -1,0 +1,118 @@
+"""``imperium --fleet-status zoo://...``: where each vassal of a fleet runs, read from ZooKeeper.
+
+Two views side by side, so that a disagreement shows: *placed on* is the placement every
+member computes (monitors/fleet.py) from the live member list, and *reported by* is what
+each member publishes in its node as handed to its emperor. They differ for a moment while
+the fleet settles (a member just joined or left); a lasting difference means a member cannot
+read the tree (see its log).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from monitors import fleet, zoo_member
+from monitors.zoo import MAX_CONFIG
+from monitors.zoo_source import parse_zoo_arg, redact
+
+CONNECT_TIMEOUT = 5.0
+
+
+def _children(client: Any, path: str) -> dict[str, bytes] | None:
+    from kazoo.exceptions import NoNodeError
+
+    try:
+        names = client.get_children(path)
+    except NoNodeError:
+        return None
+    pending = {n: client.get_async(f"{path}/{n}") for n in names}
+    out: dict[str, bytes] = {}
+    for name, result in pending.items():
+        try:
+            out[name] = result.get(timeout=CONNECT_TIMEOUT)[0] or b""
+        except NoNodeError:
+            pass
+    return out
+
+
+def fleet_status(arg: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Print the fleet's members and vassals; 0, or 1 when the tree cannot be read."""
+    try:
+        from monitors.deps import require
+
+        require("kazoo", "zoo", "zoo")
+        source = parse_zoo_arg(arg)
+    except ValueError as exc:
+        print(f"imperium: {exc}", file=err)
+        return 1
+    import logging
+
+    from kazoo.exceptions import KazooException, NoAuthError
+
+    quiet = logging.getLogger("imperium.zoo.status")
+    quiet.setLevel(logging.CRITICAL)
+    client = source.client(quiet)
+    try:
+        try:
+            client.start(timeout=CONNECT_TIMEOUT)
+        except Exception:
+            print(f"imperium: cannot connect to ZooKeeper at {source.hosts} "
+                  f"within {CONNECT_TIMEOUT:g}s", file=err)
+            return 1
+        try:
+            members_raw = _children(client, source.members) or {}
+            vassals_raw = _children(client, source.path)
+        except NoAuthError:
+            print(f"imperium: ZooKeeper refuses access to {source.where}: wrong or missing "
+                  "credentials", file=err)
+            return 1
+        except KazooException as exc:
+            print(f"imperium: reading {source.where}: {type(exc).__name__}", file=err)
+            return 1
+    finally:
+        try:
+            client.stop()
+            client.close()
+        except Exception:  # nothing left to do with a client that will not stop
+            pass
+    members = {name: zoo_member.decode(data) for name, data in sorted(members_raw.items())}
+    print(f"fleet {redact(arg)}", file=out)
+    print(f"members ({len(members)}):", file=out)
+    for name, info in members.items():
+        labels = ",".join(f"{k}={v}" if v else k for k, v in sorted(info.labels.items())) or "-"
+        runs = "?" if info.runs is None else str(len(info.runs))
+        extra = f"  ({info.error})" if info.error else ""
+        print(f"  {name}  labels {labels}  host {info.host or '?'} pid {info.pid or '?'}  "
+              f"runs {runs}{extra}", file=out)
+    if vassals_raw is None:
+        print(f"vassals: the path {source.path} does not exist", file=out)
+        return 0
+    reported: dict[str, list[str]] = {}
+    for name, info in members.items():
+        for vassal in info.runs or ():
+            reported.setdefault(vassal, []).append(name)
+    labels = {n: m.labels for n, m in members.items()}
+    rows = [("VASSAL", "REPLICAS", "PLACED ON", "REPORTED BY")]
+    for name, data in sorted(vassals_raw.items()):
+        if len(data) > MAX_CONFIG:
+            rows.append((name, "-", f"(config of {len(data)} bytes is too large)", ""))
+            continue
+        try:
+            spec = fleet.spec_from_config(name, data)
+        except fleet.BadSpec as exc:
+            rows.append((name, "?", f"(bad fleet section: {exc})", ", ".join(reported.get(name, []))))
+            continue
+        placed = sorted(fleet.place(name, spec, labels))
+        by = sorted(reported.get(name, []))
+        mark = "" if by == placed else "  *"
+        rows.append((name, spec.describe(), ", ".join(placed) or "-", (", ".join(by) or "-") + mark))
+    print(f"vassals ({len(rows) - 1}):", file=out)
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)) + "  " + row[3],
+              file=out)
+    if any(r[3].endswith("*") for r in rows[1:]):
+        print("* reported differs from placed: the fleet is settling, or a member cannot read "
+              "the tree", file=out)
+    return 0
