@@ -313,7 +313,8 @@ def test_namespace_option_jails_the_instance_under_its_rootfs(procs: Procs, tmp_
     e = Emperor(procs, tmp_path, own_binary=True)
     (e.dir / "ns.ini").write_text(probe_ini(port, Path("/jail_probe.py"),
                                             f"namespace = {rootfs}:jailhost",
-                                            *[f"namespace-keep-mount = {k}:{k}" for k in keep]))
+                                            *[f"namespace-keep-mount = {k}:{k}" for k in keep],
+                                            f"exec-post-jail = echo $UWSGI_JAIL_PID > {tmp_path}/jailpid"))
     wait_until(lambda: port_open(port), 20, message=f"the jailed vassal; log:\n{e.log()[-3000:]}")
     seen = get_json(port)
     assert seen["hostname"] == "jailhost" and seen["ppid"] == 1, seen
@@ -321,9 +322,33 @@ def test_namespace_option_jails_the_instance_under_its_rootfs(procs: Procs, tmp_
     assert "jail_probe.py" in seen["root"] and "var" not in seen["root"], seen
     with open("/proc/self/mounts") as f:
         assert str(rootfs) not in f.read()  # the jail's mounts live in its own namespace
+    # the keeper, outside, ran the post-jail phase with the jailed master's (host) pid
+    master = int((tmp_path / "jailpid").read_text())
+    with open(f"/proc/{master}/status") as f:
+        assert next(line for line in f if line.startswith("NSpid:")).split()[1:] == [str(master), "1"]
     e.wait_vassal("ns.ini", ready=1)
     assert e.stop() == 0
     assert not (rootfs / ".uwsgi_ns_tmp_mountpoint").exists()
+
+
+def test_jail_hook_phases_run_around_the_jail(procs: Procs, tmp_path: Path) -> None:
+    """pre-jail and in-jail before the namespace, post-jail inside it, as-root after it."""
+    port = free_port()
+    host = socket.gethostname()
+    marks = {p: tmp_path / p for p in ("pre", "in", "post", "asroot")}
+    e = Emperor(procs, tmp_path, own_binary=True)
+    (e.dir / "h.ini").write_text(probe_ini(
+        port, probe_copy(tmp_path), "unshare = uts",
+        f"exec-pre-jail = hostname > {marks['pre']}",
+        f"exec-in-jail = hostname > {marks['in']}",
+        f"exec-post-jail = hostname hooked-jail && hostname > {marks['post']}",
+        f"exec-as-root = hostname > {marks['asroot']}"))
+    wait_until(lambda: port_open(port), 20, message=f"the vassal; log:\n{e.log()[-3000:]}")
+    assert get_json(port)["hostname"] == "hooked-jail"
+    assert {k: p.read_text().strip() for k, p in marks.items()} == {
+        "pre": host, "in": host, "post": "hooked-jail", "asroot": "hooked-jail"}
+    assert socket.gethostname() == host
+    assert e.stop() == 0
 
 
 def test_cgroup_memory_limit_kills_a_greedy_vassal_and_the_emperor_respawns_it(
