@@ -1,7 +1,7 @@
 """`python -m bench`: every benchmark present, one table each, peers measured in the same run.
 
-bench_vassal (ours) always runs; bench_emperor, bench_monitors, bench_static, bench_api and
-bench_spooler run when their modules
+bench_vassal (ours) always runs; bench_emperor, bench_monitors, bench_static, bench_api,
+bench_spooler and bench_cheaper run when their modules
 exist. Each bench module offers ``main(argv) -> int`` and prints its own table.
 
     python -m bench                      # all of them
@@ -16,7 +16,7 @@ import importlib.util
 import sys
 import time
 
-BENCHES = ("vassal", "emperor", "monitors", "static", "api", "spooler")
+BENCHES = ("vassal", "emperor", "monitors", "static", "api", "spooler", "cheaper")
 
 
 def main(argv: list[str] | None = None) -> int:

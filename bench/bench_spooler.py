@@ -18,10 +18,8 @@ Goal (read from the table, never asserted): >= 0.5x uWSGI's jobs per second.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from bench.common import (
     get_status,
     print_table,
     ratio,
+    stats_json,
     tempdir,
     wait_first_200,
 )
@@ -83,14 +82,6 @@ def make_server(name: str, appdir: Path, spool: Path, stats: int) -> Server:
     raise ValueError(name)
 
 
-def _stats(port: int) -> dict:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return json.loads(data)
-
-
 def _pending(spool: Path) -> int:
     return sum(1 for e in os.scandir(spool) if e.name.startswith(PREFIX))
 
@@ -128,7 +119,7 @@ def measure(name: str, jobs: int, base: Path) -> Result:
     server = make_server(name, appdir, spool, stats)
     try:
         wait_first_200(server, server.start(appdir))
-        spooler_pid = _stats(stats)["spoolers"][0]["pid"]
+        spooler_pid = stats_json(stats)["spoolers"][0]["pid"]
         # run: a full directory, one wake-up
         _put_jobs(spool, jobs)
         cpu0 = cpu_seconds([spooler_pid])

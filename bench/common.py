@@ -8,6 +8,7 @@ same run on the same machine, so that the ratios printed mean something even on 
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import signal
@@ -169,6 +170,15 @@ def _connects(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def stats_json(port: int) -> dict:
+    """The document a stats server on 127.0.0.1:``port`` sends on connect."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return json.loads(data)
 
 
 def get_status(port: int, path: str = "/", timeout: float = 2.0) -> int | None:

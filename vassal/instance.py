@@ -28,7 +28,7 @@ from vassal.logs.request import RequestLog
 from vassal.master import FAILED_APP_CODE, Master
 from vassal.protocols import offload, static
 from vassal.scoreboard import Scoreboard
-from vassal.services import Service, log_master
+from vassal.services import Service, cheaper, log_master
 from vassal.services.plan import PlanError, ServicePlan
 from vassal.services.reload_rules import reload_on_exception_rule
 from vassal.services.stats_server import StatsService
@@ -468,13 +468,23 @@ def _phase(plan: ServicePlan, phase: str, in_worker: bool = False) -> None:
         raise InstanceError(str(exc)) from None
 
 
-def _services(config: Any, plan: ServicePlan) -> list[Service]:
+def _services(config: Any, plan: ServicePlan, scaling: cheaper.CheaperConfig | None = None) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
     from vassal.services.sos import SosService
 
     sos = SosService.from_config(config)
     return [*log_master.active(), *uwsgi_module.services(), *([sos] if sos is not None else []),
-            *plan.services()]
+            *plan.services(), *([cheaper.Cheaper(scaling)] if scaling else [])]
+
+
+def _cheaper(config: Any) -> cheaper.CheaperConfig | None:
+    """The cheaper settings, checked before anything is bound or loaded."""
+    if config.get("cheaper-algo-list"):
+        cheaper.list_algorithms()
+    try:
+        return cheaper.from_config(config)
+    except cheaper.CheaperError as exc:
+        raise InstanceError(str(exc)) from None
 
 
 def _run(config: Any) -> int:
@@ -499,6 +509,7 @@ def _run(config: Any) -> int:
     log(f"*** Starting uWSGI {version} (64bit) on [{time.ctime()}] ***")
     log(f"current working directory: {os.getcwd()}")
     log(f"detected binary path: {sys.executable}")
+    scaling = _cheaper(config)
     if not _socket_specs(config) and not config.getlist("zerg") and not _has_stdin_socket():
         raise InstanceError("no socket configured: use http-socket = ADDR or socket = ADDR")
     link = EmperorLink.from_config(config)
@@ -661,7 +672,7 @@ def _run(config: Any) -> int:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
                         stats_source=stats_source, original_cwd=original_cwd,
                         cleanup=cleanup, lazy_need_app=lazy and need_app is not False,
-                        services=_services(config, plan) + ([stats_server] if stats_server else []))
+                        services=_services(config, plan, scaling) + ([stats_server] if stats_server else []))
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
     try:

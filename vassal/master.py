@@ -84,6 +84,7 @@ class Master:
         self.touch_reload = {p: _mtime(p) for p in config.getlist("touch-reload")}
         self.idle_notified = False
         self.cheap = False  # idle without die-on-idle: workers stopped until a connection comes
+        self.cheaper: Any = None  # vassal.services.cheaper.Cheaper, set by it when enabled
         self.started = time.monotonic()  # intervals are monotonic: a clock step changes nothing
         self.exit_code = 0
         self.zerg_server = _zerg_server(config.get("zerg-server"), int(config.get("listen") or 100))
@@ -190,6 +191,10 @@ class Master:
             if self.cheap:
                 w.status = STATUS_CHEAP
                 continue
+            if w.cheaped:
+                log(f"worker {wid} killed successfully (pid: {pid})")
+                log(f"uWSGI worker {wid} cheaped.")
+                continue
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) == FAILED_APP_CODE and self.lazy_need_app:
                 log(f"OOPS ! failed loading app in worker {wid} (pid {pid}) :( trying again...")
                 log("need-app requested, destroying the instance...")
@@ -249,6 +254,8 @@ class Master:
                 else:
                     log("cheap mode: stopping the workers until a connection arrives")
                     self.cheap = True
+                    for wid in range(1, self.n + 1):
+                        self.board.workers[wid].cheaped = 1
                     for pid in list(self.pids):
                         _kill(pid, signal.SIGINT)
             elif now - last <= self.idle:
@@ -290,6 +297,23 @@ class Master:
         for c in range(self.board.ncores):
             w.cores[c].in_request = 0.0
         _kill(pid, signal.SIGKILL)
+
+    # --- the cheaper subsystem's hands (vassal.services.cheaper decides) ------------------
+
+    def can_scale(self) -> bool:
+        """Workers may be added or cheaped now: not reloading, stopping or asleep (idle)."""
+        return self.state == RUNNING and not self.cheap
+
+    def start_worker(self, wid: int) -> None:
+        """Spawn a cheaped worker again."""
+        self.spawn(wid, respawn=self.board.workers[wid].respawn_count > 0)
+
+    def cheap_worker(self, wid: int) -> None:
+        """Stop a worker for good: it finishes what it is doing, exits and is not respawned."""
+        w = self.board.workers[wid]
+        w.cheaped = 1
+        if w.pid > 0:
+            _kill(w.pid, signal.SIGHUP)
 
     def emperor_command(self) -> None:
         cmd = self.link.read_command()
@@ -334,7 +358,8 @@ class Master:
         for service in self.services:
             service.start(self)
         for wid in range(1, self.n + 1):
-            self.spawn(wid)
+            if not self.board.workers[wid].cheaped:
+                self.spawn(wid)
         for service in self.services:
             service.running()
         while True:
@@ -393,7 +418,8 @@ class Master:
                 self.cheap = False
                 self.idle_notified = False
                 self.started = time.monotonic()
-                for wid in range(1, self.n + 1):
+                # in cheaper mode only the minimum comes back; the algorithm adds the rest
+                for wid in range(1, (self.cheaper.minimum if self.cheaper else self.n) + 1):
                     self.spawn(wid, respawn=True)
             mono = time.monotonic()
             for service in self.services:

@@ -211,11 +211,33 @@ _add("idle", int, 0, "after this many idle seconds go to sleep (cheap mode)", se
 _add("die-on-idle", bool, False, "exit instead of sleeping when idle", section=S)
 _add("need-app", bool, False, "exit if the app cannot be loaded", implicit="1", section=S)
 _add("heartbeat", int, 0, "send a heartbeat to the emperor every this many seconds", section=S)
-_add("cheaper", int, 0, "minimum number of running workers (adaptive process spawning)", ignored=True, section=S)
-_add("cheaper-initial", int, 0, "workers started at boot in cheaper mode", ignored=True, section=S)
-_add("cheaper-step", int, 1, "workers added at a time in cheaper mode", ignored=True, section=S)
-_add("cheaper-algo", str, None, "cheaper algorithm", section=S, ignored=True)
-_add("cheaper-overload", int, 3, "cheaper check interval, seconds", ignored=True, section=S)
+_add("cheaper", int, 0, "cheaper mode: the fewest workers kept running; an algorithm adds more up to processes",
+     section=S)
+_add("cheaper-initial", int, 0, "workers started at boot in cheaper mode (default: cheaper)", section=S)
+_add("cheaper-step", int, 1, "workers added at a time in cheaper mode", section=S)
+_add("cheaper-algo", str, None, "cheaper algorithm: spare (default), spare2, backlog, busyness, manual", section=S)
+_add("cheaper-overload", int, 3, "spare: busy cycles before adding workers; backlog: queue length; "
+     "busyness: window, seconds", section=S)
+_add("cheaper-idle", int, 10, "spare2: idle cycles before a worker is cheaped", section=S)
+_add("cheaper-rss-limit-soft", int, 0, "no new worker while the workers' total RSS is this many bytes or more",
+     section=S)
+_add("cheaper-rss-limit-hard", int, 0, "cheap a worker while the workers' total RSS is this many bytes or more",
+     section=S)
+_add("cheaper-algo-list", bool, False, "list the cheaper algorithms", aliases=("cheaper-algos-list", "cheaper-list"),
+     section=S)
+_add("cheaper-busyness-max", int, 50, "busyness: above this percent, add workers", section=S)
+_add("cheaper-busyness-min", int, 25, "busyness: below this percent, count idle windows", section=S)
+_add("cheaper-busyness-multiplier", int, 10, "busyness: idle windows before a worker is cheaped", section=S)
+_add("cheaper-busyness-penalty", int, 2, "busyness: added to the multiplier when a cheaped worker is needed "
+     "again too soon", section=S)
+_add("cheaper-busyness-verbose", bool, False, "busyness: log every decision", section=S)
+_add("cheaper-busyness-backlog-alert", int, 33, "busyness: a listen queue longer than this adds emergency workers",
+     section=S)
+_add("cheaper-busyness-backlog-multiplier", int, 3, "busyness: idle windows before an emergency worker is cheaped",
+     section=S)
+_add("cheaper-busyness-backlog-step", int, 1, "busyness: emergency workers added at a time", section=S)
+_add("cheaper-busyness-backlog-nonzero", int, 60, "busyness: a listen queue non-empty this many seconds adds "
+     "emergency workers", section=S)
 _add("touch-reload", str, None, "reload when this file's mtime changes", repeat=True, section=S)
 _add("touch-workers-reload", str, None, "reload only the workers when this file changes", repeat=True,
      section=S)
@@ -345,7 +367,7 @@ _ignored(S, "legion", "subscribe-to", "subscribe2",
          "snmp", "log-alarm",
          "listen-queue-alarm", "wsgi-env-behaviour", "wsgi-env-behavior",
          "http-modifier1", "http-var", "http-stats", "http-processes",
-         "http-workers", "http-socket-protocol", "offload-threads-stacksize", "cheaper-rss-limit-soft", "cheaper-rss-limit-hard",
+         "http-workers", "http-socket-protocol", "offload-threads-stacksize",
          "threads-stacksize", "threads-stack-size", "buffer-size-workers", "async",
          "asyncio", "tornado", "py-tracebacker",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")

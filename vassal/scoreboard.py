@@ -63,6 +63,7 @@ def _worker_type(ncores: int) -> type[ctypes.Structure]:
             ("app_exceptions", ctypes.c_uint64),
             ("app_startup", ctypes.c_int64),
             ("last_request_end", ctypes.c_double),  # monotonic
+            ("cheaped", ctypes.c_int32),  # stopped by the cheaper subsystem or idle mode (master writes)
             ("cores", Core * ncores),
         ]
 
@@ -133,12 +134,23 @@ class Scoreboard:
         w.pid = 0
         w.accepting = 0
         w.status = STATUS_IDLE
+        w.cheaped = 0
         w.delta_requests = 0
         w.busy_cores = 0
         w.last_spawn = int(now)
         w.respawn_count += 1
         for c in range(self.ncores):
             w.cores[c].in_request = 0.0
+
+    def status_name(self, wid: int) -> str:
+        """The worker's ``status`` as uWSGI's stats and ``uwsgi.workers()`` show it: a cheaped
+        worker is "cheap" even while it finishes its last request."""
+        w = self.workers[wid]
+        if w.cheaped or w.status == STATUS_CHEAP:
+            return "cheap"
+        if w.busy_cores > 0:
+            return "busy"
+        return STATUS_NAMES.get(w.status, "idle")
 
     def request_start(self, wid: int, since: float) -> float:
         """The earliest start time of a request running in this worker, 0 when idle."""

@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from vassal.scoreboard import STATUS_NAMES, Scoreboard
+from vassal.scoreboard import Scoreboard
 from vassal.sockets import ListenSocket, listen_queue, parse_address
 
 LOCKS = ("user 0", "signal", "filemon", "timer", "rbtimer", "cron", "rpc", "snmp")
@@ -205,7 +205,7 @@ def generate(src: StatsSource, minified: bool = False) -> str:
     for i in range(1, board.nworkers + 1):
         w = board.workers[i]
         e.obj_open()
-        e.kv("id", i)
+        e.kv("id", i if w.respawn_count else 0)  # uWSGI: 0 until the worker was first spawned
         e.kv("pid", w.pid)
         e.kv("accepting", w.accepting)
         e.kv("requests", w.requests)
@@ -214,8 +214,7 @@ def generate(src: StatsSource, minified: bool = False) -> str:
         e.kv("harakiri_count", w.harakiri_count)
         e.kv("signals", w.signals)
         e.kv("signal_queue", src.signal_queue(i) if src.signal_queue else 0)
-        status = "busy" if w.busy_cores > 0 else STATUS_NAMES.get(w.status, "idle")
-        e.kv("status", status)
+        e.kv("status", board.status_name(i))
         rss, vsz = _memory(w.pid) if w.pid > 0 else (0, 0)
         e.kv("rss", rss)
         e.kv("vsz", vsz)

@@ -92,7 +92,7 @@ def test_fifo_chain_reload_brutal_reload_and_stats(procs: Procs, tmp_path: Path)
     inst.wait_log("workers total requests:")
     inst.wait_log("[broodlord] instance not governed by an Emperor !!!")
     inst.wait_log("emperor_rescan: this instance runs no emperor")
-    inst.wait_log("uwsgi_cheaper_increase: the cheaper subsystem is not available here")
+    inst.wait_log("uwsgi_cheaper_increase: cheaper mode is off (no cheaper = N): the number of workers is fixed")
     assert inst.proc.pid == master and inst.proc.poll() is None
     inst.fifo("Q")
     assert inst.exit_code() == 0

@@ -225,8 +225,6 @@ def _workers(ctx: ApiContext) -> tuple:
     The apps shown for each worker are those of this process (the same for every worker
     unless ``lazy-apps``) for the workers that loaded them.
     """
-    from vassal.scoreboard import STATUS_NAMES
-
     b = ctx.board
     if b is None:
         return ()
@@ -234,7 +232,7 @@ def _workers(ctx: ApiContext) -> tuple:
     out = []
     for i in range(1, b.nworkers + 1):
         w = b.workers[i]
-        status = "busy" if w.busy_cores > 0 else STATUS_NAMES.get(w.status, "idle")
+        status = b.status_name(i)
         apps = tuple(
             {"id": j, "modifier1": 0, "mountpoint": a.mountpoint.encode(),
              "startup_time": int(a.startup_time), "interpreter": interpreter,
@@ -244,7 +242,8 @@ def _workers(ctx: ApiContext) -> tuple:
              "exceptions": int(w.app_exceptions) if j == 0 else 0,
              "chdir": (a.chdir or "").encode()}
             for j, a in enumerate(ctx.apps if w.app_loaded else []))
-        out.append({"id": i, "pid": int(w.pid), "requests": int(w.requests),
+        # id 0: a slot never spawned (cheaper), as uWSGI
+        out.append({"id": i if w.respawn_count else 0, "pid": int(w.pid), "requests": int(w.requests),
                     "delta_requests": int(w.delta_requests), "signals": int(w.signals),
                     "exceptions": int(w.exceptions), "status": status.encode(),
                     "rss": int(w.rss), "vsz": int(w.vsz), "running_time": int(w.running_time),

@@ -235,6 +235,7 @@ class MasterControl(Service):
         for wid in range(1, m.n + 1):
             w = m.board.workers[wid]
             w.status = STATUS_CHEAP
+            w.cheaped = 1  # as uWSGI: in cheaper mode the slots a wake-up leaves alone stay spawnable
             if w.pid > 0 and w.pid in m.pids:
                 log(f"killing worker {wid} (pid: {w.pid})")
                 _kill(w.pid, signal.SIGKILL)
@@ -321,10 +322,18 @@ class MasterControl(Service):
         log("subscriptions_blocker: this instance has no subscriptions (not available in Imperium)")
 
     def do_uwsgi_cheaper_increase(self) -> None:
-        log("uwsgi_cheaper_increase: the cheaper subsystem is not available here")
+        self._cheaper_nudge("uwsgi_cheaper_increase", 1)
 
     def do_uwsgi_cheaper_decrease(self) -> None:
-        log("uwsgi_cheaper_decrease: the cheaper subsystem is not available here")
+        self._cheaper_nudge("uwsgi_cheaper_decrease", -1)
+
+    def _cheaper_nudge(self, name: str, delta: int) -> None:
+        """``+``/``-``: one worker more or less at the next cheaper cycle (vassal.services.cheaper)."""
+        cheaper = self.master.cheaper
+        if cheaper is None:
+            log(f"{name}: cheaper mode is off (no cheaper = N): the number of workers is fixed")
+            return
+        cheaper.nudge(delta)
 
 
 def _refork_exec(master: Any) -> None:

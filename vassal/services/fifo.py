@@ -10,8 +10,9 @@ The commands (``control.FIFO_COMMANDS``): ``r`` graceful reload, ``R`` brutal re
 graceful shutdown, ``Q`` brutal shutdown, ``w``/``W`` reload the workers gracefully/brutally,
 ``c`` chain reload, ``C`` cheap mode, ``p`` pause/resume, ``P`` rewrite the pidfiles, ``f``
 fork a new master on the same sockets, ``s`` stats to the log, ``l``/``L`` reopen/rotate the
-log, ``B`` ask the emperor for reinforcements. ``E`` (emperor rescan), ``S``
-(subscriptions), ``+``/``-`` (cheaper) log that they are not available in this instance.
+log, ``B`` ask the emperor for reinforcements, ``+``/``-`` one worker more/less in cheaper
+mode (``vassal.services.cheaper``). ``E`` (emperor rescan) and ``S`` (subscriptions) log
+that they are not available in this instance.
 Newlines and spaces are skipped; any other byte is logged as an unknown command.
 """
 
