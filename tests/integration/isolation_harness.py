@@ -13,6 +13,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, need_root, wait_until
+from tests.conftest import ROOT, Procs, need_root, service_lock, wait_until
 
 PROBE = ROOT / "tests" / "fixtures" / "apps" / "jail_probe.py"
 
@@ -34,13 +35,35 @@ class Tenant:
     extra_group: str
 
 
-def _run(*argv: str) -> None:
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _run(*argv: str, check: bool = True) -> bool:
+    """One shadow-utils command, under a lock shared by the test processes (two at once
+    fail on /etc/passwd's lock), tried again while the file is locked by someone else."""
+    with service_lock("etc-passwd", exclusive=True):
+        for _ in range(50):
+            done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if done.returncode != 10:  # 10: cannot lock the password file
+                break
+            time.sleep(0.1)
+    if check and done.returncode != 0:
+        raise subprocess.CalledProcessError(done.returncode, argv, stderr=done.stderr)
+    return done.returncode == 0
+
+
+def _no_process_of(uid: int) -> bool:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    return False
+            except OSError:
+                continue
+    return True
 
 
 @pytest.fixture
-def tenant() -> Iterator[Tenant]:
-    """A fresh user (own group, one supplementary group), deleted after the test."""
+def tenant(procs: Procs) -> Iterator[Tenant]:
+    """A fresh user (own group, one supplementary group), deleted after the test (after the
+    test's processes: an emperor still running would respawn the user's vassals)."""
     need_root("creating users needs root")
     tag = uuid.uuid4().hex[:8]
     name, extra = f"impt{tag}", f"impx{tag}"
@@ -48,18 +71,19 @@ def tenant() -> Iterator[Tenant]:
     try:
         _run("useradd", "-M", "-U", "-s", "/usr/sbin/nologin", "-G", extra, name)
     except subprocess.CalledProcessError:
-        _run("groupdel", extra)
+        _run("groupdel", extra, check=False)
         raise
+    pw = pwd.getpwnam(name)
     try:
-        pw = pwd.getpwnam(name)
         import grp
 
         yield Tenant(name, pw.pw_uid, pw.pw_gid, grp.getgrnam(extra).gr_gid, extra)
     finally:
+        procs.kill_all()
         subprocess.run(["pkill", "-KILL", "-u", name], check=False)
-        subprocess.run(["userdel", name], check=False, stderr=subprocess.DEVNULL)
-        subprocess.run(["groupdel", name], check=False, stderr=subprocess.DEVNULL)
-        subprocess.run(["groupdel", extra], check=False, stderr=subprocess.DEVNULL)
+        wait_until(lambda: _no_process_of(pw.pw_uid), 10, message=f"no process of {name} left")
+        _run("userdel", name)  # its own group goes with it
+        _run("groupdel", extra)
 
 
 @pytest.fixture
