@@ -16,7 +16,7 @@ import importlib.util
 import sys
 import time
 
-BENCHES = ("vassal", "emperor", "monitors", "static", "api", "spooler", "cheaper")
+BENCHES = ("vassal", "emperor", "monitors", "static", "api", "spooler", "cheaper", "routing")
 
 
 def main(argv: list[str] | None = None) -> int:

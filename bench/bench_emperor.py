@@ -20,7 +20,11 @@ Figures:
     the emperor's idle CPU and RSS, then SIGINT to the emperor → the emperor and every
     vassal process gone;
   * idle: the emperor's CPU over a quiet period and its RSS with M fake-protocol (bash)
-    vassals, and the SIGINT → all gone time for them.
+    vassals, and the SIGINT → all gone time for them;
+  * observed: the same M vassals under our emperor with its observability on (Prometheus
+    endpoint, control socket): idle CPU, then the time of a ``/metrics`` scrape over HTTP,
+    of an ``imperium ctl list`` exchange and of a stats JSON read, next to uWSGI's emperor
+    stats JSON read with the same vassals (the one read it has).
 
 Polling never touches the emperors (the filesystem, the vassals' ports and /proc only):
 uWSGI's emperor scans its directory after *any* event, a stats connection included, so
@@ -66,6 +70,7 @@ PLUGIN = "/usr/lib/uwsgi/plugins/python3_plugin.so"
 GOAL_DETECT_MS = 20.0
 GOAL_IDLE_CPU = 1.0
 GOAL_RSS_MIB = 100.0
+GOAL_SCRAPE_MS = 50.0
 
 
 def stats(port: int) -> dict | None:
@@ -620,6 +625,59 @@ def bench_idle(kind: str, vassals: int, quiet: float) -> tuple[float, int, float
     return cpu, rss, ready_s, stop_s, left
 
 
+def _timed(fn, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def _http_get(port: int, path: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(1 << 20):
+            data += chunk
+    if not data.startswith(b"HTTP/1.0 200"):
+        raise RuntimeError(f"GET {path}: {data[:100]!r}")
+    return data
+
+
+def _ctl_list(path: str) -> None:
+    from emperor.ctl import request
+
+    if not request(path, "list").get("ok"):
+        raise RuntimeError("ctl list refused")
+
+
+def bench_observed(kind: str, vassals: int, quiet: float, reads: int) -> dict[str, object]:
+    """M bash vassals, the emperor's observability on (ours); idle CPU, then timed reads."""
+    out: dict[str, object] = {}
+    prom = free_port()
+    with tempdir("bench-emperor-ctl-") as d:
+        ctl_path = str(Path(d) / "ctl.sock")
+        extra = (["--emperor-prometheus", f"127.0.0.1:{prom}", "--emperor-control-socket", ctl_path]
+                 if kind == "imperium" else [])
+        with emperor_on_fresh_dir(kind, "observed", SH_VASSAL, extra) as (em, vdir):
+            names = [f"obs{i:04d}.ini" for i in range(vassals)]
+            t0 = {n: drop(vdir, n) for n in names}
+            got = wait_spawned(vdir, names, t0, 180)
+            out["ready"] = len(got)
+            if kind == "imperium":
+                out["idle_cpu"], out["rss"] = idle_cost(em, quiet)
+                c0 = cpu_seconds(em.proc.pid)
+                body = _http_get(prom, "/metrics")
+                out["scrape_bytes"] = len(body)
+                out["scrape"] = _timed(lambda: _http_get(prom, "/metrics"), reads)
+                out["scrape_cpu_ms"] = (cpu_seconds(em.proc.pid) - c0) * 1000 / (reads + 1)
+                out["ctl"] = _timed(lambda: _ctl_list(ctl_path), reads)
+            out["json"] = _timed(lambda: stats(em.port), reads)
+            em.stop_all(90)
+    return out
+
+
 def ms(values: list[float], q: float) -> float:
     return percentile(values, q) * 1000 if values else float("nan")
 
@@ -651,6 +709,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-vassals", type=int, default=1000)
     ap.add_argument("--quiet", type=float, default=10.0, help="seconds of idle measured")
     ap.add_argument("--skip-uwsgi", action="store_true")
+    ap.add_argument("--reads", type=int, default=20, help="timed /metrics, ctl and stats reads")
+    ap.add_argument("--only-observed", action="store_true",
+                    help="run only the observability figures (with --idle-vassals vassals)")
     args, _ = ap.parse_known_args(argv)
     kinds = ["imperium"] + ([] if args.skip_uwsgi or not os.access(UWSGI_CORE, os.X_OK) else ["uwsgi"])
     vassal_kinds = (["uwsgi"] if os.path.exists(PLUGIN) else []) + ["imperium"]
@@ -664,6 +725,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) -> int:
     summary: dict[str, dict[str, float | None]] = {
         k: {} for k in ("imperium", "uwsgi", "imperium-fork", "imperium-exec")}
+    if args.only_observed:
+        return _observed(args, kinds, summary)
 
     rows = []
     for kind in kinds:
@@ -761,6 +824,7 @@ def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) ->
                 ["emperor", "vassals", "all ready (s)", "idle CPU (% of a core)", "RSS (MiB)",
                  "SIGINT -> all gone (s)"], rows)
 
+    _observed(args, kinds, summary)
     ours, peer = summary["imperium"], summary["uwsgi"]
     rows = []
     for label, key, goal, strict in (
@@ -768,6 +832,9 @@ def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) ->
             (f"{args.idle_vassals} vassals: emperor idle CPU (% of a core)", "idle_cpu",
              GOAL_IDLE_CPU, True),
             (f"{args.idle_vassals} vassals: emperor RSS (MiB)", "idle_rss", GOAL_RSS_MIB, True),
+            (f"{args.idle_vassals} vassals, observability on: idle CPU (% of a core)", "obs_cpu",
+             GOAL_IDLE_CPU, True),
+            (f"/metrics scrape of {args.idle_vassals} vassals p50 (ms)", "scrape", GOAL_SCRAPE_MS, True),
             ("delete -> port closed p50, uwsgi vassal (ms)", "deleted", None, False),
             (f"{args.http_files} at once -> first 200 p95, uwsgi vassals (ms)", "many200", None, False),
             (f"{args.http_files} uwsgi vassals: SIGINT -> all gone (s)", "stop", None, False)):
@@ -788,6 +855,40 @@ def _run(args: argparse.Namespace, kinds: list[str], vassal_kinds: list[str]) ->
         rows.append([label, "<= 1.0x uWSGI" if goal else "-", a, b, times(a, b), met])
     print_table("Emperor: summary against the goals", ["figure", "goal", "imperium", "uWSGI",
                                                         "imperium/uWSGI", "imperium vs goal"], rows)
+    return 0
+
+
+def _observed(args: argparse.Namespace, kinds: list[str],
+              summary: dict[str, dict[str, float | None]]) -> int:
+    rows = []
+    for kind in kinds:
+        r = bench_observed(kind, args.idle_vassals, args.quiet, args.reads)
+        json_t = r["json"]
+        if kind == "imperium":
+            scrape, ctl_t = r["scrape"], r["ctl"]
+            summary[kind]["obs_cpu"] = r["idle_cpu"]
+            summary[kind]["scrape"] = ms(scrape, 50)
+            rows.append([f"{kind} emperor", f"{r['ready']}/{args.idle_vassals}", r["idle_cpu"],
+                         ms(scrape, 50), ms(scrape, 95), r["scrape_cpu_ms"], r["scrape_bytes"] // 1024,
+                         ms(ctl_t, 50), ms(json_t, 50)])
+        else:
+            rows.append([f"{kind} emperor", f"{r['ready']}/{args.idle_vassals}", "-", "-", "-", "-",
+                         "-", "-", ms(json_t, 50)])
+    print_table(f"Emperor observed: {args.idle_vassals} vassals, Prometheus endpoint and control "
+                "socket on (ours)",
+                ["emperor", "vassals ready", "idle CPU (%)", "/metrics p50 (ms)", "/metrics p95 (ms)",
+                 "emperor CPU per scrape (ms)", "/metrics KiB", "ctl list p50 (ms)",
+                 "stats JSON p50 (ms)"], rows,
+                [f"idle CPU over {args.quiet:g} s with nothing scraping; then {args.reads} scrapes "
+                 "over HTTP, timed by the client", "uWSGI's emperor has no /metrics nor control "
+                 "socket: its stats JSON read is the peer figure (each read makes it rescan)"])
+    if args.only_observed:
+        a = summary["imperium"]
+        print_table("Emperor observed: against the goals", ["figure", "goal", "imperium", "vs goal"],
+                    [["idle CPU, observability on (% of a core)", f"< {GOAL_IDLE_CPU:g}",
+                      a.get("obs_cpu"), verdict(a.get("obs_cpu"), GOAL_IDLE_CPU, True)],
+                     ["/metrics scrape p50 (ms)", f"< {GOAL_SCRAPE_MS:g}", a.get("scrape"),
+                      verdict(a.get("scrape"), GOAL_SCRAPE_MS, True)]])
     return 0
 
 

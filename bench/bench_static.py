@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import (
@@ -27,14 +26,12 @@ from bench.common import (
     UWSGI_CORE,
     WRK,
     Server,
-    cpu_seconds,
+    WrkBest,
     free_port,
+    measure_wrk,
     print_table,
     ratio,
-    run_wrk,
     tempdir,
-    wait_first_200,
-    wait_workers,
     write_hello_app,
 )
 
@@ -61,35 +58,11 @@ def make_server(name: str, appdir: Path) -> Server:
     return Server(name, argv, port, cwd=str(appdir))
 
 
-@dataclass
-class Result:
-    name: str
-    rps: float = float("nan")
-    p99_ms: float = float("nan")
-    cpu_us: float = float("nan")
-    errors: int = 0
-    failure: str = ""
+Result = WrkBest
 
 
 def measure(name: str, appdir: Path, logdir: Path, result: Result, duration: float) -> None:
-    server = make_server(name, appdir)
-    try:
-        t0 = server.start(logdir)
-        wait_first_200(server, t0)
-        wait_workers(server, WORKERS)
-        run_wrk(server.port, duration=1, connections=20, path=PATH)  # warm-up (page cache too)
-        pids = server.all_pids()
-        c0 = cpu_seconds(pids)
-        res = run_wrk(server.port, duration=duration, connections=20, path=PATH, keepalive=True)
-        c1 = cpu_seconds(server.all_pids() or pids)
-        if not res.rps <= result.rps:  # the better of the rounds: noise only slows us down
-            result.rps, result.p99_ms = res.rps, res.latency_ms.get("99", float("nan"))
-        if res.requests:
-            cpu = (c1 - c0) * 1e6 / res.requests
-            result.cpu_us = cpu if result.cpu_us != result.cpu_us else min(result.cpu_us, cpu)
-        result.errors += res.errors + res.non2xx
-    finally:
-        server.stop()
+    measure_wrk(make_server(name, appdir), logdir, result, workers=WORKERS, path=PATH, duration=duration)
 
 
 def run(peers: list[str], duration: float, rounds: int) -> list[Result]:

@@ -272,6 +272,41 @@ def run_wrk(port: int, *, connections: int = 50, threads: int = 2, duration: flo
 # --- output -----------------------------------------------------------------------------
 
 
+@dataclass
+class WrkBest:
+    """One server's best wrk figures over the rounds: noise only slows a server down."""
+
+    name: str
+    rps: float = float("nan")
+    p99_ms: float = float("nan")
+    cpu_us: float = float("nan")
+    errors: int = 0
+    failure: str = ""
+
+
+def measure_wrk(server: Server, logdir: Path, result: WrkBest, *, workers: int, path: str,
+                duration: float, connections: int = 20) -> None:
+    """Start the server, warm it up, run wrk (keep-alive) on ``path``, keep the better figures
+    in ``result`` (req/s, p99, server CPU per request), stop it."""
+    try:
+        t0 = server.start(logdir)
+        wait_first_200(server, t0)
+        wait_workers(server, workers)
+        run_wrk(server.port, duration=1, connections=connections, path=path)  # warm-up (page cache too)
+        pids = server.all_pids()
+        c0 = cpu_seconds(pids)
+        res = run_wrk(server.port, duration=duration, connections=connections, path=path, keepalive=True)
+        c1 = cpu_seconds(server.all_pids() or pids)
+        if not res.rps <= result.rps:
+            result.rps, result.p99_ms = res.rps, res.latency_ms.get("99", float("nan"))
+        if res.requests:
+            cpu = (c1 - c0) * 1e6 / res.requests
+            result.cpu_us = cpu if result.cpu_us != result.cpu_us else min(result.cpu_us, cpu)
+        result.errors += res.errors + res.non2xx
+    finally:
+        server.stop()
+
+
 def ratio(a: float | None, b: float | None) -> str:
     if not a or not b or a != a or b != b:
         return "-"

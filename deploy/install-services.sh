@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (Debian packages) and starts what Imperium's tests and benchmarks talk to:
 # PostgreSQL, RabbitMQ, ZooKeeper, nginx, Debian's real uWSGI with its python3, emperor and
-# gevent plugins and its uwsgidecorators module, wrk.
+# gevent plugins and its uwsgidecorators module, wrk, tmux.
 # Idempotent: installs only what is missing and starts only what is down.
 set -euo pipefail
 
@@ -16,6 +16,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
 have wrk || need_pkgs+=(wrk)
 have ss || need_pkgs+=(iproute2)
+# imperium top is tested in a real terminal
+have tmux || need_pkgs+=(tmux)
 have pg_ctlcluster || need_pkgs+=(postgresql)
 have rabbitmqctl || need_pkgs+=(rabbitmq-server)
 [ -x /usr/share/zookeeper/bin/zkServer.sh ] || need_pkgs+=(zookeeperd)

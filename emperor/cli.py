@@ -2,7 +2,9 @@
 
 Options come from argv, config files and ``UWSGI_*`` variables through the one option table
 in ``vassal.options``. With ``emperor`` set we run the Emperor; with ``connect-and-read`` we
-are a stats client; otherwise we are an instance (a vassal).
+are a stats client; otherwise we are an instance (a vassal). Two commands of our own come
+first when named: ``imperium ctl SOCKET COMMAND`` (emperor.ctl) and ``imperium top ADDR``
+(emperor.top).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     from vassal.config import ConfigError, load_config
 
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[args[0]](args[1:])
     try:
         config = load_config(args)
     except ConfigError as exc:
@@ -50,6 +54,22 @@ def main(argv: list[str] | None = None) -> int:
     from vassal.instance import run_instance
 
     return run_instance(config)
+
+
+def _ctl(args: list[str]) -> int:
+    from emperor import ctl
+
+    return ctl.main(args)
+
+
+def _top(args: list[str]) -> int:
+    from emperor import top
+
+    return top.main(args)
+
+
+#: commands of our own, before uWSGI's command line: ``imperium ctl ...``, ``imperium top ...``
+SUBCOMMANDS = {"ctl": _ctl, "top": _top}
 
 
 def monitor_list() -> str:

@@ -25,9 +25,10 @@ import signal
 import socket
 from typing import Any
 
-from emperor import broodlord, ondemand, tyrant
+from emperor import broodlord, ondemand, systemd, tyrant
 from emperor import spawn as spawning
 from emperor.clock import Clock
+from emperor.control import Control, ControlError, Hold
 from emperor.events import (
     Available,
     Destroy,
@@ -47,11 +48,13 @@ from emperor.isolation.jail import JailSpec
 from emperor.isolation.limits import VassalCgroups
 from emperor.lifecycle import Kind, Phase
 from emperor.logs import log, log_verbose, set_output, setup_logging
+from emperor.output import VassalOutput
 from emperor.policy import Blacklist, Throttle
 from emperor.protocol import EXILE_CODE, ToEmperor, ToVassal, VassalLink
 from emperor.settings import EmperorSettings, default_binary
 from emperor.stats import StatsServer, render
 from emperor.vassal import VassalHandle, describe_status
+from emperor.view import Latencies, snapshot
 from vassal.config.sources import ENV_FILE_FROM_EMPEROR
 
 TICK = 0.25  # seconds between heartbeat / curse / mercy checks (of vassals that need them)
@@ -97,6 +100,16 @@ class Emperor:
         self.parent: VassalLink | None = None
         self._own_binary: bool | None = None
         self.cgroups = VassalCgroups(settings.vassals_cgroup_opts, os.getpid(), log)
+        #: observability (emperor.view): monitors' availability, spawn/reload latencies,
+        #: whether every monitor has done its first scan; the control socket (its holds)
+        self.monitor_up: dict[str, bool] = {}  # monitor id -> available
+        self.latencies = Latencies()
+        self.settled = False
+        self.unsettled: set[str] = set()  # monitors whose first scan is still to come
+        self.control = Control(self, settings.control_socket)
+        self.output = VassalOutput(settings.log_prefix, settings.vassal_logdir)
+        self.notifier: systemd.Notifier | None = None
+        self.prometheus: StatsServer | None = None
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -144,9 +157,16 @@ class Emperor:
         if self.settings.pidfile:
             with open(self.settings.pidfile, "w") as f:
                 f.write(f"{os.getpid()}\n")
+        try:
+            self.control.start(self.loop)
+        except ControlError as exc:
+            log(f"[emperor] emperor-control-socket: {exc}")
+            return 1
+        self.output.attach(self.loop)
         for sig, handler in ((signal.SIGINT, self.royal_death), (signal.SIGTERM, self.royal_death),
                              (signal.SIGQUIT, self.royal_death), (signal.SIGHUP, self.massive_reload),
-                             (signal.SIGUSR1, self.log_status), (signal.SIGURG, self.cleanup_blacklist)):
+                             (signal.SIGUSR1, self.log_status), (signal.SIGURG, self.cleanup_blacklist),
+                             (signal.SIGUSR2, self.reopen_logs)):
             self.loop.add_signal_handler(sig, handler)
         self.loop.add_signal_handler(signal.SIGPIPE, lambda: None)
         # an emperor can itself be a vassal (of a uWSGI or an Imperium emperor)
@@ -154,15 +174,24 @@ class Emperor:
         log("*** starting uWSGI sub-Emperor ***" if self.parent else "*** starting uWSGI Emperor ***")
         if self.settings.stats:
             self.stats = StatsServer(self.settings.stats,
-                                     lambda: render(self, self.settings.stats_minified),
+                                     lambda: render(snapshot(self), self.settings.stats_minified),
                                      http=self.settings.stats_http)
             try:
                 await self.stats.start()
             except OSError as exc:
                 log(f"[emperor] cannot bind the stats server on {self.settings.stats}: {exc}")
                 self.stats = None
+        if self.settings.prometheus:
+            await self.start_prometheus(self.settings.prometheus)
+        self.notifier = systemd.Notifier.from_environ()
+        if self.notifier is not None:
+            self.notifier.start(self.loop)
+        self.unsettled = {m.id for m in self.monitors if m.lists}
         for m in self.monitors:
             self.start_monitor(m)
+        if not self.unsettled:
+            self.loop.call_soon(self.mark_settled)
+        self.loop.call_later(systemd.SETTLE_LIMIT, self.settle_anyway)
         if self.parent is not None:
             self.loop.add_reader(self.parent.fileno(), self.on_parent)
             self.parent.spawned()
@@ -173,6 +202,43 @@ class Emperor:
             return await self.done
         finally:
             ticker.cancel()
+
+    async def start_prometheus(self, address: str) -> None:
+        from emperor import prometheus
+        from emperor.protocol import scrape_answer
+
+        registry = prometheus.registry(lambda: snapshot(self))
+        self.prometheus = StatsServer(address, lambda: b"", respond=lambda req: scrape_answer(req, registry),
+                                      what="prometheus")
+        try:
+            await self.prometheus.start()
+        except OSError as exc:
+            log(f"[emperor] cannot bind the prometheus server on {address}: {exc}")
+            self.prometheus = None
+
+    # --- first scan (systemd's READY=1) ------------------------------------------------------
+
+    def monitor_scanned(self, monitor: Monitor) -> None:
+        if monitor.id in self.unsettled:
+            self.unsettled.discard(monitor.id)
+            if not self.unsettled:
+                self.mark_settled()
+
+    def mark_settled(self) -> None:
+        if self.settled or self.royal_death_at is not None:
+            return
+        self.settled = True
+        if self.notifier is not None:
+            self.notifier.settled(self.status_line())
+
+    def settle_anyway(self) -> None:
+        if not self.settled and self.unsettled:
+            systemd.log_not_settled(sorted(self.unsettled))
+            self.unsettled.clear()
+            self.mark_settled()
+
+    def status_line(self) -> str:
+        return systemd.status_line(list(self.vassals.values()), len(self.blacklist))
 
     def start_monitor(self, monitor: Monitor) -> None:
         task = asyncio.ensure_future(monitor.start())
@@ -221,6 +287,8 @@ class Emperor:
                     del self.claims[event.name]
                 self.reconcile(event.name)
         elif isinstance(event, Sync):
+            self.monitor_up[monitor.id] = True
+            self.monitor_scanned(monitor)
             for name in [n for n, c in self.claims.items() if monitor in c and n not in event.names]:
                 claims = self.claims[name]
                 del claims[monitor]
@@ -228,8 +296,12 @@ class Emperor:
                     del self.claims[name]
                 self.reconcile(name)
         elif isinstance(event, Unavailable):
+            self.monitor_up[monitor.id] = False
+            self.monitor_scanned(monitor)
             log(f"[emperor] monitor {monitor.id} unavailable ({event.reason}): its vassals are left alone")
         elif isinstance(event, Available):
+            self.monitor_up[monitor.id] = True
+            self.monitor_scanned(monitor)
             log(f"[emperor] monitor {monitor.id} available again")
 
     def owner_claim(self, name: str) -> tuple[Monitor, Touch] | None:
@@ -255,6 +327,14 @@ class Emperor:
             return
         claim = self.owner_claim(name)
         v = self.vassals.get(name)
+        hold = self.control.holds.get(name)
+        if hold is Hold.PAUSED:
+            return  # the operator holds it as it is (emperor.control): applied on resume
+        if hold is Hold.STOPPED:
+            self.cancel_retry(name)
+            if v is not None and v.status == 0:
+                self.retire(v)
+            return
         if claim is None:
             self.cancel_retry(name)
             self.exiled.pop(name, None)
@@ -373,6 +453,39 @@ class Emperor:
         v.life.to(Phase.STARTING)
         v.first_run = v.last_run = self.clock.now()
         self.start(v)
+
+    def keep_socket(self, v: VassalHandle, asked_to_stop: bool) -> socket.socket | None:
+        """The socket of an on-demand vassal that died on its own, taken from it when its
+        claim still names that socket: the connections queued on it wait for the next
+        process instead of being reset (uWSGI closes it and binds a new one)."""
+        if v.listener is None or asked_to_stop or self.royal_death_at is not None:
+            return None
+        claim = self.owner_claim(v.name)
+        if claim is None or self.on_demand_socket(v.name, claim[1]) != v.socket_name:
+            return None
+        kept, v.listener = v.listener, None
+        return kept
+
+    def wait_again(self, name: str, listener: socket.socket, back_off: bool = True) -> None:
+        """A new on-demand handle on a kept socket, armed once the blacklist allows (at once
+        without ``back_off``)."""
+        claim = self.owner_claim(name)
+        assert claim is not None and self.loop is not None
+        monitor, t = claim
+        cwd, arg, vdir = self.launch_params(t, monitor)
+        sock_name = self.on_demand_socket(name, t)
+        assert isinstance(sock_name, str)
+        v = self.add(name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid, cwd=cwd,
+                     config_arg=arg, vassals_dir=vdir, skip_blacklist=True, socket_name=sock_name,
+                     listener=listener)
+        if v is None:
+            listener.close()
+            return
+        now = self.clock.mono()
+        until = self.blacklist.refused_until(name, now) if back_off else None
+        if until is not None:  # back off first: a connection meanwhile waits in the backlog
+            self.loop.remove_reader(listener.fileno())
+            self.loop.call_later(until - now + 0.0005, self._rearm, v)
 
     def add(self, name: str, monitor: Monitor | None, *, mtime: float, config: bytes | None,
             uid: int | None, gid: int | None, cwd: str | None, config_arg: str,
@@ -502,6 +615,12 @@ class Emperor:
             self.spawn_failed(v)
             return
         v.spawn_method = req.method
+        if self.output.enabled:
+            try:
+                channel.output_child = self.output.pipe(v.name)
+                req.output = True
+            except OSError as exc:
+                log(f"[emperor] cannot collect the output of vassal {v.name}: {exc.strerror}")
         if s.tyrant:
             log(f"[emperor-tyrant] dropping privileges to {v.uid} {v.gid} for instance {v.name}")
         fds = channel.child_fds()
@@ -625,6 +744,11 @@ class Emperor:
             v.life.on_accepting()
             log_verbose(f"[emperor] vassal {v.name} is ready to accept requests")
         elif byte == ToEmperor.SPAWNED:
+            now = self.clock.mono()
+            if v.life.phase is Phase.RELOADING:
+                self.latencies.reload.observe(now - v.last_run.mono)
+            elif v.life.ready_at is None:
+                self.latencies.spawn.observe(now - v.first_run.mono)
             v.life.on_ready()
             log_verbose(f"[emperor] vassal {v.name} has been spawned")
         elif byte == ToEmperor.CONFIG_REQUEST:
@@ -703,6 +827,10 @@ class Emperor:
             self.remove(v)
             self.maybe_buried()
             return
+        if v.life.kind is not Kind.ZERG:
+            # its zergs hold its listening sockets (zerg-server): its next process could not
+            # bind them while they live, so they go with it
+            self.stop_zergs(v.name)
         if not asked_to_stop and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXILE_CODE:
             log_verbose(f"[emperor] vassal {v.name} exiled itself (exit code {EXILE_CODE}): "
                         "it comes back when its config changes")
@@ -714,24 +842,27 @@ class Emperor:
             # (which blacklists it): the order decides the back-off, so keep it
             now = self.clock.mono()
             allowed = self.blacklist.refused_until(v.name, now) is None
+            kept = self.keep_socket(v, asked_to_stop)  # before remove(), which would close it
             self.remove(v)
             claim = self.owner_claim(v.name)
-            if allowed and claim is not None:
+            if kept is not None:  # on demand: waits again on the socket the emperor kept
+                self.wait_again(v.name, kept, back_off=not allowed)
+            elif allowed and claim is not None:
                 # started from what its monitor says now (uWSGI reuses the dead one's
-                # config and mtime: the same thing unless it changed while it was dying);
-                # an on-demand one waits again on the socket the emperor kept
+                # config and mtime: the same thing unless it changed while it was dying)
                 monitor, t = claim
                 cwd, arg, vdir = self.launch_params(t, monitor)
-                listener, v.listener = v.listener, None
-                if self.add(v.name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid,
-                            cwd=cwd, config_arg=arg, vassals_dir=vdir, skip_blacklist=True,
-                            socket_name=v.socket_name, listener=listener) is None and listener:
-                    listener.close()
+                self.add(v.name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid,
+                         cwd=cwd, config_arg=arg, vassals_dir=vdir, skip_blacklist=True)
             elif claim is not None:
                 item = self.blacklist.check(v.name)
                 self.schedule_retry(v.name, item.retry_at() if item else now + self.settings.freq)
             return
+        kept = self.keep_socket(v, asked_to_stop)
         self.remove(v)
+        if kept is not None:
+            self.wait_again(v.name, kept)
+            return
         if voluntary:
             # uWSGI's monitors find the config again at their next scan: so do we
             assert self.loop is not None
@@ -804,10 +935,13 @@ class Emperor:
             cursed = v.life.cursed_at
             if (v.life.dying and cursed is not None and v.alive() and self.royal_death_at is None
                     and now - cursed.mono >= self.settings.curse_tolerance):
-                v.life.cursed_at = self.clock.now()  # SIGKILL again one tolerance later
+                v.life.curse_again()  # SIGKILL again one tolerance later
                 log_verbose(f"[emperor] vassal {v.name} (pid: {v.pid}) is still alive "
                             f"{self.settings.curse_tolerance}s after its curse: SIGKILL")
                 v.signal(signal.SIGKILL)
+        if self.notifier is not None and self.royal_death_at is None:
+            self.notifier.tick(self.status_line,
+                               lambda: systemd.any_reloading(list(self.vassals.values())), now)
         if self.royal_death_at is not None and now - self.royal_death_at >= self.settings.reload_mercy:
             for v in list(self.vassals.values()):
                 if v.alive() and not v.no_mercy:
@@ -844,6 +978,8 @@ class Emperor:
             return
         self.royal_death_at = now
         log("[emperor] *** RAGNAROK EVOKED ***")
+        if self.notifier is not None:
+            self.notifier.stopping()
         for task in self.monitor_tasks.values():
             task.cancel()
         for name in list(self.retry):
@@ -864,6 +1000,8 @@ class Emperor:
             self.done.set_result(0)
 
     def massive_reload(self) -> None:
+        if self.notifier is not None and self.royal_death_at is None:
+            self.notifier.reload()
         now = self.clock.wall()  # becomes last_mod, a shown moment
         for v in list(self.vassals.values()):
             if v.status == 0 and self.tyrant_refresh(v) and not v.reload(now):
@@ -878,6 +1016,17 @@ class Emperor:
         log_verbose("[emperor] cleaning up blacklist ...")
         self.blacklist.clear()
 
+    def reopen_logs(self) -> None:
+        """SIGUSR2 or ``imperium ctl SOCK reopen-logs``: for logrotate."""
+        logto = self.settings.logto
+        if logto and "://" not in logto and not logto.startswith("udp:"):
+            try:
+                _redirect_log(logto)
+            except OSError as exc:
+                log(f"[emperor] cannot reopen {logto}: {exc.strerror}")
+        self.output.reopen()
+        log_verbose("[emperor] log files reopened")
+
     # --- shutdown ------------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -888,6 +1037,9 @@ class Emperor:
                 await asyncio.wait_for(task, 5)
         if self.stats is not None:
             await self.stats.close()
+        if self.prometheus is not None:
+            await self.prometheus.close()
+        self.control.close()
         for v in list(self.vassals.values()):
             v.signal(signal.SIGKILL)
             v.close()
@@ -899,6 +1051,10 @@ class Emperor:
                 break
             await asyncio.sleep(0.05)
             self.cgroups.sweep()
+        self.output.close()
+        if self.notifier is not None:
+            self.notifier.buried()
+            self.notifier = None
         if self.settings.pidfile:
             with contextlib.suppress(OSError):
                 os.unlink(self.settings.pidfile)
@@ -933,6 +1089,8 @@ def run_emperor(config: Any) -> int:
         return 1
     if settings.logto and "://" not in settings.logto and not settings.logto.startswith("udp:"):
         _redirect_log(settings.logto)
+    for line in settings.notices():
+        log(line)
     if settings.procname:
         with contextlib.suppress(Exception):
             import setproctitle

@@ -141,6 +141,9 @@ class Monitor(ABC):
     """
 
     scheme: ClassVar[str]
+    #: the source can be listed (a full scan ends with ``Sync`` or ``Unavailable``); a source
+    #: of messages only (amqp, zmq) has no first scan to wait for (systemd's READY=1)
+    lists: ClassVar[bool] = True
 
     def __init__(self, arg: str, emit: Callable[[Monitor, Event], None], ctx: MonitorContext) -> None:
         self.arg = arg

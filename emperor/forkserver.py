@@ -25,9 +25,9 @@ re-exec on reload works), ``sys.path[0]`` the script's directory, the process ti
 exec'd command line, Python's own signal set-up, ``os.environ`` the vassal's.
 
 What a fork cannot reproduce: the hash seed of str/bytes hashes (``PYTHONHASHSEED``) is
-the fork server's for every forked vassal; ``/proc/PID/cmdline`` holds the command line as
-one string (spaces between arguments, as setproctitle writes it) where an exec'd process
-has NUL separators (``ps``, ``pgrep -f`` and ``top`` show the same text); the parent pid is
+the fork server's for every forked vassal; ``/proc/PID/cmdline`` has the exec'd arguments,
+NUL-separated, then NUL padding to the end of the server's argv area (a command line longer
+than ``ARGV_ROOM`` is one string with spaces, as setproctitle writes it); the parent pid is
 the fork server's. Ask for ``emperor-spawn = exec`` where any of that matters.
 """
 
@@ -437,7 +437,7 @@ _PYTHON_IGNORES = (signal.SIGPIPE, signal.SIGXFSZ)  # what a fresh interpreter i
 
 def become_vassal(req: SpawnRequest, all_fds: list[int], plumbing: list[int]) -> int:
     """Turn this fork of the server into the vassal; returns only with an exit code."""
-    fds, listener = split_fds(req, all_fds)
+    fds, output, listener = split_fds(req, all_fds)
     os.setpgid(0, 0)
     signal.set_wakeup_fd(-1)
     for fd in plumbing:
@@ -460,6 +460,11 @@ def become_vassal(req: SpawnRequest, all_fds: list[int], plumbing: list[int]) ->
         if devnull != 0:
             os.dup2(devnull, 0)
             os.close(devnull)
+    if output is not None:  # the emperor collects what the vassal writes
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        if output > 2:
+            os.close(output)
     keep = set(fds) | {0, 1, 2}
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)

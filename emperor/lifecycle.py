@@ -161,6 +161,11 @@ class Lifecycle:
         self.to(Phase.CURSED)
         return True
 
+    def curse_again(self) -> None:
+        """A dying vassal SIGKILLed and still there: the next SIGKILL one tolerance later."""
+        if self.phase in DYING:
+            self.cursed_at = self.clock.now()
+
     def reloading(self) -> None:
         self.to(Phase.RELOADING)
 

@@ -24,6 +24,11 @@ def set_output(fd: int) -> None:
     _fd = fd
 
 
+def output_fd() -> int:
+    """The fd the emperor's log lines go to."""
+    return _fd
+
+
 def _write(text: str) -> None:
     try:
         # a vassal name that is not UTF-8 is written as its own bytes, as uWSGI does

@@ -16,10 +16,15 @@ vassal starts, dies or goes back to waiting stay in the backlog, none is refused
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import signal
 import socket
+import stat
 import subprocess
 
+from emperor.logs import log
 from emperor.settings import EmperorSettings
 
 #: uWSGI's listen() backlog for on-demand sockets (its default listen queue)
@@ -52,18 +57,59 @@ def from_options(settings: EmperorSettings, name: str, path: str | None) -> str 
 
 
 def run_exec(command: str, filename: str, timeout: float = 10.0) -> str | None:
-    """``CMD "FILENAME"`` through the shell, as uWSGI runs it; its first output line."""
+    """``CMD "FILENAME"`` through the shell, as uWSGI runs it; its first output line.
+
+    The file name reaches the shell as ``"$1"``, never pasted into the command line: uWSGI
+    pastes it, so a vassal file named ``x$(cmd).ini`` runs ``cmd`` as the emperor (root,
+    in tyrant mode, for whoever may drop a file in the directory). The command runs in its
+    own process group, killed whole after ``timeout`` (a child left behind holding the pipe
+    would keep the worker thread waiting for ever).
+    """
     try:
-        out = subprocess.run(f'{command} "{filename}"', shell=True, stdout=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL, timeout=timeout, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
+        proc = subprocess.Popen(["/bin/sh", "-c", f'{command} "$1"', "sh", filename],
+                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    except OSError as exc:
+        log(f"[emperor] emperor-on-demand-exec for {filename}: {exc.strerror or exc}")
+        return None
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        log(f"[emperor] emperor-on-demand-exec for {filename}: no answer within {timeout:g}s, "
+            "so no on-demand socket")
         return None
     return first_line(out)
 
 
+def _clear_unix_path(path: str) -> None:
+    """Remove a leftover socket file at ``path``. uWSGI unlinks whatever is there: a socket
+    name that names a config file, or another server's live socket, is removed with it."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise OSError(errno.EEXIST, f"{path} exists and is not a socket (left alone)")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # nobody listens: a leftover
+        return
+    except OSError:
+        return  # bind() says why
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"another process listens on {path} (left alone)")
+
+
 def bind(name: str, backlog: int = BACKLOG) -> socket.socket:
     """Bind and listen as uWSGI's on_demand_bind: TCP when the name has a ':' (SO_REUSEADDR,
-    an empty host is every address), otherwise a UNIX path (an old file is unlinked)."""
+    an empty host is every address), otherwise a UNIX path (a leftover socket file is
+    removed, nothing else)."""
     if ":" in name:
         host, _, port = name.rpartition(":")
         family = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
@@ -77,10 +123,7 @@ def bind(name: str, backlog: int = BACKLOG) -> socket.socket:
             sock.close()
             raise
     else:
-        try:
-            os.unlink(name)
-        except FileNotFoundError:
-            pass
+        _clear_unix_path(name)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(name)

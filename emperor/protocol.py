@@ -13,6 +13,10 @@ it to be a well-behaved vassal::
     if link:
         link.spawned(); link.accepting(); link.loyal()
         ...            # select() on link.fileno(); link.read_command() tells stop/reload
+
+It also holds the two other conversations a supervised process has with what watches it,
+shared by the emperor and the instance: systemd's notify protocol (``SystemdNotify``) and
+the answer to a Prometheus scrape (``scrape_answer``).
 """
 
 from __future__ import annotations
@@ -181,3 +185,89 @@ class VassalLink:
                     s.close()
                 except OSError:
                     pass
+
+
+# --- systemd's notify protocol (sd_notify(3)) ---------------------------------------------------
+
+ENV_NOTIFY_SOCKET = "NOTIFY_SOCKET"
+
+
+class SystemdNotify:
+    """The other supervisor a process may have: systemd, told through ``$NOTIFY_SOCKET``.
+
+    One datagram per message (``READY=1``, ``STATUS=...``, ``RELOADING=1``, ``STOPPING=1``,
+    ``WATCHDOG=1``: newline-separated ``KEY=VALUE`` lines), sent without ever waiting: a
+    systemd that does not read its socket loses a status line, never the sender's time. An
+    address starting with ``@`` is in the abstract namespace. Used by the emperor and by an
+    instance run as a service of its own (``Type=notify``), as uWSGI's core/notify.c does.
+    """
+
+    def __init__(self, address: str) -> None:
+        self.address = "\0" + address[1:] if address.startswith("@") else address
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.sock.setblocking(False)
+
+    @classmethod
+    def from_environ(cls, env: dict[str, str] | None = None, pop: bool = True) -> SystemdNotify | None:
+        """From ``$NOTIFY_SOCKET`` (removed from the environment with ``pop``: children must
+        not talk to systemd in our name)."""
+        environ = os.environ if env is None else env
+        address = environ.pop(ENV_NOTIFY_SOCKET, None) if pop else environ.get(ENV_NOTIFY_SOCKET)
+        if not address or not (address.startswith("/") or address.startswith("@")):
+            return None
+        try:
+            return cls(address)
+        except OSError:
+            return None
+
+    def send(self, *lines: str) -> bool:
+        """``send("READY=1", "STATUS=...")``; False when systemd did not take it."""
+        try:
+            self.sock.sendto(("\n".join(lines) + "\n").encode("utf-8", "replace"), self.address)
+            return True
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# --- a Prometheus scrape ---------------------------------------------------------------------
+
+HTTP_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 400: "Bad Request"}
+
+
+def scrape_answer(request: bytes, registry: object, path: str = "/metrics") -> bytes:
+    """The whole HTTP/1.0 answer to one request read from a scrape connection: the text
+    exposition of ``registry`` (prometheus_client) on GET/HEAD ``path``, in the format the
+    ``Accept`` header asks for (OpenMetrics or the classic text format); 404 elsewhere."""
+    head = request.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    parts = head[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        return _http(400, b"bad request\n", "text/plain")
+    method, target = parts[0], parts[1].split("?", 1)[0]
+    if target != path:
+        return _http(404, b"not found: the metrics are at " + path.encode() + b"\n", "text/plain")
+    if method not in ("GET", "HEAD"):
+        return _http(405, b"GET or HEAD\n", "text/plain")
+    accept = ""
+    for line in head[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "accept":
+            accept = value.strip()
+    from prometheus_client.exposition import choose_encoder
+
+    encoder, content_type = choose_encoder(accept)
+    body = encoder(registry)
+    return _http(200, b"" if method == "HEAD" else body, content_type, len(body))
+
+
+def _http(status: int, body: bytes, content_type: str, length: int | None = None) -> bytes:
+    return (f"HTTP/1.0 {status} {HTTP_REASONS[status]}\r\nConnection: close\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body) if length is None else length}"
+            f"\r\n\r\n").encode() + body
+
+
+def request_complete(data: bytes) -> bool:
+    """The head of an HTTP request has arrived (or enough to give up reading: 8 KiB)."""
+    return b"\r\n\r\n" in data or len(data) >= 8192

@@ -69,11 +69,27 @@ class EmperorSettings:
     vassals_cap: list[int] | None = None  # emperor-cap / vassals-cap
     tyrant_initgroups: bool = False
     vassals_cgroup_opts: list[tuple[str, str]] = field(default_factory=list)  # vassals-cgroup-opt
+    prometheus: str | None = None  # emperor-prometheus: ADDR of the /metrics endpoint
+    control_socket: str | None = None  # emperor-control-socket: PATH (emperor.control)
+    log_prefix: bool = False  # emperor-log-prefix: vassal lines as "[NAME] line"
+    vassal_logdir: str | None = None  # emperor-vassal-logdir: DIR/NAME.log per vassal
     fleet_member: str | None = None
     fleet_labels: list[str] = field(default_factory=list)
 
     def binary(self) -> str:
         return self.wrapper or self.binary_path or default_binary()
+
+    def notices(self) -> list[str]:
+        """One line for each option given that nothing will read (house rule: never
+        accepted silently)."""
+        lines = []
+        if not any(m.startswith("zoo://") for m in self.monitors):
+            for name, given in (("emperor-fleet-member", self.fleet_member),
+                                ("emperor-fleet-labels", self.fleet_labels)):
+                if given:
+                    lines.append(f"[emperor] {name} is ignored: it names this emperor in a zoo:// "
+                                 "fleet, and no zoo:// monitor is given")
+        return lines
 
     @classmethod
     def from_config(cls, config: Any) -> EmperorSettings:
@@ -135,6 +151,11 @@ class EmperorSettings:
             on_demand_exec=get("emperor-on-demand-exec"),
             broodlord=max(0, int(get("emperor-broodlord", 0) or 0)),
             tyrant_initgroups=bool(get("emperor-tyrant-initgroups", False)),
+            prometheus=get("emperor-prometheus"),
+            # absolute now: the emperor chdir()s to its vassal directory before binding it
+            control_socket=_absolute(get("emperor-control-socket")),
+            log_prefix=bool(get("emperor-log-prefix", False)),
+            vassal_logdir=_directory(get("emperor-vassal-logdir"), "emperor-vassal-logdir"),
             fleet_member=get("emperor-fleet-member"),
             fleet_labels=[str(v) for v in getlist("emperor-fleet-labels")],
         )
@@ -181,3 +202,16 @@ def _spawn_method(value: Any) -> str:
     if method not in ("fork", "exec"):
         raise ValueError(f"emperor-spawn = {value}: must be fork or exec")
     return method
+
+
+def _directory(value: Any, option: str) -> str | None:
+    if not value:
+        return None
+    path = os.path.abspath(str(value))
+    if not os.path.isdir(path):
+        raise ValueError(f"{option} {value}: no such directory")
+    return path
+
+
+def _absolute(value: Any) -> str | None:
+    return os.path.abspath(str(value)) if value else None

@@ -11,7 +11,8 @@ instead of exec + interpreter start + ~100 ms of imports); for a foreign binary,
 ``binary-path``, a wrapper, or ``emperor-spawn = exec``, the child execs it. The child is
 set up the same way for both (``forkserver.become_vassal``, in this order): own process
 group, signal dispositions and mask reset, ``PR_SET_PDEATHSIG`` = SIGKILL, stdin on
-/dev/null and no fd but the emperor fd and config fd (received over SCM_RIGHTS), cwd,
+/dev/null, stdout and stderr on the emperor's pipe when it collects them (emperor.output),
+and no fd but the emperor fd and config fd (received over SCM_RIGHTS), cwd,
 environment, the jail (namespaces, cgroups, capabilities, uid/gid: ``emperor.isolation.jail``),
 the ``vassals-start-hook``; then exec or the instance.
 
@@ -161,6 +162,9 @@ class SpawnRequest:
     overrides: list[str] = field(default_factory=list)  # emperor-wrapper-override
     fallbacks: list[str] = field(default_factory=list)  # emperor-wrapper-fallback
     with_config: bool = False
+    #: an fd after the emperor fd (and config fd) becomes the vassal's stdout and stderr
+    #: (emperor.output: the emperor collects what it writes)
+    output: bool = False
     #: the last fd given is a listening socket to become the vassal's fd 0 (on demand)
     stdin_socket: bool = False
 
@@ -177,11 +181,13 @@ def find_binary(req: SpawnRequest) -> str | None:
     return None
 
 
-def split_fds(req: SpawnRequest, fds: Sequence[int]) -> tuple[list[int], int | None]:
-    """(emperor fd [+ config fd], the on-demand socket for fd 0 or None)."""
-    if req.stdin_socket and fds:
-        return list(fds[:-1]), fds[-1]
-    return list(fds), None
+def split_fds(req: SpawnRequest, fds: Sequence[int]) -> tuple[list[int], int | None, int | None]:
+    """(emperor fd [+ config fd], the fd for stdout and stderr or None, the on-demand socket
+    for fd 0 or None), from the fds in the order the emperor passes them."""
+    rest = list(fds)
+    listener = rest.pop() if req.stdin_socket and rest else None
+    output = rest.pop() if req.output and rest else None
+    return rest, output, listener
 
 
 def child_env(req: SpawnRequest, fds: Sequence[int]) -> dict[str, str]:
@@ -264,7 +270,7 @@ class ThreadSpawner:
 
 
 def _popen(req: SpawnRequest, all_fds: list[int]) -> subprocess.Popen:
-    fds, listener = split_fds(req, all_fds)
+    fds, output, listener = split_fds(req, all_fds)
     env = child_env(req, fds)
     binary = find_binary(req) or req.argv[0]
     command = [binary, *req.argv[1:]]
@@ -289,6 +295,7 @@ def _popen(req: SpawnRequest, all_fds: list[int]) -> subprocess.Popen:
         kwargs["preexec_fn"] = _pdeathsig_preexec()
     return subprocess.Popen(command, env=env, cwd=req.cwd,
                             stdin=subprocess.DEVNULL if listener is None else listener,
+                            stdout=output, stderr=output,
                             pass_fds=fds, close_fds=True, process_group=0, **kwargs)
 
 

@@ -1,6 +1,7 @@
 """The emperor stats server (``emperor-stats`` / ``emperor-stats-server``).
 
-Each connection gets one JSON document and is closed, as uWSGI's ``emperor_send_stats``
+The document is rendered from the emperor's read model (``emperor.view.snapshot``), the
+one the Prometheus endpoint and the control socket answer from too. Each connection gets one JSON document and is closed, as uWSGI's ``emperor_send_stats``
 does. Keys, order and types are uWSGI 2.0's; the text layout too (tab indentation and one
 item per line, or compact with ``stats-minified``). Strings are escaped properly where
 uWSGI would print them raw. Differences: ``version`` is ours, and ``throttle_level`` is
@@ -18,14 +19,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from emperor.logs import log
+from emperor.protocol import request_complete
 
 if TYPE_CHECKING:
-    from emperor.core import Emperor
-
-try:
-    from vassal.options import VERSION
-except Exception:  # the option table is another package's; never let stats depend on it
-    VERSION = "2.0.21-imperium"
+    from emperor.view import EmperorView
 
 
 class _Writer:
@@ -92,76 +89,78 @@ class _Writer:
     def text(self) -> str:
         return "".join(self.out)
 
+    def flat_object(self, pairs: list[tuple[str, str]]) -> None:
+        """An object of scalar values, written at once (the same text as object_open, one
+        keyval/keylong per pair and object_close): the vassal list is made of these."""
+        if self.minified:
+            self.out.append("{" + ",".join(f"{_KEYS[k]}:{v}" for k, v in pairs) + "}")
+            return
+        inner = "\t" * (self.tabs + 1)
+        self.out.append("\t" * self.tabs + "{\n" + ",\n".join(f"{inner}{_KEYS[k]}:{v}" for k, v in pairs)
+                        + "\n" + "\t" * self.tabs + "}")
+
+
+class _KeyCache(dict):
+    """JSON text of the keys, computed once each."""
+
+    def __missing__(self, key: str) -> str:
+        text = self[key] = json.dumps(key)
+        return text
+
+
+_KEYS = _KeyCache()
+
 
 def _u(value: float) -> int:
     """uWSGI prints these as unsigned integers (time_t seconds)."""
     return max(0, int(value))
 
 
-def render(emperor: Emperor, minified: bool = False) -> bytes:
+def render(view: EmperorView, minified: bool = False) -> bytes:
+    """uWSGI's emperor stats document from a snapshot (emperor.view)."""
     w = _Writer(minified)
-    w.keyval("version", VERSION)
-    w.keylong("pid", os.getpid())
-    w.keylong("uid", os.getuid())
-    w.keylong("gid", os.getgid())
-    try:
-        cwd = os.getcwd()
-    except OSError:
-        cwd = ""
-    w.keyval("cwd", cwd)
+    w.keyval("version", view.version)
+    w.keylong("pid", view.pid)
+    w.keylong("uid", view.uid)
+    w.keylong("gid", view.gid)
+    w.keyval("cwd", view.cwd)
     w.key("emperor")
     w.list_open()
-    ids = [m.id for m in emperor.monitors]
-    for i, arg in enumerate(ids):
-        w.string(arg)
-        if i < len(ids) - 1:
+    for i, m in enumerate(view.monitors):
+        w.string(m.id)
+        if i < len(view.monitors) - 1:
             w.comma()
     w.list_close()
     w.comma()
-    w.keylong("emperor_tyrant", int(emperor.settings.tyrant))
-    w.keylong("throttle_level", emperor.throttle.level_ms)
+    w.keylong("emperor_tyrant", view.tyrant)
+    w.keylong("throttle_level", view.throttle_level)
     w.key("vassals")
     w.list_open()
-    vassals = list(emperor.vassals.values())
+    vassals = view.vassals
+    dumps = json.dumps
     for i, v in enumerate(vassals):
-        w.object_open()
-        w.keyval("id", v.name)
-        w.keylong("pid", v.pid)  # signed in uWSGI (-1 before the first spawn)
-        shown = v.shown()  # wall-clock moments, derived from the vassal's lifecycle
-        w.keylong("born", _u(v.born))
-        w.keylong("last_mod", _u(v.last_mod))
-        w.keylong("last_heartbeat", _u(shown["last_heartbeat"]))
-        w.keylong("loyal", v.loyal)
-        w.keylong("ready", v.ready)
-        w.keylong("accepting", v.accepting)
-        w.keylong("last_loyal", _u(shown["last_loyal"]))
-        w.keylong("last_ready", _u(shown["last_ready"]))
-        w.keylong("last_accepting", _u(shown["last_accepting"]))
-        w.keylong("first_run", _u(shown["first_run"]))
-        w.keylong("last_run", _u(shown["last_run"]))
-        w.keylong("cursed", _u(shown["cursed"]))
-        w.keylong("zerg", v.zerg)
-        w.keyval("on_demand", v.socket_name or "")
-        w.keylong("uid", v.uid if v.uid is not None else os.getuid())
-        w.keylong("gid", v.gid if v.gid is not None else os.getgid())
-        w.keyval("monitor", v.monitor.id if v.monitor is not None else "")
-        w.keylong("respawns", v.respawns, comma=False)
-        w.object_close()
+        # uWSGI's order and types; pid is signed there (-1 before the first spawn)
+        w.flat_object([
+            ("id", dumps(v.id)), ("pid", str(int(v.pid))), ("born", str(_u(v.born))),
+            ("last_mod", str(_u(v.last_mod))), ("last_heartbeat", str(_u(v.last_heartbeat))),
+            ("loyal", str(v.loyal)), ("ready", str(v.ready)), ("accepting", str(v.accepting)),
+            ("last_loyal", str(_u(v.last_loyal))), ("last_ready", str(_u(v.last_ready))),
+            ("last_accepting", str(_u(v.last_accepting))), ("first_run", str(_u(v.first_run))),
+            ("last_run", str(_u(v.last_run))), ("cursed", str(_u(v.cursed))), ("zerg", str(v.zerg)),
+            ("on_demand", dumps(v.on_demand)), ("uid", str(int(v.uid))), ("gid", str(int(v.gid))),
+            ("monitor", dumps(v.monitor)), ("respawns", str(int(v.respawns)))])
         if i < len(vassals) - 1:
             w.comma()
     w.list_close()
     w.comma()
     w.key("blacklist")
     w.list_open()
-    items = list(emperor.blacklist)
+    items = view.blacklist
     for i, item in enumerate(items):
-        w.object_open()
-        w.keyval("id", item.id)
-        w.keylong("throttle_level", item.throttle_level_ms())
-        w.keylong("attempt", item.attempt)
-        w.keylong("first_attempt", _u(item.first_wall))
-        w.keylong("last_attempt", _u(item.last_wall), comma=False)
-        w.object_close()
+        w.flat_object([("id", dumps(item.id)), ("throttle_level", str(int(item.throttle_level))),
+                       ("attempt", str(int(item.attempt))),
+                       ("first_attempt", str(_u(item.first_attempt))),
+                       ("last_attempt", str(_u(item.last_attempt)))])
         if i < len(items) - 1:
             w.comma()
     w.list_close()
@@ -190,10 +189,15 @@ class StatsServer:
     """
 
     def __init__(self, address: str, render_fn: Callable[[], bytes], http: bool = False,
-                 timeout: float = 4.0, max_clients: int = MAX_CLIENTS) -> None:
+                 timeout: float = 4.0, max_clients: int = MAX_CLIENTS,
+                 respond: Callable[[bytes], bytes] | None = None, what: str = "stats") -> None:
         self.address = address
         self.render_fn = render_fn
         self.http = http
+        #: an HTTP server instead (the Prometheus endpoint): the request's head is read and
+        #: the whole answer is ``respond(request)``
+        self.respond = respond
+        self.what = what
         self.timeout = timeout
         self.max_clients = max_clients
         self.sock: socket.socket | None = None
@@ -223,7 +227,7 @@ class StatsServer:
         sock.setblocking(False)
         self.sock = sock
         self._loop.add_reader(sock.fileno(), self._accept)
-        log(f"*** Emperor stats server enabled on {self.address} fd: {sock.fileno()} ***")
+        log(f"*** Emperor {self.what} server enabled on {self.address} fd: {sock.fileno()} ***")
 
     def _accept(self) -> None:
         assert self.sock is not None and self._loop is not None
@@ -255,7 +259,15 @@ class StatsServer:
         assert self._loop is not None
         try:
             async with asyncio.timeout(self.timeout):
-                if self.http:
+                if self.respond is not None:
+                    request = b""
+                    while not request_complete(request):
+                        chunk = await self._loop.sock_recv(conn, 4096)
+                        if not chunk:
+                            return
+                        request += chunk
+                    await self._loop.sock_sendall(conn, self.respond(request))
+                elif self.http:
                     # one read of the request, ignored, as uwsgi_send_http_stats does
                     if not await self._loop.sock_recv(conn, 4096):
                         return

@@ -47,6 +47,8 @@ class Channel:
         self.sock, self.child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.config_sock: socket.socket | None = None
         self.config_child: socket.socket | None = None
+        #: the write end of the pipe the emperor collects the vassal's output from
+        self.output_child: int | None = None
         if with_config:
             try:
                 self.config_sock, self.config_child = socket.socketpair(socket.AF_UNIX,
@@ -63,6 +65,8 @@ class Channel:
         fds = [self.child.fileno()]
         if self.config_child is not None:
             fds.append(self.config_child.fileno())
+        if self.output_child is not None:
+            fds.append(self.output_child)
         return fds
 
     def handed_over(self) -> None:
@@ -70,6 +74,15 @@ class Channel:
         for s in (self.child, self.config_child):
             if s is not None:
                 s.close()
+        self._close_output()
+
+    def _close_output(self) -> None:
+        if self.output_child is not None:
+            try:
+                os.close(self.output_child)
+            except OSError:
+                pass
+            self.output_child = None
 
     def close(self) -> None:
         for s in (self.sock, self.child, self.config_sock, self.config_child):
@@ -78,6 +91,7 @@ class Channel:
                     s.close()
                 except OSError:
                     pass
+        self._close_output()
 
 
 class VassalHandle:

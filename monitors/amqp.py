@@ -132,6 +132,7 @@ def interpret(routing_key: str, body: bytes, *, tyrant: bool = False,
 
 class AmqpMonitor(Monitor):
     scheme = "amqp"
+    lists = False  # messages only: nothing to scan before the emperor is ready
 
     def __init__(self, arg: str, emit: Callable[[Monitor, Event], None], ctx: MonitorContext) -> None:
         super().__init__(arg, emit, ctx)

@@ -75,6 +75,7 @@ def parse_message(parts: Sequence[bytes], now: float | None = None) -> Event:
 
 class ZmqMonitor(Monitor):
     scheme = "zmq"
+    lists = False  # messages only: nothing to scan before the emperor is ready
 
     def __init__(self, arg: str, emit: Callable[[Monitor, Event], None], ctx: MonitorContext) -> None:
         super().__init__(arg, emit, ctx)

@@ -305,6 +305,12 @@ class ZooMonitor(Monitor):
         for name, got in fetched.items():
             if got is None:
                 continue  # left between the two reads
+            if got[1] is not None and not got[1].ephemeralOwner:
+                # no session holds it (made by hand, or restored from a backup): it would
+                # draw vassals to a member that runs nothing, for ever
+                self._warn(f"member:{name}", f"ignoring {path}/{printable(name)}: not an "
+                                             f"ephemeral node, so no emperor's; delete it")
+                continue
             info = zoo_member.decode(got[0]) if got[0] is not None else zoo_member.MemberInfo(
                 error="ZooKeeper refuses to read its node")
             if info.error:
@@ -347,6 +353,10 @@ class ZooMonitor(Monitor):
             if stat.ephemeralOwner == session:  # ours: an earlier create whose answer was lost
                 self._registered(session, None)
                 return True
+            if not stat.ephemeralOwner:
+                self.problem = (f"the member node {path} is not ephemeral (no emperor's session "
+                                "holds it, it was made by hand or restored): delete it")
+                return False
             info = zoo_member.decode(held)
             if zoo_member.left_by_dead_local_emperor(info):
                 self.log.info("%s member node %s was left by a dead emperor of this machine "

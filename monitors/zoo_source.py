@@ -163,11 +163,27 @@ def parse_zoo_arg(arg: str) -> ZooSource:
             tls["check_hostname"] = _flag("check_hostname", params["check_hostname"], redact(arg))
     elif tls or "verify" in params or "check_hostname" in params:
         raise ValueError(f"{redact(arg)}: TLS parameters given with tls=0")
-    return ZooSource(hosts=_hosts(netloc, redact(arg)), path=vassals, members=members, chroot=chroot,
+    try:
+        hosts = _hosts(netloc, redact(arg))
+    except ValueError:
+        if "@" in rest:  # USER:PASS/WORD@HOST: the "host" would show a piece of the password
+            raise ValueError(f"{redact(arg)}: bad ZooKeeper host, or a password holding '/' "
+                             "(percent-encode '/', '@' and ':' in credentials)") from None
+        raise
+    return ZooSource(hosts=hosts, path=vassals, members=members, chroot=chroot,
                      user=user, password=password, timeout=timeout, tls=tls)
 
 
 def redact(arg: str) -> str:
-    """The URI without its password (and without a keyfile password)."""
-    arg = re.sub(r"^(zoo://[^:/@]*:)[^@/]*@", r"\1***@", arg)
+    """The URI without its password (and without a keyfile password).
+
+    Everything from ``zoo://USER:`` to the last ``@`` before the query is hidden: a password
+    holding a raw ``@`` or ``/`` (which should be percent-encoded) is hidden whole too.
+    """
+    m = re.match(r"zoo://[^:/@?]*:", arg)
+    if m:
+        head, q, query = arg[m.end():].partition("?")
+        at = head.rfind("@")
+        if at >= 0:
+            arg = m.group(0) + "***" + head[at:] + q + query
     return re.sub(r"(keyfile_password=)[^&]*", r"\1***", arg)

@@ -19,7 +19,8 @@ from monitors.zoo_source import parse_zoo_arg, redact
 CONNECT_TIMEOUT = 5.0
 
 
-def _children(client: Any, path: str) -> dict[str, bytes] | None:
+def _children(client: Any, path: str) -> dict[str, tuple[bytes, Any]] | None:
+    """The data and stat of each child of ``path`` (None: no such path)."""
     from kazoo.exceptions import NoNodeError
 
     try:
@@ -27,12 +28,13 @@ def _children(client: Any, path: str) -> dict[str, bytes] | None:
     except NoNodeError:
         return None
     pending = {n: client.get_async(f"{path}/{n}") for n in names}
-    out: dict[str, bytes] = {}
+    out: dict[str, tuple[bytes, Any]] = {}
     for name, result in pending.items():
         try:
-            out[name] = result.get(timeout=CONNECT_TIMEOUT)[0] or b""
+            data, stat = result.get(timeout=CONNECT_TIMEOUT)
         except NoNodeError:
-            pass
+            continue
+        out[name] = (data or b"", stat)
     return out
 
 
@@ -76,7 +78,9 @@ def fleet_status(arg: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -
             client.close()
         except Exception:  # nothing left to do with a client that will not stop
             pass
-    members = {name: zoo_member.decode(data) for name, data in sorted(members_raw.items())}
+    # a persistent node is no emperor's (monitors/zoo.py ignores it too)
+    members = {name: zoo_member.decode(data) for name, (data, stat) in sorted(members_raw.items())
+               if stat.ephemeralOwner}
     print(f"fleet {redact(arg)}", file=out)
     print(f"members ({len(members)}):", file=out)
     for name, info in members.items():
@@ -85,6 +89,9 @@ def fleet_status(arg: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -
         extra = f"  ({info.error})" if info.error else ""
         print(f"  {name}  labels {labels}  host {info.host or '?'} pid {info.pid or '?'}  "
               f"runs {runs}{extra}", file=out)
+    for name, (_, stat) in sorted(members_raw.items()):
+        if not stat.ephemeralOwner:
+            print(f"  {name}  (not an ephemeral node: ignored by the fleet; delete it)", file=out)
     if vassals_raw is None:
         print(f"vassals: the path {source.path} does not exist", file=out)
         return 0
@@ -94,7 +101,7 @@ def fleet_status(arg: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -
             reported.setdefault(vassal, []).append(name)
     labels = {n: m.labels for n, m in members.items()}
     rows = [("VASSAL", "REPLICAS", "PLACED ON", "REPORTED BY")]
-    for name, data in sorted(vassals_raw.items()):
+    for name, (data, _) in sorted(vassals_raw.items()):
         if len(data) > MAX_CONFIG:
             rows.append((name, "-", f"(config of {len(data)} bytes is too large)", ""))
             continue

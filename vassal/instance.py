@@ -18,9 +18,10 @@ import sys
 import time
 from typing import Any
 
-from vassal import jail, process_setup
+from vassal import jail, process_setup, routing
 from vassal import log as logmod
 from vassal.api import background, uwsgi_module
+from vassal.api import metrics as metrics_api
 from vassal.emperor_link import EmperorLink
 from vassal.log import log
 from vassal.logs.loggers import LoggerError
@@ -28,7 +29,8 @@ from vassal.logs.request import RequestLog
 from vassal.master import FAILED_APP_CODE, Master
 from vassal.protocols import offload, static
 from vassal.scoreboard import Scoreboard
-from vassal.services import Service, cheaper, log_master
+from vassal.services import Service, cheaper, log_master, zergpool
+from vassal.services.pidfiles import SafePidfiles
 from vassal.services.plan import PlanError, ServicePlan
 from vassal.services.reload_rules import reload_on_exception_rule
 from vassal.services.stats_server import StatsService
@@ -260,7 +262,8 @@ def _has_stdin_socket() -> bool:
     return True
 
 
-def _make_sockets(config: Any) -> list[ListenSocket]:
+def _make_sockets(config: Any, pools: list | None = None) -> list[ListenSocket]:
+    """The instance's listening sockets (and, into ``pools``, its zergpools' sockets)."""
     backlog = int(config.get("listen") or 100)
     chmod = config.get("chmod-socket")
     inherited = inherited_from_env()
@@ -340,6 +343,11 @@ def _make_sockets(config: Any) -> list[ListenSocket]:
             what = "TCP address" if ls.family != socket.AF_UNIX else "UNIX address"
             log(f"uwsgi socket {len(out)} bound to {what} {addr} fd {ls.fileno()}")
         out.append(ls)
+    if pools is not None and config.has("zergpool"):
+        try:
+            pools += zergpool.bind_pools(config, inherited, used)
+        except (zergpool.ZergPoolError, BindError) as exc:
+            raise InstanceError(str(exc)) from None
     close_unused_inherited(inherited, used)
     timeout = int(config.get("socket-timeout") or 4)
     tv = struct.pack("ll", timeout, 0)
@@ -369,9 +377,13 @@ def _same_address(spec: str, name: str) -> bool:
 
 
 def _settings(config: Any, version: str, link: Any) -> WorkerSettings:
+    files = _static_files(config)
     return WorkerSettings.from_config(
         config, version, link,
-        static=_static_files(config),
+        static=files,
+        router=_router(config, files),
+        proxy_protocol=bool(config.get("enable-proxy-protocol") or config.get("http-enable-proxy-protocol")),
+        reaper=bool(config.get("reaper")),
         reqlog=RequestLog.from_config(config),
         offload_threads=max(0, int(config.get("offload-threads") or 0)),
         reload_mercy=float(config.get("worker-reload-mercy") or 60),
@@ -383,6 +395,14 @@ def _static_files(config: Any) -> Any:
     try:
         return static.from_config(config)
     except static.StaticConfigError as exc:
+        raise InstanceError(str(exc)) from None
+
+
+def _router(config: Any, files: Any) -> Any:
+    """The internal routing rules (vassal/routing), or None when the config has none."""
+    try:
+        return routing.from_config(config, files)
+    except (routing.RouteError, static.StaticConfigError) as exc:
         raise InstanceError(str(exc)) from None
 
 
@@ -470,11 +490,36 @@ def _phase(plan: ServicePlan, phase: str, in_worker: bool = False) -> None:
 
 def _services(config: Any, plan: ServicePlan, scaling: cheaper.CheaperConfig | None = None) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
+    from vassal.services.sdnotify import SystemdService
     from vassal.services.sos import SosService
 
     sos = SosService.from_config(config)
+    systemd = SystemdService.from_environ()
+    safe = SafePidfiles.from_config(config)
     return [*log_master.active(), *uwsgi_module.services(), *([sos] if sos is not None else []),
-            *plan.services(), *([cheaper.Cheaper(scaling)] if scaling else [])]
+            *plan.services(), *([cheaper.Cheaper(scaling)] if scaling else []),
+            *([systemd] if systemd is not None else []), *([safe] if safe is not None else [])]
+
+
+def _zergpool_service(pools: list) -> list[Service]:
+    if not pools:
+        return []
+    return [zergpool.ZergPoolService(pools)]
+
+
+def _umask(config: Any) -> None:
+    """``umask``: set before anything is created (uWSGI applies it while reading the options).
+    uWSGI reads three octal digits (the last three of four) and, given anything else, logs
+    "invalid umask" and sets 0 (world-writable files): here that is refused."""
+    value = config.get("umask")
+    if value is None:
+        return
+    text = str(value).strip()
+    digits = text[1:4] if len(text) == 4 else text
+    if len(digits) != 3 or any(c not in "01234567" for c in digits):
+        raise InstanceError(f"umask ({config.origin('umask')}): invalid umask: {value!r} (three octal digits, "
+                            "e.g. 022)")
+    os.umask(int(digits, 8))
 
 
 def _cheaper(config: Any) -> cheaper.CheaperConfig | None:
@@ -488,6 +533,7 @@ def _cheaper(config: Any) -> cheaper.CheaperConfig | None:
 
 
 def _run(config: Any) -> int:
+    _umask(config)
     original_cwd = os.getcwd()
     reloading = bool(os.environ.get("UWSGI_RELOADS"))
     try:
@@ -510,7 +556,8 @@ def _run(config: Any) -> int:
     log(f"current working directory: {os.getcwd()}")
     log(f"detected binary path: {sys.executable}")
     scaling = _cheaper(config)
-    if not _socket_specs(config) and not config.getlist("zerg") and not _has_stdin_socket():
+    if not _socket_specs(config) and not config.getlist("zerg") and not _has_stdin_socket() \
+            and not config.has("zergpool"):
         raise InstanceError("no socket configured: use http-socket = ADDR or socket = ADDR")
     link = EmperorLink.from_config(config)
     process_setup.apply_max_fd(config)
@@ -523,7 +570,8 @@ def _run(config: Any) -> int:
     _phase(plan, "in-jail")
     if config.get("home"):
         _home(config.get("home"))
-    sockets = _make_sockets(config)
+    pools: list = []  # zergpools (vassal/services/zergpool.py)
+    sockets = _make_sockets(config, pools)
     process_setup.remap_stdin(config)
     _write_pidfile(config.get("pidfile"))
     as_root = os.getuid() == 0
@@ -540,7 +588,8 @@ def _run(config: Any) -> int:
     if config.get("logto2"):
         _open_logfile(config, "logto2")
 
-    processes = max(1, int(config.get("processes") or 1))
+    # a zergpool without sockets of its own serves nothing: no worker (uWSGI's "no-workers")
+    processes = 0 if pools and not sockets else max(1, int(config.get("processes") or 1))
     threads = max(1, int(config.get("threads") or 1))
     cores = threads
     if config.get("gevent"):
@@ -573,7 +622,9 @@ def _run(config: Any) -> int:
     # uWSGI 2.0 goes on without an app unless need-app; we exit when an app was named and
     # failed to load (as uWSGI 2.1 does by default), and `need-app = false` restores 2.0's way
     need_app: bool | None = bool(config.get("need-app")) if config.has("need-app") else None
-    log(f"*** Operational MODE: {'preforking' if processes > 1 else 'single process'}"
+    if config.get("vhost") or config.get("vhost-host"):
+        log("VirtualHosting mode enabled.")
+    log(f"*** Operational MODE: {'preforking' if processes > 1 else 'single process' if processes else 'no-workers'}"
         f"{'+threaded' if threads > 1 else ''} ***")
     apps: AppTable | None = None
     if not lazy:
@@ -594,6 +645,7 @@ def _run(config: Any) -> int:
 
     stats_server = None
     stats_source = None
+    extra_services: list[Service] = []  # the Prometheus endpoint
     if config.get("stats"):
         try:
             stats_server = StatsService(config.get("stats"), bool(config.get("stats-http")),
@@ -602,6 +654,19 @@ def _run(config: Any) -> int:
                                         timeout=float(config.get("socket-timeout") or 4))
         except (OSError, ValueError) as exc:
             raise InstanceError(str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)) from None
+    if config.get("prometheus"):
+        from vassal.metrics import prometheus
+
+        try:
+            extra_services.append(prometheus.service(config.get("prometheus"), board, sockets,
+                                                     metrics_api.table(),
+                                                     float(config.get("socket-timeout") or 4)))
+        except (OSError, ValueError) as exc:
+            raise InstanceError(str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)) from None
+    if config.get("stats") or metrics_api.needs_stats_document(config):
+        minified = bool(config.get("stats-minified"))
+        metrics_api.set_stats_document(
+            lambda: generate(stats_source, minified).encode("utf-8", "surrogateescape"))
         app_info = [{"mountpoint": a.mountpoint, "startup_time": a.startup_time,
                      "chdir": config.get("chdir") or ""} for a in (apps.apps if apps else [])]
         stats_source = StatsSource(version, sockets, board, app_info, int(config.get("listen") or 100),
@@ -652,7 +717,7 @@ def _run(config: Any) -> int:
                         os.unlink(ls.name)
                     except OSError:
                         pass
-            for opt in ("pidfile", "pidfile2"):
+            for opt in ("pidfile", "pidfile2", "safe-pidfile", "safe-pidfile2"):
                 if config.get(opt):
                     try:
                         os.unlink(config.get(opt))
@@ -672,7 +737,8 @@ def _run(config: Any) -> int:
         master = Master(config=config, sockets=sockets, board=board, spawn_worker=spawn_worker, link=link,
                         stats_source=stats_source, original_cwd=original_cwd,
                         cleanup=cleanup, lazy_need_app=lazy and need_app is not False,
-                        services=_services(config, plan, scaling) + ([stats_server] if stats_server else []))
+                        services=_services(config, plan, scaling) + ([stats_server] if stats_server else [])
+                        + extra_services + _zergpool_service(pools))
     except OSError as exc:
         raise InstanceError(exc.strerror or str(exc)) from None
     try:

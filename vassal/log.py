@@ -35,6 +35,7 @@ original_fd: int = 2
 
 class _LogVars(threading.local):
     table: dict[bytes, bytes] | None = None  # a class default: no AttributeError per request
+    skip = False  # the routing action ``donotlog``: no request line for this request
 
 
 _logvars = _LogVars()
@@ -202,8 +203,22 @@ def get_logvar(key: str | bytes) -> bytes | None:
     return table.get(k[:LOGVAR_MAX]) if table else None
 
 
+def skip_request_line() -> None:
+    """The routing action ``donotlog``: this request gets no line in the request log."""
+    _logvars.skip = True
+
+
+def take_skip() -> bool:
+    """True (once) when ``donotlog`` was asked for the request on this thread."""
+    if _logvars.skip:
+        _logvars.skip = False
+        return True
+    return False
+
+
 def take_logvars() -> dict[bytes, bytes]:
     """This request's variables, forgotten for the next request on this thread."""
+    _logvars.skip = False
     table = _logvars.table
     if table is None:
         return _EMPTY

@@ -475,7 +475,8 @@ class Master:
         if self.zerg_server is not None:
             self.zerg_server.close()  # rebound by the next incarnation
             _unlink_unix(self.config.get("zerg-server"))
-        os.environ[ENV_INHERITED] = export_for_exec(self.sockets)
+        os.environ[ENV_INHERITED] = export_for_exec(
+            self.sockets + [ls for service in self.services for ls in service.kept_sockets()])
         if self.link is not None:
             self.link.prepare_reexec()
         os.environ["UWSGI_RELOADS"] = str(int(os.environ.get("UWSGI_RELOADS", "0") or 0) + 1)

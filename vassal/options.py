@@ -131,8 +131,8 @@ _add("shared-socket", str, None, "bind a socket in the master to be referenced a
      repeat=True, section=S)
 _add("zerg", str, None, "attach to a zerg server and use the sockets it hands out", repeat=True, section=S)
 _add("zerg-server", str, None, "pass this instance's sockets to zergs on this UNIX socket", section=S)
-_add("zergpool", str, None, "ZERGSOCKET:ADDR: a zerg pool handing ADDR to attached zergs", repeat=True,
-     ignored=True, section=S)
+_add("zergpool", str, None, "ZERGSOCKET:ADDR[,ADDR...]: bind the ADDRs and hand them to every zerg that "
+     "connects to the UNIX socket ZERGSOCKET", repeat=True, aliases=("zerg-pool",), section=S)
 _add("zerg-fallback", bool, False, "bind own sockets when the zerg server cannot be reached", section=S)
 _add("chmod-socket", str, None, "permissions of UNIX sockets (alone: 666)", aliases=("chmod",), short="C",
      implicit="666", section=S)
@@ -142,6 +142,10 @@ _add("abstract-socket", bool, False, "UNIX sockets in the abstract namespace", s
 _add("so-keepalive", bool, False, "enable TCP keepalive on the sockets", section=S)
 _add("socket-timeout", int, 4, "seconds of socket inactivity before a request is dropped; also the "
      "time a whole request head gets to arrive", short="z", section=S)
+_add("enable-proxy-protocol", bool, False, "HTTP sockets read a PROXY v1 line opening a connection (the "
+     "client's address behind a load balancer)", section=S)
+_add("http-enable-proxy-protocol", bool, False, "the same as enable-proxy-protocol (http = here is an "
+     "HTTP socket)", section=S)
 _add("http-timeout", int, 60, "seconds an idle keep-alive HTTP connection is kept", section=S)
 _add("http-headers-timeout", int, 0, "seconds a whole HTTP request head gets to arrive "
      "(0: socket-timeout)", section=S)
@@ -251,7 +255,9 @@ _add("stats", str, None, "serve the stats JSON on this address", aliases=("stats
 _add("stats-http", bool, False, "prefix the stats JSON with HTTP headers", section=S)
 _add("stats-minified", bool, False, "compact stats JSON", aliases=("stats-min",), section=S)
 _add("stats-no-cores", bool, False, "leave per-core data out of the stats", section=S)
-_add("stats-no-metrics", bool, False, "leave metrics out of the stats (there are none here)", section=S)
+_add("stats-no-metrics", bool, False, "leave the metrics out of the stats document", section=S)
+_add("prometheus", str, None, "serve this instance's Prometheus metrics on HTTP ADDR (/metrics)",
+     section=S)
 _add("connect-and-read", str, None, "connect to a socket, print what it sends and exit", section=S)
 _add("memory-report", bool, False, "log memory usage after each request", short="m", section=S)
 _add("vacuum", bool, False, "remove UNIX sockets and pidfiles on exit", section=S)
@@ -270,6 +276,11 @@ _add("env", str, None, "KEY=VALUE: set an environment variable (KEY alone: unset
 _add("unenv", str, None, "remove an environment variable", repeat=True, section=S)
 _add("pidfile", str, None, "write the master pid here (before dropping privileges)", section=S)
 _add("pidfile2", str, None, "write the master pid here (after dropping privileges)", section=S)
+_add("safe-pidfile", str, None, "write the master pid here once the instance is up (workers spawned)",
+     section=S)
+_add("safe-pidfile2", str, None, "the same as safe-pidfile (uWSGI 2.0 writes both at the same point)",
+     section=S)
+_add("umask", str, None, "set the umask (three octal digits, e.g. 022) before anything else", section=S)
 _add("daemonize", str, None, "detach and log to this file", short="d", section=S)
 _add("daemonize2", str, None, "detach after loading the app, logging to this file", section=S)
 _add("uid", str, None, "drop privileges to this user (name or number)", section=S)
@@ -284,6 +295,9 @@ _add("auto-procname", bool, False, "give processes meaningful names (uWSGI maste
 _add("mount", str, None, "MOUNTPOINT=APP: mount an app (file or module) at a URL prefix", repeat=True,
      section=S)
 _add("manage-script-name", bool, False, "route requests to mounted apps by SCRIPT_NAME prefix", section=S)
+_add("no-default-app", bool, False, "no fallback app: a request no mountpoint matches gets a 500", section=S)
+_add("vhost", bool, False, "virtual hosting: apps are chosen by HOST|SCRIPT_NAME (mount = HOST|=APP)", section=S)
+_add("vhost-host", bool, False, "the same as vhost (uWSGI 2.0 makes no difference)", section=S)
 
 # --- instance: static files (vassal/protocols/static.py) -----------------------------------
 _add("static-map", str, None, "MOUNTPOINT=DIR (or FILE): serve static files under MOUNTPOINT from DIR",
@@ -331,11 +345,31 @@ _add("static-cache-paths", int, 0, "cache resolved static paths (resolved per re
 _add("static-cache-paths-name", str, None, "cache used for static paths", section=S, ignored=True)
 _add("app", str, None, "(xml <app>) marks an app entry; not needed: the mount carries the app",
      repeat=True, section=S)
-_add("route", str, None, "internal routing rule", repeat=True, section=S, ignored=True)
-_add("route-host", str, None, "internal routing rule on HTTP_HOST", repeat=True, section=S, ignored=True)
-_add("route-uri", str, None, "internal routing rule on REQUEST_URI", repeat=True, section=S, ignored=True)
-_add("route-run", str, None, "internal routing action", repeat=True, section=S, ignored=True)
-_add("reaper", bool, False, "reap zombies after each request", short="r", section=S, ignored=True)
+# --- instance: internal routing (vassal/routing) --------------------------------------------
+for _prefix, _chain in (("route", "request"), ("final-route", "final"), ("error-route", "error"),
+                        ("response-route", "response")):
+    for _suffix, _help in (("", "REGEXP ACTION: a rule on PATH_INFO"), ("-host", "REGEXP ACTION: a rule on HTTP_HOST"),
+                           ("-uri", "REGEXP ACTION: a rule on REQUEST_URI"),
+                           ("-qs", "REGEXP ACTION: a rule on QUERY_STRING"),
+                           ("-remote-addr", "REGEXP ACTION: a rule on REMOTE_ADDR"),
+                           ("-user-agent", "REGEXP ACTION: a rule on HTTP_USER_AGENT"),
+                           ("-remote-user", "REGEXP ACTION: a rule on REMOTE_USER"),
+                           ("-referer", "REGEXP ACTION: a rule on HTTP_REFERER"),
+                           ("-label", "NAME: a label for goto"), ("-if", "CONDITION:ARGS ACTION: a rule on a condition"),
+                           ("-if-not", "CONDITION:ARGS ACTION: a rule on a condition, negated"),
+                           ("-run", "ACTION: always run this action"),
+                           ("-status", "STATUS ACTION: a rule on the response status")):
+        if _suffix == "-status" and _chain == "request":
+            continue
+        _add(_prefix + _suffix, str, None, f"{_help} (the {_chain} routing chain)", repeat=True, section=S)
+del _prefix, _chain, _suffix, _help
+_add("collect-header", str, None, "HEADER VAR: copy this response header into a request variable", repeat=True,
+     aliases=("response-header-collect",), section=S)
+_add("pull-header", str, None, "HEADER VAR: move this response header into a request variable (not sent)",
+     repeat=True, section=S)
+_add("del-header", str, None, "never send this response header (the app's or a static file's)", repeat=True,
+     section=S)
+_add("reaper", bool, False, "reap the app's exited child processes after each request", short="r", section=S)
 _add("cgi-mode", bool, False, "CGI mode for plugins supporting it", short="c", section=S, ignored=True)
 _add("max-vars", int, 0, "number of internal request variables", short="v", section=S, ignored=True)
 _add("sharedarea", str, None, "a shared memory area of N pages (or keyval: pages=,size=,file=)", short="A",
@@ -360,10 +394,10 @@ _add("cache-udp-node", str, None, "cache replication (refused: not supported)", 
 _add("cache-sync", str, None, "copy a remote cache at startup (refused: not supported)", section=S)
 _add("locks", int, 0, "create N+1 user locks (uwsgi.lock(0..N))", section=S)
 _add("rpc-max", int, 64, "most RPC functions a process may register", section=S)
-_ignored(S, "legion", "subscribe-to", "subscribe2",
-         "cpu-affinity", "alarm", "stats-push", "carbon", "metrics-dir",
+_ignored(S, "legion",
+         "cpu-affinity", "alarm",
          "websockets-max-size", "worker-exec",
-         "https", "https-socket", "ssl-socket", "http-to", "fastrouter", "rawrouter", "sslrouter",
+         "https-socket", "ssl-socket",
          "snmp", "log-alarm",
          "listen-queue-alarm", "wsgi-env-behaviour", "wsgi-env-behavior",
          "http-modifier1", "http-var", "http-stats", "http-processes",
@@ -373,10 +407,9 @@ _ignored(S, "legion", "subscribe-to", "subscribe2",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
 _ignored(S, "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
          repeat=True)
-_ignored(S, "stats-pusher-default-freq")
 _ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "pcre-jit",
-         "no-default-app", "skip-atexit", "skip-atexit-teardown", "freebind",
-         "enable-metrics", "ssl-verbose", "http-raw-body", "http-websockets",
+         "skip-atexit", "skip-atexit-teardown", "freebind",
+         "ssl-verbose", "http-raw-body", "http-websockets",
          "lazy-apps-fallback", "ugreen", "greenlet", "stackless",          "master-as-root", "ksm", "python-worker-override", type_=bool)
 
 # --- instance: its own jail (vassal.jail, vassal.namespace) ---------------------------------
@@ -402,6 +435,38 @@ _add("cgroup-dir-mode", str, "0700", "mode of the cgroup directories made", sect
 _add("limit-as", int, 0, "limit the address space of every process to this many megabytes", section=S)
 _add("limit-nproc", int, 0, "limit the number of processes of the instance's user (RLIMIT_NPROC)",
      aliases=("rlimit-nproc",), section=S)
+# --- instance: metrics and stats pushers (vassal.metrics, vassal.api.metrics) ---------------
+_add("enable-metrics", bool, False, "enable the metrics subsystem (uwsgi.metric_*, metrics in the stats)",
+     section=S)
+_add("metric", str, None, "NAME or name=,type=,collector=,...: add a custom metric (enables metrics)",
+     repeat=True, section=S)
+_add("metric-threshold", str, None, "key=METRIC,value=N,reset=M: reset a metric when it reaches N",
+     repeat=True, aliases=("metric-alarm", "alarm-metric"), section=S)
+_add("metrics-dir", str, None, "keep a text file per metric in this directory", aliases=("metric-dir",),
+     section=S)
+_add("metrics-dir-restore", bool, False, "start from the values found in metrics-dir",
+     aliases=("metric-dir-restore",), section=S)
+_add("metrics-no-cores", bool, False, "no per-core metrics", section=S)
+_add("stats-push", str, None, "PUSHER:ARGS: push metrics or the stats JSON (statsd, socket, carbon, file, "
+     "mongodb)", repeat=True, section=S)
+_add("stats-pusher-default-freq", int, 3, "seconds between two pushes of a pusher without freq",
+     aliases=("stats-pushers-default-freq",), section=S)
+_add("carbon", str, None, "HOST:PORT: push statistics to this carbon server", repeat=True, section=S)
+_add("carbon-timeout", int, 3, "carbon connection timeout, seconds", section=S)
+_add("carbon-freq", int, 60, "seconds between two carbon pushes", section=S)
+_add("carbon-id", str, None, "carbon id of this instance (default: its first socket, dots as _)",
+     section=S)
+_add("carbon-no-workers", bool, False, "no per-worker carbon metrics", section=S)
+_add("carbon-max-retry", int, 0, "retries of a failed carbon push", section=S)
+_add("carbon-retry-delay", int, 7, "seconds before retrying a failed carbon push", section=S)
+_add("carbon-root", str, "uwsgi", "root node of the carbon metrics", section=S)
+_add("carbon-hostname-dots", str, None, "character replacing the dots of the hostname in carbon names",
+     section=S)
+_add("carbon-name-resolve", bool, False, "carbon servers may be given by host name",
+     aliases=("carbon-resolve-names",), section=S)
+_add("carbon-idle-avg", str, "last", "avg_rt pushed while idle: last, zero or none", section=S)
+_add("carbon-use-metrics", bool, False, "push the metrics subsystem's values instead of carbon's own",
+     section=S)
 
 # --- instance: uWSGI signals, the spooler, mules (vassal.api.signals/spooler/mules) ----------
 _add("timer", str, None, "SIGNAL SECONDS: raise a uWSGI signal every SECONDS", repeat=True,
@@ -649,20 +714,54 @@ _add("vassals-inherit-before", str, None, "pass --inherit FILE to every vassal (
      repeat=True, section=S)
 _add("vassals-start-hook", str, None, "run COMMAND VASSALNAME before a vassal starts", section=S)
 _add("vassals-stop-hook", str, None, "run COMMAND VASSALNAME after a vassal is removed", section=S)
+_add("emperor-prometheus", str, None, "serve the emperor's Prometheus metrics on HTTP ADDR (/metrics)",
+     section=S)
+_add("emperor-control-socket", str, None, "accept imperium ctl commands on this UNIX socket (mode 0600)",
+     section=S)
+_add("emperor-log-prefix", bool, False, "collect the vassals' output and prefix each line with [NAME]",
+     section=S)
+_add("emperor-vassal-logdir", str, None, "collect each vassal's output into DIR/NAME.log (reopened on "
+     "SIGUSR2)", section=S)
 _add("imperial-monitor-list", bool, False, "list the imperial monitors (and go on, as uWSGI)",
      aliases=("imperial-monitors-list",), section=S)
 
 del S
 
+# --- refused with a reason: uWSGI options whose absence would break a deploy silently ------------
+_ROUTER = ("uWSGI's {plugin} (a proxy process in front of the workers, with its subscription server) is "
+           "not built here: put nginx (uwsgi_pass/proxy_pass) or HAProxy in front of the instances, "
+           "each on its own socket (an emperor's vassals each bind theirs)")
+_SUBSCRIBE = ("subscribing to a uWSGI router is not built here: point the front server (nginx's "
+              "uwsgi_pass) at the instance's socket instead")
+#: option -> why it is refused (the loader says so, naming file and line)
+REFUSED: dict[str, str] = {}
+#: uWSGI plugin -> why every option it defines is refused
+REFUSED_PLUGINS: dict[str, str] = {p: _ROUTER.format(plugin=p) for p in (
+    "fastrouter", "rawrouter", "sslrouter", "forkptyrouter", "corerouter")}
+
+
+def _refuse(why: str, *names: str) -> None:
+    for name in names:
+        if name in ALIASES:
+            raise ValueError(f"option {name} both defined and refused")
+        REFUSED[name] = why
+
+
+_refuse(_SUBSCRIBE, "subscribe-to", "subscribe2", "st", "subscribe", "unsubscribe-on-graceful-reload",
+        "start-unsubscribed", "subscription-algo", "subscribe-freq", "subscription-tolerance",
+        "http-subscription-server", "http-subscription-fallback-key", "http-resubscribe")
+_refuse("uWSGI's HTTP router is not built here (the instance serves HTTP itself with http-socket): let "
+        "the front server terminate TLS and proxy", "https", "https2", "http-to", "http-to-https")
+
 #: options accepted only for compatibility
 IGNORED: frozenset[str] = frozenset(n for n, o in OPTIONS.items() if o.ignored)
 #: options whose effect Imperium always has, so no code needs to read them: xml's <app>
 #: marker (its mount is read), plugins are built in, app threads always run, one interpreter per process, sockets are close-on-exec,
-#: HTTP/1.1 keep-alive is on, the stats hold no metrics, workers die with the master
+#: HTTP/1.1 keep-alive is on, workers die with the master
 #: (no-orphans) and python's signal state is reset after every fork (py-call-osafterfork)
 INHERENT: frozenset[str] = frozenset({
     "app", "plugin", "plugins-dir", "enable-threads", "single-interpreter", "close-on-exec", "close-on-exec2",
-    "http-keepalive", "stats-no-metrics", "no-orphans", "py-call-osafterfork",
+    "http-keepalive", "no-orphans", "py-call-osafterfork",
     # TCP_NODELAY is set on every TCP socket; EPOLLEXCLUSIVE wakes one waiter per connection
     "tcp-nodelay", "thunder-lock",
 })

@@ -36,6 +36,7 @@ class Core(ctypes.Structure):
         ("in_request", ctypes.c_double),  # monotonic start of the current request, 0 when idle
         ("static_requests", ctypes.c_uint64),
         ("offloaded_requests", ctypes.c_uint64),
+        ("routed_requests", ctypes.c_uint64),  # ended by a routing rule (vassal/routing)
     ]
 
 

@@ -184,6 +184,21 @@ def generate(src: StatsSource, minified: bool = False) -> str:
                 e.comma()
         e.list_close()
         e.comma()
+    metrics = parts.get("metrics")
+    if metrics is not None:
+        e.key("metrics")
+        e.obj_open()
+        for n, (name, type_, oid, value) in enumerate(metrics):
+            e.key(name)
+            e.obj_open()
+            e.kv("type", type_)
+            e.kv("oid", oid)
+            e.kv("value", value, comma=False)
+            e.obj_close()
+            if n < len(metrics) - 1:
+                e.comma()
+        e.obj_close()
+        e.comma()
     e.key("sockets")
     e.list_open()
     for n, ls in enumerate(src.sockets):
@@ -250,7 +265,7 @@ def generate(src: StatsSource, minified: bool = False) -> str:
                 e.kv("id", j)
                 e.kv("requests", c.requests)
                 e.kv("static_requests", c.static_requests)
-                e.kv("routed_requests", 0)
+                e.kv("routed_requests", c.routed_requests)
                 e.kv("offloaded_requests", c.offloaded_requests)
                 e.kv("write_errors", c.write_errors)
                 e.kv("read_errors", c.read_errors)

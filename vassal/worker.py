@@ -40,6 +40,7 @@ from vassal.api.request import current as current_request
 from vassal.log import log, take_logvars
 from vassal.logs.request import RequestLog
 from vassal.protocols import http as H
+from vassal.protocols import proxy
 from vassal.protocols import uwsgi as U
 from vassal.protocols.offload import Offloader, send_chunk
 from vassal.scoreboard import STATUS_BUSY, STATUS_IDLE, VARS_HTTP, VARS_SIZE, Scoreboard
@@ -96,6 +97,9 @@ class WorkerSettings:
     catch_exceptions: bool = False
     emperor_link: Any = None  # VassalLink or None
     static: Any = None  # vassal.protocols.static.StaticFiles or None
+    router: Any = None  # vassal.routing.Router (the internal routing rules) or None
+    proxy_protocol: bool = False  # a PROXY v1 line may open an HTTP connection (vassal/protocols/proxy.py)
+    reaper: bool = False  # reap the app's exited children after each request
     reqlog: Any = field(default_factory=RequestLog)  # vassal.logs.request.RequestLog
     offload_threads: int = 0
     reload_mercy: float = 60.0  # worker-reload-mercy: how long offloaded transfers may finish
@@ -167,7 +171,7 @@ class _WriteError(Exception):
 class _Conn:
     """One client connection of a thread."""
 
-    __slots__ = ("sock", "reader", "ls", "addr", "fd", "vars_prefix", "port")
+    __slots__ = ("sock", "reader", "ls", "addr", "fd", "vars_prefix", "port", "proxied")
 
     def __init__(self, sock: socket.socket, ls: ListenSocket, addr: Any, hostname: str = "") -> None:
         self.sock = sock
@@ -178,6 +182,7 @@ class _Conn:
         self.port = ls.server_port
         # what the stats server needs besides the head to show a request's vars
         self.vars_prefix = f"{hostname}\0{ls.server_port}\0{self.addr}\0".encode("latin-1", "replace")
+        self.proxied: dict | None = None  # the PROXY line's variables (enable-proxy-protocol)
 
 
 class _Response:
@@ -206,6 +211,8 @@ class _Response:
     via = ""  # "sendfile"/"offload": how the body went (the request log says so)
     #: an HTTP socket's answer: say when the connection closes (HTTP/1.1) or stays (HTTP/1.0)
     http = False
+    #: the request's routing state (vassal.routing.Exchange) when routing rules are configured
+    route: Any = None
 
     def __init__(self, sock: socket.socket, protocol: str, keep: bool, extra: str, head_only: bool = False,
                  auto_chunked: bool = False, env: dict | None = None,
@@ -238,6 +245,10 @@ class _Response:
         """The response head; adds Content-Length when we know it and the app did not."""
         if self.status is None:
             raise RuntimeError("the app did not call start_response")
+        if self.route is not None and not self.route.filter_head():
+            self.head_only = True  # the routing rules answered instead: the app's body goes nowhere
+            if self.head_sent:
+                return b""
         lines = [self.protocol, " ", self.status, "\r\n"]
         has_length = False
         said = False  # the app sent its own Connection header
@@ -663,8 +674,13 @@ class Worker:
     def _http_request(self, conn: _Conn, head: bytes, core: int) -> bool:
         """One HTTP request; True when the connection stays open for the next."""
         s = self.s
+        if s.proxy_protocol and conn.proxied is None:  # the first head may start with a PROXY line
+            head, conn.proxied = proxy.take_line(head) if head[:6] == proxy.PREFIX else (head, None)
+            conn.proxied = conn.proxied or {}
         req = H.parse_request(head, s.hostname, conn.port, conn.addr, s.max_headers)
         env = req.env
+        if conn.proxied:
+            env.update(conn.proxied)
         body: Any = req.body_reader(conn.reader, s.limit_post)
         if (req.length or req.chunked) and env["SERVER_PROTOCOL"] == "HTTP/1.1":
             expect = env.get("HTTP_EXPECT")
@@ -752,12 +768,17 @@ class Worker:
         failed = False
         result = None
         try:
-            if self.s.static is not None and self._serve_static(env, sock, resp, cslot):
+            route = s.router.request(env, resp, self) if s.router is not None else None
+            if route is not None and (route.answered or route.reselect):
+                app = None if route.answered else self.apps.select(env, False)
+            if route is not None and route.answered:
+                pass  # the request routing rules answered (or dropped) it
+            elif self.s.static is not None and self._serve_static(env, sock, resp, cslot, route):
                 app = None  # a static file answered: not a request of the app
             elif app is None:
                 log("--- no python application found, check your startup logs for errors ---")
                 resp.status = "500 Internal Server Error"
-                resp.headers = [("Content-Type", "text/plain")]
+                resp.headers = [("Connection", "close"), ("Content-Type", "text/plain")]  # uwsgi_500's
                 resp.keep = False
                 resp.send_head_and(b"Internal Server Error", None)
             else:
@@ -863,6 +884,10 @@ class Worker:
                                wall0, wall0 + (t1 - t0), app.id if app is not None else -1,
                                app.requests if app is not None else -1, self.board.total_requests(), nvars,
                                pktsize, core, self.wid, self.pid, cslot.write_errors - werr0)
+        if resp.route is not None:
+            resp.route.final()
+        if s.reaper:
+            _reap_children()
         if s.max_requests and delta >= s.max_requests:
             self.stop("max-requests")
         elif s.reload_on_rss and _rss() > s.reload_on_rss:
@@ -876,8 +901,9 @@ class Worker:
             self.stop("lifetime")
         return resp.keep and resp.has_length and not failed
 
-    def _serve_static(self, env: dict, sock: socket.socket, resp: _Response, cslot: Any) -> bool:
-        reply = self.s.static.serve(env, sock, resp.keep, self.s.add_headers, self.offload)
+    def _serve_static(self, env: dict, sock: socket.socket, resp: _Response, cslot: Any, route: Any = None) -> bool:
+        offload = None if route is not None and route.no_offload else self.offload
+        reply = self.s.static.serve(env, sock, resp.keep, self.s.add_headers, offload, route)
         if reply is None:
             return False
         resp.status, resp.head_bytes, resp.body_bytes = reply.status, reply.head_bytes, reply.body_bytes
@@ -956,6 +982,15 @@ class Worker:
 
 
 _DEFAULT_SETTINGS = WorkerSettings()
+
+
+def _reap_children() -> None:
+    """``reaper``: collect every exited child of this worker (uWSGI's waitpid(-1) loop)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
 
 
 def _core_id() -> int:

@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from typing import Any
 from vassal.log import log
 
 WsgiApp = Callable[..., Any]
+#: apps one process may hold, dynamic ones included (uWSGI's max-apps default)
+MAX_APPS = 64
 
 
 class AppLoadError(Exception):
@@ -97,14 +100,18 @@ def load_module(spec: str, callable_name: str) -> WsgiApp:
     except BaseException as exc:  # noqa: BLE001
         raise AppLoadError(f"cannot load module {modname}: {_describe(exc)}") from None
     obj: Any = module
-    for part in attr.split("."):
+    factory = attr.endswith("()")  # uWSGI's "quick callable": module:make_app() is called once
+    for part in (attr[:-2] if factory else attr).split("."):
         obj = getattr(obj, part, None)
         if obj is None:
             break
     if obj is None or not callable(obj):
         raise AppLoadError(f"cannot load module {modname}: callable '{attr}' not found")
-    if attr.endswith("()"):  # pragma: no cover - factories are spelled "mod:make_app()" elsewhere
-        obj = obj()
+    if factory:
+        try:
+            obj = obj()
+        except BaseException as exc:  # noqa: BLE001
+            raise AppLoadError(f"cannot load module {modname}: {attr}: {_describe(exc)}") from None
     return obj
 
 
@@ -134,20 +141,32 @@ def load_paste(uri: str, logger: bool) -> WsgiApp:
 
 
 class AppTable:
-    """The apps of one process, in load order; app 0 is usually the only one."""
+    """The apps of one process, in load order; app 0 is usually the only one.
+
+    A request's app is found as uWSGI 2.0 finds it (core/utils.c ``uwsgi_get_app_id``): by
+    its UWSGI_APPID variable, else by SCRIPT_NAME, else the default app, unless
+    ``no-default-app``. The default app is the first one loaded whose mountpoint is empty or
+    starts with ``/`` (uWSGI's python loader). With ``vhost``/``vhost-host`` the key is
+    ``HOST|SCRIPT_NAME`` (HTTP_HOST, else SERVER_NAME), given to the app as UWSGI_APPID:
+    ``mount = example.com|=site.py`` serves that host.
+    """
 
     def __init__(self) -> None:
         self.apps: list[App] = []
         self.default: App | None = None
         self.by_mount: dict[str, App] = {}
         self.errors: list[str] = []
+        self.vhost = False
+        self.no_default = False
+        self.callable_name = "application"
+        self.lock = threading.Lock()  # dynamic apps load once per worker, whichever thread asks
 
     def add(self, mountpoint: str, app: WsgiApp, started: float) -> App:
         mp = "" if mountpoint == "/" else mountpoint.rstrip("/") if mountpoint else ""
         entry = App(len(self.apps), mp, app, int(time.time() - started), os.getcwd())
         self.apps.append(entry)
-        self.by_mount[mp] = entry
-        if self.default is None and mp == "":
+        self.by_mount.setdefault(mp, entry)
+        if self.default is None and not self.no_default and (mp == "" or mountpoint.startswith("/")):
             self.default = entry
         log(f"WSGI app {entry.id} (mountpoint='{mp}') ready in {entry.startup_time} seconds on interpreter "
             f"{id(sys.modules['__main__']):#x} pid: {os.getpid()}{' (default app)' if self.default is entry else ''}")
@@ -155,7 +174,9 @@ class AppTable:
 
     def load(self, config: Any) -> None:
         """Load every app the config names; failures are collected in ``errors`` (one line each)."""
-        callable_name = config.get("callable") or "application"
+        self.vhost = bool(config.get("vhost") or config.get("vhost-host"))
+        self.no_default = bool(config.get("no-default-app"))
+        callable_name = self.callable_name = config.get("callable") or "application"
         for what, loader in (("wsgi-file", load_wsgi_file), ("module", load_module)):
             value = config.get(what)
             if value:
@@ -188,7 +209,9 @@ class AppTable:
 
     def select(self, env: dict, manage_script_name: bool) -> App | None:
         """The app for this request (may move a mountpoint from PATH_INFO to SCRIPT_NAME)."""
-        if len(self.apps) == 1 and not self.apps[0].mountpoint:
+        if len(self.apps) == 1 and not self.apps[0].mountpoint and self.default is not None and not self.vhost \
+                and env.get("UWSGI_SCRIPT") is None and env.get("UWSGI_MODULE") is None \
+                and env.get("UWSGI_FILE") is None:
             return self.apps[0]
         if manage_script_name:
             path = env.get("PATH_INFO", "")
@@ -199,12 +222,55 @@ class AppTable:
             if best is not None:
                 env["SCRIPT_NAME"] = best.mountpoint
                 env["PATH_INFO"] = path[len(best.mountpoint):]
-                return best
-        else:
-            script = env.get("SCRIPT_NAME", "")
-            if script and script in self.by_mount:
-                return self.by_mount[script]
-        return self.default
+        key = env.get("UWSGI_APPID")
+        if not key:
+            key = env.get("SCRIPT_NAME", "")
+            if self.vhost:
+                key = env["UWSGI_APPID"] = f"{env.get('HTTP_HOST') or env.get('SERVER_NAME') or ''}|{key}"
+        app = self.by_mount.get(key)
+        if app is None and (env.get("UWSGI_SCRIPT") or env.get("UWSGI_MODULE") or env.get("UWSGI_FILE")):
+            app = self.load_dynamic(env, key)
+        return app if app is not None else self.default
+
+    def load_dynamic(self, env: dict, key: str) -> App | None:
+        """A dynamic app (uWSGI's LOADER_DYN): the web server names it per request
+        (UWSGI_SCRIPT ``module[:callable]``, UWSGI_MODULE + UWSGI_CALLABLE, or UWSGI_FILE),
+        and it is loaded once per worker, mounted at the request's app key (SCRIPT_NAME, or
+        HOST|SCRIPT_NAME with vhost). UWSGI_CHDIR is entered first, UWSGI_SETENV
+        (``NAME=VALUE``) set. None when it cannot be loaded (logged; the default app answers)."""
+        with self.lock:
+            app = self.by_mount.get(key)
+            if app is not None:
+                return app
+            if len(self.apps) >= MAX_APPS:
+                log(f"cannot load the dynamic app for {key!r}: {MAX_APPS} apps already loaded")
+                return None
+            if env.get("UWSGI_PYHOME"):
+                log(f"UWSGI_PYHOME {env['UWSGI_PYHOME']} is not applied: dynamic apps run in the "
+                    "instance's interpreter (set home/virtualenv in its config)")
+            setenv = env.get("UWSGI_SETENV") or ""
+            name, eq, value = setenv.partition("=")
+            if eq and name:
+                os.environ[name] = value
+            started = time.time()
+            try:
+                if env.get("UWSGI_CHDIR"):
+                    os.chdir(env["UWSGI_CHDIR"])
+                if env.get("UWSGI_SCRIPT"):
+                    callable_ = load_module(env["UWSGI_SCRIPT"], self.callable_name)
+                elif env.get("UWSGI_MODULE"):
+                    module = env["UWSGI_MODULE"]
+                    if env.get("UWSGI_CALLABLE"):
+                        module = f"{module}:{env['UWSGI_CALLABLE']}"
+                    callable_ = load_module(module, self.callable_name)
+                else:
+                    callable_ = load_wsgi_file(env["UWSGI_FILE"], self.callable_name)
+            except (AppLoadError, OSError, ValueError) as exc:
+                log(f"cannot load the dynamic app for {key!r}: {exc}")
+                return None
+            entry = self.add(key, callable_, started)
+            self.by_mount[key] = entry
+            return entry
 
 
 class FileWrapper:

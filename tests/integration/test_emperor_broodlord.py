@@ -3,6 +3,8 @@ vassals from its [zerg] stanza, they serve, and they go away when idle."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import urllib.request
 from pathlib import Path
@@ -18,13 +20,31 @@ def get(port: int, path: str = "/", timeout: float = 30) -> tuple[int, str]:
         return r.status, r.read().decode()
 
 
-def brood_ini(port: int, zsock: Path, zerg_stanza: bool = True) -> str:
+def brood_ini(port: int, zsock: Path, zerg_stanza: bool = True,
+              trigger: str = "vassal-sos-backlog = 2", zerg_idle: int = 2) -> str:
     text = (f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = {APP}\nmaster = true\n"
-            f"processes = 1\nvassal-sos-backlog = 2\nzerg-server = {zsock}\n")
+            f"processes = 1\n{trigger}\nzerg-server = {zsock}\n")
     if zerg_stanza:
         text += (f"\n[zerg]\nzerg = {zsock}\nprotocol = http\nwsgi-file = {APP}\nmaster = true\n"
-                 "processes = 1\nidle = 2\ndie-on-idle = true\n")
+                 f"processes = 1\nidle = {zerg_idle}\ndie-on-idle = true\n")
     return text
+
+
+def summon_zerg(e: Emperor, port: int, clients: int = 6) -> tuple[dict, dict, list[tuple[int, str]]]:
+    """The vassal app.ini up, then requests that fill its listen queue until a zerg is
+    accepting: (the vassal, the zerg, the answers once all came)."""
+    parent = e.wait_vassal("app.ini", accepting=1, timeout=20)
+    e.seen_pids.add(parent["pid"])
+    answers: list[tuple[int, str]] = []
+    threads = [threading.Thread(target=lambda: answers.append(get(port, "/sleep/1.5")))
+               for _ in range(clients)]
+    for t in threads:
+        t.start()
+    zerg = e.wait_vassal("app.ini:zerg", zerg=1, accepting=1, timeout=20)
+    e.seen_pids.add(zerg["pid"])
+    for t in threads:
+        t.join(60)
+    return parent, zerg, answers
 
 
 def test_zergs_come_under_load_serve_and_leave_when_idle(procs: Procs, tmp_path: Path) -> None:
@@ -63,6 +83,42 @@ def test_zergs_come_under_load_serve_and_leave_when_idle(procs: Procs, tmp_path:
         e.seen_pids.add(z["pid"])
         e.wait_gone(z["id"], 30)
     assert e.vassal("app.ini")["pid"] == parent["pid"]
+    assert get(port)[0] == 200
+    assert e.stop() == 0
+
+
+def test_vassal_sos_asks_when_every_worker_is_busy(procs: Procs, tmp_path: Path) -> None:
+    """``vassal-sos SECS`` (no backlog threshold): every worker busy -> an SOS at most every
+    SECS seconds, as uWSGI's master ("overload: N")."""
+    e = Emperor(procs, tmp_path, "--emperor-broodlord", "1", own_binary=True)
+    port = free_port()
+    (e.dir / "app.ini").write_text(brood_ini(port, tmp_path / "brood.sock", trigger="vassal-sos = 1"))
+    parent = e.wait_vassal("app.ini", accepting=1, timeout=20)
+    e.seen_pids.add(parent["pid"])
+    busy = threading.Thread(target=lambda: get(port, "/sleep/4"))
+    busy.start()
+    e.wait_log("asking Emperor for reinforcements (overload: ", 15)
+    zerg = e.wait_vassal("app.ini:zerg", zerg=1, accepting=1, timeout=20)
+    e.seen_pids.add(zerg["pid"])
+    assert "reinforcements (backlog" not in e.log()
+    busy.join(60)
+    e.wait_gone("app.ini:zerg", 30)  # idle: it leaves
+    assert e.stop() == 0
+
+
+def test_a_vassal_that_dies_takes_its_zergs_along(procs: Procs, tmp_path: Path) -> None:
+    """The zergs hold the vassal's listening sockets (from its zerg server): alive, they would
+    keep its next process from binding them until they went idle. They are stopped with it,
+    and the vassal is back at once."""
+    e = Emperor(procs, tmp_path, "--emperor-broodlord", "1", own_binary=True)
+    port = free_port()
+    (e.dir / "app.ini").write_text(brood_ini(port, tmp_path / "brood.sock", zerg_idle=300))
+    parent, _zerg, _ = summon_zerg(e, port)
+    os.kill(parent["pid"], signal.SIGKILL)
+    e.wait_gone("app.ini:zerg", 15)  # not 300 s of idle
+    again = e.wait_vassal("app.ini", accepting=1, timeout=20)
+    assert again["pid"] != parent["pid"]
+    e.seen_pids.add(again["pid"])
     assert get(port)[0] == 200
     assert e.stop() == 0
 
@@ -139,17 +195,7 @@ def test_zergs_for_a_vassal_from_pg(procs: Procs, tmp_path: Path) -> None:
         table.put("app.ini", brood_ini(port, tmp_path / "brood.sock"))
         e = Emperor(procs, tmp_path, "--emperor-broodlord", "1",
                     monitors=[table.arg(notify=True)], own_binary=True)
-        parent = e.wait_vassal("app.ini", accepting=1, timeout=20)
-        e.seen_pids.add(parent["pid"])
-        answers: list[tuple[int, str]] = []
-        clients = [threading.Thread(target=lambda: answers.append(get(port, "/sleep/1.5")))
-                   for _ in range(6)]
-        for t in clients:
-            t.start()
-        zerg = e.wait_vassal("app.ini:zerg", zerg=1, accepting=1, timeout=20)
-        e.seen_pids.add(zerg["pid"])
-        for t in clients:
-            t.join(60)
+        _parent, _zerg, answers = summon_zerg(e, port)
         assert len(answers) == 6 and len({body for _, body in answers}) >= 2, answers
         table.delete("app.ini")
         e.wait_gone("app.ini", 15)

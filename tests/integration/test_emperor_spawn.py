@@ -54,6 +54,21 @@ def test_forked_vassal_looks_exactly_like_an_execd_one(procs: Procs, tmp_path: P
     assert fk["pdeathsig"] == signal.SIGKILL and fk["pgid_is_pid"] and fk["stdin"] == "/dev/null"
 
 
+def test_binary_path_naming_imperium_itself_is_execd(procs: Procs, tmp_path: Path) -> None:
+    """The fork is for the emperor's own command; a binary-path (even our own) asks for exec."""
+    from tests.conftest import IMPERIUM
+
+    e = Emperor(procs, tmp_path, "--binary-path", IMPERIUM, own_binary=True)
+    out = tmp_path / "probe.json"
+    probe_vassal(e, "probe.ini", out)
+    e.wait_log("[emperor] vassal probe.ini is execed (pid: ")
+    assert "is forked" not in e.log()
+    doc = json.loads(out.read_text())
+    assert doc["cmdline"] == doc["orig_argv"] and doc["orig_argv"][1] == IMPERIUM
+    e.seen_pids.add(e.wait_vassal("probe.ini", accepting=1)["pid"])
+    assert e.stop() == 0
+
+
 def test_forked_vassal_reloads_by_reexec_and_dies_with_a_killed_emperor(procs: Procs,
                                                                          tmp_path: Path) -> None:
     e = Emperor(procs, tmp_path, own_binary=True)
@@ -110,6 +125,33 @@ def _cmdline(pid: int) -> bytes:
             return f.read()
     except OSError:
         return b""
+
+
+def test_spawning_never_waits_in_the_emperor_loop(procs: Procs, tmp_path: Path) -> None:
+    """Vassals whose start (a start hook) blocks until released: all of them are being made at
+    the same time, and the emperor answers its stats and starts a plain vassal meanwhile."""
+    from tests.conftest import read_json
+
+    release = tmp_path / "release"
+    started = tmp_path / "hooks"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f'#!/bin/sh\necho "$1" >> {started}\n'
+                    f'while [ ! -e {release} ]; do sleep 0.05; done\n')
+    hook.chmod(0o755)
+    e = Emperor(procs, tmp_path, "--vassals-start-hook", str(hook))
+    for name in ("a.ini", "b.ini", "c.ini"):
+        e.ini(name)
+    try:
+        wait_until(lambda: started.exists() and len(started.read_text().split()) == 3, 15,
+                   message=f"three start hooks blocked at once; log:\n{e.log()[-2000:]}")
+        doc = read_json(e.stats_port)  # the loop is free while they block
+        assert sorted(v["id"] for v in doc["vassals"]) == ["a.ini", "b.ini", "c.ini"]
+        assert not any(e.records(n, "start") for n in ("a.ini", "b.ini", "c.ini"))
+    finally:
+        release.touch()
+    for name in ("a.ini", "b.ini", "c.ini"):
+        e.wait_records(name, "start")
+    assert e.stop() == 0
 
 
 def test_wrapper_override_and_fallback(procs: Procs, tmp_path: Path) -> None:

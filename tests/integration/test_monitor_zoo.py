@@ -89,6 +89,33 @@ def test_znodes_added_changed_removed(tree: Tree, monitors) -> None:
     assert json.loads(data)["runs"] == ["a.ini", "c.json", "empty.ini"]
 
 
+class DeafZoo(ZooMonitor):
+    """A monitor whose vassal watches never fire: what a lost notification looks like."""
+
+    def _on_children(self, event: object) -> None:
+        pass
+
+    def _on_data(self, event: object) -> None:
+        pass
+
+
+def test_the_emperor_freq_read_repairs_missed_watches(tree: Tree, monitors) -> None:
+    """Watches are the fast path; the full read every emperor-freq seconds is the net."""
+    tree.put("a.ini", "[uwsgi]\n# a1\n")
+    tree.put("b.ini", "[uwsgi]\n")
+    run = monitors(DeafZoo, tree.arg(), ctx("m1", freq=1.0))
+    run.wait_sync({"a.ini", "b.ini"})
+    scans = run.monitor.scans  # type: ignore[attr-defined]
+    mark = run.mark()
+    tree.put("c.ini", "[uwsgi]\n")
+    tree.put("a.ini", "[uwsgi]\n# a2\n")
+    tree.delete("b.ini")
+    run.wait_sync({"a.ini", "c.ini"}, mark, timeout=10)
+    assert run.monitor.scans > scans  # type: ignore[attr-defined]  # seen by a full read
+    assert run.touches(mark, name="a.ini")[-1].config == b"[uwsgi]\n# a2\n"
+    assert Destroy("b.ini") in run.since(mark)
+
+
 def test_bad_znodes_are_skipped_and_the_others_go_through(tree: Tree, monitors) -> None:
     tree.put("good.ini", "[uwsgi]\n")
     tree.put("noextension", "[uwsgi]\n")
@@ -229,6 +256,31 @@ def test_member_name_held_by_another_emperor(tree: Tree, monitors) -> None:
     assert not second.all(Touch) and not second.all(Sync)
     first.stop()  # its session closes, its node goes: the second one joins at once
     second.wait_sync({"a.ini"}, timeout=10)
+
+
+def test_a_persistent_node_under_members_is_no_member(tree: Tree, monitors) -> None:
+    """A node nobody's session holds (made by hand, or restored from a backup, which turns
+    ephemeral nodes persistent) would be a member that never dies and runs nothing: the
+    vassals placed on it would run nowhere, for ever. It is ignored, with a warning."""
+    name = next(n for n in (f"g{i}.ini" for i in range(100))
+                if fleet.place(n, fleet.FleetSpec(1), {"m1": {}, "ghost": {}}) == ["ghost"])
+    tree.put(name, "[uwsgi]\n[fleet]\nreplicas = 1\n")
+    tree.client.create(tree.path + ".members/ghost", b'{"labels": {}}', makepath=True)
+    run = start(monitors, tree.arg())
+    run.wait_sync({name})
+    wait_until(lambda: f"ignoring {tree.path}.members/ghost: not an ephemeral node" in run.logs.text(),
+               message="the warning")
+    out = io.StringIO()
+    assert fleet_status(tree.arg(), out=out) == 0
+    assert "members (1):" in out.getvalue() and "ghost  (not an ephemeral node" in out.getvalue()
+    row = next(line for line in out.getvalue().splitlines() if line.strip().startswith(name))
+    assert row.split()[2:] == ["m1", "m1"], out.getvalue()  # placed on m1, reported by m1
+    # our own name taken by such a node: a clear reason, not "held by another emperor"
+    tree.client.create(tree.path + ".members/m2", b"", makepath=True)
+    other = start(monitors, tree.arg(), member="m2")
+    event = other.wait(lambda ev: [e for e in ev if isinstance(e, Unavailable)])[0]
+    assert f"the member node {tree.path}.members/m2 is not ephemeral" in event.reason
+    assert not other.all(Touch) and not other.all(Sync)
 
 
 def test_expired_session_rejoins_without_stopping_anything(tree: Tree, monitors) -> None:

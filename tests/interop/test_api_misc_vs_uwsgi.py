@@ -23,11 +23,8 @@ APP = Path(__file__).resolve().parent.parent / "fixtures" / "apps" / "api_app.py
 #: names of uWSGI 2.0's module we do not offer, and why (the other engineers' names are
 #: theirs to remove from this list: signals, spooler, mules, logging, workers)
 NOT_OFFERED = {
-    # owned by other pieces of work (issue 7 parts 2-4, logging, metrics)
+    # owned by other pieces of work (issue 7 parts 2-4, logging)
     "log_this_request": "logging", "logsize": "logging", "alarm": "logging (alarms)",
-    "metric_inc": "metrics", "metric_dec": "metrics", "metric_mul": "metrics", "metric_div": "metrics",
-    "metric_get": "metrics", "metric_set": "metrics", "metric_set_max": "metrics",
-    "metric_set_min": "metrics",
     # the request in progress: belongs to the worker's request path
     "env": "the request path", "start_response": "the request path", "cl": "the request path",
 "ready_fd": "the request path", "add_var": "the request path",

@@ -131,7 +131,7 @@ def test_spool_files_written_by_one_run_by_the_other(procs, tmp_path, writer, ru
     w = Backend(procs, writer, tmp_path, [f"spooler = {spool}", "spooler-frequency = 3600"], "")
     paths = [w.get(q)[1] for q in ("/spool?a=1&body=payload", "/spool?priority=2&b=2")]
     assert all(os.path.exists(p) for p in paths)
-    w.stop()
+    w.kill()
     r = Backend(procs, runner, tmp_path, [f"spooler = {spool}", "spooler-ordered = true",
                                          "spooler-frequency = 1"], "spooler")
     got = r.wait_events("job", 2)

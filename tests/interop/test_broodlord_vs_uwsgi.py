@@ -4,7 +4,7 @@ A vassal with one worker, ``vassal-sos-backlog`` and a ``zerg-server``, and a ``
 stanza; requests that keep its worker busy fill the listen queue; the emperor (with
 ``emperor-broodlord``) starts ``NAME:zerg``, shown with ``zerg`` 1 in its stats, which
 attaches to the zerg server and serves; idle, it leaves. Run for uWSGI's emperor with
-uwsgi-core vassals, ours with ours, and uWSGI's emperor with our vassals.
+uwsgi-core vassals, ours with ours, and each emperor with the other's vassals.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def get(port: int, path: str = "/") -> str:
 
 
 @pytest.mark.parametrize("emperor,vassal", [("uwsgi", "uwsgi"), ("imperium", "imperium"),
-                                            ("uwsgi", "imperium")])
+                                            ("imperium", "uwsgi"), ("uwsgi", "imperium")])
 def test_broodlord_twin(procs: Procs, tmp_path: Path, emperor: str, vassal: str) -> None:
     proc, vdir, stats = twin_emperor(procs, tmp_path, emperor, vassal, "--emperor-broodlord", "1")
     port = free_port()

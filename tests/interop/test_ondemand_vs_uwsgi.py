@@ -4,8 +4,9 @@ An ini plus ``NAME.socket`` naming a UNIX socket (``emperor-on-demand-extension 
 the emperor binds it and shows it as ``on_demand`` with pid -1; the first connection starts
 the vassal, which serves it on fd 0 (``protocol = http``); after ``idle`` + ``die-on-idle``
 it sends byte 22 and the emperor puts it back to waiting; the next connection starts it
-again. Run for uWSGI's emperor with uwsgi-core vassals and with ours, and for uWSGI's
-emperor driving our vassal (our fd 0 adoption under the reference emperor).
+again. Run for uWSGI's emperor with uwsgi-core vassals and with ours, and for ours with
+uwsgi-core vassals and with ours (each emperor driving the other's vassal: our fd 0
+adoption under the reference emperor, and our socket handed to the reference vassal).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def http_get(path: str) -> bytes:
 
 
 @pytest.mark.parametrize("emperor,vassal", [("uwsgi", "uwsgi"), ("uwsgi", "imperium"),
-                                            ("imperium", "imperium")])
+                                            ("imperium", "uwsgi"), ("imperium", "imperium")])
 def test_on_demand_twin(procs: Procs, tmp_path: Path, emperor: str, vassal: str) -> None:
     proc, vdir, stats = twin_emperor(procs, tmp_path, emperor, vassal, "--emperor-on-demand-extension", ".socket")
     path = str(tmp_path / "app.sock")

@@ -164,3 +164,14 @@ def test_fuzz_fleet_sections(name: str, data: bytes) -> None:
     except BadSpec:
         return
     assert spec.replicas is None or spec.replicas >= 1
+
+
+def test_fleet_options_without_a_zoo_monitor_are_named_as_ignored() -> None:
+    from emperor.settings import EmperorSettings
+
+    lonely = EmperorSettings(monitors=["/etc/vassals"], fleet_member="web1", fleet_labels=["a=b"])
+    assert [line.split()[1] for line in lonely.notices()] == ["emperor-fleet-member",
+                                                             "emperor-fleet-labels"]
+    assert EmperorSettings(monitors=["/etc/vassals"]).notices() == []
+    fleet = EmperorSettings(monitors=["zoo://zk/web"], fleet_member="web1", fleet_labels=["a"])
+    assert fleet.notices() == []

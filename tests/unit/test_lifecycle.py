@@ -20,6 +20,7 @@ from emperor.policy import Blacklist, Throttle
 from emperor.settings import EmperorSettings
 from emperor.stats import render
 from emperor.vassal import VassalHandle
+from emperor.view import Latencies, snapshot
 
 
 class StepClock(Clock):
@@ -106,8 +107,10 @@ def test_stats_fields_come_from_the_lifecycle() -> None:
     clock.w += 10
     v.stop()
     emperor = SimpleNamespace(monitors=[monitor], settings=EmperorSettings(),
-                              throttle=Throttle(), vassals={"a.ini": v}, blacklist=Blacklist())
-    doc = json.loads(render(emperor))  # type: ignore[arg-type]
+                              throttle=Throttle(), vassals={"a.ini": v}, blacklist=Blacklist(),
+                              clock=clock, control=None, monitor_up={}, latencies=Latencies(),
+                              settled=True)
+    doc = json.loads(render(snapshot(emperor)))  # type: ignore[arg-type]
     shown = doc["vassals"][0]
     assert (shown["pid"], shown["ready"], shown["loyal"], shown["zerg"], shown["on_demand"]) == \
         (4242, 1, 0, 0, "")

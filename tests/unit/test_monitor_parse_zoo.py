@@ -90,6 +90,14 @@ def test_passwords_never_in_errors_or_ids() -> None:
 
     m = ZooMonitor("zoo://ops:hunter2@zk/a", lambda *_: None, MonitorContext(fleet_member="m"))
     assert "hunter2" not in m.id
+    # passwords that should have been percent-encoded: never a piece of them either
+    assert parse_zoo_arg("zoo://ops:hun@ter2@zk/a").password == "hun@ter2"
+    assert redact("zoo://ops:hun@ter2@zk/a") == "zoo://ops:***@zk/a"
+    with pytest.raises(ValueError) as info:
+        parse_zoo_arg("zoo://ops:hun/ter2@zk/a")
+    assert "hun" not in str(info.value) and "ter2" not in str(info.value)
+    assert "percent-encode" in str(info.value)
+    assert redact("zoo://zk:2181/a") == "zoo://zk:2181/a"  # no credentials: nothing hidden
 
 
 def test_member_options_are_checked_at_start() -> None:

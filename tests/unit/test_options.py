@@ -108,10 +108,10 @@ def test_chmod_socket_alone_means_666() -> None:
 
 
 def test_commonly_used_compat_options_are_accepted_but_marked_ignored() -> None:
-    assert {"route"} <= IGNORED
+    assert {"static-cache-paths"} <= IGNORED
     # these are real settings, not ignored
     assert not ({"vacuum", "master", "processes", "enable-threads", "thunder-lock", "reuse-port",
-                 "protocol", "post-buffering", "ignore-sigpipe"} & IGNORED)
+                 "protocol", "post-buffering", "ignore-sigpipe", "route", "no-default-app"} & IGNORED)
 
 
 def test_help_lists_options_from_the_table() -> None:

@@ -7,11 +7,13 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+from emperor.clock import Clock
 from emperor.policy import Blacklist, Throttle
 from emperor.settings import EmperorSettings
 from emperor.spawn import build_argv, build_env, config_argument, loader_flag
 from emperor.stats import render
 from emperor.vassal import VassalHandle
+from emperor.view import Latencies, snapshot
 
 
 def test_loader_flag_by_ending() -> None:
@@ -76,8 +78,9 @@ def test_stats_layout_matches_uwsgi() -> None:
     bl.add("b.ini", 1700000001.0)
     emperor = SimpleNamespace(monitors=[monitor, SimpleNamespace(id="pg://x")],
                               settings=EmperorSettings(), throttle=Throttle(1000, 180000),
-                              vassals={"a.ini": v}, blacklist=bl)
-    text = render(emperor).decode()  # type: ignore[arg-type]
+                              vassals={"a.ini": v}, blacklist=bl, clock=Clock(), control=None,
+                              monitor_up={}, latencies=Latencies(), settled=True)
+    text = render(snapshot(emperor)).decode()  # type: ignore[arg-type]
     cwd = os.getcwd()
     assert text.startswith('{\n\t"version":"')
     assert f'\t"cwd":"{cwd}",\n\t"emperor":[\n"/etc/vassals",\n"pg://x"\n\t],\n' in text
@@ -87,5 +90,5 @@ def test_stats_layout_matches_uwsgi() -> None:
     doc = json.loads(text)
     assert doc["vassals"][0]["born"] == 1700000000 and doc["vassals"][0]["uid"] == 1000
     assert doc["blacklist"][0]["throttle_level"] == 1
-    compact = render(emperor, minified=True).decode()  # type: ignore[arg-type]
+    compact = render(snapshot(emperor), minified=True).decode()  # type: ignore[arg-type]
     assert "\n" not in compact and "\t" not in compact and json.loads(compact) == doc

@@ -24,7 +24,7 @@ import sys
 import types
 from typing import Any
 
-from vassal.api import background, caches, context, locks, process, rpc, sharedarea
+from vassal.api import background, caches, context, locks, metrics, process, rpc, sharedarea
 from vassal.api.context import ApiContext, ApiError
 
 #: the subsystems, in the order they are set up and their names added (a later one may
@@ -36,6 +36,7 @@ SUBSYSTEMS: tuple[types.ModuleType, ...] = (
     caches,
     rpc,
     background,
+    metrics,
 )
 
 __all__ = ["ApiError", "install", "services", "set_apps", "set_worker_id", "SUBSYSTEMS"]

@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from vassal.options import ALIASES, OPTIONS, SHORT, Option
+from vassal.options import ALIASES, OPTIONS, REFUSED, REFUSED_PLUGINS, SHORT, Option
 
 from . import formats
 from .errors import ConfigError
@@ -103,6 +103,9 @@ class Loader:
             if owner is not None:
                 where = "" if owner == "core" else f" of the {owner} plugin"
                 if self.survey is None:
+                    why = REFUSED.get(key) or REFUSED_PLUGINS.get(owner)
+                    if why is not None:
+                        raise ConfigError(f"option {key} is not supported: {why} ({origin})")
                     raise ConfigError(f"option {key}{where} is a uWSGI option that Imperium does "
                                       f"not support ({origin})")
                 self.survey.append(key)

@@ -11,7 +11,8 @@ the built-in names (``uri``, ``method``, ``user``, ``addr``, ``host``, ``proto``
 ``secs``, ``tmsecs``, ``tmicros``, ``time``, ``ltime``, ``ftime``, ``ctime``, ``epoch``,
 ``pid``, ``wid``, ``switches``, ``vars``, ``core``, ``vsz``, ``rss``, ``vszM``, ``rssM``,
 ``pktsize``, ``modifier1``, ``modifier2``, ``headers``, ``werr``, ``rerr``, ``ioerr``),
-``var.NAME`` (the request variable NAME), ``metric.NAME`` (no metrics here: 0), else a log
+``var.NAME`` (the request variable NAME), ``metric.NAME`` (the metric's value, 0 when there is
+no such metric or metrics are off), else a log
 variable set by the app with ``uwsgi.set_logvar``. An empty value is written as ``-``.
 
 Request lines are not prefixed by ``log-date`` (uWSGI writes them apart from its other
@@ -198,7 +199,10 @@ def _variable(name: str) -> Chunk:
     if name.startswith("var."):
         return _env(name[4:])
     if name.startswith("metric."):
-        return lambda d: b"0"
+        from vassal.api.metrics import metric_get
+
+        metric = name[7:]
+        return lambda d: b"%d" % metric_get(metric)
     key = name.encode("utf-8", "replace")[:logmod.LOGVAR_MAX]
     return lambda d: d.logvars.get(key, b"")
 
@@ -218,6 +222,7 @@ class RequestLog:
     micros: bool = False
     memory_report: bool = False
     xff: bool = False
+    vhost: bool = False  # vhost: uWSGI's line starts with the request's host
     chunks: list[bytes | Chunk] | None = None  # log-format, compiled
 
     @classmethod
@@ -230,7 +235,8 @@ class RequestLog:
                    big=int(config.get("log-big") or 0), zero=bool(config.get("log-zero")),
                    sendfile=bool(config.get("log-sendfile")), ioerror=bool(config.get("log-ioerror")),
                    micros=bool(config.get("log-micros")), memory_report=bool(config.get("memory-report")),
-                   xff=_state["xff"], chunks=compile_format(fmt) if fmt else None)
+                   xff=_state["xff"], vhost=bool(config.get("vhost") or config.get("vhost-host")),
+                   chunks=compile_format(fmt) if fmt else None)
 
     @property
     def silent(self) -> bool:
@@ -252,6 +258,9 @@ class RequestLog:
              via: str, protocol: str, t0: float, t1: float, app_id: int, app_requests: int, total: int,
              nvars: int, pktsize: int, core: int, wid: int, pid: int, write_errors: int = 0) -> None:
         """The request is over: write its line if it is to be logged (the worker's one call)."""
+        if logmod.take_skip():  # the routing action donotlog
+            logmod.take_logvars()
+            return
         logvars = logmod.take_logvars()
         if self.enabled and self.chunks is None:  # the common case: no Done to build
             line = self.line(env, status, body_bytes, head_bytes, nheaders, switches, via, protocol, t0, t1,
@@ -292,6 +301,8 @@ class RequestLog:
             vsz, rss = _memory()
             mem = (f"{{address space usage: {vsz} bytes/{vsz // 1048576}MB}} "
                    f"{{rss usage: {rss} bytes/{rss // 1048576}MB}} ")
+        if self.vhost:
+            mem = f"{get('HTTP_HOST') or get('SERVER_NAME') or ''} {mem}"
         return (f"{mem}[pid: {pid}|app: {app_id}|req: {app_requests}/{total}] {addr} ({get('REMOTE_USER', '')}) "
                 f"{{{nvars} vars in {pktsize} bytes}} [{cached[1] if cached[0] == sec else _ctime(sec)}] "
                 f"{get('REQUEST_METHOD', '')} {get('REQUEST_URI', '')} => generated {body_bytes} bytes in "

@@ -268,8 +268,22 @@ class StaticFiles:
     # --- finding the file ----------------------------------------------------------------
 
     def serve(self, env: dict, sock: socket.socket, keep: bool, extra_headers: str,
-              offload: Any = None) -> StaticReply | None:
-        """Answer the request with a static file, or None to let the app answer it."""
+              offload: Any = None, route: Any = None) -> StaticReply | None:
+        """Answer the request with a static file, or None to let the app answer it.
+
+        ``route``: the request's routing Exchange (vassal.routing), which may have looked the
+        file up already (before its rules ran, as uWSGI does) and sees the head before it goes.
+        """
+        if route is not None and route.located:
+            found, route.found = route.found, None
+        else:
+            found = self.locate(env)
+        if found is None:
+            return None
+        return self._answer(found, env, sock, keep, extra_headers, offload, route)
+
+    def locate(self, env: dict) -> _Found | None:
+        """The static file for this request (opened), or None."""
         path_info = env.get("PATH_INFO", "").encode("latin-1", "replace")
         for ext in self.skip_ext:
             if path_info.endswith(ext):
@@ -286,14 +300,21 @@ class StaticFiles:
                 name = base + b"/" + (path_info[len(root.mount):] if root.strip else path_info)
             found = self._find(name, base)
             if found is not None:
-                return self._answer(found, env, sock, keep, extra_headers, offload)
+                return found
         if self.docroot and env.get("DOCUMENT_ROOT"):
             base = _realpath(env["DOCUMENT_ROOT"].encode("latin-1", "replace"))
             if base is not None:
-                found = self._find(base + b"/" + path_info, base)
-                if found is not None:
-                    return self._answer(found, env, sock, keep, extra_headers, offload)
+                return self._find(base + b"/" + path_info, base)
         return None
+
+    def serve_path(self, path: bytes, env: dict, sock: socket.socket, keep: bool, extra_headers: str,
+                   offload: Any = None, route: Any = None) -> StaticReply | None:
+        """One named file as a static file (the routing ``static`` action): the path is its
+        own document root, so a symlink leading elsewhere needs a ``static-safe`` path."""
+        found = self._find(path, path)
+        if found is None:
+            return None
+        return self._answer(found, env, sock, keep, extra_headers, offload, route)
 
     def _allowed(self, real: bytes, root: bytes) -> bool:
         if under(real, root) or any(under(real, s) for s in self.safe):
@@ -374,12 +395,19 @@ class StaticFiles:
     # --- answering -----------------------------------------------------------------------
 
     def _answer(self, found: _Found, env: dict, sock: socket.socket, keep: bool, extra_headers: str,
-                offload: Any) -> StaticReply | None:
+                offload: Any, route: Any = None) -> StaticReply | None:
         method = env.get("REQUEST_METHOD", "")
         if method not in ("GET", "HEAD"):
             os.close(found.fd)
             return None
         handed = False
+
+        def routed(status: str, headers: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]], str] | None:
+            """The head as the routing rules leave it (None: they answered instead)."""
+            if route is None:
+                return status, headers, extra_headers
+            return route.static_head(status, headers, extra_headers)
+
         try:
             ctype = mime_type(self.mime, found.path)
             encoding = self._compressed(found, env.get("HTTP_ACCEPT_ENCODING", ""))
@@ -387,7 +415,8 @@ class StaticFiles:
             protocol = env.get("SERVER_PROTOCOL") or "HTTP/1.0"
             ims = env.get("HTTP_IF_MODIFIED_SINCE")
             if ims and st.st_mtime // 1 <= parse_http_date(ims):
-                return _send_head(sock, protocol, "304 Not Modified", [], extra_headers, keep)
+                head = routed("304 Not Modified", [])
+                return route.reply() if head is None else _send_head(sock, protocol, *head, keep)
             size = st.st_size
             lo, length = 0, size
             parsed = Range.NOT_PARSED
@@ -395,8 +424,8 @@ class StaticFiles:
                 parsed, lo, hi = fix_range(*parse_range(env["HTTP_RANGE"]), size)
                 if parsed == Range.INVALID:
                     # no body and no length: the connection ends the answer
-                    return _send_head(sock, protocol, "416 Requested Range Not Satisfiable",
-                                      [("Content-Range", f"bytes */{size}")], extra_headers, False)
+                    head = routed("416 Requested Range Not Satisfiable", [("Content-Range", f"bytes */{size}")])
+                    return route.reply() if head is None else _send_head(sock, protocol, *head, False)
                 if parsed == Range.VALID:
                     if_range = env.get("HTTP_IF_RANGE")
                     # a date at or after the mtime keeps the file "unchanged"; an ETag reads as 0
@@ -421,11 +450,17 @@ class StaticFiles:
                 header = "X-Accel-Redirect" if self.mode == ServeMode.X_ACCEL_REDIRECT else "X-Sendfile"
                 headers += [(header, os.fsdecode(found.path)), last_modified]
                 # no body and no length: the front server takes it from here
-                return _send_head(sock, protocol, status, headers, extra_headers, False)
+                head = routed(status, headers)
+                return route.reply() if head is None else _send_head(sock, protocol, *head, False)
             headers.append(("Content-Length", str(length)))
             if parsed == Range.VALID:
                 headers.append(("Content-Range", f"bytes {lo}-{lo + length - 1}/{size}"))
             headers.append(last_modified)
+            if route is not None:
+                shown = routed(status, headers)
+                if shown is None:
+                    return route.reply()
+                status, headers, extra_headers = shown
             head = _head(protocol, status, headers, extra_headers)
             if method == "HEAD":
                 sock.sendall(head)
@@ -500,8 +535,15 @@ def _seconds(option: str, text: str, where: str) -> int:
     return int(text)
 
 
-def from_config(config: Any) -> StaticFiles | None:
-    """The static-file setup this config asks for, or None when it asks for none."""
+#: options that make uWSGI load its mime types (UWSGI_OPT_MIME)
+MIME_OPTIONS = ("check-static", "check-static-docroot", "static-map", "static-map2", "static-skip-ext",
+                "static-index", "static-safe", "static-cache-paths", "static-cache-paths-name", "mimefile")
+
+
+def from_config(config: Any, always: bool = False) -> StaticFiles | None:
+    """The static-file setup this config asks for, or None when it asks for none (with
+    ``always``: the setup anyway, for the routing ``static`` action; its mime types are
+    loaded only when an option that loads them in uWSGI is given)."""
     sf = StaticFiles()
     for value, _where in _values(config, "check-static"):
         sf.roots.append(_Root(b"", os.fsencode(value), strip=False))
@@ -515,12 +557,13 @@ def from_config(config: Any) -> StaticFiles | None:
             sf.roots.append(_Root(os.fsencode(mount), os.fsencode(docroot), strip=strip))
             log(f"[uwsgi-static] added mapping for {mount} => {docroot}")
     sf.docroot = bool(config.get("check-static-docroot"))
-    if not sf.roots and not sf.docroot:
+    if not sf.roots and not sf.docroot and not always:
         return None
     sf.index = [os.fsencode(v) for v in config.getlist("static-index")]
     sf.skip_ext = [os.fsencode(v) for v in config.getlist("static-skip-ext")]
     sf.safe = [os.fsencode(v) for v in config.getlist("static-safe")]
-    sf.mime = load_mime_types(config.getlist("mimefile") or [DEFAULT_MIMEFILE])
+    if any(config.has(name) for name in MIME_OPTIONS):
+        sf.mime = load_mime_types(config.getlist("mimefile") or [DEFAULT_MIMEFILE])
     sf.gzip_all = bool(config.get("static-gzip-all"))
     sf.gzip_dirs = [os.fsencode(v) for v in config.getlist("static-gzip-dir")]
     sf.gzip_exts = [os.fsencode(v) for v in config.getlist("static-gzip-ext")]

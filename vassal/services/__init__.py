@@ -75,3 +75,7 @@ class Service:
 
     def finish(self) -> None:
         """The master is about to exit or re-exec: last cleanup."""
+
+    def kept_sockets(self) -> list[Any]:
+        """Listening sockets (ListenSocket) the next incarnation inherits on a reload."""
+        return []

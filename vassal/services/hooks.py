@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from vassal.api import metrics as _metrics
 from vassal.log import log
 from vassal.services import Service, commands
 from vassal.services import log_verbose as _log_verbose
@@ -549,6 +550,8 @@ ACTIONS: dict[str, Action] = {
     "umount": _refused("umount (filesystem namespaces are not built in Imperium)"),
     "alarm": _refused("alarm (the alarm subsystem is not built in Imperium)"),
     "rpc": _rpc, "retryrpc": _retryrpc,
+    # uWSGI's router_metrics actions, as hooks (vassal.api.metrics)
+    **{name: _metrics.hook_action(fn) for name, fn in _metrics.HOOK_ACTIONS.items()},
 }
 #: actions refused at start-up: they could never succeed here
 UNAVAILABLE = {"mount", "umount", "alarm"}

@@ -4,7 +4,8 @@ uWSGI's master (core/master.c) checks once a second:
 
 * ``vassal-sos-backlog N``: the connections waiting in the listen queues of its TCP sockets
   (what the stats server shows as ``listen_queue``) reach N: one SOS, every check while
-  it lasts ("asking Emperor for reinforcements (backlog: N)...");
+  it lasts ("asking Emperor for reinforcements (backlog: N)..."); checked only under an
+  emperor;
 * ``vassal-sos SECS``: every worker is busy: one SOS at most every SECS seconds
   ("asking Emperor for reinforcements (overload: N)...").
 
@@ -58,7 +59,7 @@ class SosService(Service):
         m = self.master
         if m.state != RUNNING:
             return  # reloading or stopping: no reinforcements
-        if self.backlog > 0:
+        if self.backlog > 0 and m.link is not None:  # uWSGI: only with an emperor
             queue = sum(listen_queue(ls) for ls in m.sockets)
             if queue >= self.backlog:
                 log(f"asking Emperor for reinforcements (backlog: {queue})...")

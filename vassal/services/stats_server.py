@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from emperor.protocol import request_complete
 from vassal.log import log
 from vassal.services import Service
 from vassal.sockets import parse_address
@@ -32,7 +33,7 @@ ACCEPT_BATCH = 16
 
 
 class _Client:
-    __slots__ = ("sock", "fd", "out", "deadline", "reading")
+    __slots__ = ("sock", "fd", "out", "deadline", "reading", "request")
 
     def __init__(self, sock: socket.socket, deadline: float, reading: bool) -> None:
         self.sock = sock
@@ -40,6 +41,7 @@ class _Client:
         self.out = b""
         self.deadline = deadline
         self.reading = reading
+        self.request = b""
 
 
 class StatsService(Service):
@@ -49,15 +51,20 @@ class StatsService(Service):
 
     def __init__(self, address: str, http: bool, minified: bool,
                  make_doc: Callable[[bool], str], timeout: float = 4.0,
-                 max_clients: int = MAX_CLIENTS) -> None:
+                 max_clients: int = MAX_CLIENTS,
+                 respond: Callable[[bytes], bytes] | None = None, what: str = "Stats") -> None:
         self.address = address
-        self.http = http
+        #: an HTTP server instead (the Prometheus endpoint): the request's head is read, the
+        #: whole answer is ``respond(request)``
+        self.respond = respond
+        self.what = what
+        self.http = http or respond is not None
         self.minified = minified
         self.make_doc = make_doc
         self.timeout_s = timeout
         self.max_clients = max_clients
         self.clients: dict[int, _Client] = {}  # fd -> client, oldest first
-        self.sock: socket.socket | None = _bind(address)
+        self.sock: socket.socket | None = _bind(address, what.lower())
 
     def fileno(self) -> int:
         return self.sock.fileno() if self.sock is not None else -1
@@ -65,7 +72,7 @@ class StatsService(Service):
     # --- the Service interface ----------------------------------------------------------------
 
     def start(self, master: Any) -> None:
-        log(f"*** Stats server enabled on {self.address} fd: {self.fileno()} ***")
+        log(f"*** {self.what} server enabled on {self.address} fd: {self.fileno()} ***")
 
     def fds(self) -> list[int]:
         listening = [self.sock.fileno()] if self.sock is not None else []
@@ -90,8 +97,14 @@ class StatsService(Service):
         if not data:
             self._drop(client)
             return
+        if self.respond is not None:
+            client.request += data
+            if not request_complete(client.request):
+                return
+            client.out = self.respond(client.request)
+        else:
+            client.out = http_wrap(self._doc())
         client.reading = False
-        client.out = http_wrap(self._doc())
         self.on_writable(fd)
 
     def on_writable(self, fd: int) -> None:
@@ -178,7 +191,7 @@ class StatsService(Service):
                 pass
 
 
-def _bind(address: str) -> socket.socket:
+def _bind(address: str, what: str = "stats") -> socket.socket:
     family, addr = parse_address(address)
     if family == socket.AF_INET and addr[0] in ("", "0.0.0.0") and address.startswith(":"):  # type: ignore[index]
         addr = ("0.0.0.0", addr[1])  # type: ignore[index]
@@ -192,7 +205,7 @@ def _bind(address: str) -> socket.socket:
         sock.listen(64)
     except OSError as exc:
         sock.close()
-        raise OSError(exc.errno, f"cannot bind stats server {address}: "
+        raise OSError(exc.errno, f"cannot bind {what} server {address}: "
                       f"{os.strerror(exc.errno).lower() if exc.errno else exc}") from None
     sock.setblocking(False)
     return sock
