@@ -47,12 +47,10 @@ from vassal.log import log
 Phase = Callable[[str], None]
 #: the minimal capabilities uWSGI keeps effective until the privilege drop
 _MINIMAL = [capabilities.NAMES[n] for n in ("sys_chroot", "setuid", "setgid", "setpcap")]
-#: modules the instance imports after the jail: imported before it (chroot, pivot_root)
-PRELOAD = ("vassal.master", "vassal.worker", "vassal.stats", "vassal.wsgi", "vassal.sockets",
-           "vassal.services.sos", "vassal.services.stats_server", "vassal.protocols.http",
-           "vassal.protocols.uwsgi", "vassal.protocols.static", "vassal.api.uwsgi_module",
-           "email.utils", "http.client", "traceback", "json", "mimetypes", "selectors",
-           "encodings.idna", "encodings.latin_1")
+#: standard library modules the instance may import lazily after the jail (its own
+#: modules are all imported: every module of the ``vassal`` package)
+PRELOAD = ("email.utils", "http.client", "traceback", "json", "mimetypes", "selectors",
+           "encodings.idna", "encodings.latin_1", "pkgutil", "runpy")
 
 
 class JailError(Exception):
@@ -121,10 +119,16 @@ def check(config: Any) -> None:
 
 
 def preload() -> None:
-    for name in PRELOAD:
+    """Import, before a chroot or pivot_root, what the instance could import after it."""
+    import pkgutil
+
+    import vassal
+
+    names = [m.name for m in pkgutil.walk_packages(vassal.__path__, "vassal.")]
+    for name in (*PRELOAD, *names):
         try:
             importlib.import_module(name)
-        except ImportError:
+        except Exception:  # noqa: BLE001 - an optional part (a missing extra) is not needed
             pass
 
 

@@ -268,7 +268,10 @@ def test_vassal_cannot_write_outside_its_chroot(procs: Procs, tmp_path: Path, op
     (e.dir / "j.ini").write_text(probe_ini(port, Path("/jail_probe.py"), f"chroot = {jail}",
                                            f"uid = {tenant.uid}", f"gid = {tenant.gid}"))
     wait_until(lambda: port_open(port), 20, message=f"the vassal; log:\n{e.log()[-3000:]}")
-    seen = get_json(port, f"write={escape}")
+    try:
+        seen = get_json(port, f"write={escape}")
+    except OSError as exc:
+        raise AssertionError(f"{exc}; log:\n{e.log()[-3000:]}") from None
     assert seen["write"] == "ok"
     assert not escape.exists()
     assert (jail / escape.name).read_text() == "written from the jail\n"
