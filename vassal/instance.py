@@ -22,6 +22,7 @@ from vassal import jail, process_setup, routing
 from vassal import log as logmod
 from vassal.api import background, uwsgi_module
 from vassal.api import metrics as metrics_api
+from vassal.config.privacy import redact
 from vassal.emperor_link import EmperorLink
 from vassal.log import log
 from vassal.logs.loggers import LoggerError
@@ -70,7 +71,9 @@ def run_instance(config: Any) -> int:
     try:
         return _run(config)
     except InstanceError as exc:
-        print(f"imperium: {exc}", file=sys.stderr, flush=True)
+        # values read from files the config's author could not read are not quoted
+        message = redact(str(exc), getattr(config, "private_texts", []))
+        print(f"imperium: {message}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
         return 0

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 
-from tests.conftest import IMPERIUM, free_port, wait_until
+from tests.conftest import IMPERIUM, free_port, read_json, wait_until
 from tests.fixtures.instance_helpers import APPS, get, start
 
 HELLO = str(APPS / "hello.py")
@@ -40,14 +40,14 @@ def test_idle_and_drip_fed_connections_hold_no_core(procs) -> None:
 
 
 def test_graceful_reload_lets_the_request_in_flight_finish(procs) -> None:
-    port = free_port()
+    port, stats = free_port(), free_port()
     p = start(procs, "--wsgi-file", HELLO, "--gevent", "10", "--gevent-monkey-patch", "--master",
-              port=port)
+              "--stats", f"127.0.0.1:{stats}", port=port)
     got: list = []
     slow = threading.Thread(target=lambda: got.append(get(port, "/sleep?1.5", timeout=20)))
     slow.start()
-    wait_until(lambda: "spawned uWSGI worker 1" in procs.output(p), 10, message="worker")
-    time.sleep(0.3)  # the slow request is in the worker
+    wait_until(lambda: read_json(stats)["workers"][0]["status"] == "busy", 10,
+               message="the slow request in the worker")
     os.kill(p.pid, signal.SIGHUP)
     slow.join(20)
     assert got == [(200, b"Hello World")]

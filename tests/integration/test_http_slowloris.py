@@ -112,3 +112,32 @@ def test_keepalive_connections_wait_parked(procs) -> None:
     finally:
         for c in conns:
             c.close()
+
+
+def test_drip_fed_uwsgi_packets_do_not_occupy_the_worker(procs, tmp_path) -> None:
+    """The uwsgi protocol gets the same head deadline: a packet head (or its vars) drip-fed
+    to the one worker holds a descriptor, not the worker, and is dropped at the deadline."""
+    from tests.conftest import IMPERIUM, port_open, read_to_close
+    from vassal.protocols.uwsgi import encode_packet
+
+    port = free_port()
+    p = procs.start([IMPERIUM, "--socket", f"127.0.0.1:{port}", "--wsgi-file", HELLO, "--master",
+                     "--processes", "1", "--socket-timeout", "2"], cwd=tmp_path)
+    wait_until(lambda: p.poll() is not None or port_open(port), 20, message="instance")
+    packet = encode_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_PROTOCOL": "HTTP/1.1",
+                            "HTTP_HOST": "h", "X_PAD": "p" * 200})
+    drips = []
+    for cut in (2, 40):  # inside the 4-byte head, inside the vars
+        s = socket.create_connection(("127.0.0.1", port), timeout=15)
+        s.sendall(packet[:cut])
+        drips.append(s)
+    try:
+        t0 = time.monotonic()
+        for _ in range(3):  # the single worker answers everyone else meanwhile
+            assert read_to_close(port, packet, timeout=3).startswith(b"HTTP/1.1 200 OK")
+        for s in drips:
+            assert s.recv(100) == b""  # closed without an answer, as uWSGI drops a bad packet
+        assert 1.5 <= time.monotonic() - t0 < 10
+    finally:
+        for s in drips:
+            s.close()

@@ -67,15 +67,20 @@ def test_api_jobs_pids_get_task_frequency(procs, tmp_path) -> None:
 
 
 def test_a_job_that_kills_its_spooler_does_not_block_the_others(procs, tmp_path) -> None:
-    b = Backend(procs, "imperium", tmp_path, spooler(tmp_path, "spooler-ordered = true"), "spooler")
-    bad = b.get("/spool?crash=1")[1]  # spooled first: ordered, it would always come first
+    # one worker: the job files are named by its pid and a counter, so in name order
+    # (spooler-ordered) the crashing job, spooled first, always comes first
+    b = Backend(procs, "imperium", tmp_path, spooler(tmp_path, "spooler-ordered = true"), "spooler",
+                processes=1)
+    bad = b.get("/spool?crash=1")[1]
     b.get("/spool?good=1")
     b.get("/spool?good=2")
     wait_until(lambda: sorted(json.loads(e[2]).get("good", "") for e in b.events("job")
                               if "good" in e[2]) == ["1", "2"], 20, message="the good jobs")
+    wait_until(lambda: f"job {os.path.basename(bad)} killed the previous spooler process" in b.output(),
+               10, message="the respawned spooler naming the job that killed the last one")
     out = b.output()
     assert "OOOPS the spooler is no more...trying respawn..." in out
-    assert f"job {os.path.basename(bad)} killed the previous spooler process" in out
+    assert json.loads(b.events("job")[0][2]).get("crash") == "1"  # it did come first
     assert os.path.exists(bad)  # the poisonous job stays: a fixed program can still run it
     assert b.get("/info")[0] == 200
 

@@ -112,7 +112,9 @@ def test_values_are_seen_by_every_worker(servers) -> None:
                    for _ in range(3)]
         for t in threads:
             t.start()
-        time.sleep(0.6)
+        stats = servers[kind][1]
+        wait_until(lambda stats=stats: [w["status"] for w in read_json(stats)["workers"]].count("busy") == 3,
+                   10, message=f"{kind}: three workers asleep in a request")
         setter = call(port, "/update?k=shared&v=everywhere")
         for t in threads:
             t.join(30)

@@ -2,7 +2,8 @@
 with Debian's real uWSGI: same calls, same answers (values, types, errors).
 
 Also lists the names real uWSGI's module has that ours has not: each must be in NOT_OFFERED
-with the reason, so a name lost (or one added without updating this list) fails the test.
+(vassal/api/not_built.py) with the reason, so a name lost (or one added without updating this
+list) fails the test, and touching one must raise AttributeError naming it and the reason.
 """
 
 from __future__ import annotations
@@ -16,35 +17,13 @@ import pytest
 
 from tests.conftest import Procs, free_port, port_open, read_json, wait_until
 from tests.interop.helpers import backend_argv, http_request, need_uwsgi
+from vassal.api.not_built import NOT_BUILT
 
 KINDS = ("imperium", "uwsgi")
 APP = Path(__file__).resolve().parent.parent / "fixtures" / "apps" / "api_app.py"
 
-#: names of uWSGI 2.0's module we do not offer, and why (the other engineers' names are
-#: theirs to remove from this list: signals, spooler, mules, logging, workers)
-NOT_OFFERED = {
-    # owned by other pieces of work (issue 7 parts 2-4, logging)
-    "log_this_request": "logging", "logsize": "logging", "alarm": "logging (alarms)",
-    # the request in progress: belongs to the worker's request path
-    "env": "the request path", "start_response": "the request path", "cl": "the request path",
-"ready_fd": "the request path", "add_var": "the request path",
-    "chunked_read": "the request path", "chunked_read_nb": "the request path",
-    "send": "the request path", "recv": "the request path", "close": "the request path",
-    "connect": "raw sockets by fd", "parsefile": "uwsgi packet files",
-    "websocket_handshake": "websockets", "websocket_recv": "websockets",
-    "websocket_recv_nb": "websockets", "websocket_send": "websockets",
-    "websocket_send_binary": "websockets",
-    # async/green loops (gevent is issue 7 part 7), routing, offloading, legion
-    "async_sleep": "async loops", "async_connect": "async loops", "green_schedule": "async loops",
-    "suspend": "async loops", "wait_fd_read": "async loops", "wait_fd_write": "async loops",
-    "route": "internal routing", "offload": "offloading", "i_am_the_lord": "legion",
-    "lord_scroll": "legion", "scrolls": "legion",
-    # C-level things with no meaning here
-    "embedded_data": "symbols of the uWSGI binary", "extract": "symbols of the uWSGI binary",
-    "SymbolsImporter": "symbols of the uWSGI binary", "SymbolsZipImporter": "symbols of the uWSGI binary",
-    "ZipImporter": "symbols of the uWSGI binary",
-    "set_warning_message": "uWSGI's shared warning slot", "ready": "uWSGI's ready flag",
-}
+#: names of uWSGI 2.0's module we do not offer, and why (refused by name, with the reason)
+NOT_OFFERED = NOT_BUILT
 
 
 STATS: dict[int, int] = {}  # http port -> stats port
@@ -127,7 +106,7 @@ SEQUENCE = [
     ("attr", "numproc"), ("attr", "buffer_size"), ("attr", "cores"), ("attr", "unbit"), ("attr", "loop"),
     ("attr", "applications"), ("attr", "is_a_reload"), ("attr", "SPOOL_OK"), ("attr", "SPOOL_RETRY"),
     ("attr", "SPOOL_IGNORE"), ("i_am_the_spooler",), ("accepting",), ("is_connected", 9999),
-    ("listen_queue",),
+    ("listen_queue",), ("listen_queue", 99), ("listen_queue", -1),
 ]
 
 
@@ -149,14 +128,15 @@ def test_types_of_the_instance_values(servers) -> None:
 
 def test_an_rpc_registered_in_one_worker_is_that_worker_s(servers2) -> None:
     import threading
-    import time
 
     for kind in KINDS:
         port = servers2[kind]
         owner: dict = {}
         t = threading.Thread(target=lambda port=port, owner=owner: owner.update(call(port, "regmine", 2.0)))
         t.start()
-        time.sleep(0.5)  # the registering worker is now busy for 1.5 s more: the next goes elsewhere
+        # the registering worker is busy for 2 s: the next request goes to the other one
+        wait_until(lambda port=port: any(w["status"] == "busy" for w in read_json(STATS[port])["workers"]),
+                   10, message=f"{kind}: the registering worker busy")
         other = call(port, "rpc", None, "b:mine")
         t.join(30)
         assert owner["r"] == "b'mine'", (kind, owner)
@@ -172,6 +152,14 @@ def test_names_uwsgi_offers_that_we_do_not_are_listed(servers) -> None:
     assert missing <= set(NOT_OFFERED), sorted(missing - set(NOT_OFFERED))
     stale = {n for n in NOT_OFFERED if n in ours}
     assert not stale, f"offered now, remove from NOT_OFFERED: {sorted(stale)}"
+    # each is refused by name, with its reason, and stays absent for hasattr()
+    for name in sorted(NOT_OFFERED):
+        d = call(servers["imperium"], "attr", name)
+        assert d.get("err") == "AttributeError", (name, d)
+        assert d["msg"] == (f"module 'uwsgi' has no attribute {name!r}: not offered by Imperium "
+                            f"({NOT_OFFERED[name]})"), d
+    assert call(servers["imperium"], "attr", "no_such_name")["msg"] == \
+        "module 'uwsgi' has no attribute 'no_such_name'"
 
 
 def test_sendfile_sends_the_file_after_the_headers(servers, tmp_path: Path) -> None:
@@ -209,7 +197,6 @@ def test_opt_shows_the_options_as_uwsgi(servers) -> None:
 
 def test_sharedarea_is_shared_by_the_workers(servers2) -> None:
     import threading
-    import time
 
     for kind in KINDS:
         port = servers2[kind]
@@ -217,7 +204,9 @@ def test_sharedarea_is_shared_by_the_workers(servers2) -> None:
         busy: dict = {}
         t = threading.Thread(target=lambda port=port, busy=busy: busy.update(call(port, "sleepread", 1.5, 1, 10, 7)))
         t.start()
-        time.sleep(0.4)  # one worker sleeps: this read is the other's
+        # one worker sleeps: this read is the other's
+        wait_until(lambda port=port: any(w["status"] == "busy" for w in read_json(STATS[port])["workers"]),
+                   10, message=f"{kind}: one worker busy")
         other = call(port, "sharedarea_read", 1, 10, 7)
         t.join(30)
         assert busy["wid"] != other["wid"], (kind, busy, other)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import read_json, wait_until
 from tests.fixtures.background import Backend
+from tests.integration.emperor_harness import stays
 from tests.interop.helpers import need_uwsgi
 
 KINDS = ("imperium", "uwsgi")
@@ -79,6 +81,20 @@ def test_retried_job_stays_until_it_succeeds(procs, tmp_path, kind) -> None:
     _, path = b.get("/spool?ret=retry")
     b.wait_events("job", 2, timeout=15)  # run again at each pass
     assert os.path.exists(path)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_job_waits_for_its_at_time(procs, tmp_path, kind) -> None:
+    spool = tmp_path / kind / "spool"
+    b = Backend(procs, kind, tmp_path, [f"spooler = {spool}", "spooler-frequency = 1"], "spooler")
+    at = int(time.time()) + 4
+    _, path = b.get(f"/spool?a=1&at={at}")
+    b.get("/spool?now=1")
+    assert _job(b.wait_events("job")[0]).get("now") == "1"  # the spooler is scanning
+    stays(lambda: len(b.events("job")) == 1, at - time.time() - 1, "the job not run before its time")
+    job = _job(b.wait_events("job", 2)[1])
+    assert time.time() >= at and job["a"] == "1" and job["at"] == str(at)
+    wait_until(lambda: not os.path.exists(path), 10, message="the spool file removed")
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -3,9 +3,9 @@ real uWSGI.
 
 Each vector is one write on a fresh connection: a request whose framing a front proxy and the
 server could read differently, with a second request (``GET /smuggled``) hidden where one of
-the readings would find it. Imperium must answer each with a single response (a 400 or
-another refusal where the framing is not RFC 9112's, or the app's answer when it is) and close
-the connection, and the app must never see ``/smuggled``.
+the readings would find it. Imperium must answer each with a single refusal (a 400, or the
+status named in ``NOT_400``) and close the connection: none of them is RFC 9112 framing, and
+the app must never see one.
 
 The same table runs against Debian's uWSGI (``http-socket`` and ``http11-socket``) for
 reference: what it does is recorded (printed, and summarised in docs/interop.md), not
@@ -82,6 +82,10 @@ VECTORS: dict[str, bytes] = {
     "chunk-data-overrun": POST + b"Transfer-Encoding: chunked\r\n\r\n2\r\nabcd\r\n0\r\n\r\n" + SMUGGLED,
     "chunk-bare-lf": POST + b"Transfer-Encoding: chunked\r\n\r\n2\nab\n0\n\n" + SMUGGLED,
 }
+
+#: what Imperium answers to each vector: 400 unless named here (a coding it does not
+#: implement is 501, RFC 9112 6.1); never the app's 200, since none of them is valid framing
+NOT_400 = {"te-gzip-chunked": 501}
 
 INI = """[uwsgi]
 {kind} = 127.0.0.1:{port}
@@ -175,7 +179,7 @@ def test_smuggling_vector_gets_one_answer_and_a_close(ours: int, name: str) -> N
     assert len(answers) == 1, f"{name}: {len(answers)} responses: {data[:600]!r}"
     status, body = answers[0]
     assert b"/smuggled" not in body, f"{name}: the hidden request reached the app"
-    assert status in (200, 400, 413, 431, 500, 501, 505), f"{name}: {data[:300]!r}"
+    assert status == NOT_400.get(name, 400), f"{name}: {data[:300]!r}"
 
 
 def test_smuggling_refusals_are_400s_where_the_framing_is_bad(ours: int) -> None:

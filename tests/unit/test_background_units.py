@@ -4,6 +4,7 @@ socketpairs, the spool file format (fuzzed), option parsing."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 
@@ -131,6 +132,17 @@ def test_registration_rules(hub) -> None:
             hub.check_target("register_signal", target)
     with pytest.raises(SignalError, match="longer than 63 characters"):
         hub.register_signal(5, "x" * 64, print)
+
+
+@pytest.mark.parametrize("fields,message", [
+    ((60, -1, -1, -1, -1), "minute 60 never matches (0-59"), ((-1, 24, -1, -1, -1), "hour 24 never"),
+    ((-1, -1, 0, -1, -1), "day 0 never matches (1-31"), ((-1, -1, 32, -1, -1), "day 32 never"),
+    ((-1, -1, -1, 13, -1), "month 13 never matches (1-12"), ((-1, -1, -1, -1, 8), "week 8 never"),
+])
+def test_cron_fields_that_never_match_are_refused(hub, fields, message) -> None:
+    """uWSGI takes them and the signal never comes; weekday 7 (Sunday) and -N are valid."""
+    with pytest.raises(SignalError, match=re.escape(f"uwsgi.add_cron: {message}")):
+        hub.add_cron(9, *fields)
 
 
 def test_handle_runs_the_handler_and_counts(hub) -> None:

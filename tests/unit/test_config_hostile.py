@@ -142,3 +142,35 @@ def test_placeholder_loop_in_a_private_file_hides_the_key(tmp_path: Path, nobody
     with pytest.raises(ConfigError) as err:
         load([str(cfg)])
     assert "endless expansion of %(...)" in str(err.value) and SECRET not in str(err.value)
+
+
+def test_at_file_of_a_secret_is_not_quoted_in_notices_nor_errors(tmp_path: Path, nobody) -> None:
+    """``@(file)`` copies a file into a value: one the author cannot read stays unquoted,
+    in the reader's notices and in the errors of the start (a socket that cannot be bound)."""
+    import subprocess
+
+    from tests.conftest import IMPERIUM
+    from vassal.config.privacy import redact
+
+    tmp_path.chmod(0o755)
+    secret = _owned(tmp_path / "secret", f"{SECRET}:zz\n", pwd.getpwuid(0), 0o600)  # a bad address
+    cfg = _owned(tmp_path / "app.ini", f"[uwsgi]\nprocesses = @({secret})\nk = @({secret})\n"
+                 "listen = %(k)\n", nobody, 0o644)
+    c = load([str(cfg)])
+    notes = "\n".join(c.notices())
+    assert f"option processes ({cfg}:2): its value is not a number" in notes, notes
+    assert f"option listen ({cfg}:4): its value is not a number" in notes, notes
+    assert SECRET not in notes
+    assert redact(f"bad {c.get('procname') or ''}{c.getlist('processes')!r} {c.placeholders['k']}",
+                  c.private_texts).count(SECRET) == 0
+    cfg.write_text(f"[uwsgi]\nhttp-socket = @({secret})\n")
+    done = subprocess.run([IMPERIUM, "--ini", str(cfg)], capture_output=True, text=True, timeout=30,
+                          cwd=tmp_path)
+    assert done.returncode == 1
+    assert "imperium: cannot bind http-socket <private>: bad port" in done.stderr, done.stderr
+    assert SECRET not in done.stderr + done.stdout
+    # the owner of the secret (root) writing the same config is told everything
+    os.chown(cfg, 0, 0)
+    done = subprocess.run([IMPERIUM, "--ini", str(cfg)], capture_output=True, text=True, timeout=30,
+                          cwd=tmp_path)
+    assert SECRET in done.stderr

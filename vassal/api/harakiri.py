@@ -1,6 +1,7 @@
 """``uwsgi.set_user_harakiri(seconds)``: a deadline a worker, mule or spooler sets on itself.
 
-The deadline (wall time, as uWSGI keeps it) goes to shared memory; the master kills the
+The deadline (``time.monotonic()``, one clock for every process; uWSGI keeps wall time, which
+a clock step would move) goes to shared memory; the master kills the
 process with SIGKILL once it is past (``vassal.services.harakiri``); 0 clears it. Used by
 uwsgidecorators' ``@harakiri``. Spoolers keep theirs in the spooler table.
 """
@@ -33,7 +34,8 @@ class UserHarakiri:
     def set_user_harakiri(self, seconds: Any) -> None:
         if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
             raise ValueError(f"uwsgi.set_user_harakiri: seconds must be an integer >= 0, not {seconds!r}")
-        deadline = time.time() + seconds if seconds else 0.0
+        # monotonic (one clock for every process): a wall-clock step must not kill anyone
+        deadline = time.monotonic() + seconds if seconds else 0.0
         if ME.role is Role.SPOOLER and self.spoolers is not None:
             self.spoolers.slots[ME.spooler_slot].user_harakiri = deadline
         elif ME.role is Role.MULE:

@@ -69,7 +69,9 @@ def exports(ctx: ApiContext) -> dict[str, Any]:
         from vassal.sockets import listen_queue as lq
 
         socks = ctx.sockets
-        return lq(socks[n]) if 0 <= n < len(socks) else 0
+        if not 0 <= n < len(socks):
+            raise ValueError(f"unable to find socket {n}")  # uWSGI's words
+        return lq(socks[n])
 
     def get_option(name: str) -> Any:
         return opt.get(name)

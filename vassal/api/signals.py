@@ -52,6 +52,10 @@ TARGET_MAX = 63
 FILEMON_PATH_MAX = 254
 
 
+#: the values a positive cron field can match (weekday 7 is Sunday too, as in uWSGI)
+CRON_RANGES = {"minute": (0, 59), "hour": (0, 23), "day": (1, 31), "month": (1, 12), "week": (0, 7)}
+
+
 class SignalError(ValueError):
     """A bad call of the signal API; the message names the call."""
 
@@ -392,6 +396,11 @@ class SignalHub:
         for name, value in fields.items():
             if isinstance(value, bool) or not isinstance(value, int):
                 raise SignalError(f"uwsgi.add_cron: {name} must be an integer (-1: every, -N: every N)")
+            low, high = CRON_RANGES[name]
+            if 0 <= value < low or value > high:
+                # uWSGI takes it, and the signal never comes
+                raise SignalError(f"uwsgi.add_cron: {name} {value} never matches ({low}-{high}, "
+                                  "-1: every, -N: every N)")
         self._request("add_cron", {"kind": "cron", "sig": sig, **fields})
         return True
 

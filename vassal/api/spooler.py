@@ -127,7 +127,7 @@ class _Slot(ctypes.Structure):
         ("running", ctypes.c_int32),
         ("pending", ctypes.c_int32),  # a job was spooled while it ran one: look again at once
         ("frequency", ctypes.c_int32),  # uwsgi.set_spooler_frequency (0: the option's)
-        ("harakiri", ctypes.c_double),  # wall time after which the master kills it (0: none)
+        ("harakiri", ctypes.c_double),  # time.monotonic() after which the master kills it (0: none)
         ("user_harakiri", ctypes.c_double),
         ("current", ctypes.c_char * 256),  # the job being run: left set when the process dies
     ]
@@ -564,7 +564,7 @@ class Spoolers:
             return SPOOL_IGNORE
         task = self._task_dict(name, env, body)
         if self.settings.harakiri:
-            slot.harakiri = time.time() + self.settings.harakiri
+            slot.harakiri = time.monotonic() + self.settings.harakiri
         try:
             ret = func(task)
         except Exception:  # noqa: BLE001 - the job's error is printed, the job is retried

@@ -24,7 +24,17 @@ import sys
 import types
 from typing import Any
 
-from vassal.api import background, caches, context, locks, metrics, process, rpc, sharedarea
+from vassal.api import (
+    background,
+    caches,
+    context,
+    locks,
+    metrics,
+    not_built,
+    process,
+    rpc,
+    sharedarea,
+)
 from vassal.api.context import ApiContext, ApiError
 
 #: the subsystems, in the order they are set up and their names added (a later one may
@@ -56,6 +66,8 @@ def install(config: Any, version: str, numproc: int, masterpid: int, board: Any,
             setup(ctx)
         for name, value in sub.exports(ctx).items():
             setattr(m, name, value)
+    # what is not built is refused by name, with the reason (vassal/api/not_built.py)
+    m.__getattr__ = not_built.module_getattr(getattr(m, "__getattr__", None))  # type: ignore[method-assign]
     sys.modules["uwsgi"] = m
     return m
 

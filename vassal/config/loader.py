@@ -15,6 +15,7 @@ Magic variables (``%n``, ``%d`` ...) are replaced in the raw text of each file w
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -64,6 +65,8 @@ class Loader:
         self.placeholder_keys: set[str] = set()  # declared with set-placeholder / set of a non-option
         self.magic = MagicTable(cwd=cwd, binary=sys.argv[0] if sys.argv else None)
         self.author: Author | None = None  # set by the first file read (see privacy)
+        self.private_texts: list[str] = []  # what @(file) read from files the author cannot read
+        self._looked_up_private = False  # lookup() found an option of such a file
         self.warnings: list[str] = []
         self.prints: list[Entry] = []
         self.stack: list[tuple[str, str | None]] = []  # files being read, for include loops
@@ -334,13 +337,34 @@ class Loader:
     def expand_all(self) -> None:
         """The three passes over every expandable value, each as uWSGI runs them."""
         todo = [e for e in self.entries if e.expandable and e.value is not None]
-        passes = (("$", self.environ.get), ("@", read_at_file),
-                  ("%", lambda k: placeholder_value(k, self.lookup)))
+        unquotable: list[str] = []  # set by at_file: it read a file the author cannot read
+
+        def at_file(name: str) -> str | None:
+            text = read_at_file(name)
+            if (text is not None and self.author is not None and not name.startswith("exec://")
+                    and not self.author.may_quote(name)):
+                unquotable.append(text)
+            return text
+
+        def placeholder(key: str) -> str | None:
+            text = placeholder_value(key, self.lookup)
+            if text and self._looked_up_private:
+                unquotable.append(text)  # a value of a private file, copied here
+            self._looked_up_private = False
+            return text
+
+        passes = (("$", self.environ.get), ("@", at_file), ("%", placeholder))
         for symbol, resolve in passes:
             total = 0
             for e in todo:
                 e.value = expand(e.value, symbol, resolve, str(e.origin),  # type: ignore[arg-type]
                                  private=e.origin.private)
+                if unquotable:
+                    # @(file) put a secret in this value: no message may quote it from now on
+                    self.private_texts.extend(unquotable)
+                    unquotable.clear()
+                    if not e.origin.private:
+                        e.origin = dataclasses.replace(e.origin, private=True)
                 total += len(e.value)  # type: ignore[arg-type]
                 if total > MAX_EXPANDED:
                     raise ConfigError(f"the expanded options hold more than {MAX_EXPANDED} characters "
@@ -362,6 +386,8 @@ class Loader:
         if e is None:
             canon = ALIASES.get(key)
             e = self._first_name.get(canon) if canon is not None else None
+        if e is not None and e.origin.private:
+            self._looked_up_private = True
         return e.value if e is not None else None
 
     def load_inherits(self) -> None:
@@ -405,8 +431,10 @@ class Loader:
                          "does; strict refuses it)")
         for e in self.prints:
             print(e.value, flush=True)
+        secrets = [e.value for e in self.entries if e.origin.private and e.value] + self.private_texts
         return Config(self.entries, placeholders=placeholders, source=self.source, argv=argv,
-                      magic=dict(self.magic.table), warnings=self.warnings + notes)
+                      magic=dict(self.magic.table), warnings=self.warnings + notes,
+                      private_texts=secrets)
 
 
 def _chain(stack: list[tuple[str, str | None]]) -> str:

@@ -92,8 +92,11 @@ class Config:
     def __init__(self, entries: list[Entry], *, placeholders: dict[str, str] | None = None,
                  source: str | None = None, argv: list[str] | None = None,
                  magic: dict[str, str] | None = None, warnings: list[str] | None = None,
-                 help_requested: bool = False, version_requested: bool = False) -> None:
+                 help_requested: bool = False, version_requested: bool = False,
+                 private_texts: list[str] | None = None) -> None:
         self.entries = entries
+        #: text from files the config's author cannot read (see privacy): ``redact`` hides it
+        self.private_texts: list[str] = private_texts or []
         self.placeholders: dict[str, str] = placeholders or {}
         self.source = source
         self.argv = list(argv or [])

@@ -70,3 +70,26 @@ class Author:
         if st.st_gid in self.groups():
             return bool(mode & stat.S_IRGRP)
         return bool(mode & stat.S_IROTH)
+
+
+#: shorter pieces of private text are left in messages: hiding every "1" or "on" would garble
+#: them, and so short a piece says next to nothing about the file
+MIN_HIDDEN = 4
+
+
+def redact(message: str, texts: list[str]) -> str:
+    """``message`` with every piece of ``texts`` (values read from files the config's author
+    could not read) replaced by a stand-in: as written, as ``repr`` shows it, line by line.
+
+    For the messages built after the config was read (a socket that cannot be bound, an
+    option of the wrong shape), which quote option values without knowing their origin."""
+    if not texts:
+        return message
+    pieces: set[str] = set()
+    for text in texts:
+        for form in (text, repr(text)[1:-1]):
+            pieces.add(form.strip())
+            pieces.update(line.strip() for line in form.splitlines())
+    for piece in sorted((p for p in pieces if len(p) >= MIN_HIDDEN), key=len, reverse=True):
+        message = message.replace(piece, "<private>")
+    return message

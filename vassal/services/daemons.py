@@ -71,7 +71,7 @@ class Daemon:
     pid: int = 0
     status: int = 0  # 0 never started, 1 just started, 2 pidfile process found and watched
     spawns: int = 0
-    last_spawn: float = 0.0  # wall clock, seconds (uWSGI's throttle arithmetic)
+    last_spawn: float = float("-inf")  # time.monotonic() (uWSGI's throttle arithmetic, on wall time)
     pidfile_checks: int = 0
     has_daemonized: bool = False
     stopping_until: float = 0.0  # monotonic deadline of a stop in progress
@@ -241,7 +241,7 @@ class Daemons(Service):
             self.spawn(d)
 
     def spawn(self, d: Daemon) -> None:
-        now = time.time()
+        now = time.monotonic()
         throttle = 0
         if now - d.last_spawn <= 3:
             throttle = int(d.spawns - (now - d.last_spawn))

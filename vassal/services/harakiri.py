@@ -31,10 +31,9 @@ class UserHarakiriService(Service):
         if now < self.next_check:
             return
         self.next_check = now + 1.0
-        wall = time.time()
         for wid in range(1, self.h.nworkers + 1):
             i = self.h.worker_index(wid)
-            if self.h.deadlines[i] and self.h.deadlines[i] < wall:
+            if self.h.deadlines[i] and self.h.deadlines[i] < now:
                 self.h.deadlines[i] = 0.0
                 pid = self.worker_pid(wid)
                 if pid > 0:
@@ -42,7 +41,7 @@ class UserHarakiriService(Service):
                     _kill(pid)
         for mule_id in range(1, self.h.nmules + 1):
             i = self.h.mule_index(mule_id)
-            if self.h.deadlines[i] and self.h.deadlines[i] < wall:
+            if self.h.deadlines[i] and self.h.deadlines[i] < now:
                 self.h.deadlines[i] = 0.0
                 pid = self.mule_pid(mule_id)
                 if pid > 0:

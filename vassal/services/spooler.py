@@ -6,7 +6,6 @@ short stays on disk and runs again). What a spooler does is in ``vassal.api.spoo
 from __future__ import annotations
 
 import signal
-import time
 from typing import Any
 
 from vassal.api.spooler import Spoolers
@@ -76,12 +75,11 @@ class SpoolerService(ChildrenService):
         super().tick(now)
         if self.stopping_now:
             return
-        wall = time.time()
         for child in self.children:
             slot = self.spoolers.slots[child.index]
             for field in ("harakiri", "user_harakiri"):
                 deadline = getattr(slot, field)
-                if child.pid and deadline and deadline < wall:
+                if child.pid and deadline and deadline < now:
                     log(f"*** HARAKIRI ON THE SPOOLER (pid: {child.pid}) ***")
                     self.kill(child, signal.SIGKILL)
                     setattr(slot, field, 0.0)
