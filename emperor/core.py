@@ -25,7 +25,7 @@ import signal
 import socket
 from typing import Any
 
-from emperor import broodlord, ondemand, systemd
+from emperor import broodlord, ondemand, systemd, tyrant
 from emperor import spawn as spawning
 from emperor.clock import Clock
 from emperor.control import Control, ControlError, Hold
@@ -43,6 +43,9 @@ from emperor.events import (
     printable,
 )
 from emperor.forkserver import ForkServer, own_interpreter
+from emperor.isolation.cgroups import CgroupError
+from emperor.isolation.jail import JailSpec
+from emperor.isolation.limits import VassalCgroups
 from emperor.lifecycle import Kind, Phase
 from emperor.logs import log, log_verbose, set_output, setup_logging
 from emperor.output import VassalOutput
@@ -52,6 +55,7 @@ from emperor.settings import EmperorSettings, default_binary
 from emperor.stats import StatsServer, render
 from emperor.vassal import VassalHandle, describe_status
 from emperor.view import Latencies, snapshot
+from vassal.config.sources import ENV_FILE_FROM_EMPEROR
 
 TICK = 0.25  # seconds between heartbeat / curse / mercy checks (of vassals that need them)
 PENDING = object()  # an on-demand socket name still being looked up
@@ -94,6 +98,8 @@ class Emperor:
         self.od_exec: dict[tuple[str, float], str | None] = {}
         self.od_pending: set[tuple[str, float]] = set()
         self.parent: VassalLink | None = None
+        self._own_binary: bool | None = None
+        self.cgroups = VassalCgroups(settings.vassals_cgroup_opts, os.getpid(), log)
         #: observability (emperor.view): monitors' availability, spawn/reload latencies,
         #: whether every monitor has done its first scan; the control socket (its holds)
         self.monitor_up: dict[str, bool] = {}  # monitor id -> available
@@ -379,6 +385,8 @@ class Emperor:
         if t.mtime > v.last_mod:
             if t.config is not None:
                 v.config = t.config
+            elif not self.tyrant_refresh(v):
+                return
             if not v.reload(t.mtime):
                 v.curse()
 
@@ -495,6 +503,14 @@ class Emperor:
                 self.schedule_retry(name, until)
                 return None
         self.throttle.spawned(now)
+        tyrant_file = False
+        if self.settings.tyrant and config is None:
+            verified = self.tyrant_verify(name, cwd, config_arg, mtime)
+            if verified is None:
+                return None
+            uid, gid = verified.uid, verified.gid
+            if self.own_binary():  # ours read the checked bytes; a foreign one opens the path
+                config, tyrant_file = verified.data, True
         if self.settings.tyrant and (not uid or not gid):
             key = ("tyrant", mtime, uid, gid)
             if self.refused.get(name) != key:
@@ -517,7 +533,7 @@ class Emperor:
         v = VassalHandle(name, monitor, mtime=mtime, config=config, uid=uid, gid=gid, cwd=cwd,
                          config_arg=config_arg, vassals_dir=vassals_dir, attention=self.attention,
                          clock=self.clock, kind=Kind.ON_DEMAND if listener else Kind.PLAIN,
-                         socket_name=socket_name if listener else None)
+                         socket_name=socket_name if listener else None, tyrant_file=tyrant_file)
         self.vassals[name] = v
         if listener is not None:
             assert self.loop is not None
@@ -530,6 +546,50 @@ class Emperor:
         self.start(v)
         return v
 
+    # --- tyrant mode (emperor.tyrant) -------------------------------------------------------
+
+    def own_binary(self) -> bool:
+        """Whether vassals run our own instance (which reads the checked config bytes)."""
+        if self._own_binary is None:
+            self._own_binary = own_interpreter(self.settings.binary()) is not None
+        return self._own_binary
+
+    @staticmethod
+    def file_arg(v: VassalHandle) -> str:
+        """The config file argument without a zerg's section suffix."""
+        if v.parent and v.config_arg.endswith(broodlord.SUFFIX):
+            return v.config_arg[: -len(broodlord.SUFFIX)]
+        return v.config_arg
+
+    def tyrant_verify(self, name: str, cwd: str | None, config_arg: str,
+                      mtime: float) -> tyrant.Verified | None:
+        """The config opened once and checked (None: refused, logged once per change)."""
+        path = config_arg if os.path.isabs(config_arg) else os.path.join(cwd or self.home, config_arg)
+        try:
+            return tyrant.read_config(path, nofollow=self.settings.tyrant_nofollow)
+        except tyrant.Refused as exc:
+            key = ("tyrant", mtime, str(exc))
+            if self.refused.get(name) != key:
+                self.refused[name] = key
+                log(f"[emperor-tyrant] invalid permissions for vassal {name}: {exc}")
+            return None
+
+    def tyrant_refresh(self, v: VassalHandle) -> bool:
+        """Before a tyrant vassal gets its config again: read and check the file again; a
+        refusal or another owner stops the vassal (False)."""
+        if not v.tyrant_file:
+            return True
+        verified = self.tyrant_verify(v.name, v.cwd, self.file_arg(v), v.last_mod)
+        if verified is not None and (verified.uid, verified.gid) != (v.uid, v.gid):
+            log(f"[emperor-tyrant] !!! permissions of vassal {v.name} changed. stopping the "
+                "instance... !!!")
+            verified = None
+        if verified is None:
+            self.retire(v)
+            return False
+        v.config = verified.data
+        return True
+
     def start(self, v: VassalHandle) -> None:
         """Ask for the vassal's process; the loop goes on at once (``spawned`` follows)."""
         s = self.settings
@@ -540,6 +600,12 @@ class Emperor:
             # retry as the blacklist says, so installing the binary is enough to recover
             log(f"[emperor] binary path: {req.argv[0]}")
             log("[emperor] is the uwsgi binary in your system PATH ?")
+            self.spawn_failed(v)
+            return
+        try:
+            req.jail.cgroups = self.cgroups.prepare(v.name)
+        except CgroupError as exc:
+            log(f"[emperor] cannot limit vassal {v.name}: {exc}")
             self.spawn_failed(v)
             return
         try:
@@ -567,22 +633,28 @@ class Emperor:
         s = self.settings
         # every zerg of NAME is started as NAME:zerg (its [zerg] section), whatever its id
         argv_name = v.parent + broodlord.SUFFIX if v.parent else v.name
-        argv = spawning.build_argv(s, argv_name, v.config_arg, has_config=v.use_config, cwd=v.cwd,
+        argv = spawning.build_argv(s, argv_name, v.config_arg,
+                                   has_config=v.use_config and not v.tyrant_file, cwd=v.cwd,
                                    broodlord=s.broodlord > 0)
         env = spawning.build_env(os.environ, 0, 0 if v.use_config else None,
                                  vassals_dir=v.vassals_dir if (s.start_hook or s.stop_hook) else None,
                                  broodlord_num=v.broodlord_num)
         env.pop("UWSGI_EMPEROR_FD", None)
         env.pop("UWSGI_EMPEROR_FD_CONFIG", None)
+        env.pop(ENV_FILE_FROM_EMPEROR, None)
+        if v.tyrant_file:
+            env[ENV_FILE_FROM_EMPEROR] = self.file_arg(v)
         method = "exec"
         fs = self.forkserver
         if (s.spawn_method == "fork" and fs is not None and self.spawner is fs and not s.wrapper
                 and not s.binary_path and not s.wrapper_override and fs.can_fork(env)
                 and own_interpreter(argv[0]) == fs.interpreter):
             method = "fork"
+        jail = JailSpec(clone=s.use_clone, uid=v.uid if s.tyrant else None,
+                        gid=v.gid if s.tyrant else None, initgroups=s.tyrant_initgroups,
+                        caps=s.vassals_cap)
         return spawning.SpawnRequest(
-            v.name, argv, env, v.cwd, method, uid=v.uid if s.tyrant else None,
-            gid=v.gid if s.tyrant else None, start_hook=s.start_hook,
+            v.name, argv, env, v.cwd, method, jail=jail, start_hook=s.start_hook,
             overrides=list(s.wrapper_override), fallbacks=list(s.wrapper_fallback),
             with_config=v.use_config, stdin_socket=v.listener is not None)
 
@@ -597,6 +669,7 @@ class Emperor:
         log_verbose(f"[emperor] vassal {v.name} is {v.spawn_method}ed (pid: {pid})")
 
     def spawn_failed(self, v: VassalHandle) -> None:
+        self.cgroups.release(v.name)
         if v.life.on_demand and self.royal_death_at is None and v.life.phase is Phase.STARTING:
             # back to waiting; the queued connection stays queued for the next try, after
             # the back-off of a vassal that never became loyal
@@ -620,6 +693,7 @@ class Emperor:
     def on_process_exit(self, pid: int, status: int) -> None:
         v = self.by_pid.pop(pid, None)
         if v is not None:
+            self.cgroups.release(v.name)
             self.on_exit(v, status)
 
     # --- retries (blacklisted names) ------------------------------------------------------------
@@ -678,7 +752,8 @@ class Emperor:
             v.life.on_ready()
             log_verbose(f"[emperor] vassal {v.name} has been spawned")
         elif byte == ToEmperor.CONFIG_REQUEST:
-            v.push_config()
+            if self.tyrant_refresh(v):
+                v.push_config()
         elif byte == ToEmperor.SOS:
             self.sos(v)
 
@@ -699,7 +774,7 @@ class Emperor:
         z = VassalHandle(name, v.monitor, mtime=self.clock.wall(), config=v.config, uid=v.uid,
                          gid=v.gid, cwd=v.cwd, config_arg=v.config_arg + broodlord.SUFFIX,
                          vassals_dir=v.vassals_dir, attention=self.attention, clock=self.clock,
-                         kind=Kind.ZERG)
+                         kind=Kind.ZERG, tyrant_file=v.tyrant_file)
         z.parent = v.name
         self.broodlord_num += 1
         z.broodlord_num = self.broodlord_num
@@ -847,6 +922,8 @@ class Emperor:
         now = self.clock.mono()
         if isinstance(self.spawner, spawning.ThreadSpawner):
             self.spawner.poll()
+        if self.cgroups.pending:
+            self.cgroups.sweep()
         hb = self.settings.required_heartbeat
         for v in list(self.attention):
             beat = v.life.heartbeat_at
@@ -927,7 +1004,7 @@ class Emperor:
             self.notifier.reload()
         now = self.clock.wall()  # becomes last_mod, a shown moment
         for v in list(self.vassals.values()):
-            if v.status == 0 and not v.reload(now):
+            if v.status == 0 and self.tyrant_refresh(v) and not v.reload(now):
                 v.curse()
 
     def log_status(self) -> None:
@@ -968,6 +1045,12 @@ class Emperor:
             v.close()
         if self.spawner is not None:
             self.spawner.close()
+        self.cgroups.close()
+        for _ in range(40):  # killed just now: their cgroups empty within moments
+            if not self.cgroups.pending:
+                break
+            await asyncio.sleep(0.05)
+            self.cgroups.sweep()
         self.output.close()
         if self.notifier is not None:
             self.notifier.buried()

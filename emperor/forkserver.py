@@ -48,6 +48,9 @@ import traceback
 from collections import deque
 from typing import Any
 
+from emperor.isolation import linux
+from emperor.isolation.jail import JailError, enter
+from emperor.isolation.linux import Clone
 from emperor.protocol import EXILE_CODE
 from emperor.spawn import Exited, SpawnRequest, Started, child_env, split_fds
 
@@ -58,7 +61,7 @@ MAX_MESSAGE = 1 << 20
 ARGV_ROOM = 8192  # bytes of command line a forked vassal can show as exec would
 #: modules a vassal imports anyway: imported once here, shared copy-on-write by every vassal
 PRELOAD = ("emperor.cli", "emperor.protocol", "vassal.config", "vassal.options", "vassal.instance",
-           "vassal.stats", "vassal.wsgi", "setproctitle", "runpy",
+           "vassal.stats", "vassal.wsgi", "setproctitle", "runpy", "pkgutil",
            "encodings.idna")  # binding "127.0.0.1:port" encodes the host with idna
 
 
@@ -315,6 +318,11 @@ def serve() -> None:
     sel.register(sock, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
     plumbing = [wake_r, wake_w]
+    global _own_pid_ns
+    with contextlib.suppress(OSError):
+        # our own pid namespace, to come back to after making a vassal in a new one
+        _own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        plumbing.append(_own_pid_ns)
     while True:
         for key, _ in sel.select():
             if key.fileobj is sock:
@@ -325,6 +333,9 @@ def serve() -> None:
                     while os.read(wake_r, 512):
                         pass
         _reap(sock)
+
+
+_own_pid_ns = -1  # fd of the server's pid namespace (see serve)
 
 
 def _serve_one(sock: socket.socket, sel: selectors.BaseSelector, plumbing: list[int]) -> bool:
@@ -349,11 +360,31 @@ def _serve_one(sock: socket.socket, sel: selectors.BaseSelector, plumbing: list[
             with contextlib.suppress(OSError):
                 os.close(fd)
         return True
+    new_pid_ns = req.jail.pid_ns
+    if new_pid_ns:
+        # the next child is pid 1 of a new namespace (what uWSGI's clone() gives); we go
+        # back to our own namespace right after the fork
+        try:
+            linux.unshare(Clone.NEWPID)
+        except OSError as exc:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            _send(sock, ("failed", rid, f"cannot jail vassal {req.name}: unshare(pid): "
+                                        f"{exc.strerror}"))
+            return True
     try:
         pid = os.fork()
     except OSError as exc:
         _send(sock, ("failed", rid, f"fork(): {exc.strerror}"))
         pid = -1
+    if new_pid_ns and pid != 0:
+        try:
+            linux.setns(_own_pid_ns, Clone.NEWPID)
+        except OSError:
+            # every later vassal would land in this one's namespace: better to die (the
+            # emperor starts a new server) than to mix them
+            os._exit(1)
     if pid == 0:
         code = 1
         try:
@@ -451,15 +482,11 @@ def become_vassal(req: SpawnRequest, all_fds: list[int], plumbing: list[int]) ->
             return 1
     os.environ.clear()
     os.environ.update(env)
-    if req.gid is not None or req.uid is not None:
+    if req.jail.needed:
         try:
-            os.setgroups([])
-            if req.gid is not None:
-                os.setgid(req.gid)
-            if req.uid is not None:
-                os.setuid(req.uid)
-        except OSError as exc:
-            _say(f"[emperor] cannot drop privileges of vassal {req.name}: {exc.strerror}")
+            enter(req.jail)
+        except JailError as exc:
+            _say(f"[emperor] cannot jail vassal {req.name}: {exc}")
             return 1
     if req.start_hook:
         _start_hook(req.start_hook, req.name)

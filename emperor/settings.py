@@ -65,6 +65,10 @@ class EmperorSettings:
     on_demand_directory: str | None = None
     on_demand_exec: str | None = None
     broodlord: int = 0  # emperor-broodlord: zergs allowed in all (0: off)
+    use_clone: int = 0  # emperor-use-clone: namespace flags (emperor.isolation.linux.Clone)
+    vassals_cap: list[int] | None = None  # emperor-cap / vassals-cap
+    tyrant_initgroups: bool = False
+    vassals_cgroup_opts: list[tuple[str, str]] = field(default_factory=list)  # vassals-cgroup-opt
     prometheus: str | None = None  # emperor-prometheus: ADDR of the /metrics endpoint
     control_socket: str | None = None  # emperor-control-socket: PATH (emperor.control)
     log_prefix: bool = False  # emperor-log-prefix: vassal lines as "[NAME] line"
@@ -109,7 +113,7 @@ class EmperorSettings:
                 return False
 
         _refuse_unsupported(has, get)
-        return cls(
+        settings = cls(
             monitors=[str(v) for v in getlist("emperor")],
             freq=max(1, int(get("emperor-freq", 3))),
             throttle_ms=int(get("emperor-throttle", 1000)),
@@ -146,6 +150,7 @@ class EmperorSettings:
             on_demand_directory=get("emperor-on-demand-directory"),
             on_demand_exec=get("emperor-on-demand-exec"),
             broodlord=max(0, int(get("emperor-broodlord", 0) or 0)),
+            tyrant_initgroups=bool(get("emperor-tyrant-initgroups", False)),
             prometheus=get("emperor-prometheus"),
             # absolute now: the emperor chdir()s to its vassal directory before binding it
             control_socket=_absolute(get("emperor-control-socket")),
@@ -154,13 +159,36 @@ class EmperorSettings:
             fleet_member=get("emperor-fleet-member"),
             fleet_labels=[str(v) for v in getlist("emperor-fleet-labels")],
         )
+        _isolation(settings, get, getlist)
+        return settings
 
 
 #: emperor options uWSGI has that Imperium does not implement: refused by name, never
 #: accepted without their effect
-UNSUPPORTED = {
-    "emperor-use-clone": "namespaces for vassals are not implemented",
-}
+UNSUPPORTED: dict[str, str] = {}
+
+
+def _isolation(settings: EmperorSettings, get: Any, getlist: Any) -> None:
+    """emperor-use-clone, emperor-cap and vassals-cgroup-opt, checked now: a typo stops the
+    emperor at once."""
+    from emperor.isolation import capabilities, cgroups, namespaces
+    from emperor.isolation.linux import Clone
+
+    clone = get("emperor-use-clone")
+    if clone:
+        settings.use_clone = int(namespaces.parse(clone, "emperor-use-clone"))
+        if settings.use_clone & Clone.NEWUSER and not settings.tyrant and os.geteuid() == 0:
+            raise ValueError(f"emperor-use-clone = {clone}: a user namespace maps the vassal's "
+                             "root to its owner: it needs emperor-tyrant (without it, the "
+                             "vassal's root would be the host's root)")
+    cap = get("emperor-cap")
+    if cap:
+        settings.vassals_cap = capabilities.parse(cap, "emperor-cap")
+    for item in getlist("vassals-cgroup-opt"):
+        try:
+            settings.vassals_cgroup_opts.append(cgroups.parse_opt(str(item)))
+        except cgroups.CgroupError as exc:
+            raise ValueError(f"vassals-cgroup-opt = {item}: {exc}") from None
 
 
 def _refuse_unsupported(has: Any, get: Any) -> None:

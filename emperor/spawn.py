@@ -13,7 +13,8 @@ set up the same way for both (``forkserver.become_vassal``, in this order): own 
 group, signal dispositions and mask reset, ``PR_SET_PDEATHSIG`` = SIGKILL, stdin on
 /dev/null, stdout and stderr on the emperor's pipe when it collects them (emperor.output),
 and no fd but the emperor fd and config fd (received over SCM_RIGHTS), cwd,
-environment, uid/gid (tyrant), the ``vassals-start-hook``; then exec or the instance.
+environment, the jail (namespaces, cgroups, capabilities, uid/gid: ``emperor.isolation.jail``),
+the ``vassals-start-hook``; then exec or the instance.
 
 Why a fork server and no bare ``fork()`` in the emperor: the emperor runs threads
 (watchdog observers, network monitor clients), and Python code run between fork and exec in
@@ -24,7 +25,10 @@ pid comes back as another; until then the vassal is ``STARTING``.
 
 When the fork server cannot run, ``ThreadSpawner`` makes vassals with ``subprocess.Popen``
 in a worker thread (C fork + exec, no Python in the child): util-linux ``setpriv
---pdeathsig KILL`` sets the death signal, a tiny ``/bin/sh`` stage runs the start hook."""
+--pdeathsig KILL`` sets the death signal, a tiny ``/bin/sh`` stage runs the start hook, and
+a vassal with namespaces, capabilities or cgroups goes through ``emperor.isolation.stage``,
+a Python program exec'd first that applies the same ``JailSpec`` as the fork server's child
+(``emperor.isolation.jail``) and then execs the vassal."""
 
 from __future__ import annotations
 
@@ -35,10 +39,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from emperor.isolation.jail import JailSpec
 from emperor.protocol import ENV_CONFIG_FD, ENV_FD
 from emperor.settings import EmperorSettings
 
@@ -150,8 +156,8 @@ class SpawnRequest:
     env: dict[str, str]
     cwd: str | None
     method: str = "exec"  # "fork": run our instance in the child; "exec": execvp argv
-    uid: int | None = None
-    gid: int | None = None
+    #: namespaces, cgroups, capabilities, uid/gid: applied in the child (emperor.isolation)
+    jail: JailSpec = field(default_factory=JailSpec)
     start_hook: str | None = None
     overrides: list[str] = field(default_factory=list)  # emperor-wrapper-override
     fallbacks: list[str] = field(default_factory=list)  # emperor-wrapper-fallback
@@ -271,19 +277,38 @@ def _popen(req: SpawnRequest, all_fds: list[int]) -> subprocess.Popen:
     if req.start_hook:
         command = ["/bin/sh", "-c", _START_HOOK_SCRIPT, req.start_hook, req.name, *command]
     kwargs: dict = {}
+    jail = req.jail
+    if jail.clone or jail.caps or jail.cgroups:
+        # no Python may run between fork and exec here (threads): an exec'd stage applies
+        # the jail (emperor.isolation.stage), then execs the vassal
+        command = [sys.executable, "-I", "-m", "emperor.isolation.stage", req.name,
+                   jail.to_json(), "--", *command]
+    else:
+        if jail.uid is not None:
+            kwargs["user"] = jail.uid
+            kwargs["extra_groups"] = _groups(jail)
+        if jail.gid is not None:
+            kwargs["group"] = jail.gid
     if SETPRIV:
         command = [SETPRIV, "--pdeathsig", "KILL", "--", *command]
     else:
         kwargs["preexec_fn"] = _pdeathsig_preexec()
-    if req.uid is not None:
-        kwargs["user"] = req.uid
-        kwargs["extra_groups"] = []
-    if req.gid is not None:
-        kwargs["group"] = req.gid
     return subprocess.Popen(command, env=env, cwd=req.cwd,
                             stdin=subprocess.DEVNULL if listener is None else listener,
                             stdout=output, stderr=output,
                             pass_fds=fds, close_fds=True, process_group=0, **kwargs)
+
+
+def _groups(jail: JailSpec) -> list[int]:
+    """Supplementary groups of a tyrant vassal: none, or the owner's with initgroups."""
+    if not jail.initgroups or jail.uid is None or jail.gid is None:
+        return []
+    import pwd
+
+    try:
+        return os.getgrouplist(pwd.getpwuid(jail.uid).pw_name, jail.gid)
+    except KeyError:
+        return []
 
 
 def run_hook(hook: str, name: str, env: Mapping[str, str], cwd: str | None) -> subprocess.Popen:

@@ -99,7 +99,7 @@ class VassalHandle:
                  uid: int | None, gid: int | None, cwd: str | None, config_arg: str,
                  vassals_dir: str | None, attention: set[VassalHandle] | None = None,
                  clock: Clock | None = None, kind: Kind = Kind.PLAIN,
-                 socket_name: str | None = None) -> None:
+                 socket_name: str | None = None, tyrant_file: bool = False) -> None:
         self.name = name
         # the emperor's set of vassals its periodic check must look at (dying ones and
         # those sending heartbeats): the others cost it nothing
@@ -107,6 +107,9 @@ class VassalHandle:
         self.monitor = monitor
         self.config = config
         self.use_config = config is not None
+        #: tyrant mode: ``config`` holds the bytes of the file the emperor checked, handed
+        #: over the config fd while argv still names the file (emperor.tyrant)
+        self.tyrant_file = tyrant_file
         self.uid = uid
         self.gid = gid
         self.cwd = cwd
@@ -171,7 +174,7 @@ class VassalHandle:
 
     def launch_key(self) -> tuple[Any, ...]:
         """What makes two sources of the same name the same process (cwd and argument)."""
-        return (self.cwd, self.config_arg, self.use_config)
+        return (self.cwd, self.config_arg, self.use_config and not self.tyrant_file)
 
     def alive(self) -> bool:
         return self.pid > 0 and not self.exited

@@ -18,8 +18,8 @@ import sys
 import time
 from typing import Any
 
+from vassal import jail, process_setup, routing
 from vassal import log as logmod
-from vassal import process_setup, routing
 from vassal.api import background, uwsgi_module
 from vassal.api import metrics as metrics_api
 from vassal.config.privacy import redact
@@ -141,6 +141,14 @@ def _pythonpath(config: Any) -> None:
         for p in reversed(matches):
             sys.path.insert(0, p)
             log(f"added {p} to pythonpath.")
+
+
+def _jail(step: Any, *args: Any) -> Any:
+    """A step of the instance's own jail (vassal.jail); hook phases run through ``phase``."""
+    try:
+        return step(*args)
+    except jail.JailError as exc:
+        raise InstanceError(str(exc)) from None
 
 
 def _drop_privileges(config: Any) -> None:
@@ -558,6 +566,10 @@ def _run(config: Any) -> int:
     process_setup.apply_max_fd(config)
     if not reloading:
         _phase(plan, "pre-jail")
+
+    def phase(name: str) -> None:
+        _phase(plan, name)
+    jailed = _jail(jail.start, config, reloading, phase)
     _phase(plan, "in-jail")
     if config.get("home"):
         _home(config.get("home"))
@@ -566,13 +578,15 @@ def _run(config: Any) -> int:
     process_setup.remap_stdin(config)
     _write_pidfile(config.get("pidfile"))
     as_root = os.getuid() == 0
-    if as_root:  # as uWSGI: the jail and privilege phases run only for a root start
-        if config.get("jailed"):
-            _phase(plan, "post-jail")
+    # as uWSGI: the jail (and its post-jail phase) and the privilege phases only for a root
+    # start; the instance's own jail is vassal.jail
+    _jail(jail.as_root, config, reloading, jailed, phase)
+    if as_root:
         _phase(plan, "as-root")
     _drop_privileges(config)
     if as_root:
         _phase(plan, "as-user")
+    _jail(jail.as_user, config, jailed)
     _write_pidfile(config.get("pidfile2"))
     if config.get("logto2"):
         _open_logfile(config, "logto2")

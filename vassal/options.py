@@ -396,8 +396,7 @@ _add("locks", int, 0, "create N+1 user locks (uwsgi.lock(0..N))", section=S)
 _add("rpc-max", int, 64, "most RPC functions a process may register", section=S)
 _ignored(S, "legion",
          "cpu-affinity", "alarm",
-         "websockets-max-size", "chroot", "cap", "unshare", "namespace",
-         "limit-as", "rlimit-nproc", "cgroup", "worker-exec",
+         "websockets-max-size", "worker-exec",
          "https-socket", "ssl-socket",
          "snmp", "log-alarm",
          "listen-queue-alarm", "wsgi-env-behaviour", "wsgi-env-behavior",
@@ -413,6 +412,29 @@ _ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "pcre-jit",
          "ssl-verbose", "http-raw-body", "http-websockets",
          "lazy-apps-fallback", "ugreen", "greenlet", "stackless",          "master-as-root", "ksm", "python-worker-override", type_=bool)
 
+# --- instance: its own jail (vassal.jail, vassal.namespace) ---------------------------------
+_add("unshare", str, None, "enter new namespaces (comma list: fs/mount, net, ipc, uts, user) as root, "
+     "after the sockets are bound", section=S)
+_add("unshare2", str, None, "like unshare, after chroot/pivot-root", section=S)
+_add("chroot", str, None, "chroot() here as root, before dropping privileges", section=S)
+_add("pivot-root", str, None, "NEW_ROOT PUT_OLD: pivot_root() as root, before dropping privileges",
+     aliases=("pivot_root",), section=S)
+_add("namespace", str, None, "ROOTFS[:HOSTNAME]: run jailed in new pid/uts/ipc/mount namespaces under "
+     "ROOTFS (a keeper outside respawns the jail)", aliases=("ns",), section=S)
+_add("namespace-keep-mount", str, None, "PATH or SOURCE:DEST: a mount kept in the namespace jail",
+     repeat=True, section=S)
+_add("namespace-net", str, None, "also a new network namespace for the namespace jail",
+     aliases=("ns-net",), section=S)
+_add("cap", str, None, "capabilities kept across the privilege drop (comma list of names or numbers)",
+     section=S)
+_add("cgroup", str, None, "put the instance in this cgroup (an absolute path, or a name under the "
+     "current cgroup: v2 if usable, else v1 memory/cpu/pids)", repeat=True, section=S)
+_add("cgroup-opt", str, None, "KEY=VALUE written in the cgroups (memory.max or memory.limit_in_bytes, "
+     "cpu.max, cpu.weight, pids.max...)", repeat=True, section=S)
+_add("cgroup-dir-mode", str, "0700", "mode of the cgroup directories made", section=S)
+_add("limit-as", int, 0, "limit the address space of every process to this many megabytes", section=S)
+_add("limit-nproc", int, 0, "limit the number of processes of the instance's user (RLIMIT_NPROC)",
+     aliases=("rlimit-nproc",), section=S)
 # --- instance: metrics and stats pushers (vassal.metrics, vassal.api.metrics) ---------------
 _add("enable-metrics", bool, False, "enable the metrics subsystem (uwsgi.metric_*, metrics in the stats)",
      section=S)
@@ -640,6 +662,8 @@ _add("emperor-pidfile", str, None, "write the emperor pid here", section=S)
 _add("emperor-tyrant", bool, False, "run each vassal as the owner of its config file", section=S)
 _add("emperor-tyrant-nofollow", bool, False, "tyrant mode using the symlink's owner, not its target's",
      section=S)
+_add("emperor-tyrant-initgroups", bool, False, "tyrant vassals also get their owner's supplementary "
+     "groups (initgroups)", section=S)
 _add("emperor-nofollow", bool, False, "use the mtime of symlinks, not of their targets", section=S)
 _add("emperor-stats", str, None, "serve the emperor stats JSON on this address",
      aliases=("emperor-stats-server",), section=S)
@@ -656,8 +680,8 @@ _add("emperor-wrapper-fallback", str, None, "binary to try after the default one
 _add("emperor-procname", str, None, "name of the emperor process", section=S)
 _add("emperor-spawn", str, "fork", "fork: our own vassals are forked from the fork server; "
      "exec: every vassal is exec'd", section=S)
-_add("emperor-use-clone", str, None, "clone() flags for vassals (namespaces): refused, not implemented",
-     section=S)
+_add("emperor-use-clone", str, None, "namespaces for every vassal: comma list of fs (mount, mnt, ns), "
+     "net, ipc, pid, uts, user", section=S)
 _add("emperor-on-demand-extension", str, None, "socket-activation: read the socket from FILE.EXT",
      aliases=("emperor-on-demand-ext",), section=S)
 _add("emperor-on-demand-directory", str, None, "socket-activation: UNIX sockets in this directory",
@@ -665,14 +689,16 @@ _add("emperor-on-demand-directory", str, None, "socket-activation: UNIX sockets 
 _add("emperor-on-demand-exec", str, None, "socket-activation: run this to learn the socket", section=S)
 _add("emperor-proxy-socket", str, None, "talk to the emperor through this proxy socket", section=S,
      ignored=True)
-_add("emperor-cap", str, None, "capabilities the emperor keeps", section=S, ignored=True)
+_add("emperor-cap", str, None, "capabilities vassals keep (comma list of names or numbers); "
+     "every other one leaves their bounding set", aliases=("vassals-cap", "vassal-cap"), section=S)
+_add("vassals-cgroup-opt", str, None, "KEY=VALUE: every vassal gets its own cgroup with this setting "
+     "(memory.max, cpu.max, pids.max... in v1 or v2 words), removed when it exits (Imperium's)",
+     repeat=True, section=S)
 _add("emperor-fleet-member", str, None, "this emperor's member name in zoo:// fleets (default: host name)",
      section=S)
 _add("emperor-fleet-labels", str, None, "labels of this fleet member: KEY=VALUE[,KEY...] (zoo://)",
      repeat=True, section=S)
 _add("fleet-status", str, None, "print where each vassal of a zoo:// fleet runs, and exit", section=S)
-_add("vassals-cap", str, None, "capabilities given to vassals", aliases=("vassal-cap",), section=S,
-     ignored=True)
 _add("early-emperor", bool, False, "start the emperor as early as possible (an Imperium emperor "
      "always starts before anything else)", section=S, ignored=True)
 _add("binary-path", str, None, "binary used to start vassals", section=S)

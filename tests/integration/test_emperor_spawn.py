@@ -177,13 +177,17 @@ def test_wrapper_override_and_fallback(procs: Procs, tmp_path: Path) -> None:
     assert e.stop() == 0
 
 
-def test_unsupported_emperor_options_are_refused_by_name(procs: Procs, tmp_path: Path) -> None:
+def test_bad_emperor_options_are_refused_by_name(procs: Procs, tmp_path: Path) -> None:
     from tests.conftest import IMPERIUM
 
-    for option, value in (("emperor-use-clone", "fs"), ("emperor-spawn", "vfork")):
+    for option, value, why in (("emperor-use-clone", "fs,bogus", "unknown namespace subsystem: bogus"),
+                               ("emperor-use-clone", "files", "not a namespace"),
+                               ("emperor-cap", "setuid,no_such_cap", "unknown capability: no_such_cap"),
+                               ("emperor-spawn", "vfork", "must be fork or exec")):
         p = procs.start([IMPERIUM, "--emperor", str(tmp_path), f"--{option}", value])
         assert p.wait(timeout=15) == 1
-        assert f"imperium: {option}" in procs.output(p)
+        out = procs.output(p)
+        assert f"imperium: {option} = {value}" in out and why in out, out
 
 
 def _spawn_and_wait(make_spawner, argv: list[str]) -> tuple[int, int, bytes]:

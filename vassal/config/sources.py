@@ -14,6 +14,9 @@ from .errors import ConfigError
 
 #: reads the config the emperor handed over; argument: the name after emperor://
 EmperorReader = Callable[[str], bytes]
+#: set by an Imperium emperor in tyrant mode: the config file of this name is read from the
+#: config fd (the bytes the emperor read from the file it checked), not opened again by path
+ENV_FILE_FROM_EMPEROR = "IMPERIUM_CONFIG_FROM_EMPEROR"
 
 
 def read_emperor_config(environ: Mapping[str, str], name: str, *, timeout: float = 5.0) -> bytes:
@@ -60,6 +63,11 @@ def read_source(name: str, environ: Mapping[str, str], emperor_reader: EmperorRe
     """The text of the config called ``name`` (section suffix already removed)."""
     if name == "-":
         return sys.stdin.read()
+    if (environ.get(ENV_FILE_FROM_EMPEROR) == name and environ.get(protocol.ENV_CONFIG_FD)
+            and hasattr(environ, "pop")):
+        environ.pop(ENV_FILE_FROM_EMPEROR)  # the main file only, once per start
+        data = emperor_reader(name) if emperor_reader else read_emperor_config(environ, name)
+        return data.decode("utf-8", "replace")
     scheme, sep, rest = name.partition("://")
     if sep and scheme.isalnum():
         if scheme == "emperor":
