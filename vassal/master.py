@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -526,6 +527,11 @@ def _fork_worker(spawn_worker: Callable[[int], None], wid: int) -> int:
             signal.signal(sig, signal.SIG_DFL)
         try:
             spawn_worker(wid)
+        except SystemExit as exc:
+            os._exit(exc.code if isinstance(exc.code, int) else 1)
+        except BaseException:
+            # a child that dies of a bug says why; os._exit alone would swallow the traceback
+            traceback.print_exc()
         finally:
             os._exit(1)
     return pid

@@ -82,8 +82,10 @@ class MasterControl(Service):
             self._stop_idle()
 
     def in_worker(self, wid: int) -> None:
-        # a worker must not run the master's operations on the signals mapped to them
-        for signum in (*self.master.signal_actions, signal.SIGTSTP):
+        # a worker must not run the master's operations on the signals mapped to them; a
+        # child forked by a service that starts before this one (the spooler) finds none yet
+        mapped = self.master.signal_actions if self.master is not None else ()
+        for signum in (*mapped, signal.SIGTSTP):
             try:
                 signal.signal(signum, signal.SIG_DFL)
             except (OSError, ValueError):
