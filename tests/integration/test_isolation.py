@@ -434,3 +434,42 @@ def test_namespace_the_kernel_refuses_is_logged_and_the_emperor_carries_on(
     e.wait_log(why, 15, after=mark)  # tried again (throttled), and refused again
     assert e.proc.poll() is None and e.stats()["vassals"] is not None
     assert e.stop() == 0
+
+
+def test_tyrant_on_demand_socket_file_gets_only_the_owners_rights(
+        procs: Procs, tmp_path: Path, open_dir: Path, tenant: Tenant) -> None:
+    """The socket file of emperor-on-demand-extension is the tenant's: read with its say
+    only, bound with its rights. uWSGI reads and binds it as root: a link to a root-only
+    file shows its first line in the log, a port below 1024 or a socket in /etc is had."""
+    low = next(p for p in range(900, 1000) if not port_open(p))
+    port = free_port()
+    planted = Path("/etc") / f"imperium-planted-{port}.sock"
+    e = tyrant_emperor(procs, tmp_path, open_dir, "--emperor-on-demand-extension", ".sock")
+    vassals, app = open_dir / "vassals", probe_copy(open_dir)
+    secret = open_dir / "secret"
+    secret.write_text("ROOTSECRET:1\n")
+    secret.chmod(0o600)
+    (vassals / "s.ini.sock").symlink_to(secret)
+    own(vassals / "s.ini.sock", tenant)
+    for name, sock in (("p", f"127.0.0.1:{low}"), ("u", str(planted)), ("ok", f"127.0.0.1:{port}")):
+        (vassals / f"{name}.ini.sock").write_text(sock + "\n")
+        own(vassals / f"{name}.ini.sock", tenant)
+    for name in ("s", "p", "u", "ok"):
+        ini = vassals / f"{name}.ini"
+        ini.write_text(probe_ini(port if name == "ok" else free_port(), app, "protocol = http"))
+        own(ini, tenant)
+    try:
+        e.wait_log("[emperor-tyrant] on-demand socket file of vassal s.ini ignored: "
+                   f"{vassals}/s.ini.sock is a file uid {tenant.uid} cannot read")
+        e.wait_log(f"[emperor] cannot bind the on-demand socket 127.0.0.1:{low} of vassal p.ini: "
+                   "Permission denied")
+        e.wait_log(f"[emperor] cannot bind the on-demand socket {planted} of vassal u.ini: "
+                   "Permission denied")
+        e.wait_vassal("ok.ini", on_demand=f"127.0.0.1:{port}")
+        seen = get_json(port, timeout=15)  # the owner's own socket serves, as the owner
+        assert seen["uid"] == tenant.uid
+        assert "ROOTSECRET" not in e.log() and not port_open(low) and not planted.exists()
+    finally:
+        planted.unlink(missing_ok=True)
+    assert e.stop() == 0
+
