@@ -757,8 +757,14 @@ class Emperor:
         if data is None:
             self.on_eof(v)
             return
+        asked = False
         for byte in data:
-            self.on_byte(v, byte)
+            if byte == ToEmperor.CONFIG_REQUEST:
+                asked = True  # answered once per read: requests in a loop cost one answer
+            else:
+                self.on_byte(v, byte)
+        if asked:
+            self.on_byte(v, ToEmperor.CONFIG_REQUEST)
 
     def on_byte(self, v: VassalHandle, byte: int) -> None:
         if byte == ToEmperor.LOYAL:

@@ -473,3 +473,29 @@ def test_tyrant_on_demand_socket_file_gets_only_the_owners_rights(
         planted.unlink(missing_ok=True)
     assert e.stop() == 0
 
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line.split()[1] for line in f if line.startswith("VmRSS:")))
+
+
+def test_config_requests_of_a_hostile_vassal_cost_the_emperor_one_copy(
+        procs: Procs, tmp_path: Path, open_dir: Path, tenant: Tenant) -> None:
+    """A tyrant vassal writing config requests (byte 2) without ever reading the answers:
+    the emperor queues at most one more copy of its config (it used to queue one per byte,
+    each read and checked again: 8192 requests of a 16 KiB config, 128 MiB of memory)."""
+    port = free_port()
+    e = tyrant_emperor(procs, tmp_path, open_dir)
+    ini = open_dir / "vassals" / "f.ini"
+    padding = "\n".join(f"# {'x' * 60}" for _ in range(16 * 1024 // 63))
+    ini.write_text(probe_ini(port, probe_copy(open_dir), "master = false", padding,
+                             master=False))
+    own(ini, tenant)
+    wait_until(lambda: port_open(port), 20, message=f"the vassal; log:\n{e.log()[-3000:]}")
+    before = _rss_kib(e.proc.pid)
+    seen = get_json(port, f"flood={e.proc.pid}:8", timeout=30)
+    assert seen["flood"] >= 1, seen  # it found its emperor fd
+    e.stats()  # the emperor has read the flood when it answers again
+    assert _rss_kib(e.proc.pid) - before < 32 * 1024
+    assert e.vassal("f.ini") is not None
+    assert e.stop() == 0
