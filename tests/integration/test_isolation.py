@@ -499,3 +499,46 @@ def test_config_requests_of_a_hostile_vassal_cost_the_emperor_one_copy(
     assert _rss_kib(e.proc.pid) - before < 32 * 1024
     assert e.vassal("f.ini") is not None
     assert e.stop() == 0
+
+
+def _open_files(pid: int) -> dict[int, tuple[int, int]]:
+    """fd -> (device, inode) of what a process holds open."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            st = os.stat(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        out[int(fd)] = (st.st_dev, st.st_ino)
+    return out
+
+
+@pytest.mark.parametrize("spawn", ["fork", "exec"])
+def test_no_emperor_fd_and_no_other_vassals_socket_leaks_into_a_vassal(
+        procs: Procs, tmp_path: Path, spawn: str) -> None:
+    """ls -l /proc/VASSAL/fd: besides the output it shares with the emperor (1, 2), nothing
+    the emperor holds (stats, control and Prometheus sockets, inotify, the fork server's
+    socket, the other vassals' channels and on-demand sockets) is open in a vassal; each
+    on-demand vassal holds its own socket only."""
+    ports = {"a": free_port(), "b": free_port()}
+    e = Emperor(procs, tmp_path, "--emperor-on-demand-extension", ".sock", "--emperor-spawn",
+                spawn, "--emperor-control-socket", str(tmp_path / "ctl.sock"),
+                "--emperor-prometheus", f"127.0.0.1:{free_port()}", own_binary=True)
+    app = probe_copy(tmp_path)
+    for name, port in ports.items():
+        (e.dir / f"{name}.ini.sock").write_text(f"127.0.0.1:{port}\n")
+        (e.dir / f"{name}.ini").write_text(probe_ini(port, app, "protocol = http"))
+    pids = {}
+    for name, port in ports.items():
+        e.wait_vassal(f"{name}.ini", on_demand=f"127.0.0.1:{port}")
+        get_json(port, timeout=15)
+        pids[name] = e.wait_vassal(f"{name}.ini", loyal=1)["pid"]
+    emperor = set(_open_files(e.proc.pid).values())
+    held = {name: _open_files(pid) for name, pid in pids.items()}
+    for name, files in held.items():
+        leaked = {fd: f for fd, f in files.items() if fd > 2 and f in emperor}
+        assert not leaked, (name, leaked, os.listdir(f"/proc/{pids[name]}/fd"))
+    # fd 0 is the vassal's own on-demand socket, which the other does not have
+    assert held["a"][0] != held["b"][0]
+    assert held["a"][0] not in held["b"].values() and held["b"][0] not in held["a"].values()
+    assert e.stop() == 0

@@ -9,6 +9,7 @@ scenario sticks to what both do; docs/emperor.md lists the differences.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -104,3 +105,37 @@ def test_tyrant_owner_and_root_refusal(procs: Procs, open_dir: Path, tenant: Ten
     assert f"[emperor-tyrant] dropping privileges to {tenant.uid} {tenant.gid} for instance t.ini" \
         in procs.output(p)
     assert os.path.exists(ini)
+
+
+def _limits(pid: int) -> dict[str, tuple[str, str]]:
+    """/proc/PID/limits: name -> (soft, hard)."""
+    out = {}
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f.read().splitlines()[1:]:
+            name, soft, hard = line[:26].strip(), *line[26:].split()[:2]
+            out[name] = (soft, hard)
+    return out
+
+
+def test_rlimits_as_proc_shows_them(procs: Procs, tmp_path: Path) -> None:
+    """limit-as, max-fd and limit-nproc of a root instance: the same limits under both."""
+    seen = {}
+    for kind in KINDS:
+        where = tmp_path / kind
+        where.mkdir()
+        port = free_port()
+        ini = where / "l.ini"
+        ini.write_text(probe_ini(port, probe_copy(where), "limit-as = 1024", "max-fd = 2048",
+                                 "limit-nproc = 4000"))
+        argv = [UWSGI_CORE, "--plugin", "python3"] if kind == "uwsgi" else [IMPERIUM]
+        p = procs.start([*argv, "--ini", str(ini)], cwd=where)
+        wait_until(lambda p=p, port=port: port_open(port) or p.poll() is not None, 30,
+                   message=f"{kind}: the instance serving")
+        assert p.poll() is None, procs.output(p)
+        limits = _limits(p.pid)
+        seen[kind] = {k: limits[k] for k in ("Max address space", "Max open files", "Max processes")}
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(10)
+    assert seen["uwsgi"] == seen["imperium"] == {
+        "Max address space": (str(1024 * 1024 * 1024),) * 2,
+        "Max open files": ("2048", "2048"), "Max processes": ("4000", "4000")}, seen
