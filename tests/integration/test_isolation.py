@@ -542,3 +542,41 @@ def test_no_emperor_fd_and_no_other_vassals_socket_leaks_into_a_vassal(
     assert held["a"][0] != held["b"][0]
     assert held["a"][0] not in held["b"].values() and held["b"][0] not in held["a"].values()
     assert e.stop() == 0
+
+
+def test_emperor_survives_a_vassal_that_leaves_its_cgroup(procs: Procs, tmp_path: Path) -> None:
+    """A root vassal is not confined by its cgroup (root can move itself): it leaves it and
+    makes a cgroup of its own inside it. The emperor carries on, and removes the vassal's
+    cgroup with what the vassal made in it when the vassal is gone."""
+    port = free_port()
+    e = Emperor(procs, tmp_path, "--vassals-cgroup-opt", "memory.max=256M",
+                "--vassals-cgroup-opt", "pids.max=200", own_binary=True)
+    escape = tmp_path / "escape.sh"
+    escape.write_text(
+        "#!/bin/sh\n"
+        "# every cgroup of the master: a sub-cgroup made in it, the master moved to its parent\n"
+        "set -- \"$PPID\" \"$1\"\n"
+        "while [ \"$(cat /proc/$1/comm)\" = sh ]; do set -- \"$(cut -d' ' -f4 /proc/$1/stat)\" \"$2\"; done\n"
+        "while IFS=: read -r _ ctl path; do\n"
+        "  case $path in */imperium-*) ;; *) continue ;; esac\n"
+        "  ctl=${ctl#name=}\n"
+        "  for root in /sys/fs/cgroup/$ctl /sys/fs/cgroup/unified /sys/fs/cgroup; do\n"
+        "    [ -e \"$root$path/cgroup.procs\" ] || continue\n"
+        "    mkdir \"$root$path/squatter\" && echo \"$root$path\" >> \"$2\"\n"
+        "    echo \"$1\" > \"$root$path/../cgroup.procs\"\n"
+        "    break\n"
+        "  done\n"
+        "done < /proc/$1/cgroup\n")
+    escape.chmod(0o755)
+    made = tmp_path / "made"
+    (e.dir / "x.ini").write_text(probe_ini(port, probe_copy(tmp_path),
+                                           f"exec-as-root = {escape} {made}"))
+    wait_until(lambda: port_open(port), 20, message=f"the vassal; log:\n{e.log()[-3000:]}")
+    pid = e.wait_vassal("x.ini", ready=1)["pid"]
+    dirs = made.read_text().split()
+    assert dirs and all(os.path.isdir(f"{d}/squatter") for d in dirs), dirs
+    with open(f"/proc/{pid}/cgroup") as f:
+        assert "imperium-" not in f.read()  # it did leave
+    assert get_json(port)["pid"] and e.stats()["vassals"]
+    assert e.stop() == 0
+    assert not any(os.path.exists(d) for d in dirs), dirs  # the squatter went with it
