@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Procs, free_port, need_root, port_open, wait_until
+from tests.conftest import ROOT, Procs, descendants, free_port, need_root, port_open, wait_until
 from tests.integration import isolation_harness
 from tests.integration.emperor_harness import Emperor
 from tests.integration.isolation_harness import Tenant, get_json, own, probe_copy, status_ids
@@ -533,7 +533,13 @@ def test_no_emperor_fd_and_no_other_vassals_socket_leaks_into_a_vassal(
         e.wait_vassal(f"{name}.ini", on_demand=f"127.0.0.1:{port}")
         get_json(port, timeout=15)
         pids[name] = e.wait_vassal(f"{name}.ini", loyal=1)["pid"]
+    # the emperor's, and its fork server's (a root process taking spawn requests)
+    helpers = [k for k in descendants(e.proc.pid) if os.getpgid(k) not in pids.values()]
+    if spawn == "fork":
+        assert helpers  # the fork server
     emperor = set(_open_files(e.proc.pid).values())
+    for helper in helpers:
+        emperor |= set(_open_files(helper).values())
     held = {name: _open_files(pid) for name, pid in pids.items()}
     for name, files in held.items():
         leaked = {fd: f for fd, f in files.items() if fd > 2 and f in emperor}
