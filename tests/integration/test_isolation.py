@@ -199,6 +199,14 @@ def test_tyrant_refuses_symlinks_to_others_configs(procs: Procs, tmp_path: Path,
     ("uid = 0", "cannot set uid to 0: permission denied"),
     ("chroot = /", "chroot (t.ini:6) = /: needs root (this instance runs as uid"),
     ("cgroup = mine", "cgroup (t.ini:6) = mine: needs root"),
+    # files the owner could not open or make are not opened or made for it
+    ("logto = /etc/imperium-tyrant.log",
+     "cannot open logto file /etc/imperium-tyrant.log: Permission denied"),
+    ("pidfile = /etc/imperium-tyrant.pid",
+     "cannot write pidfile /etc/imperium-tyrant.pid: Permission denied"),
+    ("socket = /etc/imperium-tyrant.sock",
+     "cannot bind socket /etc/imperium-tyrant.sock: permission denied"),
+    ("ini = /etc/shadow", "cannot open config file /etc/shadow: Permission denied (from t.ini:6)"),
 ])
 def test_tyrant_config_cannot_raise_its_privileges(procs: Procs, tmp_path: Path, open_dir: Path,
                                                    tenant: Tenant, line: str, why: str) -> None:
@@ -211,6 +219,29 @@ def test_tyrant_config_cannot_raise_its_privileges(procs: Procs, tmp_path: Path,
     e.wait_log("[emperor] vassal t.ini is blacklisted", 15)
     # it exits before serving, every time, and never as root
     assert "setuid() to 0" not in e.log() and "spawned uWSGI master" not in e.log()
+    assert e.stop() == 0
+    assert not [p for p in os.listdir("/etc") if p.startswith("imperium-tyrant")]
+
+
+def test_tyrant_vassal_runs_no_as_root_hook_and_the_others_as_its_owner(
+        procs: Procs, tmp_path: Path, open_dir: Path, tenant: Tenant) -> None:
+    """The as-root phases run only in an instance started as root (uWSGI's rule): a tyrant
+    vassal's exec-as-root and hook-as-root are not run (nor as-user, also a root-only
+    phase in uWSGI); exec-asap runs, as the owner."""
+    port = free_port()
+    marks = open_dir / "marks"
+    marks.mkdir(mode=0o777)
+    marks.chmod(0o777)
+    e = tyrant_emperor(procs, tmp_path, open_dir)
+    ini = open_dir / "vassals" / "h.ini"
+    ini.write_text(probe_ini(port, probe_copy(open_dir), f"exec-as-root = id -u > {marks}/root",
+                             f"hook-as-root = exec:id -u > {marks}/hook",
+                             f"exec-as-user = id -u > {marks}/asuser",
+                             f"exec-asap = id -u > {marks}/user"))
+    own(ini, tenant)
+    wait_until(lambda: port_open(port), 20, message=f"the vassal; log:\n{e.log()[-3000:]}")
+    assert (marks / "user").read_text().strip() == str(tenant.uid)
+    assert not [p.name for p in marks.iterdir() if p.name != "user"]
     assert e.stop() == 0
 
 
