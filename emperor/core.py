@@ -488,15 +488,15 @@ class Emperor:
         kept, v.listener = v.listener, None
         return kept
 
-    def wait_again(self, name: str, listener: socket.socket, back_off: bool = True) -> None:
+    def wait_again(self, name: str, listener: socket.socket, sock_name: str | None,
+                   back_off: bool = True) -> None:
         """A new on-demand handle on a kept socket, armed once the blacklist allows (at once
-        without ``back_off``)."""
+        without ``back_off``). ``sock_name`` is what ``keep_socket`` found the claim names
+        (not read again: the file may have changed since, and the socket is that one)."""
         claim = self.owner_claim(name)
-        assert claim is not None and self.loop is not None
+        assert claim is not None and self.loop is not None and sock_name is not None
         monitor, t = claim
         cwd, arg, vdir = self.launch_params(t, monitor)
-        sock_name = self.on_demand_socket(name, t)
-        assert isinstance(sock_name, str)
         v = self.add(name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid, cwd=cwd,
                      config_arg=arg, vassals_dir=vdir, skip_blacklist=True, socket_name=sock_name,
                      listener=listener)
@@ -885,7 +885,7 @@ class Emperor:
             self.remove(v)
             claim = self.owner_claim(v.name)
             if kept is not None:  # on demand: waits again on the socket the emperor kept
-                self.wait_again(v.name, kept, back_off=not allowed)
+                self.wait_again(v.name, kept, v.socket_name, back_off=not allowed)
             elif allowed and claim is not None:
                 # started from what its monitor says now (uWSGI reuses the dead one's
                 # config and mtime: the same thing unless it changed while it was dying)
@@ -900,7 +900,7 @@ class Emperor:
         kept = self.keep_socket(v, asked_to_stop)
         self.remove(v)
         if kept is not None:
-            self.wait_again(v.name, kept)
+            self.wait_again(v.name, kept, v.socket_name)
             return
         if voluntary:
             # uWSGI's monitors find the config again at their next scan: so do we
