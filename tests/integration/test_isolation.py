@@ -617,3 +617,21 @@ def test_emperor_survives_a_vassal_that_leaves_its_cgroup(procs: Procs, tmp_path
     assert get_json(port)["pid"] and e.stats()["vassals"]
     assert e.stop() == 0
     assert not any(os.path.exists(d) for d in dirs), dirs  # the squatter went with it
+
+
+def test_tyrant_on_demand_low_port_with_the_admins_net_bind_service(
+        procs: Procs, tmp_path: Path, open_dir: Path, tenant: Tenant) -> None:
+    """With emperor-cap = net_bind_service the owner may bind below 1024, so its on-demand
+    socket file may name such a port (the helper keeps the capability as the vassal does)."""
+    low = next(p for p in range(900, 1000) if not port_open(p))
+    e = tyrant_emperor(procs, tmp_path, open_dir, "--emperor-on-demand-extension", ".sock",
+                       "--vassals-cap", "net_bind_service")
+    vassals = open_dir / "vassals"
+    (vassals / "low.ini.sock").write_text(f"127.0.0.1:{low}\n")
+    own(vassals / "low.ini.sock", tenant)
+    ini = vassals / "low.ini"
+    ini.write_text(probe_ini(low, probe_copy(open_dir), "protocol = http"))
+    own(ini, tenant)
+    e.wait_vassal("low.ini", on_demand=f"127.0.0.1:{low}")
+    assert get_json(low, timeout=15)["uid"] == tenant.uid
+    assert e.stop() == 0
