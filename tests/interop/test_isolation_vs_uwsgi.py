@@ -139,3 +139,60 @@ def test_rlimits_as_proc_shows_them(procs: Procs, tmp_path: Path) -> None:
     assert seen["uwsgi"] == seen["imperium"] == {
         "Max address space": (str(1024 * 1024 * 1024),) * 2,
         "Max open files": ("2048", "2048"), "Max processes": ("4000", "4000")}, seen
+
+
+#: an app that needs nothing but builtins after a chroot (real uWSGI starts Python, and
+#: imports the app and whatever it imports, inside the jail; binary mode: no codec lookup)
+CHROOT_APP = '''\
+import os
+
+os.chdir("/")  # uWSGI leaves the cwd outside the jail, and "." on sys.path: imports fail
+
+
+def application(env, start):
+    path = env["QUERY_STRING"]
+    try:
+        with open(path, "wb") as f:
+            f.write(b"written from the jail\\n")
+        answer = b"ok"
+    except OSError as exc:
+        answer = ("error %d" % exc.errno).encode()
+    start("200 OK", [("Content-Type", "text/plain")])
+    return [answer]
+'''
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_chroot_keeps_writes_inside_the_jail(procs: Procs, open_dir: Path, tenant: Tenant,
+                                             kind: str) -> None:
+    import urllib.request
+
+    jail = open_dir / "jail"
+    (jail / "usr").mkdir(parents=True)
+    (jail / "app.py").write_text(CHROOT_APP)
+    own(jail, tenant, 0o755)
+    port = free_port()
+    escape = f"imperium-twin-escape-{port}"
+    ini = open_dir / "c.ini"
+    ini.write_text("\n".join(["[uwsgi]", f"http-socket = 127.0.0.1:{port}", "wsgi-file = /app.py",
+                              f"chroot = {jail}", f"uid = {tenant.uid}", f"gid = {tenant.gid}",
+                              "master = true", "processes = 1"]) + "\n")
+    argv = [UWSGI_CORE, "--plugin", "python3"] if kind == "uwsgi" else [IMPERIUM]
+    # real uWSGI starts Python after the chroot: the jail gets /usr (read-only, in a mount
+    # namespace of the test's own, gone with the instance), for both kinds alike
+    share_usr = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                 f'mount --bind -o ro /usr "{jail}/usr" && exec "$0" "$@"']
+    p = procs.start([*share_usr, *argv, "--ini", str(ini)], cwd=open_dir)
+    wait_until(lambda: port_open(port) or p.poll() is not None, 30,
+               message=f"{kind}: the chrooted instance")
+    assert p.poll() is None, procs.output(p)
+    for target in (f"/{escape}", f"/../../../{escape}", f"/etc/{escape}"):
+        url = f"http://127.0.0.1:{port}/?{target}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            answer = resp.read()
+        assert not os.path.exists(target) and not os.path.exists(f"/{escape}")
+        if target == f"/etc/{escape}":
+            assert answer == b"error 2", (kind, answer)  # no /etc in the jail
+        else:
+            assert answer == b"ok", (kind, answer, procs.output(p)[-2000:])
+            assert (jail / escape).read_text() == "written from the jail\n"
