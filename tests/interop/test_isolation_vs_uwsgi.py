@@ -196,3 +196,22 @@ def test_chroot_keeps_writes_inside_the_jail(procs: Procs, open_dir: Path, tenan
         else:
             assert answer == b"ok", (kind, answer, procs.output(p)[-2000:])
             assert (jail / escape).read_text() == "written from the jail\n"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cap_kept_across_the_uid_change(procs: Procs, open_dir: Path, tenant: Tenant,
+                                        kind: str) -> None:
+    """cap = net_bind_service with uid/gid: the app runs as the tenant holding that
+    capability alone, and can bind a port below 1024."""
+    port = free_port()
+    low = next(p for p in range(900, 1000) if not port_open(p))
+    ini = open_dir / "cap.ini"
+    ini.write_text(probe_ini(port, probe_copy(open_dir), "cap = net_bind_service",
+                             f"uid = {tenant.uid}", f"gid = {tenant.gid}"))
+    argv = [UWSGI_CORE, "--plugin", "python3"] if kind == "uwsgi" else [IMPERIUM]
+    p = procs.start([*argv, "--ini", str(ini)], cwd=open_dir)
+    wait_until(lambda: port_open(port) or p.poll() is not None, 30, message=f"{kind}: the instance")
+    assert p.poll() is None, procs.output(p)
+    seen = get_json(port, f"bind={low}")
+    assert seen["uid"] == tenant.uid and seen["bind"] == "ok", (kind, seen)
+    assert int(seen["cap_eff"], 16) == 1 << 10, (kind, seen)  # CAP_NET_BIND_SERVICE alone
