@@ -49,6 +49,8 @@ class VassalOutput:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.streams: dict[int, _Stream] = {}  # read fd -> its vassal
         self.files: dict[str, int] = {}  # vassal name -> open log file (logdir)
+        #: names whose file could not be opened: said once, tried again after a reopen
+        self.unopenable: set[str] = set()
 
     @property
     def enabled(self) -> bool:
@@ -132,7 +134,9 @@ class VassalOutput:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
                          | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640)
         except OSError as exc:
-            log(f"[emperor] cannot open the log file of vassal {name}: {path}: {exc.strerror}")
+            if name not in self.unopenable:  # not once per line the vassal prints
+                self.unopenable.add(name)
+                log(f"[emperor] cannot open the log file of vassal {name}: {path}: {exc.strerror}")
             return None
         self.files[name] = fd
         return fd
@@ -145,6 +149,7 @@ class VassalOutput:
 
     def reopen(self) -> None:
         """Close every vassal log file: the next line of each opens its file again."""
+        self.unopenable.clear()
         for name in list(self.files):
             self._close_file(name)
 

@@ -269,6 +269,7 @@ def test_vassal_logdir_never_writes_through_a_planted_link_or_fifo(procs, tmp_pa
     wait_until(lambda: "talk 49\n" in (logs / "ok.ini.log").read_text(), 20,
                message="ok.ini's lines in its log")
     assert victim.read_text() == "untouched\n"
+    assert em.log().count("cannot open the log file of vassal a.ini") == 1  # not once a line
     assert em.stop() == 0
 
 
