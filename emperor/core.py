@@ -419,6 +419,8 @@ class Emperor:
             return t.socket
         s = self.settings
         if not s.on_demand_exec or s.on_demand_extension or s.on_demand_directory:
+            if s.tyrant and s.on_demand_extension and t.config is None:
+                return self.tyrant_socket_file(name, t)
             return ondemand.from_options(s, name, t.path)
         key = (name, t.mtime)
         if key in self.od_exec:
@@ -435,6 +437,26 @@ class Emperor:
                 self.reconcile(key[0])
             fut.add_done_callback(done)
         return PENDING
+
+    def tyrant_socket_file(self, name: str, t: Touch) -> str | None:
+        """The extension file's socket, read with the config owner's say only (a refused
+        file is logged once and counts as no file: the vassal starts without it)."""
+        claim = self.owner_claim(name)
+        if claim is None:
+            return None
+        cwd, arg, _ = self.launch_params(t, claim[0])
+        verified = self.tyrant_verify(name, cwd, arg, t.mtime)
+        if verified is None:
+            return None  # add() refuses the vassal itself
+        try:
+            return ondemand.from_options(self.settings, name, t.path, read=lambda path: (
+                tyrant.read_companion(path, verified.uid, verified.gid)))
+        except tyrant.Refused as exc:
+            key = ("tyrant-socket", t.mtime, str(exc))
+            if self.refused.get(name) != key:
+                self.refused[name] = key
+                log(f"[emperor-tyrant] on-demand socket file of vassal {name} ignored: {exc}")
+            return None
 
     def _rearm(self, v: VassalHandle) -> None:
         if self.vassals.get(v.name) is v and v.life.phase is Phase.WAITING and v.listener:
@@ -466,15 +488,15 @@ class Emperor:
         kept, v.listener = v.listener, None
         return kept
 
-    def wait_again(self, name: str, listener: socket.socket, back_off: bool = True) -> None:
+    def wait_again(self, name: str, listener: socket.socket, sock_name: str | None,
+                   back_off: bool = True) -> None:
         """A new on-demand handle on a kept socket, armed once the blacklist allows (at once
-        without ``back_off``)."""
+        without ``back_off``). ``sock_name`` is what ``keep_socket`` found the claim names
+        (not read again: the file may have changed since, and the socket is that one)."""
         claim = self.owner_claim(name)
-        assert claim is not None and self.loop is not None
+        assert claim is not None and self.loop is not None and sock_name is not None
         monitor, t = claim
         cwd, arg, vdir = self.launch_params(t, monitor)
-        sock_name = self.on_demand_socket(name, t)
-        assert isinstance(sock_name, str)
         v = self.add(name, monitor, mtime=t.mtime, config=t.config, uid=t.uid, gid=t.gid, cwd=cwd,
                      config_arg=arg, vassals_dir=vdir, skip_blacklist=True, socket_name=sock_name,
                      listener=listener)
@@ -520,7 +542,7 @@ class Emperor:
         self.refused.pop(name, None)
         if socket_name and listener is None:
             try:
-                listener = ondemand.bind(socket_name)
+                listener = self.bind_on_demand(socket_name, uid, gid)
             except (OSError, ValueError) as exc:
                 log(f"[emperor] cannot bind the on-demand socket {socket_name} of vassal {name}: "
                     f"{getattr(exc, 'strerror', None) or exc}")
@@ -545,6 +567,17 @@ class Emperor:
             return v
         self.start(v)
         return v
+
+    def bind_on_demand(self, socket_name: str, uid: int | None, gid: int | None) -> socket.socket:
+        """A tyrant vassal's on-demand socket is bound with its owner's rights when the
+        owner chose it (the extension's file); an admin's (monitor column, directory, exec)
+        as root, as uWSGI binds them all."""
+        s = self.settings
+        if s.tyrant and s.on_demand_extension and uid and gid:
+            return ondemand.bind_as(socket_name, uid, gid,
+                                    spawning.owner_groups(uid, gid, s.tyrant_initgroups),
+                                    s.vassals_cap)
+        return ondemand.bind(socket_name)
 
     # --- tyrant mode (emperor.tyrant) -------------------------------------------------------
 
@@ -724,8 +757,14 @@ class Emperor:
         if data is None:
             self.on_eof(v)
             return
+        asked = False
         for byte in data:
-            self.on_byte(v, byte)
+            if byte == ToEmperor.CONFIG_REQUEST:
+                asked = True  # answered once per read: requests in a loop cost one answer
+            else:
+                self.on_byte(v, byte)
+        if asked:
+            self.on_byte(v, ToEmperor.CONFIG_REQUEST)
 
     def on_byte(self, v: VassalHandle, byte: int) -> None:
         if byte == ToEmperor.LOYAL:
@@ -846,7 +885,7 @@ class Emperor:
             self.remove(v)
             claim = self.owner_claim(v.name)
             if kept is not None:  # on demand: waits again on the socket the emperor kept
-                self.wait_again(v.name, kept, back_off=not allowed)
+                self.wait_again(v.name, kept, v.socket_name, back_off=not allowed)
             elif allowed and claim is not None:
                 # started from what its monitor says now (uWSGI reuses the dead one's
                 # config and mtime: the same thing unless it changed while it was dying)
@@ -861,7 +900,7 @@ class Emperor:
         kept = self.keep_socket(v, asked_to_stop)
         self.remove(v)
         if kept is not None:
-            self.wait_again(v.name, kept)
+            self.wait_again(v.name, kept, v.socket_name)
             return
         if voluntary:
             # uWSGI's monitors find the config again at their next scan: so do we

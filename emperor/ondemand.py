@@ -12,6 +12,11 @@ The emperor binds the socket (``host:port``, ``:port`` or a UNIX path), waits fo
 connection, then spawns the vassal with the listening socket as its fd 0 (where uWSGI, and
 our instance, look for it). The emperor keeps its own copy: connections queued while the
 vassal starts, dies or goes back to waiting stay in the backlog, none is refused.
+
+In tyrant mode a socket named by the vassal's own file (the extension option) is read with
+the owner's say only (``emperor.tyrant.read_companion``) and bound with the owner's rights
+(``bind_as``): uWSGI binds it as root, which lets whoever writes the file have a port below
+1024, or a socket file made (and a dead one unlinked) in any directory of the host.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import signal
 import socket
 import stat
 import subprocess
+from collections.abc import Callable
 
+from emperor.isolation import capabilities
 from emperor.logs import log
 from emperor.settings import EmperorSettings
 
@@ -38,13 +45,19 @@ def first_line(data: bytes) -> str | None:
     return text or None
 
 
-def from_options(settings: EmperorSettings, name: str, path: str | None) -> str | None:
-    """The socket named by the extension or directory option (not exec: see ``run_exec``)."""
+def _read_head(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(4096)
+
+
+def from_options(settings: EmperorSettings, name: str, path: str | None,
+                 read: Callable[[str], bytes] = _read_head) -> str | None:
+    """The socket named by the extension or directory option (not exec: see ``run_exec``);
+    ``read`` gives the start of the extension's file (``OSError`` when there is none)."""
     filename = path or name
     if settings.on_demand_extension:
         try:
-            with open(filename + settings.on_demand_extension, "rb") as f:
-                return first_line(f.read(4096))
+            return first_line(read(filename + settings.on_demand_extension))
         except OSError:
             return None
     if settings.on_demand_directory:
@@ -133,3 +146,68 @@ def bind(name: str, backlog: int = BACKLOG) -> socket.socket:
             raise
     sock.setblocking(False)
     return sock
+
+
+#: how long the emperor waits for the helper that binds with a tyrant owner's rights
+BIND_AS_TIMEOUT = 10.0
+
+
+def bind_as(name: str, uid: int, gid: int, groups: list[int], caps: list[int] | None = None,
+            backlog: int = BACKLOG) -> socket.socket:
+    """``bind`` with the rights of ``uid``/``gid``/``groups`` (and ``caps``, the vassals'
+    capabilities, kept across the drop as for the vassal itself): a forked helper drops to
+    them, binds, and passes the listening socket back over a socketpair. The kernel, not a
+    check of ours, decides what the owner may bind (a port below 1024, a directory it cannot
+    write: ``PermissionError``)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the forked helper
+            code = 1
+            try:
+                ours.close()
+                _bind_in_helper(theirs, name, uid, gid, groups, caps, backlog)
+                code = 0
+            finally:
+                os._exit(code)
+        theirs.close()
+        ours.settimeout(BIND_AS_TIMEOUT)
+        try:
+            msg, fds, _, _ = socket.recv_fds(ours, 1024, 1)
+        except OSError:  # no answer in time: the helper is not waited for longer
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            raise
+        finally:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    finally:
+        ours.close()
+        with contextlib.suppress(OSError):
+            theirs.close()
+    if fds:
+        sock = socket.socket(fileno=fds[0])
+        sock.setblocking(False)
+        return sock
+    err, _, text = msg.decode(errors="replace").partition(":")
+    raise OSError(int(err) if err.isdigit() else errno.EPERM,
+                  text or f"cannot bind {name} as uid {uid}")
+
+
+def _bind_in_helper(channel: socket.socket, name: str, uid: int, gid: int, groups: list[int],
+                    caps: list[int] | None, backlog: int) -> None:  # pragma: no cover - helper
+    try:
+        os.setgroups(groups)
+        os.setgid(gid)
+        if caps:
+            capabilities.keep_across_setuid()
+        os.setuid(uid)
+        if caps:
+            capabilities.restore_after_setuid(caps)
+        sock = bind(name, backlog)
+    except (OSError, ValueError) as exc:
+        code = getattr(exc, "errno", None) or errno.EINVAL
+        text = getattr(exc, "strerror", None) or str(exc)
+        channel.sendall(f"{code}:{text}".encode(errors="replace"))
+        return
+    socket.send_fds(channel, [b"+"], [sock.fileno()])

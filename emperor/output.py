@@ -8,7 +8,8 @@ emperor reads from its loop:
 
 - ``emperor-log-prefix``: each line goes to the emperor's log as ``[NAME] line``;
 - ``emperor-vassal-logdir DIR``: each vassal's lines go to ``DIR/NAME.log`` (a ``/`` in a
-  name becomes ``_``), prefixed too when ``emperor-log-prefix`` is also given.
+  name becomes ``_``), prefixed too when ``emperor-log-prefix`` is also given; a symlink or
+  a FIFO in its place is not opened (a line naming it goes to the emperor's log).
 
 Lines stay whole: a partial line waits for its end (at most ``MAX_LINE`` bytes, then it is
 written as a line of its own), and the last partial line is written when the vassal's
@@ -48,6 +49,8 @@ class VassalOutput:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.streams: dict[int, _Stream] = {}  # read fd -> its vassal
         self.files: dict[str, int] = {}  # vassal name -> open log file (logdir)
+        #: names whose file could not be opened: said once, tried again after a reopen
+        self.unopenable: set[str] = set()
 
     @property
     def enabled(self) -> bool:
@@ -125,9 +128,15 @@ class VassalOutput:
         assert self.logdir is not None
         path = os.path.join(self.logdir, file_name(name))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+            # the emperor writes as root what a vassal printed: never through a link or
+            # into a FIFO someone planted under the vassal's name (a line of its choice
+            # appended to /etc/passwd; an open that blocks the loop)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+                         | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640)
         except OSError as exc:
-            log(f"[emperor] cannot open the log file of vassal {name}: {path}: {exc.strerror}")
+            if name not in self.unopenable:  # not once per line the vassal prints
+                self.unopenable.add(name)
+                log(f"[emperor] cannot open the log file of vassal {name}: {path}: {exc.strerror}")
             return None
         self.files[name] = fd
         return fd
@@ -140,6 +149,7 @@ class VassalOutput:
 
     def reopen(self) -> None:
         """Close every vassal log file: the next line of each opens its file again."""
+        self.unopenable.clear()
         for name in list(self.files):
             self._close_file(name)
 

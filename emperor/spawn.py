@@ -300,13 +300,17 @@ def _popen(req: SpawnRequest, all_fds: list[int]) -> subprocess.Popen:
 
 
 def _groups(jail: JailSpec) -> list[int]:
+    return owner_groups(jail.uid, jail.gid, jail.initgroups)
+
+
+def owner_groups(uid: int | None, gid: int | None, initgroups: bool) -> list[int]:
     """Supplementary groups of a tyrant vassal: none, or the owner's with initgroups."""
-    if not jail.initgroups or jail.uid is None or jail.gid is None:
+    if not initgroups or uid is None or gid is None:
         return []
     import pwd
 
     try:
-        return os.getgrouplist(pwd.getpwuid(jail.uid).pw_name, jail.gid)
+        return os.getgrouplist(pwd.getpwuid(uid).pw_name, gid)
     except KeyError:
         return []
 

@@ -116,28 +116,67 @@ def can_read(st: os.stat_result, uid: int, gid: int) -> bool:
     return bool(st.st_mode & stat.S_IROTH)
 
 
+def _reach(walk: _Walk, path: str, cwd: str | None) -> tuple[int, os.stat_result]:
+    """The file ``path`` leads to, as an ``O_PATH`` descriptor, and its stat (a regular file)."""
+    base = walk._keep(os.open(cwd or ".", _PATH | os.O_DIRECTORY))
+    try:
+        target = walk.open(base, path)
+    except OSError as exc:
+        raise Refused(f"cannot open {path}: {exc.strerror}") from None
+    st = os.fstat(target)
+    if not stat.S_ISREG(st.st_mode):
+        raise Refused(f"{path} is not a regular file")
+    return target, st
+
+
+def _check_links(walk: _Walk, uid: int) -> None:
+    for name, link in walk.links:
+        if link.st_uid not in (0, uid):
+            raise Refused(f"symlink {name} belongs to uid {link.st_uid}, not to root or to "
+                          f"uid {uid} the vassal would run as")
+
+
+def _read_checked(walk: _Walk, target: int, st: os.stat_result, path: str, limit: int,
+                  whole: bool = True) -> bytes:
+    """Open the file reached (once), make sure it is the one checked, read at most
+    ``limit`` bytes (``Refused`` if there are more and the ``whole`` file is wanted)."""
+    if after_check is not None:
+        after_check(path)
+    try:
+        fd = os.open(f"/proc/self/fd/{target}", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK
+                     | os.O_CLOEXEC)
+    except OSError as exc:
+        raise Refused(f"cannot open {path}: {exc.strerror}") from None
+    walk.fds.append(fd)
+    again = os.fstat(fd)
+    if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino):
+        raise Refused(f"{path} changed while it was being checked")
+    chunks = []
+    size = 0
+    want = limit + 1 if whole else limit
+    while size < want:
+        chunk = os.read(fd, want - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise Refused(f"{path} grew past {limit} bytes while being read")
+    return b"".join(chunks)
+
+
 def read_config(path: str, *, nofollow: bool = False, cwd: str | None = None) -> Verified:
     """Open, check and read a tyrant vassal's config; ``Refused`` says why it may not run."""
     walk = _Walk()
     try:
-        base = walk._keep(os.open(cwd or ".", _PATH | os.O_DIRECTORY))
-        try:
-            target = walk.open(base, path)
-        except OSError as exc:
-            raise Refused(f"cannot open {path}: {exc.strerror}") from None
-        st = os.fstat(target)
-        if not stat.S_ISREG(st.st_mode):
-            raise Refused(f"{path} is not a regular file")
+        target, st = _reach(walk, path, cwd)
         if nofollow and walk.final_link is not None:
             uid, gid = walk.final_link.st_uid, walk.final_link.st_gid
         else:
             uid, gid = st.st_uid, st.st_gid
         if uid == 0 or gid == 0:
             raise Refused(f"invalid permissions: owner {uid}:{gid} (uid and gid must not be 0)")
-        for name, link in walk.links:
-            if link.st_uid not in (0, uid):
-                raise Refused(f"symlink {name} belongs to uid {link.st_uid}, not to root or to "
-                              f"uid {uid} the vassal would run as")
+        _check_links(walk, uid)
         if st.st_uid not in (0, uid):
             raise Refused(f"{path} leads to a file of uid {st.st_uid}, not of root or of "
                           f"uid {uid} the vassal would run as")
@@ -148,27 +187,29 @@ def read_config(path: str, *, nofollow: bool = False, cwd: str | None = None) ->
         if st.st_size > MAX_CONFIG:
             raise Refused(f"{path} is {st.st_size} bytes, more than a config packet holds "
                           f"({MAX_CONFIG})")
-        if after_check is not None:
-            after_check(path)
-        try:
-            fd = os.open(f"/proc/self/fd/{target}", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK
-                         | os.O_CLOEXEC)
-        except OSError as exc:
-            raise Refused(f"cannot open {path}: {exc.strerror}") from None
-        walk.fds.append(fd)
-        again = os.fstat(fd)
-        if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino):
-            raise Refused(f"{path} changed while it was being checked")
-        chunks = []
-        size = 0
-        while size <= MAX_CONFIG:
-            chunk = os.read(fd, MAX_CONFIG + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_CONFIG:
-            raise Refused(f"{path} grew past {MAX_CONFIG} bytes while being read")
-        return Verified(uid, gid, b"".join(chunks), st.st_dev, st.st_ino)
+        data = _read_checked(walk, target, st, path, MAX_CONFIG)
+        return Verified(uid, gid, data, st.st_dev, st.st_ino)
+    finally:
+        walk.close()
+
+
+def read_companion(path: str, uid: int, gid: int, limit: int = 4096) -> bytes:
+    """The first ``limit`` bytes of a file the emperor reads *for* a tyrant vassal (the
+    socket file of ``emperor-on-demand-extension``), with the vassal owner's say only: the
+    same walk as ``read_config``, every link and the file belonging to root or to ``uid``,
+    readable by ``uid`` and not writable by everyone. Read as root without these checks,
+    a tenant's link would make the emperor read (and log) any file of the host."""
+    walk = _Walk()
+    try:
+        target, st = _reach(walk, path, None)
+        _check_links(walk, uid)
+        if st.st_uid not in (0, uid):
+            raise Refused(f"{path} belongs to uid {st.st_uid}, not to root or to uid {uid} "
+                          "the vassal runs as")
+        if not can_read(st, uid, gid):
+            raise Refused(f"{path} is a file uid {uid} cannot read")
+        if st.st_mode & stat.S_IWOTH:
+            raise Refused(f"{path} is writable by everyone")
+        return _read_checked(walk, target, st, path, limit, whole=False)
     finally:
         walk.close()

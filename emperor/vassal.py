@@ -133,7 +133,8 @@ class VassalHandle:
         self.listener: socket.socket | None = None
         self.channel: Channel | None = None
         self.no_mercy = False
-        self._pending_config = b""
+        self._pending_config = b""  # a config packet being sent
+        self._next_config = b""  # the one to send after it (the newest asked for)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- derived from the lifecycle (what uWSGI's stats show) ----------------------------------
@@ -234,7 +235,12 @@ class VassalHandle:
         except ValueError as exc:
             log_verbose(f"[emperor] cannot push the config of vassal {self.name}: {exc}")
             return
-        self._pending_config += packet
+        if self._pending_config:
+            # the last copy is not read yet: this one replaces whatever of the queue was not
+            # begun (one copy in flight and one waiting, however often the vassal asks)
+            self._next_config = packet
+            return
+        self._pending_config = packet
         self._flush_config()
 
     def _flush_config(self) -> None:
@@ -244,13 +250,15 @@ class VassalHandle:
             while self._pending_config:
                 n = sock.send(self._pending_config)
                 self._pending_config = self._pending_config[n:]
+                if not self._pending_config:
+                    self._pending_config, self._next_config = self._next_config, b""
         except (BlockingIOError, InterruptedError):
             if self._loop is not None:
                 self._loop.add_writer(sock.fileno(), self._writable)
             return
         except OSError as exc:
             log_verbose(f"[uwsgi-emperor] write() config of vassal {self.name}: {exc}")
-            self._pending_config = b""
+            self._pending_config = self._next_config = b""
         if self._loop is not None:
             try:
                 self._loop.remove_writer(sock.fileno())
@@ -286,7 +294,7 @@ class VassalHandle:
                         pass
             self.channel.close()
             self.channel = None
-        self._pending_config = b""
+        self._pending_config = self._next_config = b""
 
     # --- uWSGI's operations ----------------------------------------------------------------------
 

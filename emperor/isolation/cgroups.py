@@ -182,7 +182,11 @@ class Cgroup:
         return [int(p) for p in _read(self.path, "cgroup.procs").split()]
 
     def remove(self) -> bool:
-        """rmdir once empty; False while processes are still in it (or it is gone)."""
+        """rmdir once empty, with the cgroups made inside it (a root vassal may make its
+        own, which would keep ours for ever); False while processes are still in it."""
+        for below in _children_first(self.path):
+            with contextlib.suppress(OSError):
+                os.rmdir(below)  # a busy one leaves ours busy: tried again later
         try:
             os.rmdir(self.path)
             return True
@@ -192,6 +196,20 @@ class Cgroup:
             if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
                 return False
             raise CgroupError(f"cgroup {self.path}: rmdir(): {exc.strerror}") from None
+
+
+def _children_first(path: str) -> list[str]:
+    """The cgroups below ``path``, deepest first (interface files are not directories)."""
+    out: list[str] = []
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return out
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            out += _children_first(entry.path)
+            out.append(entry.path)
+    return out
 
 
 def _version_of(path: str, mounts: list[Hierarchy]) -> int:

@@ -2,8 +2,8 @@
 
 An Imperium option (uWSGI has only the vassal's own ``cgroup``, which a tyrant vassal cannot
 use: it is not root, and limits chosen by the tenant are no limits). Every vassal gets the
-cgroup ``imperium-EMPERORPID-NAME`` under the emperor's own cgroup (v2 where its controllers
-can be enabled, else the v1 hierarchies the settings need, as ``emperor.isolation.cgroups``
+cgroup ``imperium-EMPERORPID-NAME`` (``dir_name``) under the emperor's own cgroup (v2 where
+its controllers can be enabled, else the v1 hierarchies the settings need, as ``emperor.isolation.cgroups``
 places relative names), with the settings written before the vassal exists; the vassal's
 child joins it first thing (``JailSpec.cgroups``). When the vassal's process has exited
 the cgroup is removed (tried again on the emperor's tick while dying processes are still in
@@ -12,6 +12,7 @@ it), and at the emperor's exit.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 
@@ -30,7 +31,15 @@ class VassalCgroups:
         self.pending: dict[str, list[Cgroup]] = {}  # vassal gone, cgroup not yet empty
 
     def dir_name(self, vassal: str) -> str:
-        return self.prefix + _UNSAFE.sub("_", vassal)[:200]
+        """``imperium-EMPERORPID-NAME``; a name that had to be changed to fit (characters
+        replaced, cut at 200) also gets a digest of the real one, so that two vassals never
+        share a cgroup (``a b.ini`` and ``a_b.ini`` would: one's memory counted against the
+        other's limit, and one's exit removing the cgroup the other was joining)."""
+        safe = _UNSAFE.sub("_", vassal)
+        if safe == vassal and len(safe) <= 200:
+            return self.prefix + safe
+        digest = hashlib.sha256(vassal.encode(errors="surrogateescape")).hexdigest()[:16]
+        return f"{self.prefix}{safe[:200]}-{digest}"
 
     def prepare(self, vassal: str) -> list[str]:
         """Make (or reuse) the vassal's cgroups with their limits; the directories to join."""

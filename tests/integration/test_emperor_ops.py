@@ -249,6 +249,30 @@ def test_vassal_logs_rotate_without_losing_a_line(procs, tmp_path) -> None:
     em.stop()
 
 
+def test_vassal_logdir_never_writes_through_a_planted_link_or_fifo(procs, tmp_path) -> None:
+    """The emperor writes a vassal's output as root: NAME.log planted as a link to another
+    file (a vassal's lines appended to /etc/passwd) or as a FIFO (an open that would block
+    the emperor) is refused with a line; the other vassals' logs go on."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    (logs / "a.ini.log").symlink_to(victim)
+    os.mkfifo(logs / "f.ini.log")
+    em = Emperor(procs, tmp_path, "--emperor-vassal-logdir", str(logs))
+    for name in ("a.ini", "f.ini", "ok.ini"):
+        em.ini(name, talk="0.01", talk_count=50)
+    em.wait_log(f"[emperor] cannot open the log file of vassal a.ini: {logs}/a.ini.log: "
+                "Too many levels of symbolic links")
+    em.wait_log(f"[emperor] cannot open the log file of vassal f.ini: {logs}/f.ini.log: "
+                "No such device or address")
+    wait_until(lambda: "talk 49\n" in (logs / "ok.ini.log").read_text(), 20,
+               message="ok.ini's lines in its log")
+    assert victim.read_text() == "untouched\n"
+    assert em.log().count("cannot open the log file of vassal a.ini") == 1  # not once a line
+    assert em.stop() == 0
+
+
 def test_emperor_logto_reopens_on_sigusr2(procs, tmp_path) -> None:
     logfile = tmp_path / "emperor.log"
     vdir = tmp_path / "vassals"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Procs, free_port, need_root, port_open, wait_until
+from tests.conftest import ROOT, Procs, descendants, free_port, need_root, port_open, wait_until
 from tests.integration import isolation_harness
 from tests.integration.emperor_harness import Emperor
 from tests.integration.isolation_harness import Tenant, get_json, own, probe_copy, status_ids
@@ -199,6 +199,14 @@ def test_tyrant_refuses_symlinks_to_others_configs(procs: Procs, tmp_path: Path,
     ("uid = 0", "cannot set uid to 0: permission denied"),
     ("chroot = /", "chroot (t.ini:6) = /: needs root (this instance runs as uid"),
     ("cgroup = mine", "cgroup (t.ini:6) = mine: needs root"),
+    # files the owner could not open or make are not opened or made for it
+    ("logto = /etc/imperium-tyrant.log",
+     "cannot open logto file /etc/imperium-tyrant.log: Permission denied"),
+    ("pidfile = /etc/imperium-tyrant.pid",
+     "cannot write pidfile /etc/imperium-tyrant.pid: Permission denied"),
+    ("socket = /etc/imperium-tyrant.sock",
+     "cannot bind socket /etc/imperium-tyrant.sock: permission denied"),
+    ("ini = /etc/shadow", "cannot open config file /etc/shadow: Permission denied (from t.ini:6)"),
 ])
 def test_tyrant_config_cannot_raise_its_privileges(procs: Procs, tmp_path: Path, open_dir: Path,
                                                    tenant: Tenant, line: str, why: str) -> None:
@@ -211,6 +219,29 @@ def test_tyrant_config_cannot_raise_its_privileges(procs: Procs, tmp_path: Path,
     e.wait_log("[emperor] vassal t.ini is blacklisted", 15)
     # it exits before serving, every time, and never as root
     assert "setuid() to 0" not in e.log() and "spawned uWSGI master" not in e.log()
+    assert e.stop() == 0
+    assert not [p for p in os.listdir("/etc") if p.startswith("imperium-tyrant")]
+
+
+def test_tyrant_vassal_runs_no_as_root_hook_and_the_others_as_its_owner(
+        procs: Procs, tmp_path: Path, open_dir: Path, tenant: Tenant) -> None:
+    """The as-root phases run only in an instance started as root (uWSGI's rule): a tyrant
+    vassal's exec-as-root and hook-as-root are not run (nor as-user, also a root-only
+    phase in uWSGI); exec-asap runs, as the owner."""
+    port = free_port()
+    marks = open_dir / "marks"
+    marks.mkdir(mode=0o777)
+    marks.chmod(0o777)
+    e = tyrant_emperor(procs, tmp_path, open_dir)
+    ini = open_dir / "vassals" / "h.ini"
+    ini.write_text(probe_ini(port, probe_copy(open_dir), f"exec-as-root = id -u > {marks}/root",
+                             f"hook-as-root = exec:id -u > {marks}/hook",
+                             f"exec-as-user = id -u > {marks}/asuser",
+                             f"exec-asap = id -u > {marks}/user"))
+    own(ini, tenant)
+    wait_until(lambda: port_open(port), 20, message=f"the vassal; log:\n{e.log()[-3000:]}")
+    assert (marks / "user").read_text().strip() == str(tenant.uid)
+    assert not [p.name for p in marks.iterdir() if p.name != "user"]
     assert e.stop() == 0
 
 
@@ -433,4 +464,174 @@ def test_namespace_the_kernel_refuses_is_logged_and_the_emperor_carries_on(
     mark = e.mark()
     e.wait_log(why, 15, after=mark)  # tried again (throttled), and refused again
     assert e.proc.poll() is None and e.stats()["vassals"] is not None
+    assert e.stop() == 0
+
+
+def test_tyrant_on_demand_socket_file_gets_only_the_owners_rights(
+        procs: Procs, tmp_path: Path, open_dir: Path, tenant: Tenant) -> None:
+    """The socket file of emperor-on-demand-extension is the tenant's: read with its say
+    only, bound with its rights. uWSGI reads and binds it as root: a link to a root-only
+    file shows its first line in the log, a port below 1024 or a socket in /etc is had."""
+    low = next(p for p in range(900, 1000) if not port_open(p))
+    port = free_port()
+    planted = Path("/etc") / f"imperium-planted-{port}.sock"
+    e = tyrant_emperor(procs, tmp_path, open_dir, "--emperor-on-demand-extension", ".sock")
+    vassals, app = open_dir / "vassals", probe_copy(open_dir)
+    secret = open_dir / "secret"
+    secret.write_text("ROOTSECRET:1\n")
+    secret.chmod(0o600)
+    (vassals / "s.ini.sock").symlink_to(secret)
+    own(vassals / "s.ini.sock", tenant)
+    for name, sock in (("p", f"127.0.0.1:{low}"), ("u", str(planted)), ("ok", f"127.0.0.1:{port}")):
+        (vassals / f"{name}.ini.sock").write_text(sock + "\n")
+        own(vassals / f"{name}.ini.sock", tenant)
+    for name in ("s", "p", "u", "ok"):
+        ini = vassals / f"{name}.ini"
+        ini.write_text(probe_ini(port if name == "ok" else free_port(), app, "protocol = http"))
+        own(ini, tenant)
+    try:
+        e.wait_log("[emperor-tyrant] on-demand socket file of vassal s.ini ignored: "
+                   f"{vassals}/s.ini.sock is a file uid {tenant.uid} cannot read")
+        e.wait_log(f"[emperor] cannot bind the on-demand socket 127.0.0.1:{low} of vassal p.ini: "
+                   "Permission denied")
+        e.wait_log(f"[emperor] cannot bind the on-demand socket {planted} of vassal u.ini: "
+                   "Permission denied")
+        e.wait_vassal("ok.ini", on_demand=f"127.0.0.1:{port}")
+        seen = get_json(port, timeout=15)  # the owner's own socket serves, as the owner
+        assert seen["uid"] == tenant.uid
+        assert "ROOTSECRET" not in e.log() and not port_open(low) and not planted.exists()
+    finally:
+        planted.unlink(missing_ok=True)
+    assert e.stop() == 0
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line.split()[1] for line in f if line.startswith("VmRSS:")))
+
+
+def test_config_requests_of_a_hostile_vassal_cost_the_emperor_one_copy(
+        procs: Procs, tmp_path: Path, open_dir: Path, tenant: Tenant) -> None:
+    """A tyrant vassal writing config requests (byte 2) without ever reading the answers:
+    the emperor queues at most one more copy of its config (it used to queue one per byte,
+    each read and checked again: 8192 requests of a 16 KiB config, 128 MiB of memory)."""
+    port = free_port()
+    e = tyrant_emperor(procs, tmp_path, open_dir)
+    ini = open_dir / "vassals" / "f.ini"
+    padding = "\n".join(f"# {'x' * 60}" for _ in range(16 * 1024 // 63))
+    ini.write_text(probe_ini(port, probe_copy(open_dir), "master = false", padding,
+                             master=False))
+    own(ini, tenant)
+    wait_until(lambda: port_open(port), 20, message=f"the vassal; log:\n{e.log()[-3000:]}")
+    before = _rss_kib(e.proc.pid)
+    seen = get_json(port, f"flood={e.proc.pid}:8", timeout=30)
+    assert seen["flood"] >= 1, seen  # it found its emperor fd
+    e.stats()  # the emperor has read the flood when it answers again
+    assert _rss_kib(e.proc.pid) - before < 32 * 1024
+    assert e.vassal("f.ini") is not None
+    assert e.stop() == 0
+
+
+def _open_files(pid: int) -> dict[int, tuple[int, int]]:
+    """fd -> (device, inode) of what a process holds open."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            st = os.stat(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        out[int(fd)] = (st.st_dev, st.st_ino)
+    return out
+
+
+@pytest.mark.parametrize("spawn", ["fork", "exec"])
+def test_no_emperor_fd_and_no_other_vassals_socket_leaks_into_a_vassal(
+        procs: Procs, tmp_path: Path, spawn: str) -> None:
+    """ls -l /proc/VASSAL/fd: besides the output it shares with the emperor (1, 2), nothing
+    the emperor holds (stats, control and Prometheus sockets, inotify, the fork server's
+    socket, the other vassals' channels and on-demand sockets) is open in a vassal; each
+    on-demand vassal holds its own socket only."""
+    ports = {"a": free_port(), "b": free_port()}
+    e = Emperor(procs, tmp_path, "--emperor-on-demand-extension", ".sock", "--emperor-spawn",
+                spawn, "--emperor-control-socket", str(tmp_path / "ctl.sock"),
+                "--emperor-prometheus", f"127.0.0.1:{free_port()}", own_binary=True)
+    app = probe_copy(tmp_path)
+    for name, port in ports.items():
+        (e.dir / f"{name}.ini.sock").write_text(f"127.0.0.1:{port}\n")
+        (e.dir / f"{name}.ini").write_text(probe_ini(port, app, "protocol = http"))
+    pids = {}
+    for name, port in ports.items():
+        e.wait_vassal(f"{name}.ini", on_demand=f"127.0.0.1:{port}")
+        get_json(port, timeout=15)
+        pids[name] = e.wait_vassal(f"{name}.ini", loyal=1)["pid"]
+    # the emperor's, and its fork server's (a root process taking spawn requests)
+    helpers = [k for k in descendants(e.proc.pid) if os.getpgid(k) not in pids.values()]
+    if spawn == "fork":
+        assert helpers  # the fork server
+    emperor = set(_open_files(e.proc.pid).values())
+    for helper in helpers:
+        emperor |= set(_open_files(helper).values())
+    held = {name: _open_files(pid) for name, pid in pids.items()}
+    for name, files in held.items():
+        leaked = {fd: f for fd, f in files.items() if fd > 2 and f in emperor}
+        assert not leaked, (name, leaked, os.listdir(f"/proc/{pids[name]}/fd"))
+    # fd 0 is the vassal's own on-demand socket, which the other does not have
+    assert held["a"][0] != held["b"][0]
+    assert held["a"][0] not in held["b"].values() and held["b"][0] not in held["a"].values()
+    assert e.stop() == 0
+
+
+def test_emperor_survives_a_vassal_that_leaves_its_cgroup(procs: Procs, tmp_path: Path) -> None:
+    """A root vassal is not confined by its cgroup (root can move itself): it leaves it and
+    makes a cgroup of its own inside it. The emperor carries on, and removes the vassal's
+    cgroup with what the vassal made in it when the vassal is gone."""
+    port = free_port()
+    e = Emperor(procs, tmp_path, "--vassals-cgroup-opt", "memory.max=256M",
+                "--vassals-cgroup-opt", "pids.max=200", own_binary=True)
+    escape = tmp_path / "escape.sh"
+    escape.write_text(
+        "#!/bin/sh\n"
+        "# every cgroup of the master: a sub-cgroup made in it, the master moved to its parent\n"
+        "set -- \"$PPID\" \"$1\"\n"
+        "while [ \"$(cat /proc/$1/comm)\" = sh ]; do set -- \"$(cut -d' ' -f4 /proc/$1/stat)\" \"$2\"; done\n"
+        "while IFS=: read -r _ ctl path; do\n"
+        "  case $path in */imperium-*) ;; *) continue ;; esac\n"
+        "  ctl=${ctl#name=}\n"
+        "  for root in /sys/fs/cgroup/$ctl /sys/fs/cgroup/unified /sys/fs/cgroup; do\n"
+        "    [ -e \"$root$path/cgroup.procs\" ] || continue\n"
+        "    mkdir \"$root$path/squatter\" && echo \"$root$path\" >> \"$2\"\n"
+        "    echo \"$1\" > \"$root$path/../cgroup.procs\"\n"
+        "    break\n"
+        "  done\n"
+        "done < /proc/$1/cgroup\n")
+    escape.chmod(0o755)
+    made = tmp_path / "made"
+    (e.dir / "x.ini").write_text(probe_ini(port, probe_copy(tmp_path),
+                                           f"exec-as-root = {escape} {made}"))
+    wait_until(lambda: port_open(port), 20, message=f"the vassal; log:\n{e.log()[-3000:]}")
+    pid = e.wait_vassal("x.ini", ready=1)["pid"]
+    dirs = made.read_text().split()
+    assert dirs and all(os.path.isdir(f"{d}/squatter") for d in dirs), dirs
+    with open(f"/proc/{pid}/cgroup") as f:
+        assert "imperium-" not in f.read()  # it did leave
+    assert get_json(port)["pid"] and e.stats()["vassals"]
+    assert e.stop() == 0
+    assert not any(os.path.exists(d) for d in dirs), dirs  # the squatter went with it
+
+
+def test_tyrant_on_demand_low_port_with_the_admins_net_bind_service(
+        procs: Procs, tmp_path: Path, open_dir: Path, tenant: Tenant) -> None:
+    """With emperor-cap = net_bind_service the owner may bind below 1024, so its on-demand
+    socket file may name such a port (the helper keeps the capability as the vassal does)."""
+    low = next(p for p in range(900, 1000) if not port_open(p))
+    e = tyrant_emperor(procs, tmp_path, open_dir, "--emperor-on-demand-extension", ".sock",
+                       "--vassals-cap", "net_bind_service")
+    vassals = open_dir / "vassals"
+    (vassals / "low.ini.sock").write_text(f"127.0.0.1:{low}\n")
+    own(vassals / "low.ini.sock", tenant)
+    ini = vassals / "low.ini"
+    ini.write_text(probe_ini(low, probe_copy(open_dir), "protocol = http"))
+    own(ini, tenant)
+    e.wait_vassal("low.ini", on_demand=f"127.0.0.1:{low}")
+    assert get_json(low, timeout=15)["uid"] == tenant.uid
     assert e.stop() == 0

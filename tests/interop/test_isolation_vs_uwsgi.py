@@ -9,6 +9,7 @@ scenario sticks to what both do; docs/emperor.md lists the differences.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -104,3 +105,113 @@ def test_tyrant_owner_and_root_refusal(procs: Procs, open_dir: Path, tenant: Ten
     assert f"[emperor-tyrant] dropping privileges to {tenant.uid} {tenant.gid} for instance t.ini" \
         in procs.output(p)
     assert os.path.exists(ini)
+
+
+def _limits(pid: int) -> dict[str, tuple[str, str]]:
+    """/proc/PID/limits: name -> (soft, hard)."""
+    out = {}
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f.read().splitlines()[1:]:
+            name, soft, hard = line[:26].strip(), *line[26:].split()[:2]
+            out[name] = (soft, hard)
+    return out
+
+
+def test_rlimits_as_proc_shows_them(procs: Procs, tmp_path: Path) -> None:
+    """limit-as, max-fd and limit-nproc of a root instance: the same limits under both."""
+    seen = {}
+    for kind in KINDS:
+        where = tmp_path / kind
+        where.mkdir()
+        port = free_port()
+        ini = where / "l.ini"
+        ini.write_text(probe_ini(port, probe_copy(where), "limit-as = 1024", "max-fd = 2048",
+                                 "limit-nproc = 4000"))
+        argv = [UWSGI_CORE, "--plugin", "python3"] if kind == "uwsgi" else [IMPERIUM]
+        p = procs.start([*argv, "--ini", str(ini)], cwd=where)
+        wait_until(lambda p=p, port=port: port_open(port) or p.poll() is not None, 30,
+                   message=f"{kind}: the instance serving")
+        assert p.poll() is None, procs.output(p)
+        limits = _limits(p.pid)
+        seen[kind] = {k: limits[k] for k in ("Max address space", "Max open files", "Max processes")}
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(10)
+    assert seen["uwsgi"] == seen["imperium"] == {
+        "Max address space": (str(1024 * 1024 * 1024),) * 2,
+        "Max open files": ("2048", "2048"), "Max processes": ("4000", "4000")}, seen
+
+
+#: an app that needs nothing but builtins after a chroot (real uWSGI starts Python, and
+#: imports the app and whatever it imports, inside the jail; binary mode: no codec lookup)
+CHROOT_APP = '''\
+import os
+
+os.chdir("/")  # uWSGI leaves the cwd outside the jail, and "." on sys.path: imports fail
+
+
+def application(env, start):
+    path = env["QUERY_STRING"]
+    try:
+        with open(path, "wb") as f:
+            f.write(b"written from the jail\\n")
+        answer = b"ok"
+    except OSError as exc:
+        answer = ("error %d" % exc.errno).encode()
+    start("200 OK", [("Content-Type", "text/plain")])
+    return [answer]
+'''
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_chroot_keeps_writes_inside_the_jail(procs: Procs, open_dir: Path, tenant: Tenant,
+                                             kind: str) -> None:
+    import urllib.request
+
+    jail = open_dir / "jail"
+    (jail / "usr").mkdir(parents=True)
+    (jail / "app.py").write_text(CHROOT_APP)
+    own(jail, tenant, 0o755)
+    port = free_port()
+    escape = f"imperium-twin-escape-{port}"
+    ini = open_dir / "c.ini"
+    ini.write_text("\n".join(["[uwsgi]", f"http-socket = 127.0.0.1:{port}", "wsgi-file = /app.py",
+                              f"chroot = {jail}", f"uid = {tenant.uid}", f"gid = {tenant.gid}",
+                              "master = true", "processes = 1"]) + "\n")
+    argv = [UWSGI_CORE, "--plugin", "python3"] if kind == "uwsgi" else [IMPERIUM]
+    # real uWSGI starts Python after the chroot: the jail gets /usr (read-only, in a mount
+    # namespace of the test's own, gone with the instance), for both kinds alike
+    share_usr = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                 f'mount --bind -o ro /usr "{jail}/usr" && exec "$0" "$@"']
+    p = procs.start([*share_usr, *argv, "--ini", str(ini)], cwd=open_dir)
+    wait_until(lambda: port_open(port) or p.poll() is not None, 30,
+               message=f"{kind}: the chrooted instance")
+    assert p.poll() is None, procs.output(p)
+    for target in (f"/{escape}", f"/../../../{escape}", f"/etc/{escape}"):
+        url = f"http://127.0.0.1:{port}/?{target}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            answer = resp.read()
+        assert not os.path.exists(target) and not os.path.exists(f"/{escape}")
+        if target == f"/etc/{escape}":
+            assert answer == b"error 2", (kind, answer)  # no /etc in the jail
+        else:
+            assert answer == b"ok", (kind, answer, procs.output(p)[-2000:])
+            assert (jail / escape).read_text() == "written from the jail\n"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cap_kept_across_the_uid_change(procs: Procs, open_dir: Path, tenant: Tenant,
+                                        kind: str) -> None:
+    """cap = net_bind_service with uid/gid: the app runs as the tenant holding that
+    capability alone, and can bind a port below 1024."""
+    port = free_port()
+    low = next(p for p in range(900, 1000) if not port_open(p))
+    ini = open_dir / "cap.ini"
+    ini.write_text(probe_ini(port, probe_copy(open_dir), "cap = net_bind_service",
+                             f"uid = {tenant.uid}", f"gid = {tenant.gid}"))
+    argv = [UWSGI_CORE, "--plugin", "python3"] if kind == "uwsgi" else [IMPERIUM]
+    p = procs.start([*argv, "--ini", str(ini)], cwd=open_dir)
+    wait_until(lambda: port_open(port) or p.poll() is not None, 30, message=f"{kind}: the instance")
+    assert p.poll() is None, procs.output(p)
+    seen = get_json(port, f"bind={low}")
+    assert seen["uid"] == tenant.uid and seen["bind"] == "ok", (kind, seen)
+    assert int(seen["cap_eff"], 16) == 1 << 10, (kind, seen)  # CAP_NET_BIND_SERVICE alone

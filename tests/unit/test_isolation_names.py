@@ -101,3 +101,25 @@ def test_jail_spec_travels_as_json() -> None:
                     caps=[10], cgroups=["/sys/fs/cgroup/pids/x"])
     assert JailSpec.from_json(spec.to_json()) == spec
     assert spec.pid_ns and spec.needed and not JailSpec().needed
+
+
+@given(st.text(min_size=1, max_size=300), st.text(min_size=1, max_size=300))
+def test_vassal_cgroup_names_never_shared(a: str, b: str) -> None:
+    """Two vassals, two cgroups: names changed to fit a directory name (unsafe characters,
+    more than 200 of them) cannot meet another vassal's."""
+    from emperor.isolation.limits import VassalCgroups
+
+    groups = VassalCgroups([], 42)
+    if a != b:
+        assert groups.dir_name(a) != groups.dir_name(b)
+    for name in (a, b):
+        made = groups.dir_name(name)
+        assert made.startswith("imperium-42-") and "/" not in made and len(made) < 255
+
+
+def test_vassal_cgroup_name_is_the_plain_name_when_it_fits() -> None:
+    from emperor.isolation.limits import VassalCgroups
+
+    groups = VassalCgroups([], 42)
+    assert groups.dir_name("app.ini") == "imperium-42-app.ini"
+    assert groups.dir_name("a b.ini") != groups.dir_name("a_b.ini") == "imperium-42-a_b.ini"
