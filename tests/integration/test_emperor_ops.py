@@ -147,7 +147,7 @@ def test_control_socket_path_that_exists(procs, tmp_path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     r = subprocess.run([IMPERIUM, "--emperor", str(other), "--emperor-control-socket", str(sock)],
-                       capture_output=True, text=True, timeout=20)
+                       capture_output=True, text=True, timeout=20, cwd=tmp_path)
     assert r.returncode == 1 and "a live process listens on it" in r.stderr
     assert ctl(sock, "list").returncode == 0  # the first one still answers
     first.stop()
@@ -161,7 +161,7 @@ def test_control_socket_path_that_exists(procs, tmp_path) -> None:
     # anything else: refused, and left alone
     sock.write_text("precious")
     r = subprocess.run([IMPERIUM, "--emperor", str(other), "--emperor-control-socket", str(sock)],
-                       capture_output=True, text=True, timeout=20)
+                       capture_output=True, text=True, timeout=20, cwd=tmp_path)
     assert r.returncode == 1 and "exists and is not a socket" in r.stderr
     assert sock.read_text() == "precious"
 
