@@ -315,8 +315,7 @@ class ZooMonitor(Monitor):
                 error="ZooKeeper refuses to read its node")
             if info.error:
                 self._warn(f"member:{name}", f"fleet member {printable(name)}: {info.error}; it "
-                                             "counts as a member without labels")
-                info.labels = {}
+                                             "is left out of placement until its data reads")
             members[name] = info
         if set(members) != set(self.members):
             joined = sorted(set(members) - set(self.members))
@@ -486,7 +485,7 @@ class ZooMonitor(Monitor):
     def _publish(self, client: Any, sync: bool) -> None:
         if self.registered_session is None:
             return  # not a member: which vassals are ours is unknown, so nothing is said
-        labels = {n: m.labels for n, m in self.members.items()}
+        labels = zoo_member.placement_members(self.members)
         placed: dict[str, Touch] = {}
         kept: dict[str, float] = {}
         for name, v in self.vassals.items():

@@ -283,6 +283,29 @@ def test_a_persistent_node_under_members_is_no_member(tree: Tree, monitors) -> N
     assert not other.all(Touch) and not other.all(Sync)
 
 
+@pytest.mark.parametrize("garbage", [b"not json", b"1" * 5000, b'{"labels": {"zone": 7}}'])
+def test_a_member_node_with_garbage_data_is_left_out_of_placement(tree: Tree, monitors,
+                                                                   garbage: bytes) -> None:
+    """A live (ephemeral) member node whose data cannot be read gets no vassal: what would be
+    placed on it runs on the readable members, and the monitor goes on."""
+    name = next(n for n in (f"j{i}.ini" for i in range(100))
+                if fleet.place(n, fleet.FleetSpec(1), {"m1": {}, "junk": {}}) == ["junk"])
+    tree.put(name, "[uwsgi]\n[fleet]\nreplicas = 1\n")
+    tree.put("other.ini", "[uwsgi]\n")
+    tree.client.create(tree.path + ".members/junk", garbage, ephemeral=True, makepath=True)
+    run = start(monitors, tree.arg())
+    run.wait_sync({name, "other.ini"})
+    wait_until(lambda: "fleet member junk: " in run.logs.text() and "left out of placement" in run.logs.text(),
+               message=f"the warning: {run.logs.text()[-2000:]}")
+    out = io.StringIO()
+    assert fleet_status(tree.arg(), out=out) == 0
+    assert "members (2):" in out.getvalue() and "left out of placement)" in out.getvalue()
+    row = next(line for line in out.getvalue().splitlines() if line.strip().startswith(name))
+    assert row.split()[2:] == ["m1", "m1"], out.getvalue()  # placed on m1, reported by m1
+    tree.put("later.ini", "[uwsgi]\n")  # and the monitor still follows the tree
+    wait_until(lambda: running(run) == {name, "other.ini", "later.ini"}, 20, message="later.ini")
+
+
 def test_expired_session_rejoins_without_stopping_anything(tree: Tree, monitors) -> None:
     tree.put("a.ini", "[uwsgi]\n")
     run = start(monitors, tree.arg())
