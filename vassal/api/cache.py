@@ -125,12 +125,11 @@ def murmur2(key: bytes) -> int:
     m = 0x5BD1E995
     n = len(key)
     h = n & 0xFFFFFFFF
-    end = n - n % 4
-    for i in range(0, end, 4):
-        k = (int.from_bytes(key[i:i + 4], "little") * m) & 0xFFFFFFFF
+    for k in struct.unpack_from(f"<{n >> 2}I", key):  # the 4-byte blocks, little-endian
+        k = (k * m) & 0xFFFFFFFF
         k ^= k >> 24
         h = ((h * m) & 0xFFFFFFFF) ^ ((k * m) & 0xFFFFFFFF)
-    rest = n - end
+    rest = n & 3
     if rest:
         s = _SIGNED
         if rest == 3:
