@@ -24,8 +24,8 @@ def _children(client: Any, path: str) -> dict[str, tuple[bytes | None, Any]] | N
     child whose ACL refuses us, as monitors/zoo.py reads it)."""
     from kazoo.exceptions import NoAuthError, NoNodeError
 
-    try:
-        names = client.get_children(path)
+    try:  # bounded: kazoo would hold a request made while it reconnects for the whole outage
+        names = client.get_children_async(path).get(timeout=CONNECT_TIMEOUT)
     except NoNodeError:
         return None
     pending = {n: client.get_async(f"{path}/{n}") for n in names}
@@ -55,6 +55,7 @@ def fleet_status(arg: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -
     import logging
 
     from kazoo.exceptions import KazooException, NoAuthError
+    from kazoo.handlers.threading import KazooTimeoutError
 
     quiet = logging.getLogger("imperium.zoo.status")
     quiet.setLevel(logging.CRITICAL)
@@ -73,7 +74,7 @@ def fleet_status(arg: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -
             print(f"imperium: ZooKeeper refuses access to {source.where}: wrong or missing "
                   "credentials", file=err)
             return 1
-        except KazooException as exc:
+        except (KazooException, KazooTimeoutError) as exc:
             print(f"imperium: reading {source.where}: {type(exc).__name__}", file=err)
             return 1
     finally:

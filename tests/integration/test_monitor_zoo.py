@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -20,7 +21,7 @@ from tests.integration.monitor_harness import (
     MonitorRun,
     monitors_fixture,  # noqa: F401  (fixture)
 )
-from tests.integration.zoo_tree import HOSTS, Tree, zk_tree
+from tests.integration.zoo_tree import HOSTS, SESSION_TIMEOUT, CutProxy, Tree, zk_tree
 
 need_module("kazoo")
 from kazoo.client import KazooClient  # noqa: E402
@@ -304,6 +305,40 @@ def test_a_member_node_with_garbage_data_is_left_out_of_placement(tree: Tree, mo
     assert row.split()[2:] == ["m1", "m1"], out.getvalue()  # placed on m1, reported by m1
     tree.put("later.ini", "[uwsgi]\n")  # and the monitor still follows the tree
     wait_until(lambda: running(run) == {name, "other.ini", "later.ini"}, 20, message="later.ini")
+
+
+def test_a_read_made_while_reconnecting_gives_up_within_the_session_timeout(tree: Tree) -> None:
+    """kazoo holds a request made while it reconnects until it is connected again. The
+    monitor's reads give up within the session timeout instead (then its loop reports the
+    outage); before, one made in that window held the monitor, and its outage report, for as
+    long as the network stayed cut."""
+    from kazoo.handlers.threading import KazooTimeoutError
+
+    proxy = CutProxy()
+    mon = ZooMonitor(tree.arg(hosts=proxy.hosts), lambda m, e: None, ctx("m1"))
+    client = mon.source.client(mon.kazoo_log)
+    outcome: list[object] = []
+
+    def read() -> None:
+        try:
+            mon._read_members(client, full=True)
+            outcome.append("answered")
+        except Exception as exc:  # noqa: BLE001 - what it raised is the point
+            outcome.append(exc)
+
+    try:
+        client.start(timeout=15)
+        proxy.cut()
+        wait_until(lambda: not client.connected, 15, message="the client to see the cut")
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(SESSION_TIMEOUT + 15)  # a deadline: the answer is due after one session timeout
+        assert outcome and isinstance(outcome[0], KazooTimeoutError), outcome
+    finally:
+        proxy.heal()  # a request still queued is answered now: the reader ends either way
+        client.stop()
+        client.close()
+        proxy.close()
 
 
 def test_expired_session_rejoins_without_stopping_anything(tree: Tree, monitors) -> None:
