@@ -287,10 +287,10 @@ class ZooMonitor(Monitor):
         path = self.source.members
         try:
             try:
-                names = client.get_children(path, watch=self._on_members)
+                names = self._wait(client.get_children_async(path, watch=self._on_members))
             except NoNodeError:
-                client.ensure_path(path)
-                names = client.get_children(path, watch=self._on_members)
+                self._wait(client.ensure_path_async(path))
+                names = self._wait(client.get_children_async(path, watch=self._on_members))
         except NoAuthError:
             raise NotNow(f"ZooKeeper refuses access to the members path {path}: wrong or missing "
                          "credentials (zoo://USER:PASSWORD@...)") from None
@@ -298,7 +298,7 @@ class ZooMonitor(Monitor):
         if self.member not in names or self.registered_session != session:
             if not self._register(client, session):
                 self.registered_session = None
-            names = client.get_children(path, watch=self._on_members)
+            names = self._wait(client.get_children_async(path, watch=self._on_members))
         wanted = names if full else [n for n in names if n not in self.members]
         fetched = self._fetch(client, path, wanted, watch=None)
         members = {n: self.members[n] for n in names if n in self.members and n not in fetched}
@@ -315,8 +315,7 @@ class ZooMonitor(Monitor):
                 error="ZooKeeper refuses to read its node")
             if info.error:
                 self._warn(f"member:{name}", f"fleet member {printable(name)}: {info.error}; it "
-                                             "counts as a member without labels")
-                info.labels = {}
+                                             "is left out of placement until its data reads")
             members[name] = info
         if set(members) != set(self.members):
             joined = sorted(set(members) - set(self.members))
@@ -337,7 +336,7 @@ class ZooMonitor(Monitor):
         info = zoo_member.MemberInfo()
         for _ in range(3):
             try:
-                client.create(path, data, ephemeral=True, makepath=True)
+                self._wait(client.create_async(path, data, ephemeral=True, makepath=True))
                 self._registered(session, data)
                 return True
             except NoAuthError:
@@ -347,7 +346,7 @@ class ZooMonitor(Monitor):
             except NodeExistsError:
                 pass
             try:
-                held, stat = client.get(path)
+                held, stat = self._wait(client.get_async(path))
             except NoNodeError:
                 continue  # it just went away: try again
             if stat.ephemeralOwner == session:  # ours: an earlier create whose answer was lost
@@ -362,7 +361,7 @@ class ZooMonitor(Monitor):
                 self.log.info("%s member node %s was left by a dead emperor of this machine "
                               "(pid %d): taking it over", self.prefix, path, info.pid)
                 try:
-                    client.delete(path, version=stat.version)
+                    self._wait(client.delete_async(path, version=stat.version))
                 except (NoNodeError, NodeExistsError):
                     pass
                 except Exception as exc:  # BadVersion: it changed meanwhile, so it lives
@@ -389,17 +388,17 @@ class ZooMonitor(Monitor):
 
         path = self.source.path
         try:
-            names = client.get_children(path, watch=self._on_children)
+            names = self._wait(client.get_children_async(path, watch=self._on_children))
         except NoAuthError:
             raise NotNow(f"ZooKeeper refuses access to {self.source.where}: wrong or missing "
                          "credentials (zoo://USER:PASSWORD@...)") from None
         except NoNodeError:
             # watched for: its creation wakes us at once
-            if client.exists(path, watch=self._on_children) is None:
+            if self._wait(client.exists_async(path, watch=self._on_children)) is None:
                 self.path_missing = True
                 raise NotNow(f"the path {self.source.where} does not exist (yet): no vassal is "
                              "started or stopped until it does") from None
-            names = client.get_children(path, watch=self._on_children)
+            names = self._wait(client.get_children_async(path, watch=self._on_children))
         if self.path_missing:
             self.log.info("%s the path %s exists now", self.prefix, path)
             self.path_missing = False
@@ -428,6 +427,13 @@ class ZooMonitor(Monitor):
                                                   "allow this emperor's credentials)")
         else:
             self.vassals[name] = self._vassal(name, *got)
+
+    def _wait(self, result: Any) -> Any:
+        """A request's answer, within the session timeout. kazoo queues a request made while
+        it reconnects and answers it only once connected again: waiting for that would hold
+        this thread, and with it the outage report, for as long as the network stays cut
+        (a KazooTimeoutError goes to _serve, which marks a resync and checks the connection)."""
+        return result.get(timeout=self.source.timeout)
 
     def _fetch(self, client: Any, parent: str, names: list[str], watch: Callable[[Any], None] | None
                ) -> dict[str, tuple[bytes | None, Any] | None]:
@@ -486,7 +492,7 @@ class ZooMonitor(Monitor):
     def _publish(self, client: Any, sync: bool) -> None:
         if self.registered_session is None:
             return  # not a member: which vassals are ours is unknown, so nothing is said
-        labels = {n: m.labels for n, m in self.members.items()}
+        labels = zoo_member.placement_members(self.members)
         placed: dict[str, Touch] = {}
         kept: dict[str, float] = {}
         for name, v in self.vassals.items():
@@ -512,7 +518,7 @@ class ZooMonitor(Monitor):
         data = zoo_member.encode(self.labels, self.emitted, self.since)
         if data == self.published:
             return
-        client.set(f"{self.source.members}/{self.member}", data)
+        self._wait(client.set_async(f"{self.source.members}/{self.member}", data))
         self.published = data
 
 

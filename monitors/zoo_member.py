@@ -62,14 +62,21 @@ def encode(labels: Mapping[str, str], runs: Iterable[str], since: float) -> byte
     return data
 
 
+#: a pid outside this range is garbage (Linux's pid_max is at most 2**22)
+_PID_LIMIT = 2 ** 31
+
+
 def decode(data: bytes) -> MemberInfo:
+    """What a member node says; never raises: data that cannot be read gives ``error``."""
     try:
         doc = json.loads(data.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, a number of 5000 digits...
         return MemberInfo(error="its data is not JSON")
     if not isinstance(doc, dict):
         return MemberInfo(error="its data is not a JSON object")
-    labels = doc.get("labels") or {}
+    labels = doc.get("labels")
+    if labels is None:
+        labels = {}
     if not isinstance(labels, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
         return MemberInfo(error="its labels are not a string map")
@@ -77,10 +84,26 @@ def decode(data: bytes) -> MemberInfo:
     if not (isinstance(runs, list) and all(isinstance(r, str) for r in runs)):
         runs = None
     pid = doc.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < _PID_LIMIT:
+        pid = 0  # os.kill() of a bool or a huge number would mean another pid, or raise
     since = doc.get("since")
-    return MemberInfo(labels=labels, host=str(doc.get("host") or ""),
-                      pid=pid if isinstance(pid, int) else 0, boot=str(doc.get("boot") or ""),
-                      since=float(since) if isinstance(since, int | float) else 0.0, runs=runs)
+    try:
+        since = float(since) if isinstance(since, int | float) and not isinstance(since, bool) else 0.0
+    except OverflowError:  # an integer beyond any float
+        since = 0.0
+    return MemberInfo(labels=labels, host=_text(doc.get("host")), pid=pid, boot=_text(doc.get("boot")),
+                      since=since, runs=runs)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def placement_members(members: Mapping[str, MemberInfo]) -> dict[str, Mapping[str, str]]:
+    """The members placement counts, with their labels: a node whose data cannot be read is
+    left out (every emperor reads the same node the same way, so they all agree on that),
+    rather than taken as a member without labels that every unconstrained vassal could land on."""
+    return {name: info.labels for name, info in members.items() if info.error is None}
 
 
 def left_by_dead_local_emperor(info: MemberInfo) -> bool:

@@ -19,20 +19,24 @@ from monitors.zoo_source import parse_zoo_arg, redact
 CONNECT_TIMEOUT = 5.0
 
 
-def _children(client: Any, path: str) -> dict[str, tuple[bytes, Any]] | None:
-    """The data and stat of each child of ``path`` (None: no such path)."""
-    from kazoo.exceptions import NoNodeError
+def _children(client: Any, path: str) -> dict[str, tuple[bytes | None, Any]] | None:
+    """The data and stat of each child of ``path`` (None: no such path; ``(None, None)`` for a
+    child whose ACL refuses us, as monitors/zoo.py reads it)."""
+    from kazoo.exceptions import NoAuthError, NoNodeError
 
-    try:
-        names = client.get_children(path)
+    try:  # bounded: kazoo would hold a request made while it reconnects for the whole outage
+        names = client.get_children_async(path).get(timeout=CONNECT_TIMEOUT)
     except NoNodeError:
         return None
     pending = {n: client.get_async(f"{path}/{n}") for n in names}
-    out: dict[str, tuple[bytes, Any]] = {}
+    out: dict[str, tuple[bytes | None, Any]] = {}
     for name, result in pending.items():
         try:
             data, stat = result.get(timeout=CONNECT_TIMEOUT)
         except NoNodeError:
+            continue
+        except NoAuthError:
+            out[name] = (None, None)
             continue
         out[name] = (data or b"", stat)
     return out
@@ -51,6 +55,7 @@ def fleet_status(arg: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -
     import logging
 
     from kazoo.exceptions import KazooException, NoAuthError
+    from kazoo.handlers.threading import KazooTimeoutError
 
     quiet = logging.getLogger("imperium.zoo.status")
     quiet.setLevel(logging.CRITICAL)
@@ -69,7 +74,7 @@ def fleet_status(arg: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -
             print(f"imperium: ZooKeeper refuses access to {source.where}: wrong or missing "
                   "credentials", file=err)
             return 1
-        except KazooException as exc:
+        except (KazooException, KazooTimeoutError) as exc:
             print(f"imperium: reading {source.where}: {type(exc).__name__}", file=err)
             return 1
     finally:
@@ -79,18 +84,19 @@ def fleet_status(arg: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -
         except Exception:  # nothing left to do with a client that will not stop
             pass
     # a persistent node is no emperor's (monitors/zoo.py ignores it too)
-    members = {name: zoo_member.decode(data) for name, (data, stat) in sorted(members_raw.items())
-               if stat.ephemeralOwner}
+    unreadable = zoo_member.MemberInfo(error="ZooKeeper refuses to read its node")
+    members = {name: zoo_member.decode(data) if data is not None else unreadable
+               for name, (data, stat) in sorted(members_raw.items()) if stat is None or stat.ephemeralOwner}
     print(f"fleet {redact(arg)}", file=out)
     print(f"members ({len(members)}):", file=out)
     for name, info in members.items():
         labels = ",".join(f"{k}={v}" if v else k for k, v in sorted(info.labels.items())) or "-"
         runs = "?" if info.runs is None else str(len(info.runs))
-        extra = f"  ({info.error})" if info.error else ""
+        extra = f"  ({info.error}: left out of placement)" if info.error else ""
         print(f"  {name}  labels {labels}  host {info.host or '?'} pid {info.pid or '?'}  "
               f"runs {runs}{extra}", file=out)
     for name, (_, stat) in sorted(members_raw.items()):
-        if not stat.ephemeralOwner:
+        if stat is not None and not stat.ephemeralOwner:
             print(f"  {name}  (not an ephemeral node: ignored by the fleet; delete it)", file=out)
     if vassals_raw is None:
         print(f"vassals: the path {source.path} does not exist", file=out)
@@ -99,9 +105,12 @@ def fleet_status(arg: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -
     for name, info in members.items():
         for vassal in info.runs or ():
             reported.setdefault(vassal, []).append(name)
-    labels = {n: m.labels for n, m in members.items()}
+    labels = zoo_member.placement_members(members)
     rows = [("VASSAL", "REPLICAS", "PLACED ON", "REPORTED BY")]
     for name, (data, _) in sorted(vassals_raw.items()):
+        if data is None:
+            rows.append((name, "?", "(ZooKeeper refuses to read its node)", ", ".join(reported.get(name, []))))
+            continue
         if len(data) > MAX_CONFIG:
             rows.append((name, "-", f"(config of {len(data)} bytes is too large)", ""))
             continue

@@ -28,6 +28,31 @@ IMPERIUM = str(VENV_BIN / "imperium")
 UWSGI_CORE = "/usr/bin/uwsgi-core"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# Hypothesis keeps its example database and caches in ./.hypothesis unless told otherwise;
+# tests never write into the checkout, so they live in the user's cache directory
+if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") /
+                            "imperium-hypothesis")
+
+#: what may appear in the checkout during a run (interpreter and pytest caches, all ignored)
+_CHECKOUT_CACHES = {"__pycache__", ".pytest_cache"}
+
+
+@pytest.fixture(autouse=True)
+def _nothing_written_into_the_checkout() -> Iterator[None]:
+    """Fail the test after which a file appeared in the checkout's root or the cwd: a process
+    started without a cwd, or a config with a relative path (a pidfile, a stats dump...)."""
+    places = {ROOT, Path.cwd()}
+    before = {place: set(os.listdir(place)) for place in places}
+    yield
+    for place in places:
+        new = set(os.listdir(place)) - before[place] - _CHECKOUT_CACHES
+        if new:
+            pytest.fail(f"{sorted(new)} appeared in {place} during this test (or one running at the same "
+                        "time on another xdist worker): write into tmp_path", pytrace=False)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -166,7 +191,10 @@ class Procs:
         full_env.pop("UWSGI_EMPEROR_FD", None)
         if env:
             full_env.update(env)
-        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
+        # the test's directory unless told otherwise: relative paths (a pidfile, a socket, a
+        # store) must never land in the checkout, where pytest runs
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=full_env,
+                             cwd=self.tmp_path if cwd is None else cwd,
                              start_new_session=True, **kw)
         out.close()
         p.log_path = log  # type: ignore[attr-defined]

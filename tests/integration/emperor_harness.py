@@ -95,7 +95,7 @@ class Emperor:
     def mark(self) -> int:
         return len(self.log())
 
-    def wait_log(self, text: str, timeout: float = 10, after: int = 0) -> None:
+    def wait_log(self, text: str, timeout: float = 20, after: int = 0) -> None:
         wait_until(lambda: text in self.log()[after:], timeout,
                    message=f"emperor log line {text!r}; log:\n{self.log()[-4000:]}")
 
@@ -110,7 +110,7 @@ class Emperor:
                 return v
         return None
 
-    def wait_vassal(self, name: str, timeout: float = 10, **fields) -> dict:
+    def wait_vassal(self, name: str, timeout: float = 20, **fields) -> dict:
         def ok() -> dict | None:
             v = self.vassal(name)
             if v and all(v.get(k) == want for k, want in fields.items()):
@@ -118,7 +118,7 @@ class Emperor:
             return None
         return wait_until(ok, timeout, message=f"vassal {name} with {fields}; log:\n{self.log()[-3000:]}")  # type: ignore[return-value]
 
-    def wait_gone(self, name: str, timeout: float = 10) -> None:
+    def wait_gone(self, name: str, timeout: float = 20) -> None:
         wait_until(lambda: self.vassal(name) is None, timeout,
                    message=f"vassal {name} removed; log:\n{self.log()[-3000:]}")
 
@@ -150,7 +150,7 @@ class Emperor:
                 out.append(rec)
         return out
 
-    def wait_records(self, name: str, event: str, count: int = 1, timeout: float = 10,
+    def wait_records(self, name: str, event: str, count: int = 1, timeout: float = 20,
                      record: Path | None = None) -> list[dict]:
         return wait_until(lambda: (r := self.records(name, event, record)) and len(r) >= count and r,
                           timeout, message=f"{count} {event!r} record(s) of {name}; "

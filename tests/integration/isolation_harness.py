@@ -154,3 +154,13 @@ def own(path: Path, t: Tenant, mode: int | None = None) -> Path:
     if mode is not None:
         path.chmod(mode)
     return path
+
+
+def owned_file(path: Path, text: str, t: Tenant, mode: int | None = None) -> Path:
+    """Write ``path`` already owned by the tenant: made next to its directory, then renamed in,
+    so that an emperor scanning meanwhile never sees it root-owned (a tyrant refusal first)."""
+    staging = path.parent.parent / f".{path.name}.staging"
+    staging.write_text(text)
+    own(staging, t, mode)
+    staging.rename(path)
+    return path

@@ -95,7 +95,7 @@ class Emperor:
         return out
 
     def wait_line(self, name: str, what: str, config: str | bytes | None = None,
-                  after: int = 0, timeout: float = 15) -> Line:
+                  after: int = 0, timeout: float = 30) -> Line:
         """The first ``what`` line of ``name``'s journal at index >= ``after`` (with that config)."""
         want = digest(config) if config is not None else None
 

@@ -118,7 +118,7 @@ def start_monitor(cls: type[Monitor], arg: str, ctx: MonitorContext | None = Non
     run = MonitorRun(monitor=None, loop=loop, thread=thread, logs=logs)  # type: ignore[arg-type]
     run.monitor = cls(arg, run.record, ctx)
     thread.start()
-    started.wait(5)
+    assert started.wait(30), "the monitor's event loop thread did not start"
 
     def create() -> None:
         run.task = loop.create_task(run.monitor.start())

@@ -213,11 +213,13 @@ def test_tyrant_mode(procs: Procs, tmp_path: Path) -> None:
     (e.dir / "root.ini").write_text("[uwsgi]\n")
     e.wait_log("[emperor-tyrant] invalid permissions for vassal root.ini")
     owned = e.dir / "user.ini"
-    owned.write_text("[uwsgi]\n")
-    os.chown(owned, 65534, 65534)
+    staging = tmp_path / "user.ini.staging"  # owned before the emperor can see it
+    staging.write_text("[uwsgi]\n")
+    os.chown(staging, 65534, 65534)
+    staging.rename(owned)
     rec = e.dir / "user.ini.rec"
     # a whole line: the file exists a moment before the vassal has written it
-    wait_until(lambda: rec.exists() and rec.read_text().endswith("\n"), 10,
+    wait_until(lambda: rec.exists() and rec.read_text().endswith("\n"), 30,
                message=f"the tyrant vassal to start; log:\n{e.log()}")
     pid, uid, gid = rec.read_text().split()[:3]
     assert (uid, gid) == ("65534", "65534")

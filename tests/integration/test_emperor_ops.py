@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import IMPERIUM, free_port, port_open, wait_until
-from tests.integration.emperor_harness import Emperor, bump_mtime, fake_launcher
+from tests.integration.emperor_harness import Emperor, bump_mtime, fake_launcher, stays
 
 
 def scrape(port: int) -> dict[str, dict[tuple, float]]:
@@ -105,16 +104,15 @@ def test_ctl_drives_a_running_emperor(procs, tmp_path) -> None:
     # pause: a touch waits; resume applies it
     assert ctl(sock, "pause", "b.ini").returncode == 0
     bump_mtime(em.dir / "b.ini")
-    time.sleep(1.5)  # two monitor scans: nothing may happen while paused
-    assert em.records("b.ini", "reload") == []
+    stays(lambda: em.records("b.ini", "reload") == [], 1.5,  # two monitor scans
+          "b.ini reloaded while paused")
     assert json.loads(ctl(sock, "status", "b.ini", json_out=True).stdout)["vassal"]["hold"] == "paused"
     assert ctl(sock, "resume", "b.ini").returncode == 0
     em.wait_records("b.ini", "reload")
     # stop: down and kept down though its file is there; resume starts it again
     assert ctl(sock, "stop", "a.ini").returncode == 0
     em.wait_gone("a.ini")
-    time.sleep(1.5)
-    assert em.vassal("a.ini") is None
+    stays(lambda: em.vassal("a.ini") is None, 1.5, "a stopped vassal came back by itself")
     assert "stopped" in ctl(sock, "list").stdout
     assert ctl(sock, "resume", "a.ini").returncode == 0
     em.wait_vassal("a.ini", loyal=1)
@@ -147,7 +145,7 @@ def test_control_socket_path_that_exists(procs, tmp_path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     r = subprocess.run([IMPERIUM, "--emperor", str(other), "--emperor-control-socket", str(sock)],
-                       capture_output=True, text=True, timeout=20)
+                       capture_output=True, text=True, timeout=20, cwd=tmp_path)
     assert r.returncode == 1 and "a live process listens on it" in r.stderr
     assert ctl(sock, "list").returncode == 0  # the first one still answers
     first.stop()
@@ -161,7 +159,7 @@ def test_control_socket_path_that_exists(procs, tmp_path) -> None:
     # anything else: refused, and left alone
     sock.write_text("precious")
     r = subprocess.run([IMPERIUM, "--emperor", str(other), "--emperor-control-socket", str(sock)],
-                       capture_output=True, text=True, timeout=20)
+                       capture_output=True, text=True, timeout=20, cwd=tmp_path)
     assert r.returncode == 1 and "exists and is not a socket" in r.stderr
     assert sock.read_text() == "precious"
 

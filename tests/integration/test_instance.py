@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 
 import pytest
 
@@ -306,11 +307,23 @@ def test_silent_client_on_unix_socket_times_out(procs, tmp_path) -> None:
     port = free_port()
     path = str(tmp_path / "t.sock")
     start(procs, "--wsgi-file", HELLO, "--http-socket", path, "--socket-timeout", "1", port=port)
-    wait_until(lambda: os.path.exists(path), 5, message="unix socket")
-    with socket.socket(socket.AF_UNIX) as silent:
-        silent.connect(path)
+
+    def connected() -> socket.socket | None:  # the path exists from bind(), before listen()
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(path)
+            return s
+        except OSError:
+            s.close()
+            return None
+
+    def accept_queue() -> str:
+        out = subprocess.run(["ss", "-xlH", "src", path], capture_output=True, text=True, timeout=10).stdout
+        return out.split()[2] if out.split() else "?"  # netid, state, Recv-Q: waiting connections
+
+    with wait_until(connected, 20, message="unix socket") as silent:  # type: ignore[union-attr]
         silent.sendall(b"GET / HT")  # then nothing: the only worker must not stay stuck on it
-        time.sleep(0.2)
+        wait_until(lambda: accept_queue() == "0", 10, message="the worker took the silent connection")
         t0 = time.monotonic()
         assert raw(path, b"GET / HTTP/1.0\r\n\r\n").endswith(b"Hello World")
         assert time.monotonic() - t0 < 5

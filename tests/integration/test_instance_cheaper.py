@@ -83,7 +83,7 @@ def test_a_crashed_worker_is_respawned_and_cheaped_slots_stay_cheap(procs: Procs
 def test_algorithm_list_is_printed_and_the_instance_carries_on(tmp_path: Path) -> None:
     port = free_port()
     out = subprocess.run([IMPERIUM, "--cheaper-algos-list", "--http-socket", f"127.0.0.1:{port}", "--cheaper",
-                          "5", "-p", "2"], capture_output=True, timeout=30)
+                          "5", "-p", "2"], capture_output=True, timeout=30, cwd=tmp_path)
     text = (out.stdout + out.stderr).decode()
     listed = text.split("*** uWSGI loaded cheaper algorithms ***\n", 1)[1].split("--- end")[0].split()
     assert listed == ["busyness", "spare", "spare2", "backlog", "manual"]

@@ -18,7 +18,14 @@ import pytest
 from tests.conftest import ROOT, Procs, descendants, free_port, need_root, port_open, wait_until
 from tests.integration import isolation_harness
 from tests.integration.emperor_harness import Emperor
-from tests.integration.isolation_harness import Tenant, get_json, own, probe_copy, status_ids
+from tests.integration.isolation_harness import (
+    Tenant,
+    get_json,
+    own,
+    owned_file,
+    probe_copy,
+    status_ids,
+)
 
 # the fixtures of the harness, visible to pytest in this module
 tenant = isolation_harness.tenant
@@ -146,9 +153,9 @@ def test_tyrant_vassal_runs_as_its_files_owner(procs: Procs, tmp_path: Path, ope
     port = free_port()
     e = tyrant_emperor(procs, tmp_path, open_dir, "--emperor-tyrant-initgroups")
     ini = open_dir / "vassals" / "t.ini"
-    ini.write_text(probe_ini(port, probe_copy(open_dir)))
-    own(ini, tenant, 0o600)  # only the owner reads it: the vassal never opens it as root
-    wait_until(lambda: port_open(port), 20, message=f"the tyrant vassal; log:\n{e.log()[-3000:]}")
+    # only the owner reads it: the vassal never opens it as root
+    owned_file(ini, probe_ini(port, probe_copy(open_dir)), tenant, 0o600)
+    wait_until(lambda: port_open(port), 60, message=f"the tyrant vassal; log:\n{e.log()[-3000:]}")
     seen = get_json(port)
     assert (seen["uid"], seen["gid"]) == (tenant.uid, tenant.gid)
     assert tenant.extra_gid in seen["groups"]  # emperor-tyrant-initgroups
@@ -163,9 +170,8 @@ def test_tyrant_with_user_namespace_maps_root_to_the_owner(procs: Procs, tmp_pat
     e = tyrant_emperor(procs, tmp_path, open_dir, "--emperor-use-clone", "user,pid,uts")
     ini = open_dir / "vassals" / "u.ini"
     # uid = 0 in the config: root of its own user namespace, still the owner on the host
-    ini.write_text(probe_ini(port, probe_copy(open_dir), "uid = 0", "gid = 0"))
-    own(ini, tenant)
-    wait_until(lambda: port_open(port), 20, message=f"the vassal; log:\n{e.log()[-3000:]}")
+    owned_file(ini, probe_ini(port, probe_copy(open_dir), "uid = 0", "gid = 0"), tenant)
+    wait_until(lambda: port_open(port), 60, message=f"the vassal; log:\n{e.log()[-3000:]}")
     seen = get_json(port, "sethostname=ns-root")
     assert (seen["uid"], seen["gid"]) == (0, 0) and seen["hostname"] == "ns-root"
     pid = e.wait_vassal("u.ini", ready=1)["pid"]
@@ -213,10 +219,9 @@ def test_tyrant_config_cannot_raise_its_privileges(procs: Procs, tmp_path: Path,
     port = free_port()
     e = tyrant_emperor(procs, tmp_path, open_dir)
     ini = open_dir / "vassals" / "t.ini"
-    ini.write_text(probe_ini(port, probe_copy(open_dir), line))
-    own(ini, tenant)
+    owned_file(ini, probe_ini(port, probe_copy(open_dir), line), tenant)
     e.wait_log(why)
-    e.wait_log("[emperor] vassal t.ini is blacklisted", 15)
+    e.wait_log("[emperor] vassal t.ini is blacklisted", 60)
     # it exits before serving, every time, and never as root
     assert "setuid() to 0" not in e.log() and "spawned uWSGI master" not in e.log()
     assert e.stop() == 0
@@ -258,9 +263,8 @@ def test_tyrant_config_swapped_after_the_check_changes_nothing(procs: Procs, tmp
     hook.chmod(0o755)
     e = tyrant_emperor(procs, tmp_path, open_dir, "--vassals-start-hook", str(hook))
     ini = open_dir / "vassals" / "s.ini"
-    ini.write_text(probe_ini(port, probe_copy(open_dir)))
-    own(ini, tenant)
-    e.wait_log(f"bound to TCP address 127.0.0.1:{port}", 20)
+    owned_file(ini, probe_ini(port, probe_copy(open_dir)), tenant)
+    e.wait_log(f"bound to TCP address 127.0.0.1:{port}", 60)
     assert (open_dir / "vassals" / "s.ini").is_symlink()  # the hook did swap it
     # the emperor then sees a root-owned config under that name: it stops the vassal
     e.wait_log("[emperor-tyrant] !!! permissions of vassal s.ini changed. stopping the instance... !!!")
@@ -274,9 +278,8 @@ def test_tyrant_vassal_keeps_only_the_listed_capabilities(procs: Procs, tmp_path
     low = next(p for p in range(900, 1000) if not port_open(p))
     e = tyrant_emperor(procs, tmp_path, open_dir, "--vassals-cap", "net_bind_service")
     ini = open_dir / "vassals" / "c.ini"
-    ini.write_text(probe_ini(port, probe_copy(open_dir)))
-    own(ini, tenant)
-    wait_until(lambda: port_open(port), 20, message=f"the vassal; log:\n{e.log()[-3000:]}")
+    owned_file(ini, probe_ini(port, probe_copy(open_dir)), tenant)
+    wait_until(lambda: port_open(port), 60, message=f"the vassal; log:\n{e.log()[-3000:]}")
     seen = get_json(port, f"bind={low}")
     assert seen["bind"] == "ok", seen  # a port below 1024, as an unprivileged user
     assert int(seen["cap_eff"], 16) == 1 << 10  # CAP_NET_BIND_SERVICE alone
@@ -416,8 +419,7 @@ def test_emperor_cgroup_limits_a_tyrant_vassal_and_goes_with_it(
     e = tyrant_emperor(procs, tmp_path, open_dir, "--vassals-cgroup-opt", "memory.max=64M",
                        "--vassals-cgroup-opt", "pids.max=40")
     ini = open_dir / "vassals" / "g.ini"
-    ini.write_text(probe_ini(port, probe_copy(open_dir), f"env = PROBE_GREEDY={calm}"))
-    own(ini, tenant)
+    owned_file(ini, probe_ini(port, probe_copy(open_dir), f"env = PROBE_GREEDY={calm}"), tenant)
     wait_until(lambda: "killed by signal 9 (SIGKILL)" in e.log(), 30,
                message=f"the OOM killer at work; log:\n{e.log()[-3000:]}")
     calm.write_text("enough\n")

@@ -10,7 +10,6 @@ import os
 import socket
 import struct
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -136,7 +135,17 @@ def _hanging_address() -> tuple[socket.socket, list[socket.socket], int]:
         c.setblocking(False)
         c.connect_ex(("127.0.0.1", port))
         fillers.append(c)
-    time.sleep(0.1)
+
+    def queue_full() -> bool:  # a filler connected means the one-slot accept queue holds it
+        for c in fillers:
+            try:
+                c.getpeername()
+                return True
+            except OSError:
+                pass
+        return False
+
+    wait_until(queue_full, 10, message="the accept queue filled")
     return lsock, fillers, port
 
 

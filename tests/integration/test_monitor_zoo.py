@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -20,7 +21,7 @@ from tests.integration.monitor_harness import (
     MonitorRun,
     monitors_fixture,  # noqa: F401  (fixture)
 )
-from tests.integration.zoo_tree import HOSTS, Tree, zk_tree
+from tests.integration.zoo_tree import HOSTS, SESSION_TIMEOUT, CutProxy, Tree, zk_tree
 
 need_module("kazoo")
 from kazoo.client import KazooClient  # noqa: E402
@@ -281,6 +282,63 @@ def test_a_persistent_node_under_members_is_no_member(tree: Tree, monitors) -> N
     event = other.wait(lambda ev: [e for e in ev if isinstance(e, Unavailable)])[0]
     assert f"the member node {tree.path}.members/m2 is not ephemeral" in event.reason
     assert not other.all(Touch) and not other.all(Sync)
+
+
+@pytest.mark.parametrize("garbage", [b"not json", b"1" * 5000, b'{"labels": {"zone": 7}}'])
+def test_a_member_node_with_garbage_data_is_left_out_of_placement(tree: Tree, monitors,
+                                                                   garbage: bytes) -> None:
+    """A live (ephemeral) member node whose data cannot be read gets no vassal: what would be
+    placed on it runs on the readable members, and the monitor goes on."""
+    name = next(n for n in (f"j{i}.ini" for i in range(100))
+                if fleet.place(n, fleet.FleetSpec(1), {"m1": {}, "junk": {}}) == ["junk"])
+    tree.put(name, "[uwsgi]\n[fleet]\nreplicas = 1\n")
+    tree.put("other.ini", "[uwsgi]\n")
+    tree.client.create(tree.path + ".members/junk", garbage, ephemeral=True, makepath=True)
+    run = start(monitors, tree.arg())
+    run.wait_sync({name, "other.ini"})
+    wait_until(lambda: "fleet member junk: " in run.logs.text() and "left out of placement" in run.logs.text(),
+               message=f"the warning: {run.logs.text()[-2000:]}")
+    out = io.StringIO()
+    assert fleet_status(tree.arg(), out=out) == 0
+    assert "members (2):" in out.getvalue() and "left out of placement)" in out.getvalue()
+    row = next(line for line in out.getvalue().splitlines() if line.strip().startswith(name))
+    assert row.split()[2:] == ["m1", "m1"], out.getvalue()  # placed on m1, reported by m1
+    tree.put("later.ini", "[uwsgi]\n")  # and the monitor still follows the tree
+    wait_until(lambda: running(run) == {name, "other.ini", "later.ini"}, 20, message="later.ini")
+
+
+def test_a_read_made_while_reconnecting_gives_up_within_the_session_timeout(tree: Tree) -> None:
+    """kazoo holds a request made while it reconnects until it is connected again. The
+    monitor's reads give up within the session timeout instead (then its loop reports the
+    outage); before, one made in that window held the monitor, and its outage report, for as
+    long as the network stayed cut."""
+    from kazoo.handlers.threading import KazooTimeoutError
+
+    proxy = CutProxy()
+    mon = ZooMonitor(tree.arg(hosts=proxy.hosts), lambda m, e: None, ctx("m1"))
+    client = mon.source.client(mon.kazoo_log)
+    outcome: list[object] = []
+
+    def read() -> None:
+        try:
+            mon._read_members(client, full=True)
+            outcome.append("answered")
+        except Exception as exc:  # noqa: BLE001 - what it raised is the point
+            outcome.append(exc)
+
+    try:
+        client.start(timeout=15)
+        proxy.cut()
+        wait_until(lambda: not client.connected, 15, message="the client to see the cut")
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(SESSION_TIMEOUT + 15)  # a deadline: the answer is due after one session timeout
+        assert outcome and isinstance(outcome[0], KazooTimeoutError), outcome
+    finally:
+        proxy.heal()  # a request still queued is answered now: the reader ends either way
+        client.stop()
+        client.close()
+        proxy.close()
 
 
 def test_expired_session_rejoins_without_stopping_anything(tree: Tree, monitors) -> None:

@@ -107,14 +107,15 @@ def test_stats_http_unix_and_connect_and_read(procs, tmp_path) -> None:
     port, hport = free_port(), free_port()
     path = str(tmp_path / "stats.sock")
     start(procs, "--wsgi-file", HELLO, "--stats", path, port=port)
-    wait_until(lambda: os.path.exists(path), 5, message="stats socket")
-    assert read_json(path)["workers"][0]["id"] == 1
+    # the file exists from bind(), before listen(): poll the document itself, not the path
+    doc = wait_until(lambda: read_json(path), 20, message="stats socket")
+    assert doc["workers"][0]["id"] == 1  # type: ignore[index]
     out = subprocess.run([IMPERIUM, "--connect-and-read", path], capture_output=True, timeout=20)
     assert out.returncode == 0 and json.loads(out.stdout)["version"]
     port2 = free_port()
     start(procs, "--wsgi-file", HELLO, "--stats", f"127.0.0.1:{hport}", "--stats-http", port=port2)
-    wait_until(lambda: port_open(hport), 10, message="stats-http port")
-    data = read_to_close(hport, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = wait_until(lambda: read_to_close(hport, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 20,
+                      message="stats-http port")
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.split(b"\r\n") == [b"HTTP/1.0 200 OK", b"Connection: close", b"Access-Control-Allow-Origin: *",
                                    b"Content-Type: application/json"]

@@ -129,9 +129,10 @@ def test_top_model_without_a_terminal(two_vassals) -> None:
     assert frame.error is None and {r.name for r in frame.rows} == set(ports)
     for _ in range(5):
         get(ports["app2.ini"])
-    time.sleep(0.2)
-    rows = {r.name: r for r in model.refresh().rows}
-    assert rows["app2.ini"].rps is not None and rows["app2.ini"].rps > 0
+    # a worker counts a request once it is done with it: poll until a refresh sees them (each
+    # refresh is the next one's baseline, so the one that sees the new count shows a rate)
+    rows = wait_until(lambda: (rows := {r.name: r for r in model.refresh().rows})["app2.ini"].rps and rows, 10,
+                      message="a request rate for app2.ini")
     assert rows["app1.ini"].stats and rows["app1.ini"].stats.endswith("app1.stats")
     assert all(r.rss and r.rss > 1 << 20 for r in rows.values())
     bad = TopModel("127.0.0.1:1").refresh()

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import IMPERIUM, UWSGI_CORE, Procs, free_port, need_root, port_open, wait_until
 from tests.integration import isolation_harness
-from tests.integration.isolation_harness import Tenant, get_json, own, probe_copy, status_ids
+from tests.integration.isolation_harness import Tenant, get_json, owned_file, probe_copy, status_ids
 from tests.interop.helpers import need_uwsgi
 
 tenant = isolation_harness.tenant
@@ -95,8 +95,7 @@ def test_tyrant_owner_and_root_refusal(procs: Procs, open_dir: Path, tenant: Ten
     wait_until(lambda: "[emperor-tyrant] invalid permissions for vassal root.ini" in procs.output(p),
                15, message=f"{kind}: the refusal; log:\n{procs.output(p)[-3000:]}")
     ini = vassals / "t.ini"
-    ini.write_text(probe_ini(port, probe_copy(open_dir)))
-    own(ini, tenant)
+    owned_file(ini, probe_ini(port, probe_copy(open_dir)), tenant)
     wait_until(lambda: port_open(port), 30, message=f"{kind}: the tyrant vassal; log:\n"
                                                     f"{procs.output(p)[-3000:]}")
     seen = get_json(port)

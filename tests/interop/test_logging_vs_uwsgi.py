@@ -51,6 +51,17 @@ def start_both(procs: Procs, tmp_path: Path, extra: str | dict[str, str]) -> dic
     return out
 
 
+def touch_later(trigger: Path) -> None:
+    """Make ``trigger`` appear with an mtime 2 s ahead: masters compare whole-second mtimes,
+    so a touch within the second they started in could go unseen. Renamed into place, so
+    that a scan sees the file once, already with that time."""
+    later = time.time() + 2
+    tmp = trigger.with_name(trigger.name + ".new")
+    tmp.write_text("now")
+    os.utime(tmp, (later, later))
+    tmp.rename(trigger)
+
+
 def get(port: int, path: str, headers: str = "") -> bytes:
     return read_to_close(port, f"GET {path} HTTP/1.1\r\nHost: t\r\n{headers}Connection: close\r\n\r\n".encode())
 
@@ -84,8 +95,7 @@ def test_rotation_to_backupname_by_touch(procs: Procs, tmp_path: Path) -> None:
     for kind, (port, d) in servers.items():
         assert b" 200 OK" in get(port, "/before-rotation")
         wait_until(lambda d=d: request_lines(d / "app.log", "/before-rotation"), 10, message=f"{kind} logged")
-        time.sleep(1.1)  # mtimes have a one-second grain: make the touch a change
-        (d / "rotate.trigger").write_text("now")
+        touch_later(d / "rotate.trigger")
         wait_until(lambda d=d: (d / "app.old").exists(), 15, message=f"{kind} rotated to the backup name")
         assert request_lines(d / "app.old", "/before-rotation")
         assert b" 200 OK" in get(port, "/after-rotation")
@@ -99,8 +109,7 @@ def test_touch_logreopen_after_an_external_move(procs: Procs, tmp_path: Path) ->
         get(port, "/first")
         wait_until(lambda d=d: request_lines(d / "app.log", "/first"), 10, message=f"{kind} logged")
         os.rename(d / "app.log", d / "moved.log")  # what logrotate does
-        time.sleep(1.1)
-        (d / "reopen.trigger").write_text("now")
+        touch_later(d / "reopen.trigger")
         wait_until(lambda d=d: (d / "app.log").exists(), 15, message=f"{kind} reopened its log")
         get(port, "/second")
         wait_until(lambda d=d: request_lines(d / "app.log", "/second"), 10, message=f"{kind} logs to the new file")

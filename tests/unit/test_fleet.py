@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitors import fleet
+from monitors import fleet, zoo_member
 from monitors.fleet import BadSpec, Constraint, FleetSpec, place, spec_from_config
 
 # --- the fleet section, in each config format ---------------------------------------------------
@@ -175,3 +179,80 @@ def test_fleet_options_without_a_zoo_monitor_are_named_as_ignored() -> None:
     assert EmperorSettings(monitors=["/etc/vassals"]).notices() == []
     fleet = EmperorSettings(monitors=["zoo://zk/web"], fleet_member="web1", fleet_labels=["a"])
     assert fleet.notices() == []
+
+
+# --- member nodes: their data, and placement over what can be read -------------------------------
+
+label_words = st.from_regex(r"[A-Za-z0-9._/-]{1,20}", fullmatch=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(labels=st.dictionaries(label_words, st.one_of(st.just(""), label_words), max_size=8),
+       runs=st.lists(st.text(max_size=30), max_size=20),
+       since=st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_member_data_round_trip(labels: dict[str, str], runs: list[str], since: float) -> None:
+    info = zoo_member.decode(zoo_member.encode(labels, runs, since))
+    assert info.error is None
+    assert info.labels == labels and info.runs == sorted(runs) and info.since == since
+    assert (info.host, info.pid, info.boot) == (socket.gethostname(), os.getpid(), zoo_member.boot_id())
+
+
+def test_member_data_too_long_drops_the_runs_list() -> None:
+    runs = [f"vassal-{i:06d}.ini" for i in range(40_000)]
+    data = zoo_member.encode({"zone": "eu"}, runs, 1.0)
+    assert len(data) <= zoo_member.MAX_DATA
+    info = zoo_member.decode(data)
+    assert info.error is None and info.labels == {"zone": "eu"} and info.runs is None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20)
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\xff\xfe", b"not json", b"[]", b"null", b"42", b"1" * 5000,  # 5000 digits: int() refuses
+    b'{"labels": []}', b'{"labels": {"zone": 1}}', b"[" * 100_000 + b"]" * 100_000,
+])
+def test_unreadable_member_data_is_an_error_not_an_exception(data: bytes) -> None:
+    assert zoo_member.decode(data).error
+
+
+@pytest.mark.parametrize("doc", [
+    {"since": 10 ** 400}, {"pid": True}, {"pid": 10 ** 30}, {"pid": -5}, {"since": True},
+    {"host": ["h"], "boot": {"b": 1}}, {"runs": [1, 2]}, {"since": float("inf")},
+])
+def test_odd_fields_of_a_member_are_defaults(doc: dict) -> None:
+    info = zoo_member.decode(json.dumps(doc).encode())
+    assert info.error is None and 0 <= info.pid < 2 ** 31 and isinstance(info.since, float)
+    assert isinstance(info.host, str) and isinstance(info.boot, str)
+    assert not zoo_member.left_by_dead_local_emperor(info)  # and no os.kill() of a bad pid
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()),
+                      st.dictionaries(st.sampled_from(["labels", "host", "pid", "boot", "since", "runs"]),
+                                      json_values, max_size=6).map(lambda d: json.dumps(d).encode())))
+def test_member_data_never_raises(data: bytes) -> None:
+    info = zoo_member.decode(data)
+    assert info.error is not None or all(isinstance(k, str) and isinstance(v, str)
+                                         for k, v in info.labels.items())
+
+
+@settings(max_examples=200, deadline=None)
+@given(good=st.sets(names, min_size=1, max_size=6), bad=st.sets(names, max_size=4),
+       vassals=st.sets(names, min_size=1, max_size=8), replicas=st.integers(1, 5),
+       garbage=st.sampled_from([b"", b"{", b"[1]", b'{"labels": {"a": 1}}', b"1" * 5000]))
+def test_placement_leaves_unreadable_members_out(good: set[str], bad: set[str], vassals: set[str],
+                                                  replicas: int, garbage: bytes) -> None:
+    """A member node with garbage data never gets a vassal; the others place as without it."""
+    bad -= good
+    data = {m: zoo_member.encode({}, [], 0.0) for m in good} | {m: garbage for m in bad}
+    members = {m: zoo_member.decode(d) for m, d in data.items()}
+    table = zoo_member.placement_members(members)
+    assert set(table) == good
+    for v in vassals:
+        placed = place(v, FleetSpec(replicas), table)
+        assert not set(placed) & bad
+        assert placed == place(v, FleetSpec(replicas), {m: {} for m in good})

@@ -79,13 +79,14 @@ def test_emperor_stats_never_blocks_its_loop() -> None:
         addr = server.sock.getsockname()  # type: ignore[union-attr]
         loop = asyncio.get_running_loop()
         stuck = [await loop.run_in_executor(None, _connect, addr) for _ in range(10)]
-        # the loop keeps turning while clients do not read
+        # the loop keeps turning while clients do not read: a blocked loop would never get
+        # through these sleeps (the bound is a deadline for a loaded box, not a measurement)
         t0 = time.monotonic()
         for _ in range(20):
             await asyncio.sleep(0.01)
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 5.0
         assert len(server.clients) <= 4
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 10
         while server.clients and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert not server.clients  # all dropped at the deadline

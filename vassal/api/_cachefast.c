@@ -61,10 +61,12 @@ static uint32_t murmur2(const unsigned char *k, Py_ssize_t len) {
         h *= m; h ^= x;
         i += 4;
     }
+    /* the tail is read from the key's first bytes, as signed chars: uWSGI indexes its unmoved
+     * `key` there, not the advanced `ukey`, and the slots of a shared store must agree */
     switch (len - i) {
-    case 3: h ^= (uint32_t)(int32_t)(signed char)k[i + 2] << 16; /* fallthrough */
-    case 2: h ^= (uint32_t)(int32_t)(signed char)k[i + 1] << 8;  /* fallthrough */
-    case 1: h ^= (uint32_t)(int32_t)(signed char)k[i]; h *= m;
+    case 3: h ^= (uint32_t)(int32_t)(signed char)k[2] << 16; /* fallthrough */
+    case 2: h ^= (uint32_t)(int32_t)(signed char)k[1] << 8;  /* fallthrough */
+    case 1: h ^= (uint32_t)(int32_t)(signed char)k[0]; h *= m;
     }
     h ^= h >> 13; h *= m; h ^= h >> 15;
     return h;
@@ -263,7 +265,22 @@ static PyTypeObject FastType = {
     .tp_doc = "hot paths of one cache (see vassal/api/cache.py)",
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cachefast", "cache hot paths in C", -1, NULL};
+/* hash(key: bytes, murmur2: bool) -> int: the C hash, so that tests hold it to cache.py's */
+static PyObject *mod_hash(PyObject *self, PyObject *args) {
+    const char *key;
+    Py_ssize_t n;
+    int use_murmur2;
+    if (!PyArg_ParseTuple(args, "y#p", &key, &n, &use_murmur2)) return NULL;
+    uint32_t h = use_murmur2 ? murmur2((const unsigned char *)key, n) : djb33x((const unsigned char *)key, n);
+    return PyLong_FromUnsignedLong(h);
+}
+
+static PyMethodDef module_methods[] = {
+    {"hash", mod_hash, METH_VARARGS, "hash(key, murmur2): the hash the fast paths use for key"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cachefast", "cache hot paths in C", -1, module_methods};
 
 PyMODINIT_FUNC PyInit__cachefast(void) {
     if (PyType_Ready(&FastType) < 0) return NULL;

@@ -115,32 +115,31 @@ def djb33x(key: bytes) -> int:
 
 
 def murmur2(key: bytes) -> int:
-    """uWSGI's murmur2 (core/hash.c, adapted from nginx), tail bytes sign-extended as in C."""
+    """uWSGI 2.0's murmur2 as core/hash.c really computes it (adapted from nginx's).
+
+    Its 1 to 3 tail bytes are read from the start of the key (it indexes ``key``, which it
+    never advances, instead of the walking ``ukey``) and as signed chars. So for a key of 5 or
+    more bytes whose length is not a multiple of 4 this differs from textbook MurmurHash2, and
+    it has to: the hash decides the slot of an item in a cache store file shared with uWSGI.
+    """
     m = 0x5BD1E995
     n = len(key)
     h = n & 0xFFFFFFFF
-    i = 0
-    while n - i >= 4:
-        k = key[i] | key[i + 1] << 8 | key[i + 2] << 16 | key[i + 3] << 24
+    for k in struct.unpack_from(f"<{n >> 2}I", key):  # the 4-byte blocks, little-endian
         k = (k * m) & 0xFFFFFFFF
         k ^= k >> 24
-        k = (k * m) & 0xFFFFFFFF
-        h = (h * m) & 0xFFFFFFFF
-        h ^= k
-        i += 4
-    rest = n - i
-    s = _SIGNED
-    if rest == 3:
-        h ^= (s[key[i + 2]] << 16) & 0xFFFFFFFF
-    if rest >= 2:
-        h ^= (s[key[i + 1]] << 8) & 0xFFFFFFFF
-    if rest >= 1:
-        h ^= s[key[i]]
-        h = (h * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ ((k * m) & 0xFFFFFFFF)
+    rest = n & 3
+    if rest:
+        s = _SIGNED
+        if rest == 3:
+            h ^= (s[key[2]] << 16) & 0xFFFFFFFF
+        if rest >= 2:
+            h ^= (s[key[1]] << 8) & 0xFFFFFFFF
+        h = ((h ^ s[key[0]]) * m) & 0xFFFFFFFF
     h ^= h >> 13
     h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h
+    return h ^ (h >> 15)
 
 
 HASHES: dict[str, Callable[[bytes], int]] = {"djb33x": djb33x, "murmur2": murmur2}

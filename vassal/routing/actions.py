@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from vassal.api.cache import djb33x
+from vassal.api.cache import djb33x, murmur2
 from vassal.config.placeholders import c_int
 from vassal.log import log, set_logvar, skip_request_line
 from vassal.protocols.static import http_date, mime_type
@@ -656,42 +656,6 @@ def _expires(arg: str) -> Action:
 
 def _strtoul(text: str) -> int:
     return max(0, _c_atoi(text))
-
-
-def murmur2(data: bytes) -> int:
-    """uWSGI 2.0's murmur2 as it really computes (core/hash.c): for the 1 to 3 bytes left after
-    the 4-byte blocks it reads the first bytes of the key (``key``, not the advanced ``ukey``).
-    vassal.api.cache's murmur2 reads the last ones (the intended algorithm)."""
-    m = 0x5BD1E995
-    n = len(data)
-    h = n & 0xFFFFFFFF
-    i = 0
-    while n - i >= 4:
-        k = data[i] | data[i + 1] << 8 | data[i + 2] << 16 | data[i + 3] << 24
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> 24
-        k = (k * m) & 0xFFFFFFFF
-        h = (h * m) & 0xFFFFFFFF
-        h ^= k
-        i += 4
-    rest = n - i
-
-    def signed(b: int) -> int:
-        return (b - 256 if b >= 128 else b) & 0xFFFFFFFF  # uWSGI reads the tail as (signed) char
-
-    # uWSGI's tail reads the first bytes of the key, not the last ones (core/hash.c indexes
-    # ``key``, not the advanced ``ukey``): the same here, so that items land where they do there
-    if rest == 3:
-        h ^= (signed(data[2]) << 16) & 0xFFFFFFFF
-    if rest >= 2:
-        h ^= (signed(data[1]) << 8) & 0xFFFFFFFF
-    if rest >= 1:
-        h ^= signed(data[0])
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h
 
 
 _HASHES = {"djb33x": djb33x, "murmur2": murmur2}
