@@ -55,7 +55,10 @@ def test_vassal_with_its_only_worker_stuck_is_replaced(procs: Procs, tmp_path: P
     threading.Thread(target=stuck, daemon=True).start()
     e.wait_log("[emperor] vassal beat.ini sent no heartbeat in last 3 seconds", 20, after=mark)
     wait_until(lambda: not pid_alive(first), 10, message="the stuck vassal killed")
-    second = e.wait_vassal("beat.ini", 20, accepting=1)["pid"]
+    # uWSGI's emperor stats keep the dead vassal's pid until the new one is spawned
+    second = wait_until(lambda: (v := e.vassal("beat.ini")) and v.get("pid") not in (first, 0, None)
+                        and v.get("accepting") == 1 and v["pid"], 20,
+                        message=f"a new vassal accepting; log:\n{e.log()[-3000:]}")
     assert second != first
     assert wait_until(lambda: get(port) == 200, 15, message="the new vassal answering")
     e.stop()

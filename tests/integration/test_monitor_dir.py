@@ -22,7 +22,9 @@ def test_drop_detected_fast_and_chdir(procs: Procs, tmp_path: Path) -> None:
     t0 = time.time()
     e.ini("app.ini")
     start = e.wait_records("app.ini", "start")[0]
-    assert start["t"] - t0 < 2.0
+    # inotify, not the rescan 30 s away (no speed is asserted: make bench measures it;
+    # a loaded CI box once took 3.5 s)
+    assert start["t"] - t0 < 15.0
     assert e.stats()["cwd"] == str(e.dir)  # the emperor chdir()s into the vassal dir
     assert e.stop() == 0
 

@@ -17,7 +17,14 @@ import pytest
 
 from tests.conftest import IMPERIUM, UWSGI_CORE, Procs, free_port, need_root, port_open, wait_until
 from tests.integration import isolation_harness
-from tests.integration.isolation_harness import Tenant, get_json, owned_file, probe_copy, status_ids
+from tests.integration.isolation_harness import (
+    Tenant,
+    get_json,
+    own,
+    owned_file,
+    probe_copy,
+    status_ids,
+)
 from tests.interop.helpers import need_uwsgi
 
 tenant = isolation_harness.tenant
