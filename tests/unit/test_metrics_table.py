@@ -191,3 +191,27 @@ def test_api_functions(monkeypatch) -> None:
         ex["metric_get"](b"c")
     monkeypatch.setattr(api, "_table", None)
     assert ex["metric_inc"]("c") is None and api.metric_get("c") == 0
+
+
+@pytest.mark.parametrize("text,value", [
+    ("5", 5), (" \t-12abc", -12), ("+7", 7), ("", 0), ("x1", 0), ("-", 0), ("1.9", 1),
+    ("99999999999999999999", (1 << 63) - 1), ("-99999999999999999999", -(1 << 63)),
+])
+def test_strtol_reads_values_as_c_does(text: str, value: int) -> None:
+    assert api.strtol(text) == value
+
+
+def test_router_metrics_actions(monkeypatch) -> None:
+    """router_metrics' NAME[,VALUE] (VALUE 1 when absent), as route and hook actions use it."""
+    t = _table("c", "name=col,collector=sum,children=c")
+    monkeypatch.setattr(api, "_table", t)
+    assert api.split_action("c") == ("c", "1") and api.split_action("c,2,3") == ("c", "2,3")
+    assert api.apply_action("metricinc", "c", "1") and t.read("c") == 1
+    assert api.apply_action("metricmul", "c", "6") and api.apply_action("metricdec", "c", "2")
+    assert api.apply_action("metricdiv", "c", "-2") and t.read("c") == -2
+    assert api.apply_action("metricset", "c", "x") and t.read("c") == 0
+    assert not api.apply_action("metricdiv", "c", "0")
+    assert not api.apply_action("metricinc", "col", "1") and not api.apply_action("metricinc", "no", "1")
+    hook = api.hook_action("metricinc")
+    assert hook("c,4", None) == 0 and t.read("c") == 4
+    assert hook("nosuch", None) == -1

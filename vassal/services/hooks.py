@@ -551,7 +551,7 @@ ACTIONS: dict[str, Action] = {
     "alarm": _refused("alarm (the alarm subsystem is not built in Imperium)"),
     "rpc": _rpc, "retryrpc": _retryrpc,
     # uWSGI's router_metrics actions, as hooks (vassal.api.metrics)
-    **{name: _metrics.hook_action(fn) for name, fn in _metrics.HOOK_ACTIONS.items()},
+    **{name: _metrics.hook_action(name) for name in _metrics.ACTIONS},
 }
 #: actions refused at start-up: they could never succeed here
 UNAVAILABLE = {"mount", "umount", "alarm"}
