@@ -202,6 +202,23 @@ def test_failing_fatal_hook_stops_the_start(procs: Procs, tmp_path: Path, kind: 
     assert 'command "exit 7" exited with non-zero code: 7' in inst.log()
 
 
+
+def test_failing_master_start_hook_destroys_the_instance(procs: Procs, tmp_path: Path, kind: str) -> None:
+    """A failing ``hook-master-start`` (a fatal phase, run once the workers exist): the log
+    says so, the workers are killed, the instance exits 0 (uWSGI's kill_them_all path, not
+    exit 1). uWSGI's Python workers idle in C ignore that SIGINT and wait out
+    ``worker-reload-mercy`` (set low here); Imperium's die at once."""
+    inst = start(procs, tmp_path, kind, wait=False, processes=2,
+                 body="worker-reload-mercy = 2\nhook-master-start = exec:exit 3\n")
+    assert inst.exit_code() == 0
+    log = inst.log()
+    lines = ['running "exec:exit 3" (master-start)...', 'command "exit 3" exited with non-zero code: 3',
+             "FATAL hook failed, destroying instance", "SIGINT/SIGTERM received...killing workers...",
+             "goodbye to uWSGI."]
+    at = [log.find(line) for line in lines]
+    assert -1 not in at and at == sorted(at), log[-3000:]
+    assert "spawned uWSGI worker 2" in log
+
 # --- daemons ----------------------------------------------------------------------------
 
 
