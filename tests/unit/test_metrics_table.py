@@ -215,3 +215,21 @@ def test_router_metrics_actions(monkeypatch) -> None:
     hook = api.hook_action("metricinc")
     assert hook("c,4", None) == 0 and t.read("c") == 4
     assert hook("nosuch", None) == -1
+
+
+def test_prometheus_worker_status_is_the_stats_status() -> None:
+    """A cheaped worker (never spawned, or told to go while it finishes a request) is "cheap"
+    on /metrics as in the stats JSON, not "idle" or "busy"."""
+    from vassal.metrics.prometheus import InstanceCollector
+
+    board = Scoreboard(3, 1)
+    board.workers[2].cheaped = 1
+    board.workers[3].busy_cores = 1
+    statuses = {s.labels["worker"]: s.labels["status"]
+                for fam in InstanceCollector(board, []).collect() if fam.name == "uwsgi_worker_status"
+                for s in fam.samples}
+    assert statuses == {str(i): board.status_name(i) for i in (1, 2, 3)} == \
+        {"1": "idle", "2": "cheap", "3": "busy"}
+    board.workers[3].cheaped = 1  # cheaped while in its last request
+    assert [s.labels["status"] for fam in InstanceCollector(board, []).collect()
+            if fam.name == "uwsgi_worker_status" for s in fam.samples][2] == "cheap"

@@ -32,7 +32,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 from vassal.metrics.table import MetricTable, MetricType
-from vassal.scoreboard import STATUS_NAMES
 from vassal.sockets import listen_queue
 
 TYPE_LABELS = {t: t.name.lower() for t in MetricType}
@@ -83,8 +82,7 @@ class InstanceCollector:
             wid = [str(i)]
             for attr, fam in fams.items():
                 fam.add_metric(wid, getattr(w, attr))
-            shown = "busy" if w.busy_cores > 0 else STATUS_NAMES.get(w.status, "idle")
-            status.add_metric([wid[0], shown], 1)
+            status.add_metric([wid[0], b.status_name(i)], 1)  # the stats' status, "cheap" too
             r, v = self.memory(int(w.pid)) if w.pid > 0 else (0, 0)
             rss.add_metric(wid, r)
             vsz.add_metric(wid, v)
