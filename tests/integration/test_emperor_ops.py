@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import IMPERIUM, free_port, port_open, wait_until
+from tests.conftest import IMPERIUM, free_port, need_root, port_open, wait_until
 from tests.integration.emperor_harness import Emperor, bump_mtime, fake_launcher
 
 
@@ -164,6 +164,45 @@ def test_control_socket_path_that_exists(procs, tmp_path) -> None:
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 1 and "exists and is not a socket" in r.stderr
     assert sock.read_text() == "precious"
+
+
+def _connect_as_nobody(path: Path) -> int:
+    """0 when user nobody can connect to the UNIX socket, else the errno (a forked child:
+    the interpreter's own files need not be readable by nobody)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(path))
+            code = 0
+        except OSError as exc:
+            code = exc.errno or 1
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_control_socket_access_is_by_file_permissions(procs, tmp_path) -> None:
+    """Mode 0600: another user (nobody) cannot connect; it can once the operator opens the
+    socket's mode. The directory is world-readable, so the socket's own mode decides."""
+    import errno
+    import tempfile
+
+    need_root("connects as user nobody")
+    with tempfile.TemporaryDirectory(dir="/tmp") as d:
+        os.chmod(d, 0o755)
+        sock = Path(d) / "ctl.sock"
+        em = Emperor(procs, tmp_path, "--emperor-control-socket", str(sock))
+        assert _connect_as_nobody(sock) == errno.EACCES
+        assert ctl(sock, "list").returncode == 0  # its owner may
+        os.chmod(sock, 0o666)
+        assert _connect_as_nobody(sock) == 0
+        assert ctl(sock, "list").returncode == 0  # the emperor took the probe in its stride
+        em.stop()
 
 
 class NotifySocket:
