@@ -39,6 +39,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from emperor.logs import log, log_verbose
+from emperor.stats import drop_oldest
 from emperor.view import snapshot
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ class Control:
                 return
             conn.setblocking(False)
             while len(self.clients) >= MAX_CLIENTS:
-                self.clients.pop(next(iter(self.clients))).cancel()
+                drop_oldest(self.clients)
             self.clients[self.loop.create_task(self._serve(conn))] = conn
 
     async def _serve(self, conn: socket.socket) -> None:
