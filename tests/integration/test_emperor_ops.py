@@ -231,6 +231,7 @@ def test_sd_notify(procs, tmp_path) -> None:
     em = Emperor(procs, tmp_path, env=env)
     em.ini("a.ini")
     wait_until(lambda: notify.has("READY=1"), 10, message="READY=1")
+    assert notify.messages[0] == "STATUS=initializing uWSGI\n"  # uWSGI's emperor says it first too
     ready = next(m for m in notify.messages if "READY=1" in m)
     assert "STATUS=The Emperor is governing" in ready
     wait_until(lambda: sum("WATCHDOG=1" in m for m in notify.poll()) >= 3, 10, message="watchdog pings")
