@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -162,6 +163,33 @@ def test_unreachable_pushers_never_hold_the_master(procs, tmp_path) -> None:
                    message="the mongodb push timed out")
         assert "Could not connect to carbon server" not in procs.output(p)  # still within 60 s
         assert p.poll() is None
+    finally:
+        for c in fillers:
+            c.close()
+        lsock.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_unreachable_pushers_never_hold_a_stop_or_reload(procs, tmp_path, sig) -> None:
+    """Pushes every second to an address that never answers: a stop (or a reload) waits for
+    the pushes in flight and carbon's last one (carbon-timeout) but starts no new one. (They
+    used to be rescheduled while the master waited for them: the instance never exited.)"""
+    lsock, fillers, hang = _hanging_address()
+    try:
+        p, port, stats = _instance(
+            procs, tmp_path, "--carbon", f"127.0.0.1:{hang}", "--carbon-timeout", "2", "--carbon-freq", "1",
+            "--stats-push", f"mongodb:addr=127.0.0.1:{hang},freq=1")
+        wait_until(lambda: "Could not connect to carbon server" in procs.output(p), 10,
+                   message="a carbon push timed out")
+        p.send_signal(sig)
+        if sig == signal.SIGINT:
+            assert p.wait(timeout=20) == 0
+            assert procs.output(p).rstrip().endswith("goodbye to uWSGI.")
+        else:  # the re-exec'd instance serves again (and pushes again)
+            wait_until(lambda: procs.output(p).count("spawned uWSGI master process") == 2, 20,
+                       message="the reload re-exec'd the master")
+            wait_until(lambda: port_open(stats) and get(port, timeout=3)[0] == 200, 20,
+                       message="serving after the reload")
     finally:
         for c in fillers:
             c.close()
