@@ -75,6 +75,24 @@ def test_file_pusher_appends_the_stats_json(procs, tmp_path) -> None:
     assert len(docs) >= 2 and all(d["workers"] and "metrics" in d for d in docs)
 
 
+def test_file_pusher_to_a_fifo_nobody_drains_never_holds_the_master(procs, tmp_path) -> None:
+    import fcntl
+
+    fifo = tmp_path / "stats.fifo"
+    os.mkfifo(fifo)
+    keep = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # the pipe lives (one page) while we hold it
+    try:
+        fcntl.fcntl(keep, fcntl.F_SETPIPE_SZ, 4096)
+        p, port, stats = _instance(procs, tmp_path, "--stats-push", f"file:path={fifo},freq=1")
+        wait_until(lambda: "write(): Resource temporarily unavailable" in procs.output(p), 15,
+                   message="a push that found the pipe full")
+        for _ in range(3):  # the master still serves: stats server, requests
+            assert read_json(stats, timeout=3)["workers"]
+            assert get(port, timeout=3)[0] == 200
+    finally:
+        os.close(keep)
+
+
 def _mongo_answer(data: bytes) -> bytes | None:
     """A MongoDB server's answer to one whole OP_MSG insert (None: read on)."""
     import bson

@@ -217,7 +217,8 @@ class FilePusher(Pusher):
         if self.json_doc is None:
             return
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
+            # non-blocking: a FIFO nobody drains must cost a log line, not the master loop
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o640)
         except OSError as exc:
             log(f"open(\"{self.path}\"): {exc.strerror}")
             self.finished(now, True)
