@@ -233,3 +233,27 @@ def test_prometheus_worker_status_is_the_stats_status() -> None:
     board.workers[3].cheaped = 1  # cheaped while in its last request
     assert [s.labels["status"] for fam in InstanceCollector(board, []).collect()
             if fam.name == "uwsgi_worker_status" for s in fam.samples][2] == "cheap"
+
+
+def test_file_collector_never_waits_on_a_fifo(tmp_path) -> None:
+    """The master reads ``collector=file`` sources in its loop: a FIFO without a writer, or
+    with a writer and no data, reads as 0 at once."""
+    import threading
+
+    fifo = tmp_path / "source.fifo"
+    os.mkfifo(fifo)
+    results: list[int] = []
+    reader = threading.Thread(target=lambda: results.append(collectors.read_file_field(str(fifo), 0)),
+                              daemon=True)
+    reader.start()
+    reader.join(5)
+    assert not reader.is_alive() and results == [0]
+    writer = os.open(fifo, os.O_RDWR)  # a writer that says nothing yet, then something
+    try:
+        assert collectors.read_file_field(str(fifo), 0) == 0
+        os.write(writer, b"17 x\n")
+        assert collectors.read_file_field(str(fifo), 0) == 17
+    finally:
+        os.close(writer)
+    (tmp_path / "plain").write_text("a 42\n")
+    assert collectors.read_file_field(str(tmp_path / "plain"), 1) == 42
