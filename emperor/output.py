@@ -24,12 +24,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 
 from emperor.events import name_bytes
 from emperor.logs import log, output_fd
 
 MAX_LINE = 65536
 READ_SIZE = 65536
+
+
+#: seconds before a vassal log file that failed to open is tried again (a reopen: at once)
+REOPEN_DELAY = 5.0
 
 
 class _Stream:
@@ -48,6 +53,9 @@ class VassalOutput:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.streams: dict[int, _Stream] = {}  # read fd -> its vassal
         self.files: dict[str, int] = {}  # vassal name -> open log file (logdir)
+        #: vassal name -> when its log file last failed to open (monotonic): tried again
+        #: after REOPEN_DELAY or at a reopen, and logged once until it opens
+        self.failed: dict[str, float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -123,12 +131,21 @@ class VassalOutput:
         if fd is not None:
             return fd
         assert self.logdir is not None
+        now = time.monotonic()
+        last = self.failed.get(name)
+        if last is not None and now - last < REOPEN_DELAY:
+            return None  # its lines are lost meanwhile, without a log line each
         path = os.path.join(self.logdir, file_name(name))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+            # non-blocking: a FIFO in the log dir without a reader (or a full one) costs lines,
+            # never the emperor's loop; a regular file behaves as before
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK, 0o640)
         except OSError as exc:
-            log(f"[emperor] cannot open the log file of vassal {name}: {path}: {exc.strerror}")
+            if last is None:
+                log(f"[emperor] cannot open the log file of vassal {name}: {path}: {exc.strerror}")
+            self.failed[name] = now
             return None
+        self.failed.pop(name, None)
         self.files[name] = fd
         return fd
 
@@ -140,6 +157,7 @@ class VassalOutput:
 
     def reopen(self) -> None:
         """Close every vassal log file: the next line of each opens its file again."""
+        self.failed.clear()
         for name in list(self.files):
             self._close_file(name)
 

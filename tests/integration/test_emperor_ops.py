@@ -289,6 +289,24 @@ def test_vassal_logs_rotate_without_losing_a_line(procs, tmp_path) -> None:
     em.stop()
 
 
+def test_a_fifo_in_the_log_dir_never_holds_the_emperor(procs, tmp_path) -> None:
+    """a.ini.log is a FIFO nobody reads: its lines are lost (said once, not per line), the
+    emperor goes on spawning and answering; b.ini's plain file gets every line."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    os.mkfifo(logs / "a.ini.log")
+    em = Emperor(procs, tmp_path, "--emperor-vassal-logdir", str(logs))
+    em.ini("a.ini", talk="0.05", talk_count=20)
+    em.wait_log("cannot open the log file of vassal a.ini")
+    em.ini("b.ini", talk="0.05", talk_count=5)
+    em.wait_vassal("b.ini", loyal=1)
+    wait_until(lambda: (logs / "b.ini.log").exists() and (logs / "b.ini.log").read_text().count("talk") == 5,
+               10, message="b.ini's lines")
+    assert em.vassal("a.ini") is not None
+    assert em.log().count("cannot open the log file of vassal a.ini") == 1
+    em.stop()
+
+
 def test_emperor_logto_reopens_on_sigusr2(procs, tmp_path) -> None:
     logfile = tmp_path / "emperor.log"
     vdir = tmp_path / "vassals"
