@@ -11,7 +11,7 @@ Prometheus' conventions (base units, ``_total`` counters, a ``worker`` label):
 ``uwsgi_worker_exceptions_total{worker}``      counter    requests that raised
 ``uwsgi_worker_harakiri_total{worker}``        counter    requests killed by harakiri
 ``uwsgi_worker_respawns_total{worker}``        counter    times the worker was (re)spawned
-``uwsgi_worker_status{worker,status}``         gauge      1 for its status (idle, busy, cheap)
+``uwsgi_worker_status{worker,status}``         gauge      1 for its stats status (idle, busy, cheap, ...)
 ``uwsgi_worker_rss_bytes{worker}``             gauge      resident memory (``vsz`` too)
 ``uwsgi_worker_avg_response_time_seconds``     gauge      the scoreboard's running average
 ``uwsgi_worker_busy_seconds_total{worker}``    counter    time spent in requests
