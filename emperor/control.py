@@ -194,10 +194,8 @@ class Control:
     def cmd_list(self) -> dict[str, Any]:
         view = snapshot(self.emperor)
         rows = [as_dict(r) for r in view.vassals]
-        shown = {r["id"] for r in rows}
-        for name, hold in self.holds.items():  # stopped ones have no process, still listed
-            if name not in shown:
-                rows.append({"id": name, "state": hold.value, "hold": hold.value, "pid": -1})
+        for name, hold in view.held:  # stopped ones have no process, still listed
+            rows.append({"id": name, "state": hold, "hold": hold, "pid": -1})
         return {"ok": True, "vassals": rows}
 
     def cmd_status(self, name: str) -> dict[str, Any]:

@@ -140,6 +140,36 @@ def test_ctl_drives_a_running_emperor(procs, tmp_path) -> None:
     assert not sock.exists()
 
 
+def test_a_stopped_vassal_stays_on_metrics(procs, tmp_path) -> None:
+    """``ctl stop``: the vassal has no process (and leaves uWSGI's stats JSON) but /metrics
+    still names it, state stopped, pid -1, until ``resume``."""
+    prom = free_port()
+    sock = tmp_path / "ctl.sock"
+    em = Emperor(procs, tmp_path, "--emperor-prometheus", f"127.0.0.1:{prom}",
+                 "--emperor-control-socket", str(sock))
+    em.ini("a.ini")
+    em.wait_vassal("a.ini", loyal=1)
+
+    def samples() -> dict:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{prom}/metrics", timeout=5).read().decode()
+        out: dict = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+        return out
+    assert ctl(sock, "stop", "a.ini").returncode == 0
+    em.wait_gone("a.ini")
+    got = samples()
+    assert got["imperium_vassal_state"] == {(("state", "stopped"), ("vassal", "a.ini")): 1}
+    assert got["imperium_vassal_pid"] == {(("vassal", "a.ini"),): -1}
+    assert got["imperium_vassal_loyal"] == {(("vassal", "a.ini"),): 0}
+    assert got["imperium_emperor_vassals"] == {(("state", "stopped"),): 1}
+    assert ctl(sock, "resume", "a.ini").returncode == 0
+    em.wait_vassal("a.ini", loyal=1)
+    assert (("state", "stopped"), ("vassal", "a.ini")) not in samples()["imperium_vassal_state"]
+    em.stop()
+
+
 def test_control_socket_path_that_exists(procs, tmp_path) -> None:
     sock = tmp_path / "ctl.sock"
     first = Emperor(procs, tmp_path, "--emperor-control-socket", str(sock))
