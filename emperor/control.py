@@ -39,6 +39,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from emperor.logs import log, log_verbose
+from emperor.stats import drop_oldest
 from emperor.view import snapshot
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ class Control:
                 return
             conn.setblocking(False)
             while len(self.clients) >= MAX_CLIENTS:
-                self.clients.pop(next(iter(self.clients))).cancel()
+                drop_oldest(self.clients)
             self.clients[self.loop.create_task(self._serve(conn))] = conn
 
     async def _serve(self, conn: socket.socket) -> None:
@@ -193,10 +194,8 @@ class Control:
     def cmd_list(self) -> dict[str, Any]:
         view = snapshot(self.emperor)
         rows = [as_dict(r) for r in view.vassals]
-        shown = {r["id"] for r in rows}
-        for name, hold in self.holds.items():  # stopped ones have no process, still listed
-            if name not in shown:
-                rows.append({"id": name, "state": hold.value, "hold": hold.value, "pid": -1})
+        for name, hold in view.held:  # stopped ones have no process, still listed
+            rows.append({"id": name, "state": hold, "hold": hold, "pid": -1})
         return {"ok": True, "vassals": rows}
 
     def cmd_status(self, name: str) -> dict[str, Any]:

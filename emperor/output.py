@@ -25,12 +25,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 
 from emperor.events import name_bytes
 from emperor.logs import log, output_fd
 
 MAX_LINE = 65536
 READ_SIZE = 65536
+
+
+#: seconds before a vassal log file that failed to open is tried again (a reopen: at once)
+REOPEN_DELAY = 5.0
 
 
 class _Stream:
@@ -49,8 +54,9 @@ class VassalOutput:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.streams: dict[int, _Stream] = {}  # read fd -> its vassal
         self.files: dict[str, int] = {}  # vassal name -> open log file (logdir)
-        #: names whose file could not be opened: said once, tried again after a reopen
-        self.unopenable: set[str] = set()
+        #: vassal name -> when its log file last failed to open (monotonic): tried again
+        #: after REOPEN_DELAY or at a reopen, and logged once until it opens
+        self.failed: dict[str, float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -126,18 +132,24 @@ class VassalOutput:
         if fd is not None:
             return fd
         assert self.logdir is not None
+        now = time.monotonic()
+        last = self.failed.get(name)
+        if last is not None and now - last < REOPEN_DELAY:
+            return None  # its lines are lost meanwhile, without a log line each
         path = os.path.join(self.logdir, file_name(name))
         try:
-            # the emperor writes as root what a vassal printed: never through a link or
-            # into a FIFO someone planted under the vassal's name (a line of its choice
-            # appended to /etc/passwd; an open that blocks the loop)
+            # the emperor writes as root what a vassal printed: never through a link someone
+            # planted under the vassal's name (a line of its choice appended to /etc/passwd);
+            # non-blocking: a FIFO there without a reader (or a full one) costs lines, never
+            # the emperor's loop
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
                          | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640)
         except OSError as exc:
-            if name not in self.unopenable:  # not once per line the vassal prints
-                self.unopenable.add(name)
+            if last is None:  # once, not once per line the vassal prints
                 log(f"[emperor] cannot open the log file of vassal {name}: {path}: {exc.strerror}")
+            self.failed[name] = now
             return None
+        self.failed.pop(name, None)
         self.files[name] = fd
         return fd
 
@@ -149,7 +161,7 @@ class VassalOutput:
 
     def reopen(self) -> None:
         """Close every vassal log file: the next line of each opens its file again."""
-        self.unopenable.clear()
+        self.failed.clear()
         for name in list(self.files):
             self._close_file(name)
 

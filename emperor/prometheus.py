@@ -69,6 +69,7 @@ class EmperorCollector:
         yield GaugeMetricFamily("imperium_emperor_throttle_seconds", "The emperor's throttle level",
                                 value=view.throttle_level / 1000)
         states = Counter(v.hold or v.state for v in view.vassals)
+        states.update(hold for _name, hold in view.held)
         counts = GaugeMetricFamily("imperium_emperor_vassals", "Vassals by state", labels=["state"])
         for state, n in sorted(states.items()):
             counts.add_metric([state], n)
@@ -111,6 +112,14 @@ class EmperorCollector:
             a_acc(Sample(n_acc, vl, v.accepting))
             if v.heartbeat_age is not None:
                 a_beat(Sample(n_beat, vl, round(v.heartbeat_age, 3)))
+        for held, hold in view.held:  # stopped by an operator: no process, still watched
+            name = label(held)
+            vl = {"vassal": name}
+            a_state(Sample(n_state, {"vassal": name, "state": hold}, 1))
+            a_pid(Sample(n_pid, vl, -1))
+            a_loyal(Sample(n_loyal, vl, 0))
+            a_ready(Sample(n_ready, vl, 0))
+            a_acc(Sample(n_acc, vl, 0))
         yield from (state, pid, respawns, loyal, ready, accepting, beat)
 
         retry = GaugeMetricFamily("imperium_blacklist_retry_seconds", "Seconds until a blacklisted "

@@ -178,6 +178,17 @@ MAX_CLIENTS = 64
 ACCEPT_BATCH = 16
 
 
+def drop_oldest(clients: dict[asyncio.Task, socket.socket]) -> None:
+    """End the oldest of ``clients`` (task -> its connection, oldest first) to make room for
+    a newcomer. The socket is closed once the task is done: after asyncio unregistered it
+    (a task that started closes it in its own ``finally`` first), and also when the task is
+    cancelled before it ever ran, which skips its ``finally``."""
+    task = next(iter(clients))
+    conn = clients.pop(task)
+    task.add_done_callback(lambda _task: conn.close())
+    task.cancel()
+
+
 class StatsServer:
     """The emperor's stats socket, served from its loop without ever blocking it.
 
@@ -240,8 +251,7 @@ class StatsServer:
                 return  # EMFILE and friends: it stays queued, tried at the next readiness
             conn.setblocking(False)
             while len(self.clients) >= self.max_clients:
-                # its task closes the socket once asyncio has unregistered it
-                self.clients.pop(next(iter(self.clients))).cancel()
+                drop_oldest(self.clients)
             self.clients[self._loop.create_task(self._serve(conn))] = conn
 
     def document(self) -> bytes:

@@ -1,5 +1,6 @@
 """The emperor as a systemd ``Type=notify`` service: what it tells ``$NOTIFY_SOCKET``.
 
+- ``STATUS=initializing uWSGI`` as it starts, as uWSGI's emperor does.
 - ``READY=1`` once every imperial monitor has done its first scan (a full listing, or
   "unavailable": an unreachable source must not hold the start forever), so that units
   ordered after the emperor start when the vassals known at boot are being started. A
@@ -55,6 +56,7 @@ class Notifier:
         return cls(notify, watchdog)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.notify.send("STATUS=initializing uWSGI")  # uWSGI's first word, its emperor's too
         if self.watchdog:
             self._feed(loop)
 

@@ -121,6 +121,9 @@ class EmperorView:
     blacklist: list[BlacklistRow]
     latencies: Latencies
     ready: bool  # every monitor has done its first scan (what sd_notify's READY=1 says)
+    #: (name, hold) of the vassals an operator holds that have no process (``stopped``):
+    #: not in ``vassals`` (nor in uWSGI's stats JSON), still named on /metrics and by ctl
+    held: list[tuple[str, str]] = field(default_factory=list)
 
     def vassal(self, name: str) -> VassalRow | None:
         for row in self.vassals:
@@ -157,9 +160,10 @@ def snapshot(emperor: Emperor) -> EmperorView:
                               item.last_wall, max(0.0, item.retry_at() - now))
                  for item in emperor.blacklist]
     monitors = [MonitorRow(m.id, emperor.monitor_up.get(m.id, True)) for m in emperor.monitors]
+    held = [(name, hold.value) for name, hold in holds.items() if name not in emperor.vassals]
     return EmperorView(VERSION, os.getpid(), my_uid, my_gid, cwd, monitors,
                        int(emperor.settings.tyrant), emperor.throttle.level_ms, rows, blacklist,
-                       emperor.latencies, emperor.settled)
+                       emperor.latencies, emperor.settled, held)
 
 
 def _hold(holds: dict, name: str) -> str | None:

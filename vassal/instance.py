@@ -30,7 +30,7 @@ from vassal.logs.request import RequestLog
 from vassal.master import FAILED_APP_CODE, Master
 from vassal.protocols import offload, static
 from vassal.scoreboard import Scoreboard
-from vassal.services import Service, cheaper, log_master, zergpool
+from vassal.services import Service, cheaper, log_master, sdnotify, zergpool
 from vassal.services.pidfiles import SafePidfiles
 from vassal.services.plan import PlanError, ServicePlan
 from vassal.services.reload_rules import reload_on_exception_rule
@@ -493,11 +493,10 @@ def _phase(plan: ServicePlan, phase: str, in_worker: bool = False) -> None:
 
 def _services(config: Any, plan: ServicePlan, scaling: cheaper.CheaperConfig | None = None) -> list[Service]:
     """The master's duties this config asks for (see vassal.services)."""
-    from vassal.services.sdnotify import SystemdService
     from vassal.services.sos import SosService
 
     sos = SosService.from_config(config)
-    systemd = SystemdService.from_environ()
+    systemd = sdnotify.SystemdService.from_environ()
     safe = SafePidfiles.from_config(config)
     return [*log_master.active(), *uwsgi_module.services(), *([sos] if sos is not None else []),
             *plan.services(), *([cheaper.Cheaper(scaling)] if scaling else []),
@@ -536,6 +535,7 @@ def _cheaper(config: Any) -> cheaper.CheaperConfig | None:
 
 
 def _run(config: Any) -> int:
+    sdnotify.initializing()
     _umask(config)
     original_cwd = os.getcwd()
     reloading = bool(os.environ.get("UWSGI_RELOADS"))

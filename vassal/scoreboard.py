@@ -65,6 +65,8 @@ def _worker_type(ncores: int) -> type[ctypes.Structure]:
             ("app_startup", ctypes.c_int64),
             ("last_request_end", ctypes.c_double),  # monotonic
             ("cheaped", ctypes.c_int32),  # stopped by the cheaper subsystem or idle mode (master writes)
+            ("sig", ctypes.c_int32),  # 1 while the worker runs a uWSGI signal handler
+            ("signum", ctypes.c_int32),  # ... that signal's number
             ("cores", Core * ncores),
         ]
 
@@ -136,6 +138,7 @@ class Scoreboard:
         w.accepting = 0
         w.status = STATUS_IDLE
         w.cheaped = 0
+        w.sig = 0  # a worker killed in a signal handler leaves it set
         w.delta_requests = 0
         w.busy_cores = 0
         w.last_spawn = int(now)
@@ -145,11 +148,17 @@ class Scoreboard:
 
     def status_name(self, wid: int) -> str:
         """The worker's ``status`` as uWSGI's stats and ``uwsgi.workers()`` show it: a cheaped
-        worker is "cheap" even while it finishes its last request."""
+        worker is "cheap" even while it finishes its last request; "pause" unless busy;
+        "sigN" while it runs the handler of uWSGI signal N; then "busy" or "idle"."""
         w = self.workers[wid]
         if w.cheaped or w.status == STATUS_CHEAP:
             return "cheap"
-        if w.busy_cores > 0:
+        busy = w.busy_cores > 0
+        if w.status == STATUS_PAUSE and not busy:
+            return "pause"
+        if w.sig:
+            return f"sig{w.signum}"  # uWSGI's "sigN" while a signal handler runs
+        if busy:
             return "busy"
         return STATUS_NAMES.get(w.status, "idle")
 

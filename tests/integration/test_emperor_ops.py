@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import IMPERIUM, free_port, port_open, wait_until
+from tests.conftest import IMPERIUM, free_port, need_root, port_open, wait_until
 from tests.integration.emperor_harness import Emperor, bump_mtime, fake_launcher, stays
 
 
@@ -138,6 +138,36 @@ def test_ctl_drives_a_running_emperor(procs, tmp_path) -> None:
     assert not sock.exists()
 
 
+def test_a_stopped_vassal_stays_on_metrics(procs, tmp_path) -> None:
+    """``ctl stop``: the vassal has no process (and leaves uWSGI's stats JSON) but /metrics
+    still names it, state stopped, pid -1, until ``resume``."""
+    prom = free_port()
+    sock = tmp_path / "ctl.sock"
+    em = Emperor(procs, tmp_path, "--emperor-prometheus", f"127.0.0.1:{prom}",
+                 "--emperor-control-socket", str(sock))
+    em.ini("a.ini")
+    em.wait_vassal("a.ini", loyal=1)
+
+    def samples() -> dict:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{prom}/metrics", timeout=5).read().decode()
+        out: dict = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+        return out
+    assert ctl(sock, "stop", "a.ini").returncode == 0
+    em.wait_gone("a.ini")
+    got = samples()
+    assert got["imperium_vassal_state"] == {(("state", "stopped"), ("vassal", "a.ini")): 1}
+    assert got["imperium_vassal_pid"] == {(("vassal", "a.ini"),): -1}
+    assert got["imperium_vassal_loyal"] == {(("vassal", "a.ini"),): 0}
+    assert got["imperium_emperor_vassals"] == {(("state", "stopped"),): 1}
+    assert ctl(sock, "resume", "a.ini").returncode == 0
+    em.wait_vassal("a.ini", loyal=1)
+    assert (("state", "stopped"), ("vassal", "a.ini")) not in samples()["imperium_vassal_state"]
+    em.stop()
+
+
 def test_control_socket_path_that_exists(procs, tmp_path) -> None:
     sock = tmp_path / "ctl.sock"
     first = Emperor(procs, tmp_path, "--emperor-control-socket", str(sock))
@@ -162,6 +192,45 @@ def test_control_socket_path_that_exists(procs, tmp_path) -> None:
                        capture_output=True, text=True, timeout=20, cwd=tmp_path)
     assert r.returncode == 1 and "exists and is not a socket" in r.stderr
     assert sock.read_text() == "precious"
+
+
+def _connect_as_nobody(path: Path) -> int:
+    """0 when user nobody can connect to the UNIX socket, else the errno (a forked child:
+    the interpreter's own files need not be readable by nobody)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(path))
+            code = 0
+        except OSError as exc:
+            code = exc.errno or 1
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_control_socket_access_is_by_file_permissions(procs, tmp_path) -> None:
+    """Mode 0600: another user (nobody) cannot connect; it can once the operator opens the
+    socket's mode. The directory is world-readable, so the socket's own mode decides."""
+    import errno
+    import tempfile
+
+    need_root("connects as user nobody")
+    with tempfile.TemporaryDirectory(dir="/tmp") as d:
+        os.chmod(d, 0o755)
+        sock = Path(d) / "ctl.sock"
+        em = Emperor(procs, tmp_path, "--emperor-control-socket", str(sock))
+        assert _connect_as_nobody(sock) == errno.EACCES
+        assert ctl(sock, "list").returncode == 0  # its owner may
+        os.chmod(sock, 0o666)
+        assert _connect_as_nobody(sock) == 0
+        assert ctl(sock, "list").returncode == 0  # the emperor took the probe in its stride
+        em.stop()
 
 
 class NotifySocket:
@@ -190,6 +259,7 @@ def test_sd_notify(procs, tmp_path) -> None:
     em = Emperor(procs, tmp_path, env=env)
     em.ini("a.ini")
     wait_until(lambda: notify.has("READY=1"), 10, message="READY=1")
+    assert notify.messages[0] == "STATUS=initializing uWSGI\n"  # uWSGI's emperor says it first too
     ready = next(m for m in notify.messages if "READY=1" in m)
     assert "STATUS=The Emperor is governing" in ready
     wait_until(lambda: sum("WATCHDOG=1" in m for m in notify.poll()) >= 3, 10, message="watchdog pings")
@@ -269,6 +339,24 @@ def test_vassal_logdir_never_writes_through_a_planted_link_or_fifo(procs, tmp_pa
     assert victim.read_text() == "untouched\n"
     assert em.log().count("cannot open the log file of vassal a.ini") == 1  # not once a line
     assert em.stop() == 0
+
+
+def test_a_fifo_in_the_log_dir_never_holds_the_emperor(procs, tmp_path) -> None:
+    """a.ini.log is a FIFO nobody reads: its lines are lost (said once, not per line), the
+    emperor goes on spawning and answering; b.ini's plain file gets every line."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    os.mkfifo(logs / "a.ini.log")
+    em = Emperor(procs, tmp_path, "--emperor-vassal-logdir", str(logs))
+    em.ini("a.ini", talk="0.05", talk_count=20)
+    em.wait_log("cannot open the log file of vassal a.ini")
+    em.ini("b.ini", talk="0.05", talk_count=5)
+    em.wait_vassal("b.ini", loyal=1)
+    wait_until(lambda: (logs / "b.ini.log").exists() and (logs / "b.ini.log").read_text().count("talk") == 5,
+               10, message="b.ini's lines")
+    assert em.vassal("a.ini") is not None
+    assert em.log().count("cannot open the log file of vassal a.ini") == 1
+    em.stop()
 
 
 def test_emperor_logto_reopens_on_sigusr2(procs, tmp_path) -> None:

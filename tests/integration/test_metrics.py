@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -71,6 +72,24 @@ def test_file_pusher_appends_the_stats_json(procs, tmp_path) -> None:
     wait_until(lambda: out.exists() and out.read_text().count("@@") >= 2, 10, message="two pushes")
     docs = [json.loads(d) for d in out.read_text().split("@@") if d]
     assert len(docs) >= 2 and all(d["workers"] and "metrics" in d for d in docs)
+
+
+def test_file_pusher_to_a_fifo_nobody_drains_never_holds_the_master(procs, tmp_path) -> None:
+    import fcntl
+
+    fifo = tmp_path / "stats.fifo"
+    os.mkfifo(fifo)
+    keep = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # the pipe lives (one page) while we hold it
+    try:
+        fcntl.fcntl(keep, fcntl.F_SETPIPE_SZ, 4096)
+        p, port, stats = _instance(procs, tmp_path, "--stats-push", f"file:path={fifo},freq=1")
+        wait_until(lambda: "write(): Resource temporarily unavailable" in procs.output(p), 15,
+                   message="a push that found the pipe full")
+        for _ in range(3):  # the master still serves: stats server, requests
+            assert read_json(stats, timeout=3)["workers"]
+            assert get(port, timeout=3)[0] == 200
+    finally:
+        os.close(keep)
 
 
 def _mongo_answer(data: bytes) -> bytes | None:
@@ -171,6 +190,33 @@ def test_unreachable_pushers_never_hold_the_master(procs, tmp_path) -> None:
                    message="the mongodb push timed out")
         assert "Could not connect to carbon server" not in procs.output(p)  # still within 60 s
         assert p.poll() is None
+    finally:
+        for c in fillers:
+            c.close()
+        lsock.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_unreachable_pushers_never_hold_a_stop_or_reload(procs, tmp_path, sig) -> None:
+    """Pushes every second to an address that never answers: a stop (or a reload) waits for
+    the pushes in flight and carbon's last one (carbon-timeout) but starts no new one. (They
+    used to be rescheduled while the master waited for them: the instance never exited.)"""
+    lsock, fillers, hang = _hanging_address()
+    try:
+        p, port, stats = _instance(
+            procs, tmp_path, "--carbon", f"127.0.0.1:{hang}", "--carbon-timeout", "2", "--carbon-freq", "1",
+            "--stats-push", f"mongodb:addr=127.0.0.1:{hang},freq=1")
+        wait_until(lambda: "Could not connect to carbon server" in procs.output(p), 10,
+                   message="a carbon push timed out")
+        p.send_signal(sig)
+        if sig == signal.SIGINT:
+            assert p.wait(timeout=20) == 0
+            assert procs.output(p).rstrip().endswith("goodbye to uWSGI.")
+        else:  # the re-exec'd instance serves again (and pushes again)
+            wait_until(lambda: procs.output(p).count("spawned uWSGI master process") == 2, 20,
+                       message="the reload re-exec'd the master")
+            wait_until(lambda: port_open(stats) and get(port, timeout=3)[0] == 200, 20,
+                       message="serving after the reload")
     finally:
         for c in fillers:
             c.close()

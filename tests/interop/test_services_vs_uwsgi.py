@@ -210,6 +210,67 @@ def test_failing_fatal_hook_stops_the_start(procs: Procs, tmp_path: Path, kind: 
     assert 'command "exit 7" exited with non-zero code: 7' in inst.log()
 
 
+
+def test_failing_master_start_hook_destroys_the_instance(procs: Procs, tmp_path: Path, kind: str) -> None:
+    """A failing ``hook-master-start`` (a fatal phase, run once the workers exist): the log
+    says so, the workers are killed, the instance exits 0 (uWSGI's kill_them_all path, not
+    exit 1). uWSGI's Python workers idle in C ignore that SIGINT and wait out
+    ``worker-reload-mercy`` (set low here); Imperium's die at once."""
+    inst = start(procs, tmp_path, kind, wait=False, processes=2,
+                 body="worker-reload-mercy = 2\nhook-master-start = exec:exit 3\n")
+    assert inst.exit_code() == 0
+    log = inst.log()
+    lines = ['running "exec:exit 3" (master-start)...', 'command "exit 3" exited with non-zero code: 3',
+             "FATAL hook failed, destroying instance", "SIGINT/SIGTERM received...killing workers...",
+             "goodbye to uWSGI."]
+    at = [log.find(line) for line in lines]
+    assert -1 not in at and at == sorted(at), log[-3000:]
+    assert "spawned uWSGI worker 2" in log
+
+
+def test_sd_notify_messages(procs: Procs, tmp_path: Path, kind: str) -> None:
+    """Started by systemd (Type=notify): the same messages as uWSGI's, read from a real
+    datagram socket, up to READY=1 and again as a SIGHUP's re-exec begins. (uWSGI 2.0.21
+    never says READY=1 after that re-exec: its notify socket survives the exec already
+    connected and sendmsg fails; Imperium does, after a RELOADING=1 of its own.)"""
+    import socket as so
+
+    path = tmp_path / f"notify-{kind}"
+    sock = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.setblocking(False)
+    got: list[str] = []
+
+    def messages() -> list[str]:
+        while True:
+            try:
+                got.append(sock.recv(4096).decode())
+            except BlockingIOError:
+                return got
+    try:
+        d = tmp_path / kind
+        copy_app("services_app.py", d)
+        port = free_port()
+        ini = d / "s.ini"
+        ini.write_text(f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = {d}/services_app.py\n"
+                       "master = true\nprocesses = 2\nworker-reload-mercy = 2\n")
+        p = procs.start(backend_argv(kind, ini), cwd=d, env={"NOTIFY_SOCKET": str(path)})
+        wait_until(lambda: any("READY=1" in m for m in messages()), 20, message=f"{kind}: READY=1")
+        assert got == ["STATUS=initializing uWSGI\n", "STATUS=uWSGI is ready\nREADY=1\n"]
+        # READY=1 comes before the workers: a SIGHUP sent then may find uWSGI's master
+        # without its handlers
+        wait_until(lambda: status_of(port) == 200 and "spawned uWSGI worker 2" in procs.output(p), 20,
+                   message=f"{kind}: serving")
+        p.send_signal(signal.SIGHUP)
+        wait_until(lambda: "STATUS=initializing uWSGI\n" in messages()[2:], 20, message=f"{kind}: re-exec")
+        assert [m for m in got[2:] if m != "RELOADING=1\n"][0] == "STATUS=initializing uWSGI\n"
+        if kind == "imperium":
+            assert got[2] == "RELOADING=1\n"
+            wait_until(lambda: messages()[-1] == "STATUS=uWSGI is ready\nREADY=1\n", 20,
+                       message="READY=1 after the reload")
+    finally:
+        sock.close()
+
 # --- daemons ----------------------------------------------------------------------------
 
 

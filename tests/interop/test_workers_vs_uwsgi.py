@@ -64,3 +64,46 @@ def test_a_worker_killed_at_start_is_throttled(procs: Procs, tmp_path: Path, kin
     between = log[first + len(too_fast): log.index(too_fast, first + 1)]
     # uWSGI sleeps once its count of quick respawns exceeds the number of workers
     assert len(re.findall(r"Respawned uWSGI worker \d+", between)) <= 2 + 1, between
+
+
+SIG_APP = """
+import os, time, uwsgi
+GATE = {gate!r}
+def slow(sig):
+    while os.path.exists(GATE):
+        time.sleep(0.05)
+uwsgi.register_signal(17, "worker1", slow)
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/raise":
+        uwsgi.signal(17)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+@pytest.mark.parametrize("kind", ["imperium", "uwsgi"])
+def test_status_while_a_signal_handler_runs(procs: Procs, tmp_path: Path, kind: str) -> None:
+    """A worker running the handler of uWSGI signal 17 is "sig17" in the stats (uWSGI's
+    ``sigN``), and "idle" again once the handler returns."""
+    from tests.conftest import read_json
+
+    if kind == "uwsgi":
+        need_uwsgi()
+    gate = tmp_path / "gate"
+    gate.write_text("hold")
+    (tmp_path / "sig_app.py").write_text(SIG_APP.format(gate=str(gate)))
+    port, stats = free_port(), free_port()
+    ini = tmp_path / f"{kind}.ini"
+    ini.write_text(f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = %d/sig_app.py\nmaster = true\n"
+                   f"processes = 2\nstats = 127.0.0.1:{stats}\n")
+    p = procs.start(backend_argv(kind, ini), cwd=tmp_path)
+    wait_until(lambda: status_of(port) == 200 or p.poll() is not None, 20, message=f"{kind} serving")
+    assert get(port, "/raise")[0] == 200
+
+    def worker1() -> str:
+        return read_json(stats)["workers"][0]["status"]
+    wait_until(lambda: worker1() == "sig17", 10, message=f"{kind}: worker 1 in the handler")
+    assert get(port)[0] == 200  # worker 2 serves meanwhile
+    gate.unlink()
+    wait_until(lambda: worker1() == "idle", 10, message=f"{kind}: the handler returned")
+

@@ -191,3 +191,69 @@ def test_api_functions(monkeypatch) -> None:
         ex["metric_get"](b"c")
     monkeypatch.setattr(api, "_table", None)
     assert ex["metric_inc"]("c") is None and api.metric_get("c") == 0
+
+
+@pytest.mark.parametrize("text,value", [
+    ("5", 5), (" \t-12abc", -12), ("+7", 7), ("", 0), ("x1", 0), ("-", 0), ("1.9", 1),
+    ("99999999999999999999", (1 << 63) - 1), ("-99999999999999999999", -(1 << 63)),
+])
+def test_strtol_reads_values_as_c_does(text: str, value: int) -> None:
+    assert api.strtol(text) == value
+
+
+def test_router_metrics_actions(monkeypatch) -> None:
+    """router_metrics' NAME[,VALUE] (VALUE 1 when absent), as route and hook actions use it."""
+    t = _table("c", "name=col,collector=sum,children=c")
+    monkeypatch.setattr(api, "_table", t)
+    assert api.split_action("c") == ("c", "1") and api.split_action("c,2,3") == ("c", "2,3")
+    assert api.apply_action("metricinc", "c", "1") and t.read("c") == 1
+    assert api.apply_action("metricmul", "c", "6") and api.apply_action("metricdec", "c", "2")
+    assert api.apply_action("metricdiv", "c", "-2") and t.read("c") == -2
+    assert api.apply_action("metricset", "c", "x") and t.read("c") == 0
+    assert not api.apply_action("metricdiv", "c", "0")
+    assert not api.apply_action("metricinc", "col", "1") and not api.apply_action("metricinc", "no", "1")
+    hook = api.hook_action("metricinc")
+    assert hook("c,4", None) == 0 and t.read("c") == 4
+    assert hook("nosuch", None) == -1
+
+
+def test_prometheus_worker_status_is_the_stats_status() -> None:
+    """A cheaped worker (never spawned, or told to go while it finishes a request) is "cheap"
+    on /metrics as in the stats JSON, not "idle" or "busy"."""
+    from vassal.metrics.prometheus import InstanceCollector
+
+    board = Scoreboard(3, 1)
+    board.workers[2].cheaped = 1
+    board.workers[3].busy_cores = 1
+    statuses = {s.labels["worker"]: s.labels["status"]
+                for fam in InstanceCollector(board, []).collect() if fam.name == "uwsgi_worker_status"
+                for s in fam.samples}
+    assert statuses == {str(i): board.status_name(i) for i in (1, 2, 3)} == \
+        {"1": "idle", "2": "cheap", "3": "busy"}
+    board.workers[3].cheaped = 1  # cheaped while in its last request
+    assert [s.labels["status"] for fam in InstanceCollector(board, []).collect()
+            if fam.name == "uwsgi_worker_status" for s in fam.samples][2] == "cheap"
+
+
+def test_file_collector_never_waits_on_a_fifo(tmp_path) -> None:
+    """The master reads ``collector=file`` sources in its loop: a FIFO without a writer, or
+    with a writer and no data, reads as 0 at once."""
+    import threading
+
+    fifo = tmp_path / "source.fifo"
+    os.mkfifo(fifo)
+    results: list[int] = []
+    reader = threading.Thread(target=lambda: results.append(collectors.read_file_field(str(fifo), 0)),
+                              daemon=True)
+    reader.start()
+    reader.join(5)
+    assert not reader.is_alive() and results == [0]
+    writer = os.open(fifo, os.O_RDWR)  # a writer that says nothing yet, then something
+    try:
+        assert collectors.read_file_field(str(fifo), 0) == 0
+        os.write(writer, b"17 x\n")
+        assert collectors.read_file_field(str(fifo), 0) == 17
+    finally:
+        os.close(writer)
+    (tmp_path / "plain").write_text("a 42\n")
+    assert collectors.read_file_field(str(tmp_path / "plain"), 1) == 42

@@ -124,7 +124,7 @@ def test_group_text_is_never_syntax() -> None:
     ("${hex[PATH_INFO]}", "2F612E706E67"), ("${base64[PATH_INFO]}", "L2EucG5n"),
     ("${mime[PATH_INFO]}", "image/png"), ("${uwsgi[wid]}", "3"), ("${uwsgi[status]}", "0"),
     ("${nothing[x]}", ""), ("${PATH_INFO}${PATH_INFO}", "/a.png/a.png"), ("$", ""), ("${", "${"),
-    ("${PATH_INFO", "${PATH_INFO"), ("a$b", "a$b"),
+    ("${PATH_INFO", "${PATH_INFO"), ("a$b", "a$b"), ("${metric[core.busy_workers]}", "0"),
 ])
 def test_route_variables(template: str, expected: str) -> None:
     env = {"HTTP_COOKIE": " a=1; c=yum ;d=", "QUERY_STRING": "x=1&y=%20two&z", "PATH_INFO": "/a.png"}
@@ -139,7 +139,7 @@ def test_time_variables() -> None:
     assert re.fullmatch(r"[0-9a-f-]{36}", expand(compile_template("${uwsgi[uuid]}"), ctx))
 
 
-@pytest.mark.parametrize("var", ["math", "geoip", "xattr", "metric"])
+@pytest.mark.parametrize("var", ["math", "geoip", "xattr"])
 def test_plugin_variables_are_refused(var: str) -> None:
     with pytest.raises(TemplateError, match="plugin"):
         compile_template(f"x ${{{var}[A]}}")

@@ -38,6 +38,13 @@ def test_validate_reports_every_phase_and_hook_touch() -> None:
     assert any("hook-touch = nospace: invalid syntax" in e for e in errors)
 
 
+def test_metric_actions_are_refused_before_the_metrics_exist() -> None:
+    c = cfg("--metric", "c", "--hook-as-user", "metricinc:c", "--hook-pre-app", "metricinc:c",
+            "--hook-master-start", "metricset:c,3")
+    assert hooks.validate(c) == ["hook-as-user = metricinc:c: the metricinc action needs the metrics, "
+                                 "which exist from the pre-app phase on"]
+
+
 @given(st.text(max_size=60))
 def test_parse_never_raises_anything_else(value: str) -> None:
     try:

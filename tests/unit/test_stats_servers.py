@@ -95,3 +95,70 @@ def test_emperor_stats_never_blocks_its_loop() -> None:
         await server.close()
 
     asyncio.run(main())
+
+
+def _idle_then_one_real(port: int, idle_count: int, request: bytes) -> tuple[list[socket.socket], bytes]:
+    """``idle_count`` connections that never send, then one that asks and reads its answer."""
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(idle_count)]
+    real = socket.create_connection(("127.0.0.1", port), timeout=5)
+    real.sendall(request)
+    answer = b""
+    while chunk := real.recv(65536):
+        answer += chunk
+    real.close()
+    return idle, answer
+
+
+def test_emperor_servers_make_room_for_a_newcomer() -> None:
+    """Idle clients in every slot (their deadline far away): a newcomer ends the oldest and
+    is answered at once; the ended ones are closed, those never run too (no descriptor kept)."""
+    import os
+
+    from emperor.control import MAX_CLIENTS, Control
+
+    async def main(tmp: str) -> None:
+        loop = asyncio.get_running_loop()
+        prom = StatsServer("127.0.0.1:0", lambda: b"", timeout=60, max_clients=4, what="prometheus",
+                           respond=lambda req: b"HTTP/1.0 200 OK\r\n\r\nok")
+        await prom.start()
+        control = Control(None, f"{tmp}/ctl.sock")  # type: ignore[arg-type]
+        control.start(loop)
+        fds_before = len(os.listdir("/proc/self/fd"))
+        port = prom.sock.getsockname()[1]  # type: ignore[union-attr]
+        t0 = time.monotonic()
+        idle, answer = await asyncio.wait_for(loop.run_in_executor(
+            None, _idle_then_one_real, port, 10, b"GET /metrics HTTP/1.0\r\n\r\n"), 30)
+        assert answer == b"HTTP/1.0 200 OK\r\n\r\nok"
+        assert time.monotonic() - t0 < 30  # not after the idle ones' 60 s deadline
+        assert len(prom.clients) <= 4
+        assert await loop.run_in_executor(None, idle[0].recv, 10) == b""  # ended: EOF
+        for s in idle:
+            s.close()
+
+        def control_client() -> bytes:
+            idle = []
+            for _ in range(MAX_CLIENTS + 5):
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(f"{tmp}/ctl.sock")
+                idle.append(s)
+            real = socket.socket(socket.AF_UNIX)
+            real.connect(f"{tmp}/ctl.sock")  # blocking: waits for room in the backlog
+            real.settimeout(5)
+            real.sendall(b"bogus\n")
+            answer = real.recv(65536)
+            for s in [*idle, real]:
+                s.close()
+            return answer
+        answer = await asyncio.wait_for(loop.run_in_executor(None, control_client), 30)
+        assert json.loads(answer)["ok"] is False and "unknown command" in json.loads(answer)["error"]
+        await asyncio.sleep(0.1)
+        # nothing leaked: the ended clients' sockets (run or not) are closed
+        assert len(os.listdir("/proc/self/fd")) - fds_before <= len(prom.clients) + len(control.clients) + 2
+        await prom.close()
+        control.close()
+
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(main(tmp))

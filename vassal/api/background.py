@@ -82,10 +82,17 @@ class Background:
         self.mules.close_unused()
         board = self.board
 
-        def count(_sig: int) -> None:
-            board.workers[wid].signals += 1
+        def running(sig: int) -> None:
+            w = board.workers[wid]
+            w.signals += 1
+            w.signum = sig
+            w.sig = 1  # the stats say "sigN" meanwhile, as uWSGI's
 
-        self.signals.on_signal = count if board is not None else None
+        def done() -> None:
+            board.workers[wid].sig = 0
+
+        self.signals.on_signal = running if board is not None else None
+        self.signals.after_signal = done if board is not None else None
 
     def post_fork(self) -> None:
         """``uwsgi.post_fork_hook``: in the worker, before a lazy app loads (uWSGI's order)."""

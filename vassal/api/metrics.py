@@ -202,40 +202,56 @@ def stats(ctx: ApiContext) -> dict[str, list]:
     return out
 
 
-# --- hook actions --------------------------------------------------------------------------------
+# --- router_metrics: route and hook actions ------------------------------------------------------
 
-def hook_action(fn: str) -> Callable[[str, Any], int]:
+#: uWSGI's router_metrics action -> the uwsgi.metric_* function it applies
+ACTIONS = {"metricinc": "metric_inc", "metricdec": "metric_dec", "metricmul": "metric_mul",
+           "metricdiv": "metric_div", "metricset": "metric_set"}
+
+
+def split_action(arg: str) -> tuple[str, str]:
+    """``NAME[,VALUE]`` as router_metrics splits it: VALUE is "1" when there is no comma."""
+    name, comma, value = arg.partition(",")
+    return name, value if comma else "1"
+
+
+def apply_action(action: str, name: str, value: str) -> bool:
+    """Apply router_metrics' ``action`` (``metricinc``, ...) to metric ``name`` with the
+    text ``value`` (read as C's strtol reads it). False when nothing changed: the metric is
+    unknown, collected or an alias, metrics are off, or a division by zero (uWSGI's -1)."""
+    op = exports(None)[ACTIONS[action]]  # type: ignore[arg-type]
+    return bool(op(name, strtol(value)))
+
+
+def hook_action(action: str) -> Callable[[str, Any], int]:
     """``metricinc:NAME[,VALUE]`` (and metricdec, metricmul, metricdiv, metricset) as a hook
-    action: uWSGI's router_metrics syntax (VALUE defaults to 1), offered to ``hook-*``
-    (Imperium has no internal routing for uWSGI's route actions of these names). 0 when the
-    metric changed, -1 (logged) when it could not: unknown, collected, metrics off."""
-    op = exports(None)[fn]  # type: ignore[arg-type]
+    action, with router_metrics' syntax. uWSGI has them only as route actions; offered to
+    ``hook-*`` too. 0 when the metric changed, -1 (logged) when it could not."""
+    if action not in ACTIONS:
+        raise KeyError(action)
 
-    def action(arg: str, ctx: Any) -> int:
-        name, comma, text = arg.partition(",")
-        try:
-            value = _strtol(text) if comma else 1
-            done = op(name, value)
-        except (TypeError, ValueError):
-            done = None
-        if done:
+    def run(arg: str, ctx: Any) -> int:
+        name, value = split_action(arg)
+        if apply_action(action, name, value):
             return 0
-        log(f"{fn.replace('_', '')}: cannot change metric {name!r} (unknown, collected, or metrics off)")
+        log(f"{action}: cannot change metric {name!r} (unknown, collected, or metrics off)")
         return -1
-    return action
+    return run
 
 
-def _strtol(text: str) -> int:
-    """C's strtol on a decimal: leading blanks, a sign, digits; 0 without digits."""
-    text = text.strip()
+_INT64_MAX = (1 << 63) - 1
+
+
+def strtol(text: str) -> int:
+    """C's ``strtol(text, NULL, 10)`` on a 64-bit long: leading blanks, a sign, digits; 0
+    without digits; out of range saturates at LONG_MIN/LONG_MAX."""
+    text = text.lstrip(" \t\n\v\f\r")
     sign = -1 if text[:1] == "-" else 1
-    digits = ""
-    for c in text[1:] if text[:1] in "+-" and text else text:
-        if not c.isdigit():
+    if text[:1] in ("+", "-"):
+        text = text[1:]
+    n = 0
+    for c in text:
+        if not "0" <= c <= "9":
             break
-        digits += c
-    return sign * int(digits) if digits else 0
-
-
-HOOK_ACTIONS = {"metricinc": "metric_inc", "metricdec": "metric_dec", "metricmul": "metric_mul",
-                "metricdiv": "metric_div", "metricset": "metric_set"}
+        n = n * 10 + ord(c) - 48
+    return max(-_INT64_MAX - 1, min(_INT64_MAX, sign * n))

@@ -111,6 +111,7 @@ class SignalHub:
         self.control = socket_pair(socket.SOCK_SEQPACKET)
         self.handlers: dict[int, Callable[[int], Any]] = {}  # this process's handlers
         self.on_signal: Callable[[int], None] | None = None  # bookkeeping hook (worker stats)
+        self.after_signal: Callable[[], None] | None = None  # ... and when the handler is done
         self.mule_farms: dict[int, list[str]] = {}  # mule id -> its farms (set by the mules)
         self.routed = 0
         self.unrouted = 0
@@ -293,6 +294,9 @@ class SignalHub:
         except Exception:  # noqa: BLE001 - a handler's error is logged, the process goes on
             print_app_exception()
             return -1
+        finally:
+            if self.after_signal is not None:
+                self.after_signal()
         return 0
 
     def watch(self) -> dict[int, Callable[[], Any]]:

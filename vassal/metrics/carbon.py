@@ -225,9 +225,11 @@ class CarbonPusher(TcpPusher):
         return done
 
     def stopping(self, reload: bool) -> None:
-        """uWSGI's master_cleanup: one last push (the master waits for it, see ``busy``)."""
+        """uWSGI's master_cleanup: one last push (the master waits for it, see ``busy``, up
+        to ``carbon-timeout``), and no scheduled one after it."""
         if not self.in_flight() and self.s.servers:
             self.push(time.monotonic(), retry_cycle=False)
+        super().stopping(reload)
 
 
 def make_factory(config: Any, board: Any, sockets: list) -> Any:

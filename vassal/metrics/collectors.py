@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -36,11 +37,18 @@ def read_file_field(path: str, pos: int) -> int:
     """The ``file`` collector: the ``pos``-th whitespace-separated field of the first 4 KiB
     of ``path``, read as strtoll does (``3.97`` is 3); 0 when unreadable or missing."""
     try:
-        with open(path, "rb") as f:
-            buf = f.read(4096)
+        # non-blocking: a FIFO (no writer, or no data) must not hold the master's loop
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         log(f"open(\"{path}\"): {exc.strerror}")
         return 0
+    try:
+        buf = os.read(fd, 4096)
+    except OSError as exc:
+        log(f"read(\"{path}\"): {exc.strerror}")
+        return 0
+    finally:
+        os.close(fd)
     fields = [t for t in _split(buf) if t]
     if pos < 0 or pos >= len(fields):
         return 0

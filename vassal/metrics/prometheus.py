@@ -11,7 +11,7 @@ Prometheus' conventions (base units, ``_total`` counters, a ``worker`` label):
 ``uwsgi_worker_exceptions_total{worker}``      counter    requests that raised
 ``uwsgi_worker_harakiri_total{worker}``        counter    requests killed by harakiri
 ``uwsgi_worker_respawns_total{worker}``        counter    times the worker was (re)spawned
-``uwsgi_worker_status{worker,status}``         gauge      1 for its status (idle, busy, cheap)
+``uwsgi_worker_status{worker,status}``         gauge      1 for its stats status (idle, busy, cheap, ...)
 ``uwsgi_worker_rss_bytes{worker}``             gauge      resident memory (``vsz`` too)
 ``uwsgi_worker_avg_response_time_seconds``     gauge      the scoreboard's running average
 ``uwsgi_worker_busy_seconds_total{worker}``    counter    time spent in requests
@@ -32,7 +32,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 from vassal.metrics.table import MetricTable, MetricType
-from vassal.scoreboard import STATUS_NAMES
 from vassal.sockets import listen_queue
 
 TYPE_LABELS = {t: t.name.lower() for t in MetricType}
@@ -83,8 +82,7 @@ class InstanceCollector:
             wid = [str(i)]
             for attr, fam in fams.items():
                 fam.add_metric(wid, getattr(w, attr))
-            shown = "busy" if w.busy_cores > 0 else STATUS_NAMES.get(w.status, "idle")
-            status.add_metric([wid[0], shown], 1)
+            status.add_metric([wid[0], b.status_name(i)], 1)  # the stats' status, "cheap" too
             r, v = self.memory(int(w.pid)) if w.pid > 0 else (0, 0)
             rss.add_metric(wid, r)
             vsz.add_metric(wid, v)

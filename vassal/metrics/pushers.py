@@ -84,6 +84,9 @@ class Pusher(Service):
         self.max_retries = 0
         self.retry_delay = 0
         self.next_retry = 0.0
+        #: the instance stops or reloads: no scheduled push any more (the master waits for
+        #: the ones in flight, and a push started then would keep it waiting for ever)
+        self.stopped = False
 
     # --- scheduling (uWSGI's uwsgi_stats_pusher_loop) ---------------------------------------
 
@@ -95,11 +98,8 @@ class Pusher(Service):
             due = min(due, self.next_retry)
         return due
 
-    def timeout(self, now: float) -> float | None:
-        return max(0.0, self.next_due() - now)
-
     def tick(self, now: float) -> None:
-        if now < self.next_due() or self.in_flight():
+        if self.stopped or now < self.next_due() or self.in_flight():
             return
         if self.needs_retry:
             self.retries += 1
@@ -123,6 +123,12 @@ class Pusher(Service):
 
     def in_flight(self) -> bool:
         return False
+
+    def stopping(self, reload: bool) -> None:
+        self.stopped = True
+
+    def timeout(self, now: float) -> float | None:
+        return None if self.stopped else max(0.0, self.next_due() - now)
 
     def push(self, now: float) -> None:
         raise NotImplementedError
@@ -211,7 +217,8 @@ class FilePusher(Pusher):
         if self.json_doc is None:
             return
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
+            # non-blocking: a FIFO nobody drains must cost a log line, not the master loop
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o640)
         except OSError as exc:
             log(f"open(\"{self.path}\"): {exc.strerror}")
             self.finished(now, True)

@@ -3,7 +3,7 @@
 Each entry builds, once at start-up, a function of the request's Exchange returning what the
 routing engine does next: NEXT (the next rule), CONTINUE (stop the rules, serve the request),
 BREAK (stop, the request is over: answered by the action, or dropped). Facts from
-core/routing.c and plugins/router_{redirect,rewrite,static,basicauth,expires,hash}; which
+core/routing.c and plugins/router_{redirect,rewrite,static,basicauth,expires,hash,metrics}; which
 arguments are templates (``$1``, ``${VAR}``) and which are taken as written follows them
 (``break`` and ``return`` statuses, ``addvar``'s and ``logvar``'s names are not expanded).
 
@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from vassal.api import metrics as _metrics
 from vassal.api.cache import djb33x, murmur2
 from vassal.config.placeholders import c_int
 from vassal.log import log, set_logvar, skip_request_line
@@ -686,6 +687,25 @@ def _hash(arg: str) -> Action:
     return act
 
 
+# --- router_metrics -----------------------------------------------------------------------------
+
+
+def _metric(action: str) -> Callable[[str], Action]:
+    """``metricinc:NAME[,VALUE]`` (metricdec, metricmul, metricdiv, metricset): NAME and VALUE
+    (default 1, read as strtol reads it) are templates. A metric that cannot change (unknown,
+    collected, an alias, metrics off, a division by zero) ends the request unanswered, as
+    router_metrics' BREAK does."""
+    def factory(arg: str) -> Action:
+        name_text, value_text = _metrics.split_action(arg)
+        name, value = compile_template(name_text), compile_template(value_text)
+
+        def act(ex: Exchange) -> int:
+            ctx = ex.ctx
+            return NEXT if _metrics.apply_action(action, expand(name, ctx), expand(value, ctx)) else BREAK
+        return act
+    return factory
+
+
 # --- the table ---------------------------------------------------------------------------------
 
 FACTORIES: dict[str, Callable[[str], Action]] = {
@@ -714,6 +734,7 @@ FACTORIES: dict[str, Callable[[str], Action]] = {
     "fastfile": _file("fastfile", False), "fastfile-next": _file("fastfile", True),
     "basicauth": _basicauth(False), "basicauth-next": _basicauth(True),
     "expires": _expires, "hash": _hash,
+    **{name: _metric(name) for name in _metrics.ACTIONS},
 }
 
 _PROXY = "proxying to another server is not built here: let the front server (nginx's proxy_pass, " \
@@ -735,8 +756,6 @@ REFUSED: dict[str, str] = {
                  "cachedec", "cachemul", "cachediv")},
     **{n: "the rpc plugin's routing actions are not built here: call uwsgi.rpc() from the app"
        for n in ("rpc", "call", "rpcret", "rpcblob", "rpcnext", "rpcraw", "rpcvar")},
-    **{n: "the router_metrics plugin is not built here" for n in (
-        "metricinc", "metricdec", "metricmul", "metricdiv", "metricset")},
     **{n: f"it needs uWSGI's {p} plugin, which is not built here" for n, p in (
         ("memcached", "router_memcached"), ("memcached-continue", "router_memcached"),
         ("memcachedstore", "router_memcached"), ("memcached-store", "router_memcached"),

@@ -5,7 +5,7 @@ the text: first every ``$N`` (one digit) becomes group N of the rule's match (no
 rule has fewer groups; a ``$`` before anything else stays as it is; a ``$`` at the very end is
 dropped), then every ``${KEY}`` becomes the request variable KEY (the last value given wins),
 or ``${NAME[ARG]}`` the route variable NAME (``cookie``, ``qs``, ``mime``, ``time``,
-``httptime``, ``base64``, ``hex``, ``uwsgi``) applied to ARG. An unknown variable is empty; an
+``httptime``, ``base64``, ``hex``, ``uwsgi``, ``metric``) applied to ARG. An unknown variable is empty; an
 unclosed ``${`` stays as text.
 
 One deliberate difference: here a template is split into its parts once, when the config is
@@ -27,11 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vassal.api.metrics import metric_get
 from vassal.protocols.static import http_date, mime_type
 
 #: route variables registered by plugins that are not built here: refused when a rule names one
-PLUGIN_VARS = {"math": "matheval", "geoip": "geoip", "xattr": "xattr", "xattr2": "xattr",
-               "metric": "router_metrics"}
+PLUGIN_VARS = {"math": "matheval", "geoip": "geoip", "xattr": "xattr", "xattr2": "xattr"}
 
 
 class TemplateError(ValueError):
@@ -348,9 +348,14 @@ def _c_num(text: str) -> int:
     return n
 
 
+def _metric(ctx: Context, name: str) -> str:
+    """router_metrics' ``${metric[NAME]}``: the value, 0 for an unknown name or metrics off."""
+    return str(metric_get(name))
+
+
 ROUTE_VARS: dict[str, Callable[[Context, str], str | None]] = {
     "cookie": _cookie, "qs": _qs, "mime": _mime, "time": _time, "httptime": _httptime,
-    "base64": _base64, "hex": _hex, "uwsgi": _uwsgi,
+    "base64": _base64, "hex": _hex, "uwsgi": _uwsgi, "metric": _metric,
 }
 
 

@@ -83,6 +83,8 @@ ELSEWHERE = {"as-vassal": "the emperor (before it execs a vassal)",
              "as-emperor": "the emperor (after it started a vassal)",
              "emperor-start": "the emperor (when it starts)",
              "as-gateway": "gateways"}
+#: phases that run before the uwsgi module (and so the metrics) is set up
+BEFORE_METRICS = frozenset({"asap", "pre-jail", "in-jail", "post-jail", "as-root", "as-user"})
 #: phases with exec-/call- variants: (text uWSGI gives them, fatal exec, fatal call, the
 #: exec- option, the call- option)
 HARDCODED: dict[str, tuple[str, bool, bool, str, str]] = {
@@ -551,7 +553,7 @@ ACTIONS: dict[str, Action] = {
     "alarm": _refused("alarm (the alarm subsystem is not built in Imperium)"),
     "rpc": _rpc, "retryrpc": _retryrpc,
     # uWSGI's router_metrics actions, as hooks (vassal.api.metrics)
-    **{name: _metrics.hook_action(fn) for name, fn in _metrics.HOOK_ACTIONS.items()},
+    **{name: _metrics.hook_action(name) for name in _metrics.ACTIONS},
 }
 #: actions refused at start-up: they could never succeed here
 UNAVAILABLE = {"mount", "umount", "alarm"}
@@ -657,9 +659,13 @@ def validate(config: Any) -> list[str]:
             continue  # hook-touch values are FILE ACTION:ARGS (below)
         for value in _values(config, option):
             try:
-                parse(value, option)
+                action = parse(value, option)[0]
             except HookError as exc:
                 errors.append(str(exc))
+                continue
+            if action in _metrics.ACTIONS and phase in BEFORE_METRICS:
+                errors.append(f"{option} = {value}: the {action} action needs the metrics, which exist "
+                              "from the pre-app phase on")
     for value in _values(config, "hook-touch"):
         path, sep, action = value.partition(" ")
         if not sep:

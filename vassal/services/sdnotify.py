@@ -1,6 +1,7 @@
 """An instance run by systemd (``Type=notify``): the master speaks ``$NOTIFY_SOCKET``.
 
-As uWSGI's core/notify.c: ``STATUS=uWSGI is ready`` with ``READY=1`` when the master loop
+As uWSGI's core/notify.c: ``STATUS=initializing uWSGI`` as the instance starts (before its
+config is acted on), ``STATUS=uWSGI is ready`` with ``READY=1`` when the master loop
 starts (before the workers are forked), and again in each new incarnation after a reload
 (the master re-execs itself: same pid, the variable kept). Besides uWSGI: ``RELOADING=1``
 when a reload begins and ``STOPPING=1`` when a shutdown does. Under an emperor the variable
@@ -13,6 +14,14 @@ from typing import Any
 
 from emperor.protocol import SystemdNotify
 from vassal.services import Service
+
+
+def initializing() -> None:
+    """``STATUS=initializing uWSGI``, what uWSGI says first (again after each re-exec)."""
+    notify = SystemdNotify.from_environ(pop=False)
+    if notify is not None:
+        notify.send("STATUS=initializing uWSGI")
+        notify.close()
 
 
 class SystemdService(Service):
