@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from vassal import profiler
 from vassal.api.request import current as current_request
 from vassal.log import log, take_logvars
 from vassal.logs.request import RequestLog
@@ -109,6 +110,7 @@ class WorkerSettings:
     socket_timeout: float = 4.0
     timeval: bytes = b"\x04" + b"\x00" * 15  # socket-timeout as a struct timeval (4 s)
     extra: dict = field(default_factory=dict)
+    profiler: Any = None  # vassal.profiler.Profiler: the app's calls logged (profiler = pycall|pyline)
 
     @classmethod
     def from_config(cls, config: Any, version: str, link: Any, **more: Any) -> WorkerSettings:
@@ -160,6 +162,7 @@ class WorkerSettings:
             gevent_monkey=bool(config.get("gevent-monkey-patch")),
             socket_timeout=float(socket_timeout),
             timeval=struct.pack("ll", socket_timeout, 0),
+            profiler=profiler.from_config(config),
             **more,
         )
 
@@ -783,6 +786,8 @@ class Worker:
                 resp.send_head_and(b"Internal Server Error", None)
             else:
                 current_request.resp = resp  # for uwsgi.sendfile & co.
+                if s.profiler is not None:
+                    s.profiler.on()
                 result = app.callable(env, resp.start_response)
                 if type(result) in _LIST_TYPES:
                     self._send_list(resp, result)
@@ -831,6 +836,8 @@ class Worker:
                     close()
                 except Exception:  # noqa: BLE001
                     print_app_exception()
+            if s.profiler is not None:
+                s.profiler.off()
             if type(body) is H.BufferedBody:
                 body.close()
         t1 = _monotonic()
