@@ -11,9 +11,8 @@ Transfer-Encoding on HTTP/1.0 (400), versions other than 1.0/1.1 (505).
 
 The environ carries exactly the variables uWSGI 2.0's http-socket parser (proto/http.c)
 produces, in its order: REQUEST_METHOD, REQUEST_URI, PATH_INFO (dot segments removed, then
-percent-decoded),
-QUERY_STRING, SERVER_PROTOCOL, SCRIPT_NAME, SERVER_NAME (the host name), SERVER_PORT (from
-the socket's name), REMOTE_ADDR, then one HTTP_* per header (CONTENT_LENGTH and CONTENT_TYPE
+percent-decoded), QUERY_STRING, SERVER_PROTOCOL, SCRIPT_NAME, SERVER_NAME (the host name),
+SERVER_PORT (from the socket's name), REMOTE_ADDR, then one HTTP_* per header (CONTENT_LENGTH and CONTENT_TYPE
 without the prefix; repeated headers joined with ", "). REMOTE_PORT is not set, as in uWSGI.
 Bytes above 0x7f in the request target, which llhttp refuses and uWSGI passes on, reach the
 app as uWSGI gives them (latin-1 decoded).
