@@ -466,7 +466,10 @@ class Worker:
                 t.join()
         if self.offload is not None:
             self.offload.shutdown(time.monotonic() + self.s.reload_mercy)
-        if self.reason == "max-requests":
+        if self.reason == "graceful":
+            # uWSGI's worker says so in its SIGHUP handler; ours only records the signal
+            log(f"Gracefully killing worker {self.wid} (pid: {self.pid})...")
+        elif self.reason == "max-requests":
             log(f"...The work of process {self.pid} is done. Seeya!")
         return 0
 
