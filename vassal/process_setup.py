@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 from vassal.log import log
+from vassal.services import where
 
 
 class SetupError(Exception):
@@ -109,5 +110,5 @@ def apply_pymodule_aliases(config: Any) -> None:
         except BaseException as exc:  # noqa: BLE001 - the module may raise anything
             sys.modules.pop(name, None)
             raise SetupError(f"pymodule-alias {value}: cannot import {target}: "
-                             f"{type(exc).__name__}: {exc}") from None
+                             f"{type(exc).__name__}: {exc} ({where(config, 'pymodule-alias', value)})") from None
         log(f"mapped virtual pymodule \"{name}\" to real pymodule \"{target}\"")

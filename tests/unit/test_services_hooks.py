@@ -33,7 +33,7 @@ def test_parse_names_option_and_value() -> None:
 def test_validate_reports_every_phase_and_hook_touch() -> None:
     c = cfg("--hook-accepting1-once", "bogus:1", "--hook-touch", "/tmp/f nope:2", "--hook-touch", "nospace")
     errors = hooks.validate(c)
-    assert errors[0] == "hook-accepting1-once = bogus:1: hook action not found: bogus"
+    assert errors[0] == "hook-accepting1-once = bogus:1: hook action not found: bogus (command line)"
     assert any("hook-touch = /tmp/f nope:2" in e for e in errors)
     assert any("hook-touch = nospace: invalid syntax" in e for e in errors)
 

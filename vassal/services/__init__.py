@@ -79,3 +79,11 @@ class Service:
     def kept_sockets(self) -> list[Any]:
         """Listening sockets (ListenSocket) the next incarnation inherits on a reload."""
         return []
+
+
+def where(config: Any, name: str, value: str) -> str:
+    """The file and line (or the command line) where ``name = value`` was given."""
+    for given, origin in config.given(name):
+        if given == value:
+            return str(origin)
+    return "?"

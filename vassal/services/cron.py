@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vassal.log import log
-from vassal.services import Service, commands, log_verbose
+from vassal.services import Service, commands, log_verbose, where
 from vassal.services.daemons import kvlist
 from vassal.services.signals import cron_matches
 
@@ -141,7 +141,14 @@ def _atoi(text: str) -> int:
 
 def crons_from_config(config: Any) -> list[CronEntry]:
     names = ("cron", "cron2", "unique-cron", *LEGION_OPTIONS)
-    return [parse_cron(name, value) for name, value in config.items() if name in names]
+    out = []
+    for name, value in config.items():
+        if name in names:
+            try:
+                out.append(parse_cron(name, value))
+            except CronConfigError as exc:
+                raise CronConfigError(f"{exc} ({where(config, name, value)})") from None
+    return out
 
 
 class CronTable:

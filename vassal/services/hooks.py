@@ -47,7 +47,7 @@ from typing import Any
 
 from vassal.api import metrics as _metrics
 from vassal.log import log
-from vassal.services import Service, commands
+from vassal.services import Service, commands, where
 from vassal.services import log_verbose as _log_verbose
 
 #: phase -> (text uWSGI logs for it, fatal, its hook- option)
@@ -659,16 +659,17 @@ def validate(config: Any) -> list[str]:
             try:
                 parse(value, option)
             except HookError as exc:
-                errors.append(str(exc))
+                errors.append(f"{exc} ({where(config, option, value)})")
     for value in _values(config, "hook-touch"):
         path, sep, action = value.partition(" ")
         if not sep:
-            errors.append(f"hook-touch = {value}: invalid syntax, must be: <file> <action>")
+            errors.append(f"hook-touch = {value}: invalid syntax, must be: <file> <action> "
+                          f"({where(config, 'hook-touch', value)})")
             continue
         try:
             parse(action, "hook-touch", value)
         except HookError as exc:
-            errors.append(str(exc))
+            errors.append(f"{exc} ({where(config, 'hook-touch', value)})")
     return errors
 
 
