@@ -589,8 +589,11 @@ def from_config(config: Any, always: bool = False) -> StaticFiles | None:
     sf.expires_type.sort(key=lambda r: r.from_mtime)
     for mode, where in _values(config, "file-serve-mode"):
         if mode.lower() not in _SERVE_MODES:
-            raise StaticConfigError(f"file-serve-mode {mode!r} ({where}): expected x-sendfile, "
-                                    "x-accel-redirect or nginx")
+            # uWSGI leaves the mode as it was for a value it does not know (real configs say
+            # "offloading"): the files still go out, so say it and go on
+            log(f"imperium: file-serve-mode {mode!r} ({where}): not x-sendfile, x-accel-redirect "
+                "or nginx: ignored, as uWSGI does")
+            continue
         sf.mode = _SERVE_MODES[mode.lower()]
     sf.honour_range = bool(config.get("honour-range"))
     return sf
