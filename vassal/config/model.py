@@ -134,12 +134,6 @@ class Config:
         given = self._by_name.get(canonical(name))
         return given[-1].origin if given else None
 
-    def given(self, name: str) -> list[tuple[str, Origin]]:
-        """(raw value, where it was given) of every occurrence of an option, in order (flags:
-        "true"): for messages that must name the file and line of a bad value."""
-        return [("true" if e.value is None else e.value, e.origin)
-                for e in self._by_name.get(canonical(name), [])]
-
     def items(self) -> list[tuple[str, str]]:
         """(canonical name, raw value) of every option given, in order (flags: "true")."""
         return [(e.name, "true" if e.value is None else e.value) for e in self.entries if e.name is not None]

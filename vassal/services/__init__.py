@@ -83,7 +83,7 @@ class Service:
 
 def where(config: Any, name: str, value: str) -> str:
     """The file and line (or the command line) where ``name = value`` was given."""
-    for given, origin in config.given(name):
-        if given == value:
+    for given, origin in config.occurrences(name):
+        if str(given) == value:
             return str(origin)
     return "?"
