@@ -9,8 +9,9 @@ import re
 from pathlib import Path
 
 from tests import procstat
-from tests.conftest import Procs, free_port, need_root, port_open, wait_until
+from tests.conftest import Procs, free_port, need_root, wait_until
 from tests.interop.helpers import backend_argv, children, http_request, need_uwsgi
+from tests.interop.helpers import start_twins as _start
 
 KINDS = ("imperium", "uwsgi")
 
@@ -36,22 +37,6 @@ def application(env, start_response):
 """
 
 
-def _start(procs: Procs, base: Path, name: str, body: str) -> dict[str, tuple[int, object]]:
-    """Both servers on ``body`` ({port} and {dir} filled per server)."""
-    need_uwsgi()
-    out = {}
-    for kind in KINDS:
-        d = base / f"{name}-{kind}"
-        d.mkdir()
-        port = free_port()
-        (d / "s.ini").write_text("[uwsgi]\n" + body.format(port=port, dir=d, base=base))
-        out[kind] = (port, procs.start(backend_argv(kind, d / "s.ini"), cwd=d))
-    for kind, (port, p) in out.items():
-        wait_until(lambda p=p, port=port: p.poll() is not None or port_open(port), 20, message=f"{kind} {name}")
-        assert p.poll() is None, f"{kind} exited:\n{procs.output(p)[-3000:]}"
-    return out
-
-
 def _locked_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -67,7 +52,7 @@ def test_never_swap_locks_the_master_and_every_worker(tmp_path: Path, procs: Pro
     locked = _start(procs, tmp_path, "locked", body + "never-swap = true\n")
     plain = _start(procs, tmp_path, "plain", body)
     for group, want in ((locked, True), (plain, False)):
-        for kind, (port, p) in group.items():
+        for kind, (port, p, _d) in group.items():
             assert http_request(port).status == 200
             wait_until(lambda p=p: len(children(p.pid)) == 2, 10, message=f"{kind}'s workers")
             for pid in (p.pid, *children(p.pid)):
@@ -83,7 +68,7 @@ processes = 2
 enable-threads = true
 py-call-uwsgi-fork-hooks = true
 """)
-    answers = {kind: {http_request(port).body for _ in range(4)} for kind, (port, _p) in servers.items()}
+    answers = {kind: {http_request(port).body for _ in range(4)} for kind, (port, _p, _d) in servers.items()}
     assert answers["imperium"] == answers["uwsgi"] == {b"hook ran in me"}
 
 
@@ -109,7 +94,7 @@ master = true
 profiler = {kind_of_profiler}
 """)
         logs = {}
-        for kind, (port, p) in servers.items():
+        for kind, (port, p, _d) in servers.items():
             assert http_request(port).body == b"3"
             wait_until(lambda p=p, e=expected: e in procs.output(p), 10, message=f"{kind}'s profiler lines")
             logs[kind] = _profile_lines(procs.output(p), str(app))
@@ -120,7 +105,7 @@ wsgi-file = {app}
 master = true
 profiler = true
 """)
-    for kind, (port, p) in servers.items():
+    for kind, (port, p, _d) in servers.items():
         assert http_request(port).body == b"3"
         assert "uWSGI Python profiler" not in procs.output(p), kind
     assert "profiler true: not a profiler" in procs.output(servers["imperium"][1])
