@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(VERSION)
         return 0
+    for line in config.reading:
+        print(line, file=sys.stderr)
     for notice in config.notices():
         print(f"imperium: warning: {notice}", file=sys.stderr)
     if config.get("imperial-monitor-list"):

@@ -564,6 +564,7 @@ def _run(config: Any) -> int:
         raise InstanceError("no socket configured: use http-socket = ADDR or socket = ADDR")
     link = EmperorLink.from_config(config)
     process_setup.apply_max_fd(config)
+    process_setup.lock_memory(config)
     if not reloading:
         _phase(plan, "pre-jail")
 
@@ -597,7 +598,11 @@ def _run(config: Any) -> int:
     cores = threads
     if config.get("gevent"):
         cores = _gevent_setup(config, threads)
-    board = Scoreboard(processes, cores)
+    try:
+        board = Scoreboard(processes, cores)
+    except OSError as exc:
+        # e.g. never-swap's locked memory beyond the memlock limit of the user dropped to
+        raise InstanceError(f"mmap(): {exc.strerror} (the scoreboard)") from None
     buffer_size = int(config.get("buffer-size") or 4096)
     try:
         uwsgi_module.install(config, version, processes, os.getpid(), board, sockets, buffer_size)

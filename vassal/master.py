@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from emperor.protocol import ToVassal
+from vassal import process_setup
 from vassal import stats as statsmod
 from vassal.log import log
 from vassal.respawn_guard import RespawnGuard
@@ -518,6 +519,7 @@ def _fork_worker(spawn_worker: Callable[[int], None], wid: int) -> int:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     else:
         _die_with_parent(master)
+        process_setup.relock_memory()
         try:
             signal.set_wakeup_fd(-1)
         except (ValueError, OSError):

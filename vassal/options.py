@@ -407,7 +407,7 @@ _ignored(S, "legion",
          "py-sharedarea", "max-apps", "backtrace-depth", "env-file", "envdir")
 _ignored(S, "reload-on-fd", "brutal-reload-on-fd", "mount-check", "mountpoint-check",
          repeat=True)
-_ignored(S, "no-threads-wait", "py-call-uwsgi-fork-hooks", "pcre-jit",
+_ignored(S, "no-threads-wait", "pcre-jit",
          "skip-atexit", "skip-atexit-teardown", "freebind",
          "ssl-verbose", "http-raw-body", "http-websockets",
          "lazy-apps-fallback", "ugreen", "greenlet", "stackless",          "master-as-root", "ksm", "python-worker-override", type_=bool)
@@ -565,6 +565,7 @@ _add("harakiri-graceful-timeout", int, 0, "first harakiri sends harakiri-gracefu
 _add("harakiri-graceful-signal", int, 15, "signal of the graceful harakiri", section=S)
 _add("no-orphans", bool, False, "kill the workers when the master dies (always the case here)", section=S)
 _add("max-fd", int, 0, "set the file descriptor limit (soft and hard)", section=S)
+_add("never-swap", bool, False, "lock all memory pages (mlockall) in the master and every process it forks", section=S)
 
 # --- python --------------------------------------------------------------------------------
 S = "python"
@@ -592,6 +593,10 @@ _add("ini-paste-logged", str, None, "like ini-paste, and configure logging from 
 _add("eval", str, None, "evaluate this python code as the app definition", section=S)
 _add("pyargv", str, None, "sys.argv of the app after 'uwsgi' (split on spaces)", section=S)
 _add("py-call-osafterfork", bool, False, "let workers trap OS signals in python (always the case here)",
+     section=S)
+_add("py-call-uwsgi-fork-hooks", bool, False, "run the os.register_at_fork() hooks around every fork "
+     "(always the case here)", section=S)
+_add("profiler", str, None, "log the app's python calls (pycall) or lines (pyline) in the main thread",
      section=S)
 
 # --- logging -------------------------------------------------------------------------------
@@ -762,6 +767,8 @@ IGNORED: frozenset[str] = frozenset(n for n, o in OPTIONS.items() if o.ignored)
 INHERENT: frozenset[str] = frozenset({
     "app", "plugin", "plugins-dir", "enable-threads", "single-interpreter", "close-on-exec", "close-on-exec2",
     "http-keepalive", "no-orphans", "py-call-osafterfork",
+    # workers are forked by os.fork(), which runs the os.register_at_fork() hooks
+    "py-call-uwsgi-fork-hooks",
     # TCP_NODELAY is set on every TCP socket; EPOLLEXCLUSIVE wakes one waiter per connection
     "tcp-nodelay", "thunder-lock",
 })

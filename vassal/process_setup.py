@@ -9,6 +9,9 @@
 - ``pymodule-alias NAME=MODULE``: ``import NAME`` gives MODULE; MODULE containing a ``/`` is
   a file imported under NAME. A module that cannot be imported ends the start-up (uWSGI
   exits 1); a value without ``=`` is logged and skipped.
+- ``never-swap``: ``mlockall(MCL_CURRENT | MCL_FUTURE)`` in the master at start-up and again
+  in every process it forks (memory locks are not inherited across fork); a failure is logged
+  and the process goes on, as core/uwsgi.c and uwsgi_fork() do.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sys
 from typing import Any
 
 from vassal.log import log
+from vassal.services import where
 
 
 class SetupError(Exception):
@@ -37,6 +41,31 @@ def apply_max_fd(config: Any) -> None:
             log(f"setrlimit(): max-fd {wanted}: {getattr(exc, 'strerror', None) or exc}")
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     log(f"detected max file descriptor number: {soft}")
+
+
+#: mlockall() flags (<sys/mman.h>)
+_MCL_CURRENT = 1
+_MCL_FUTURE = 2
+#: set by ``lock_memory`` when never-swap is on, so that forked children lock theirs too
+_never_swap = False
+
+
+def lock_memory(config: Any) -> None:
+    """``never-swap`` in the master, at start-up."""
+    global _never_swap
+    _never_swap = bool(config.get("never-swap"))
+    relock_memory()
+
+
+def relock_memory() -> None:
+    """``never-swap`` in a freshly forked child (a worker, mule or spooler)."""
+    if not _never_swap:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mlockall(_MCL_CURRENT | _MCL_FUTURE) != 0:
+        log(f"mlockall(): {os.strerror(ctypes.get_errno())}")
 
 
 def remap_stdin(config: Any) -> None:
@@ -81,5 +110,5 @@ def apply_pymodule_aliases(config: Any) -> None:
         except BaseException as exc:  # noqa: BLE001 - the module may raise anything
             sys.modules.pop(name, None)
             raise SetupError(f"pymodule-alias {value}: cannot import {target}: "
-                             f"{type(exc).__name__}: {exc}") from None
+                             f"{type(exc).__name__}: {exc} ({where(config, 'pymodule-alias', value)})") from None
         log(f"mapped virtual pymodule \"{name}\" to real pymodule \"{target}\"")

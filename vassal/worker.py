@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from vassal import profiler
 from vassal.api.request import current as current_request
 from vassal.log import log, take_logvars
 from vassal.logs.request import RequestLog
@@ -109,6 +110,7 @@ class WorkerSettings:
     socket_timeout: float = 4.0
     timeval: bytes = b"\x04" + b"\x00" * 15  # socket-timeout as a struct timeval (4 s)
     extra: dict = field(default_factory=dict)
+    profiler: Any = None  # vassal.profiler.Profiler: the app's calls logged (profiler = pycall|pyline)
 
     @classmethod
     def from_config(cls, config: Any, version: str, link: Any, **more: Any) -> WorkerSettings:
@@ -160,6 +162,7 @@ class WorkerSettings:
             gevent_monkey=bool(config.get("gevent-monkey-patch")),
             socket_timeout=float(socket_timeout),
             timeval=struct.pack("ll", socket_timeout, 0),
+            profiler=profiler.from_config(config),
             **more,
         )
 
@@ -463,7 +466,10 @@ class Worker:
                 t.join()
         if self.offload is not None:
             self.offload.shutdown(time.monotonic() + self.s.reload_mercy)
-        if self.reason == "max-requests":
+        if self.reason == "graceful":
+            # uWSGI's worker says so in its SIGHUP handler; ours only records the signal
+            log(f"Gracefully killing worker {self.wid} (pid: {self.pid})...")
+        elif self.reason == "max-requests":
             log(f"...The work of process {self.pid} is done. Seeya!")
         return 0
 
@@ -783,6 +789,8 @@ class Worker:
                 resp.send_head_and(b"Internal Server Error", None)
             else:
                 current_request.resp = resp  # for uwsgi.sendfile & co.
+                if s.profiler is not None:
+                    s.profiler.on()
                 result = app.callable(env, resp.start_response)
                 if type(result) in _LIST_TYPES:
                     self._send_list(resp, result)
@@ -831,6 +839,8 @@ class Worker:
                     close()
                 except Exception:  # noqa: BLE001
                     print_app_exception()
+            if s.profiler is not None:
+                s.profiler.off()
             if type(body) is H.BufferedBody:
                 body.close()
         t1 = _monotonic()

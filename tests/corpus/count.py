@@ -6,10 +6,11 @@
 - ``refused``: it does not load (a uWSGI option Imperium does not support, or another
   error of the option language, e.g. an include of a file that is not in the corpus).
 
-"Loads" means what ``imperium CONFIG`` does before it binds anything or imports the app:
+"Loads" means what ``imperium CONFIG`` checks before it binds anything or imports the app:
 the option language (files, includes, placeholders, logic) and the option table's
-validation, as ``vassal.config.load_config`` does it, in a clean environment (no UWSGI_*
-variables; the working directory is the config's own directory).
+validation, as ``vassal.config.load_config`` does it, then the values the instance checks
+at start-up (static files, routing rules, hooks, crons, daemons), in a clean environment (no
+UWSGI_* variables; the working directory is the config's own directory).
 
     python -m tests.corpus.count          # counts, then the options responsible, ranked
     python -m tests.corpus.count -v       # and the verdict for every config
@@ -24,11 +25,15 @@ import os
 import re
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vassal import routing
 from vassal.config import ConfigError, load_config
 from vassal.options import OPTIONS
+from vassal.protocols import static
+from vassal.services.plan import PlanError, ServicePlan
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "manifest.json"
@@ -67,10 +72,45 @@ def judge(entry: dict[str, str]) -> Verdict:
         return Verdict(entry["file"], "refused", [*sorted(set(unsupported)), "error: " + _general(str(exc))])
     finally:
         os.chdir(cwd)
+    if not unsupported:
+        refusal = _start_up_refusal(config)
+        if refusal:
+            return Verdict(entry["file"], "refused", ["error: " + _general(refusal)])
     if unsupported:
         return Verdict(entry["file"], "refused", sorted(set(unsupported)))
     ignored = sorted({e.name for e in config.entries if e.name is not None and OPTIONS[e.name].ignored})
     return Verdict(entry["file"], "ignored" if ignored else "implemented", ignored)
+
+
+def _start_up_refusal(config: object) -> str | None:
+    """What the instance checks of the values before it binds a socket (static files, the
+    routing rules, hooks, crons, daemons): its one-line refusal, or None."""
+    with _quiet():
+        try:
+            files = static.from_config(config)
+            routing.from_config(config, files)
+            ServicePlan(config)
+        except (static.StaticConfigError, routing.RouteError, PlanError) as exc:
+            return str(exc)
+    return None
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The start-up lines these checks log go to fd 1/2 directly: to /dev/null meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
 
 
 def _general(message: str) -> str:

@@ -295,6 +295,7 @@ def test_bad_input_is_one_line(procs: Procs, tmp_path: Path) -> None:
         assert inst.exit_code() == 1, body
         errors = [x for x in inst.log().splitlines() if x.startswith("imperium: ")]
         assert len(errors) == 1 and line.replace("{d}", str(d)) in errors[0], inst.log()[-2000:]
+        assert errors[0].endswith(f"({d}/s.ini:7)"), errors[0]  # the file and line of the value
 
 
 def test_lifetime_delta_per_worker() -> None:

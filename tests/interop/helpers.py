@@ -163,6 +163,25 @@ def start_nginx(procs: Procs, prefix: Path, servers: dict[int, str]) -> subproce
     return p
 
 
+def start_twins(procs: Procs, base: Path, name: str, body: str) -> dict[str, tuple[int, subprocess.Popen, Path]]:
+    """Imperium and the real uWSGI on the same ini ``body`` ({port} and {dir} filled per
+    server, {base} is ``base``), each in its own directory: kind -> (port, process, dir)."""
+    from tests.conftest import free_port
+
+    need_uwsgi()
+    out = {}
+    for kind in ("imperium", "uwsgi"):
+        d = base / f"{name}-{kind}"
+        d.mkdir()
+        port = free_port()
+        (d / "s.ini").write_text("[uwsgi]\n" + body.format(port=port, dir=d, base=base))
+        out[kind] = (port, procs.start(backend_argv(kind, d / "s.ini"), cwd=d), d)
+    for kind, (port, p, _d) in out.items():
+        wait_until(lambda p=p, port=port: p.poll() is not None or port_open(port), 20, message=f"{kind} {name}")
+        assert p.poll() is None, f"{kind} exited:\n{procs.output(p)[-3000:]}"
+    return out
+
+
 def copy_app(name: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / name

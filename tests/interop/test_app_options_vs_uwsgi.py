@@ -11,27 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMPERIUM, Procs, free_port, port_open, read_to_close, wait_until
-from tests.interop.helpers import VASSAL_BINARY, backend_argv, copy_app, need_uwsgi
+from tests.conftest import IMPERIUM, Procs, read_to_close, wait_until
+from tests.interop.helpers import VASSAL_BINARY, backend_argv, copy_app
+from tests.interop.helpers import start_twins as _start
 
 KINDS = ("imperium", "uwsgi")
 OURS = VASSAL_BINARY == IMPERIUM
-
-
-def _start(procs: Procs, base: Path, name: str, body: str) -> dict[str, tuple[int, object, Path]]:
-    """Both servers on ``body`` ({port} and {dir} filled per server)."""
-    need_uwsgi()
-    out = {}
-    for kind in KINDS:
-        d = base / f"{name}-{kind}"
-        d.mkdir()
-        port = free_port()
-        (d / "s.ini").write_text("[uwsgi]\n" + body.format(port=port, dir=d, base=base))
-        out[kind] = (port, procs.start(backend_argv(kind, d / "s.ini"), cwd=d), d)
-    for kind, (port, p, _d) in out.items():
-        wait_until(lambda p=p, port=port: p.poll() is not None or port_open(port), 20, message=f"{kind} {name}")
-        assert p.poll() is None, f"{kind} exited:\n{procs.output(p)[-3000:]}"
-    return out
 
 
 def _get(port: int, path: str, host: str = "t") -> tuple[str, bytes]:

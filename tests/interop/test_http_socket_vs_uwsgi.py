@@ -87,6 +87,24 @@ def test_environ_matches_uwsgi(servers: dict[str, int], case: str) -> None:
     assert {"wsgi.input", "wsgi.errors", "wsgi.file_wrapper"} <= set(docs["imperium"]["has"])
 
 
+#: request targets whose PATH_INFO uWSGI's http-socket rebuilds (dot segments removed on the
+#: raw target, a fragment dropped; %2e stays a name, empty segments stay)
+ODD_TARGETS = ("/a/../b", "/a/./b/", "/x/../../y", "/a/b/..", "/a/.", "/..", "/.", "//a//../b",
+               "/a/%2e%2e/b", "/a/.b/..c/...", "/p%20q/../r%2Fs", "/frag#x/../y", "/a/..?q=/../z")
+
+
+def test_path_info_of_dot_segments_matches_uwsgi(servers: dict[str, int]) -> None:
+    seen = {}
+    for kind, port in servers.items():
+        seen[kind] = []
+        for target in ODD_TARGETS:
+            raw = raw_request(port, b"GET %s HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" % target.encode())
+            env = environ_of(raw)["environ"]
+            seen[kind].append((target, env["PATH_INFO"], env["REQUEST_URI"], env["QUERY_STRING"]))
+    assert seen["imperium"] == seen["uwsgi"]
+    assert ("/a/../b", "/b", "/a/../b", "") in seen["imperium"]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_large_post_and_response_headers(servers: dict[str, int], kind: str) -> None:
     body = os.urandom(3 << 20)

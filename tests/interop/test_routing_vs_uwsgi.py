@@ -14,6 +14,7 @@ for ``/redir/${HTTP_AUTHORIZATION}``).
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import os
 from pathlib import Path
@@ -370,3 +371,44 @@ def test_routed_requests_in_the_stats(servers: dict) -> None:
         doc = read_json(servers["ports"][kind][2])
         return sum(c["routed_requests"] for w in doc["workers"] for c in w["cores"])
     assert routed("imperium") == routed("uwsgi") >= 2
+
+
+#: a single-page app's rules without any static-map (indico/newdle's docker config): the
+#: static action still names the Content-Type, takes the gzip sibling and sets Expires
+SPA = """plugins = router_static
+wsgi-file = {base}/routed.py
+route-uri = ^/api/ last:
+route-if = isfile:{t}${{PATH_INFO}} static:{t}${{PATH_INFO}}
+route-run = static:{t}/index.html
+static-expires-type = text/html=60
+static-gzip-all = true
+"""
+
+
+def test_static_action_without_static_map(tree: Path, procs: Procs) -> None:
+    need_uwsgi()
+    spa = tree / "spa"
+    spa.mkdir(exist_ok=True)
+    (spa / "index.html").write_text("<html>spa</html>\n")
+    (spa / "app.js").write_text("console.log('spa')\n" * 20)
+    with gzip.open(spa / "app.js.gz", "wb") as f:
+        f.write((spa / "app.js").read_bytes())
+    ports = {}
+    for kind in KINDS:
+        d = tree / f"spa-{kind}"
+        d.mkdir(exist_ok=True)
+        ports[kind] = free_port()
+        (d / "s.ini").write_text(f"[uwsgi]\nhttp-socket = 127.0.0.1:{ports[kind]}\nmaster = true\n"
+                                 + SPA.format(base=tree, t=spa))
+        p = procs.start(backend_argv(kind, d / "s.ini"), cwd=d)
+        wait_until(lambda p=p, kind=kind: p.poll() is not None or port_open(ports[kind]), 20, message=kind)
+        assert p.poll() is None, procs.output(p)[-3000:]
+    for target, headers in (("/some/route", ""), ("/app.js", ""), ("/app.js", "Accept-Encoding: gzip\r\n")):
+        answers = {kind: parse(raw_http(port, target, headers=headers)) for kind, port in ports.items()}
+        for kind in KINDS:  # the clock may tick between the two answers
+            answers[kind][1].pop("date", None)
+            answers[kind][1]["expires"] = ["set"] if "expires" in answers[kind][1] else []
+        assert answers["imperium"] == answers["uwsgi"], target
+    status, headers, _body = parse(raw_http(ports["imperium"], "/app.js", headers="Accept-Encoding: gzip\r\n"))
+    assert headers["content-encoding"] == ["gzip"] and headers["content-type"] == ["text/javascript"]
+    assert parse(raw_http(ports["imperium"], "/x"))[1]["content-type"] == ["text/html"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sysconfig
@@ -196,6 +197,8 @@ def test_sigterm_is_a_graceful_stop_with_the_docker_hook(procs: Procs, tmp_path:
     assert inst.exit_code() == 0
     assert "graceful shutdown triggered..." in inst.log()
     assert "binary reloading" not in inst.log()
+    # each worker says it goes gracefully (uWSGI's worker SIGHUP handler)
+    assert re.search(r"^Gracefully killing worker 1 \(pid: \d+\)\.\.\.$", inst.log(), re.M), inst.log()
 
 
 def test_unknown_hook_action_is_refused(procs: Procs, tmp_path: Path) -> None:

@@ -60,8 +60,10 @@ check-static-docroot = true
 file-serve-mode = x-accel-redirect
 """
 
+#: "offloading" is no file-serve-mode: uWSGI ignores it (a real config, kaavapino's, has it)
 OFFLOAD = """static-map = /s={t}/pub
 offload-threads = 2
+file-serve-mode = offloading
 """
 
 

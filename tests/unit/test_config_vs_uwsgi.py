@@ -36,6 +36,14 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def real_uwsgi(argv: list[str], env: dict[str, str], cwd: Path) -> list[tuple[str, str]]:
+    text = uwsgi_output(argv, env, cwd)
+    body = text.split("\n[uwsgi]\n", 1)[1].split(";end of configuration", 1)[0]
+    pairs = [tuple(line.split(" = ", 1)) for line in body.splitlines() if line]
+    return [p for p in pairs if p[0] != "show-config"]  # type: ignore[misc]
+
+
+def uwsgi_output(argv: list[str], env: dict[str, str], cwd: Path) -> str:
+    """What uWSGI prints up to the end of its --show-config dump."""
     proc = subprocess.Popen([UWSGI, *argv, "--show-config"], env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     assert proc.stdout is not None
@@ -59,9 +67,7 @@ def real_uwsgi(argv: list[str], env: dict[str, str], cwd: Path) -> list[tuple[st
         proc.stdout.close()
     text = buf.decode()
     assert "[uwsgi]" in text and ";end of configuration" in text, text
-    body = text.split("\n[uwsgi]\n", 1)[1].split(";end of configuration", 1)[0]
-    pairs = [tuple(line.split(" = ", 1)) for line in body.splitlines() if line]
-    return [p for p in pairs if p[0] != "show-config"]  # type: ignore[misc]
+    return text
 
 
 def ours(argv: list[str], env: dict[str, str], cwd: Path) -> list[tuple[str, str]]:
@@ -191,3 +197,18 @@ def test_json_values_as_yajl_gives_them(here: Path) -> None:
     (here / "v.json").write_text('{"uwsgi": {"listen": 1e2, "socket": [":1", [":2"], {"a": 1}, 3.50, true, null],'
                                  ' "env": {"A": "1"}, "master": false, "harakiri": -0}}')
     same(["v.json"], here)
+
+
+def test_the_line_for_each_config_file_read(here: Path) -> None:
+    """uWSGI's first lines name every config file it reads (the xml reader in its own words);
+    an ini ":section" of the file just read names none."""
+    (here / "a.ini").write_text("[uwsgi]\nini = :more\nyaml = b.yaml\n[more]\nlisten = 7\n")
+    (here / "b.yaml").write_text("uwsgi:\n  json: c.json\n")
+    (here / "c.json").write_text('{"uwsgi": {"xml": "d.xml"}}')
+    (here / "d.xml").write_text("<uwsgi><threads>2</threads></uwsgi>")
+    argv = ["--ini", "a.ini"]
+    env = clean_env({})
+    theirs = [line for line in uwsgi_output(argv, env, here).splitlines()
+              if line.startswith(("[uWSGI] getting", "[uWSGI] parsing"))]
+    assert load_config(argv, env, cwd=str(here)).reading == theirs
+    assert theirs[0] == "[uWSGI] getting INI configuration from a.ini" and len(theirs) == 4

@@ -46,6 +46,17 @@ def test_utf8_path_is_latin1_decoded_bytes() -> None:
     assert env["PATH_INFO"].encode("latin-1").decode("utf-8") == "/\u00e9"
 
 
+@pytest.mark.parametrize(("target", "path"), [
+    ("/a/../b", "/b"), ("/a/./b/", "/a/b/"), ("/a/b/..", "/a/"), ("/..", ""), ("/.", "/"),
+    ("//a//../b", "//a/b"), ("/a/%2e%2e/b", "/a/../b"), ("/p%20q/../r", "/r"), ("/f#x/../y", "/f"),
+    ("/a/.b/..c", "/a/.b/..c")])
+def test_dot_segments_go_before_percent_decoding(target: str, path: str) -> None:
+    """uWSGI's http_url_decode (values checked in the interop twin against uwsgi-core)."""
+    env = parse(b"GET %s HTTP/1.1" % target.encode())
+    assert env["PATH_INFO"] == path
+    assert env["REQUEST_URI"] == target
+
+
 @pytest.mark.parametrize("head", [b"GARBAGE", b"GET / HTTP/1.1\r\nNoColonHere", b"GET  HTTP/1.1"])
 def test_malformed_heads_are_refused(head: bytes) -> None:
     with pytest.raises(H.BadRequest):

@@ -33,7 +33,7 @@ def test_parse_names_option_and_value() -> None:
 def test_validate_reports_every_phase_and_hook_touch() -> None:
     c = cfg("--hook-accepting1-once", "bogus:1", "--hook-touch", "/tmp/f nope:2", "--hook-touch", "nospace")
     errors = hooks.validate(c)
-    assert errors[0] == "hook-accepting1-once = bogus:1: hook action not found: bogus"
+    assert errors[0] == "hook-accepting1-once = bogus:1: hook action not found: bogus (command line)"
     assert any("hook-touch = /tmp/f nope:2" in e for e in errors)
     assert any("hook-touch = nospace: invalid syntax" in e for e in errors)
 
@@ -42,7 +42,7 @@ def test_metric_actions_are_refused_before_the_metrics_exist() -> None:
     c = cfg("--metric", "c", "--hook-as-user", "metricinc:c", "--hook-pre-app", "metricinc:c",
             "--hook-master-start", "metricset:c,3")
     assert hooks.validate(c) == ["hook-as-user = metricinc:c: the metricinc action needs the metrics, "
-                                 "which exist from the pre-app phase on"]
+                                 "which exist from the pre-app phase on (command line)"]
 
 
 @given(st.text(max_size=60))

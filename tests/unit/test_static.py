@@ -94,7 +94,6 @@ def test_no_static_option_no_static_files(tmp_path: Path) -> None:
     ("static-expires = .* soon", "not a number"),
     ("static-expires = [ 10", "bad regular expression"),
     ("static-expires-type = text/css", "CONTENT_TYPE=SECONDS"),
-    ("file-serve-mode = carrier-pigeon", "x-sendfile"),
 ])
 def test_bad_values_are_named(tmp_path: Path, line: str, needle: str) -> None:
     with pytest.raises(S.StaticConfigError) as err:
@@ -102,6 +101,14 @@ def test_bad_values_are_named(tmp_path: Path, line: str, needle: str) -> None:
     msg = str(err.value)
     assert needle in msg and line.split(" =")[0] in msg and "s.ini" in msg
     assert "\n" not in msg
+
+
+def test_an_unknown_file_serve_mode_keeps_the_mode(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """uWSGI's option handler changes the mode only for a name it knows."""
+    sf = _static(tmp_path, "static-map = /x=/tmp", "file-serve-mode = nginx", "file-serve-mode = offloading")
+    assert sf is not None and sf.mode == S.ServeMode.X_ACCEL_REDIRECT
+    out = capfd.readouterr()
+    assert "file-serve-mode 'offloading' (" in out.out + out.err and "s.ini:" in out.out + out.err
 
 
 def test_a_missing_docroot_is_retried(tmp_path: Path) -> None:

@@ -68,6 +68,9 @@ class Loader:
         self.private_texts: list[str] = []  # what @(file) read from files the author cannot read
         self._looked_up_private = False  # lookup() found an option of such a file
         self.warnings: list[str] = []
+        #: uWSGI's first lines, one per config file read ("[uWSGI] getting INI configuration
+        #: from FILE"): printed by the command line before anything else
+        self.reading: list[str] = []
         self.prints: list[Entry] = []
         self.stack: list[tuple[str, str | None]] = []  # files being read, for include loops
         self.last_file: str | None = None
@@ -204,7 +207,8 @@ class Loader:
         """Read the config ``spec`` (``FILE[:section]``) in place; fmt None: by extension."""
         is_url = has_scheme(spec)
         path, section = split_section(spec, is_url=is_url)
-        if section is not None and path == "":
+        same_file = section is not None and path == ""  # ":section": the last file again
+        if same_file:
             if self.last_file is None:
                 raise ConfigError(f"{spec}: no previous config file to take section {section} from ({origin})")
             path = self.last_file
@@ -233,6 +237,8 @@ class Loader:
             self.source = spec
         if self.author is None:
             self.author = Author.of_file(path) if is_file else Author(os.geteuid())
+        if not (same_file and fmt == "ini"):  # uWSGI's ini reader is quiet for ":section"
+            self.reading.append(_READING[fmt].format(path))
         self.stack.append(key)
         try:
             try:
@@ -432,9 +438,17 @@ class Loader:
         for e in self.prints:
             print(e.value, flush=True)
         secrets = [e.value for e in self.entries if e.origin.private and e.value] + self.private_texts
-        return Config(self.entries, placeholders=placeholders, source=self.source, argv=argv,
-                      magic=dict(self.magic.table), warnings=self.warnings + notes,
-                      private_texts=secrets)
+        config = Config(self.entries, placeholders=placeholders, source=self.source, argv=argv,
+                        magic=dict(self.magic.table), warnings=self.warnings + notes,
+                        private_texts=secrets)
+        config.reading = self.reading
+        return config
+
+
+#: what uWSGI logs as it starts reading a config file, per format (core/ini.c, yaml.c,
+#: json.c; the xml reader says it once the file has parsed)
+_READING = {"ini": "[uWSGI] getting INI configuration from {}", "yaml": "[uWSGI] getting YAML configuration from {}",
+            "json": "[uWSGI] getting JSON configuration from {}", "xml": "[uWSGI] parsing config file {}"}
 
 
 def _chain(stack: list[tuple[str, str | None]]) -> str:

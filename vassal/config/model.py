@@ -102,6 +102,8 @@ class Config:
         self.argv = list(argv or [])
         self.magic: dict[str, str] = magic or {}
         self.warnings: list[str] = warnings or []
+        #: uWSGI's "[uWSGI] getting INI configuration from FILE" line of every file read
+        self.reading: list[str] = []
         self.help_requested = help_requested
         self.version_requested = version_requested
         self._by_name: dict[str, list[Entry]] = {}

@@ -10,9 +10,9 @@ llhttp leaves to the server: a head larger than ``buffer-size`` (431), more than
 Transfer-Encoding on HTTP/1.0 (400), versions other than 1.0/1.1 (505).
 
 The environ carries exactly the variables uWSGI 2.0's http-socket parser (proto/http.c)
-produces, in its order: REQUEST_METHOD, REQUEST_URI, PATH_INFO (percent-decoded),
-QUERY_STRING, SERVER_PROTOCOL, SCRIPT_NAME, SERVER_NAME (the host name), SERVER_PORT (from
-the socket's name), REMOTE_ADDR, then one HTTP_* per header (CONTENT_LENGTH and CONTENT_TYPE
+produces, in its order: REQUEST_METHOD, REQUEST_URI, PATH_INFO (dot segments removed, then
+percent-decoded), QUERY_STRING, SERVER_PROTOCOL, SCRIPT_NAME, SERVER_NAME (the host name),
+SERVER_PORT (from the socket's name), REMOTE_ADDR, then one HTTP_* per header (CONTENT_LENGTH and CONTENT_TYPE
 without the prefix; repeated headers joined with ", "). REMOTE_PORT is not set, as in uWSGI.
 Bytes above 0x7f in the request target, which llhttp refuses and uWSGI passes on, reach the
 app as uWSGI gives them (latin-1 decoded).
@@ -500,6 +500,31 @@ def _refuse(exc: Exception, method: bytes) -> BadRequest:
     return BadRequest(f"malformed request ({exc})")
 
 
+def remove_dot_segments(path: str) -> str:
+    """PATH_INFO as uWSGI's http-socket builds it (http_url_decode in core/utils.c): the
+    target stops at a ``#``, and ``.``/``..`` segments go, on the raw target before percent
+    decoding (so ``%2e%2e`` stays a name); empty segments stay. A trailing ``.`` leaves a
+    slash; a trailing ``..`` cuts what was built back to its last slash."""
+    path = path.partition("#")[0]
+    if not path.startswith("/"):
+        return path
+    segments = path.split("/")[1:]
+    kept: list[str] = []
+    for seg in segments[:-1]:
+        if seg == "..":
+            if kept:
+                kept.pop()
+        elif seg != ".":
+            kept.append(seg)
+    built = "/" + "/".join(kept) if kept else ""
+    last = segments[-1]
+    if last == ".":
+        return built + "/"
+    if last == "..":
+        return built[:built.rfind("/") + 1]
+    return built + "/" + last
+
+
 def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: str,
                   max_headers: int = MAX_HEADERS) -> Request:
     """Parse one request head (through its blank line, as ``take_head`` returns it)."""
@@ -532,6 +557,8 @@ def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: 
     # no error on a head ending in its first blank line: llhttp saw the whole head
     uri = target.decode("latin-1")
     path, qmark, query = uri.partition("?")
+    if "/." in path or "#" in path:
+        path = remove_dot_segments(path)
     if "%" in path:
         path = unquote_to_bytes(path).decode("latin-1")
     method = method_b.decode("latin-1")

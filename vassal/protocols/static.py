@@ -376,7 +376,9 @@ class StaticFiles:
             if not ok:
                 continue
             real = _realpath(name + suffix)
-            if real is None or not (under(real, found.root) or any(under(real, s) for s in self.safe)):
+            # a named file (the routing static action) is its own root: its sibling is its own
+            if real is None or not (under(real, found.root) or real == found.root + suffix
+                                    or any(under(real, s) for s in self.safe)):
                 continue
             try:
                 fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -536,8 +538,14 @@ def _seconds(option: str, text: str, where: str) -> int:
 
 
 #: options that make uWSGI load its mime types (UWSGI_OPT_MIME)
+#: the options that make uWSGI build its mime-type table (UWSGI_OPT_MIME in core/uwsgi.c): the
+#: routing ``static`` action sends a Content-Type (and static-expires-type can match) only then
 MIME_OPTIONS = ("check-static", "check-static-docroot", "static-map", "static-map2", "static-skip-ext",
-                "static-index", "static-safe", "static-cache-paths", "static-cache-paths-name", "mimefile")
+                "static-index", "static-safe", "static-cache-paths", "static-cache-paths-name", "mimefile",
+                "static-expires-type", "static-expires-type-mtime", "static-expires", "static-expires-mtime",
+                "static-expires-uri", "static-expires-uri-mtime", "static-expires-path-info",
+                "static-expires-path-info-mtime", "static-gzip", "static-gzip-all", "static-gzip-dir",
+                "static-gzip-ext", "file-serve-mode")
 
 
 def from_config(config: Any, always: bool = False) -> StaticFiles | None:
@@ -589,8 +597,11 @@ def from_config(config: Any, always: bool = False) -> StaticFiles | None:
     sf.expires_type.sort(key=lambda r: r.from_mtime)
     for mode, where in _values(config, "file-serve-mode"):
         if mode.lower() not in _SERVE_MODES:
-            raise StaticConfigError(f"file-serve-mode {mode!r} ({where}): expected x-sendfile, "
-                                    "x-accel-redirect or nginx")
+            # uWSGI leaves the mode as it was for a value it does not know (real configs say
+            # "offloading"): the files still go out, so say it and go on
+            log(f"imperium: file-serve-mode {mode!r} ({where}): not x-sendfile, x-accel-redirect "
+                "or nginx: ignored, as uWSGI does")
+            continue
         sf.mode = _SERVE_MODES[mode.lower()]
     sf.honour_range = bool(config.get("honour-range"))
     return sf

@@ -79,3 +79,24 @@ class Service:
     def kept_sockets(self) -> list[Any]:
         """Listening sockets (ListenSocket) the next incarnation inherits on a reload."""
         return []
+
+
+def where(config: Any, name: str, value: str) -> str:
+    """The file and line (or the command line) where ``name = value`` was given."""
+    for given, origin in config.occurrences(name):
+        if str(given) == value:
+            return str(origin)
+    return "?"
+
+
+def parse_each(config: Any, names: tuple[str, ...], parse: Any, error: type[Exception]) -> list[Any]:
+    """``parse(name, value)`` for every option of ``names``, in config order; the first
+    ``error`` raised comes back with the file and line of the value appended."""
+    out = []
+    for name, value in config.items():
+        if name in names:
+            try:
+                out.append(parse(name, value))
+            except error as exc:
+                raise error(f"{exc} ({where(config, name, value)})") from None
+    return out

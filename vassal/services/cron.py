@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vassal.log import log
-from vassal.services import Service, commands, log_verbose
+from vassal.services import Service, commands, log_verbose, parse_each
 from vassal.services.daemons import kvlist
 from vassal.services.signals import cron_matches
 
@@ -141,7 +141,7 @@ def _atoi(text: str) -> int:
 
 def crons_from_config(config: Any) -> list[CronEntry]:
     names = ("cron", "cron2", "unique-cron", *LEGION_OPTIONS)
-    return [parse_cron(name, value) for name, value in config.items() if name in names]
+    return parse_each(config, names, parse_cron, CronConfigError)
 
 
 class CronTable:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vassal.log import log
-from vassal.services import Service, commands, log_verbose
+from vassal.services import Service, commands, log_verbose, parse_each
 from vassal.services.touch import TouchFile
 
 LEGION_OPTIONS = ("legion-attach-daemon", "legion-smart-attach-daemon", "legion-smart-attach-daemon2")
@@ -194,7 +194,7 @@ def daemons_from_config(config: Any) -> list[Daemon]:
     """Every daemon option, in config order; DaemonConfigError for the first bad one."""
     names = ("attach-daemon", "attach-control-daemon", "smart-attach-daemon", "smart-attach-daemon2",
              "attach-daemon2", *LEGION_OPTIONS)
-    return [parse_daemon(name, value) for name, value in config.items() if name in names]
+    return parse_each(config, names, parse_daemon, DaemonConfigError)
 
 
 def check_pidfile(path: str) -> int:

@@ -47,7 +47,7 @@ from typing import Any
 
 from vassal.api import metrics as _metrics
 from vassal.log import log
-from vassal.services import Service, commands
+from vassal.services import Service, commands, where
 from vassal.services import log_verbose as _log_verbose
 
 #: phase -> (text uWSGI logs for it, fatal, its hook- option)
@@ -661,20 +661,21 @@ def validate(config: Any) -> list[str]:
             try:
                 action = parse(value, option)[0]
             except HookError as exc:
-                errors.append(str(exc))
+                errors.append(f"{exc} ({where(config, option, value)})")
                 continue
             if action in _metrics.ACTIONS and phase in BEFORE_METRICS:
                 errors.append(f"{option} = {value}: the {action} action needs the metrics, which exist "
-                              "from the pre-app phase on")
+                              f"from the pre-app phase on ({where(config, option, value)})")
     for value in _values(config, "hook-touch"):
         path, sep, action = value.partition(" ")
         if not sep:
-            errors.append(f"hook-touch = {value}: invalid syntax, must be: <file> <action>")
+            errors.append(f"hook-touch = {value}: invalid syntax, must be: <file> <action> "
+                          f"({where(config, 'hook-touch', value)})")
             continue
         try:
             parse(action, "hook-touch", value)
         except HookError as exc:
-            errors.append(str(exc))
+            errors.append(f"{exc} ({where(config, 'hook-touch', value)})")
     return errors
 
 

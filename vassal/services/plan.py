@@ -14,7 +14,7 @@ import signal
 from typing import Any
 
 from vassal.log import log
-from vassal.services import Service, commands
+from vassal.services import Service, commands, where
 from vassal.services.autoreload import AutoReload
 from vassal.services.control import MasterControl
 from vassal.services.cron import Cron, CronConfigError, crons_from_config
@@ -98,7 +98,7 @@ class ServicePlan:
             try:
                 self.fifo.open()
             except FifoError as exc:
-                raise PlanError(str(exc)) from None
+                raise PlanError(f"{exc} ({where(self.config, 'master-fifo', self.fifo.path())})") from None
 
     def services(self) -> list[Service]:
         if self._services is None:
