@@ -79,7 +79,8 @@ def test_take_head_on_any_stream(data: bytes, sizes: list[int], limit: int) -> N
 TOKEN = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$&'*+.^_`|~-",
                 min_size=1, max_size=20)
 VALUE = st.text("".join(chr(c) for c in range(0x21, 0x7f)) + " \t", max_size=40).map(str.strip)
-PATH = st.lists(st.binary(min_size=1, max_size=8), max_size=5).map(
+# no "." or ".." segment: those are removed as uWSGI does (test_http_parser covers that)
+PATH = st.lists(st.binary(min_size=1, max_size=8).filter(lambda p: p not in (b".", b"..")), max_size=5).map(
     lambda parts: "/" + "/".join(quote_from_bytes(p, safe="") for p in parts))
 QUERY = st.text("abcdefghij=&%20+", max_size=20)
 RESERVED = {"content-length", "transfer-encoding", "host", "connection", "upgrade", "expect"}
