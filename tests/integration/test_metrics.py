@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import IMPERIUM, free_port, optional_service, port_open, read_json, wait_until
 from tests.fixtures.instance_helpers import get, start
-from tests.fixtures.listeners import TcpListener
+from tests.fixtures.listeners import TcpListener, UdpListener
 
 APP = Path(__file__).resolve().parent.parent / "interop" / "apps" / "metrics.py"
 
@@ -194,6 +194,27 @@ def test_unreachable_pushers_never_hold_the_master(procs, tmp_path) -> None:
         for c in fillers:
             c.close()
         lsock.close()
+
+
+def test_a_pusher_host_that_does_not_resolve_stops_nothing(procs, tmp_path) -> None:
+    """A DNS outage at boot: as with uWSGI, the instance starts and serves, the pusher says
+    once that its name does not resolve, and the other pushers push."""
+    udp = UdpListener()
+    try:
+        p, port, stats = _instance(
+            procs, tmp_path, "--stats-push", "statsd:no-such-host.invalid:8125",
+            "--stats-push", "mongodb:addr=no-such-host.invalid:27017,freq=1",
+            "--stats-push", f"statsd:localhost:{udp.port},ok", "--stats-pusher-default-freq", "1")
+        assert get(port, timeout=3)[0] == 200
+        wait_until(lambda: any(d.startswith(b"ok.worker.0.requests:") for d in udp.got), 10,
+                   message="the resolvable pusher's datagrams")
+        out = procs.output(p)
+        for what in ("statsd:no-such-host.invalid:8125", "mongodb:addr=no-such-host.invalid:27017,freq=1"):
+            assert out.count(f"[stats-push] stats-push {what}: cannot resolve no-such-host.invalid") == 1, out
+        assert read_json(stats, timeout=3)["workers"][0]["pid"] > 0
+        assert p.poll() is None
+    finally:
+        udp.close()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])

@@ -26,6 +26,11 @@ Formats, from uWSGI's plugins:
 
 PREFIX defaults to ``uwsgi``. A metric with ``reset_after_push`` goes back to its initial
 value once pushed.
+
+A host name that does not resolve at start-up (a DNS outage at boot) does not stop the
+instance, as it does not stop uWSGI's: the pusher says so once, skips its pushes and asks
+again every ``RESOLVE_RETRY`` seconds from a short-lived thread, so the loop never waits for
+DNS.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import json
 import os
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,16 +54,61 @@ PUSHERS: dict[str, type[Pusher]] = {}
 MONGO_TIMEOUT = 4.0  # seconds for a whole insert (uWSGI: socket-timeout)
 
 
-def parse_hostport(text: str, what: str, *, resolve: bool = True) -> tuple[Any, ...]:
-    """``HOST:PORT`` (``[V6]:PORT`` too) -> a socket address; resolved once, here, at start-up
-    (the master loop never waits for DNS)."""
+RESOLVE_RETRY = 30.0  # seconds between attempts to resolve a pusher's host name
+
+
+def split_hostport(text: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[V6]:PORT`` too) -> (host, port), or a MetricError naming ``what``."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise MetricError(f"{what}: invalid address {text!r} (HOST:PORT)")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return (host[1:-1] if host.startswith("[") and host.endswith("]") else host), int(port)
+
+
+class Destination:
+    """A pusher's ``HOST:PORT``: resolved at start-up when it can be; else looked up again
+    off the master loop every ``RESOLVE_RETRY`` seconds, pushes skipped meanwhile."""
+
+    def __init__(self, text: str, what: str) -> None:
+        self.text = text
+        self.what = what
+        self.host, self.port = split_hostport(text, what)
+        self.found: tuple[int, Any] | None = None
+        self.error = ""
+        self.failed_at = 0.0
+        self.thread: threading.Thread | None = None
+        self._lookup()
+        if self.found is None:
+            log(f"[stats-push] {what}: cannot resolve {self.host}: {self.error}; "
+                f"pushes skipped until it resolves (asked again every {RESOLVE_RETRY:.0f} s)")
+
+    def _lookup(self) -> None:
+        try:
+            family, _, _, _, addr = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)[0]
+        except (socket.gaierror, UnicodeError) as exc:
+            self.error = getattr(exc, "strerror", None) or str(exc)
+            self.failed_at = time.monotonic()
+        else:
+            self.found = (family, addr)
+
+    def address(self, now: float) -> tuple[int, Any] | None:
+        """(family, sockaddr), or None while the name does not resolve."""
+        if self.found is not None:
+            return self.found
+        if (self.thread is None or not self.thread.is_alive()) and now - self.failed_at >= RESOLVE_RETRY:
+            self.failed_at = now  # one lookup at a time, whatever it takes
+            self.thread = threading.Thread(target=self._lookup, name=f"resolve {self.host}", daemon=True)
+            self.thread.start()
+        return None
+
+
+def parse_hostport(text: str, what: str, *, resolve: bool = True) -> tuple[Any, ...]:
+    """``HOST:PORT`` (``[V6]:PORT`` too) -> a socket address; resolved once, here, at start-up
+    (the master loop never waits for DNS)."""
+    host, port = split_hostport(text, what)
     flags = 0 if resolve else socket.AI_NUMERICHOST
     try:
-        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM, flags=flags)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=flags)
     except socket.gaierror as exc:
         raise MetricError(f"{what}: cannot resolve {host}: {exc.strerror}") from None
     family, _, _, _, addr = infos[0]
@@ -159,22 +210,27 @@ class _Datagrams(Pusher):
         what = f"stats-push {kind}:{arg}"
         addr, _, prefix = arg.partition(",")
         self.prefix = prefix if _ else "uwsgi"
-        self.family, self.addr = parse_hostport(addr, what)
-        self.sock: socket.socket | None = socket.socket(self.family, socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
+        self.dest = Destination(addr, what)
+        self.sock: socket.socket | None = None  # made once the address is known
+        self.closed = False
         self.errors_logged = 0.0
 
     def line(self, name: str, type_: MetricType, value: int) -> bytes:
         raise NotImplementedError
 
     def push(self, now: float) -> None:
-        if self.table is None or self.sock is None:
+        found = self.dest.address(now)
+        if self.table is None or self.closed or found is None:
             return
+        family, addr = found
+        if self.sock is None:
+            self.sock = socket.socket(family, socket.SOCK_DGRAM)
+            self.sock.setblocking(False)
         values = self.table.values
         error: OSError | None = None
         for m in self.table.metrics:
             try:
-                self.sock.sendto(self.line(m.name, m.type, values[m.slot]), self.addr)
+                self.sock.sendto(self.line(m.name, m.type, values[m.slot]), addr)
             except OSError as exc:  # EAGAIN (buffer full), ECONNREFUSED, ENETUNREACH...
                 error = exc
         self.after_push()
@@ -184,6 +240,7 @@ class _Datagrams(Pusher):
         self.finished(now, False)
 
     def close(self) -> None:
+        self.closed = True
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -387,7 +444,7 @@ class MongoPusher(TcpPusher):
         what = f"stats-push mongodb:{arg}"
         kv = parse_kv(arg, ("addr", "address", "collection", "freq"), what)
         self.address = kv.get("addr") or kv.get("address") or "127.0.0.1:27017"
-        self.family, self.addr = parse_hostport(self.address, what)
+        self.dest = Destination(self.address, what)
         self.collection = kv.get("collection") or "uwsgi.statistics"
         db, dot, coll = self.collection.partition(".")
         if not dot or not db or not coll:
@@ -410,7 +467,8 @@ class MongoPusher(TcpPusher):
         return struct.pack("<iiii", 16 + len(payload), self.request_id, 0, self.OP_MSG) + payload
 
     def push(self, now: float) -> None:
-        if self.json_doc is None:
+        found = self.dest.address(now)
+        if self.json_doc is None or found is None:
             return
         try:
             doc = json.loads(self.json_doc())
@@ -426,7 +484,7 @@ class MongoPusher(TcpPusher):
                 log(f"[stats-pusher-mongodb] ERROR({self.address}/{self.collection}): {error}")
             self.finished(time.monotonic(), error is not None)
 
-        self.exchanges.append(TcpExchange(self.family, self.addr, self.message(doc),
+        self.exchanges.append(TcpExchange(*found, self.message(doc),
                                           started + MONGO_TIMEOUT, done, reply=_mongo_length))
         self._prune()
 
