@@ -218,7 +218,8 @@ def take_skip() -> bool:
 
 def take_logvars() -> dict[bytes, bytes]:
     """This request's variables, forgotten for the next request on this thread."""
-    _logvars.skip = False
+    if _logvars.skip:  # a thread-local store costs more than the look
+        _logvars.skip = False
     table = _logvars.table
     if table is None:
         return _EMPTY

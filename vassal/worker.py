@@ -62,6 +62,7 @@ EXCEPTION_CODE = 5  # uWSGI's UWSGI_EXCEPTION_CODE: reload-on-exception ended th
 _EPOLLIN = select.EPOLLIN
 _EXCL = getattr(select, "EPOLLEXCLUSIVE", 0)
 _LIST_TYPES = (list, tuple)
+_DONTWAIT = socket.MSG_DONTWAIT
 _pack_done = DONE.pack_into
 _pack_core_done = CORE_DONE.pack_into
 _VARS_HTTP_BITS = VARS_HTTP << 32  # the kind in a vars record's 5-byte header
@@ -356,7 +357,13 @@ class _Response:
         if self.chunked and n:
             data = b"%x\r\n%s\r\n" % (n, data)
         if len(data) <= 262144:
-            self.send(head + data, "uwsgi_response_writev_headers_and_body_do")
+            if self.write_errors:
+                raise _WriteError
+            try:  # send() inline: this is every small answer
+                self.sock.sendall(head + data)
+            except OSError as exc:
+                self.failed(exc, "uwsgi_response_writev_headers_and_body_do")
+                raise _WriteError from None
         else:
             self.send(head, "uwsgi_response_write_headers_do")
             self.send(data)
@@ -644,13 +651,16 @@ class Worker:
     def _readable(self, conn: _Conn, core: int) -> int:
         """Read what epoll says is there (never blocking), then serve what is complete."""
         reader = conn.reader
-        try:
-            if not reader.fill_nowait():
-                return CLOSE
+        try:  # at most 16 KiB (a head or a few pipelined ones; epoll says again if more is
+            # there): CPython allocates the whole size before each recv
+            data = conn.sock.recv(16384, _DONTWAIT)
         except BlockingIOError:
             return STAY
         except OSError:
             return CLOSE
+        if not data:
+            return CLOSE
+        reader.buf = reader.buf + data if reader.buf else data
         return self._serve(conn, core)
 
     def _serve(self, conn: _Conn, core: int) -> int:
@@ -665,6 +675,8 @@ class Worker:
                         return HEAD if reader.buf else IDLE
                     if not self._http_request(conn, head, core) or self.stopping:
                         return CLOSE
+                    if not reader.buf:  # the usual case: nothing pipelined behind it
+                        return IDLE
             got = U.take_packet(reader, s.buffer_size)
             if got is None:
                 return HEAD
@@ -701,7 +713,7 @@ class Worker:
         nvars, pktsize = (0, 0) if self.log_silent else H.packet_size(env)
         if conn.proxied:
             env.update(conn.proxied)
-        body: Any = req.body_reader(conn.reader, s.limit_post)
+        body: Any = req.body_reader(conn.reader, s.limit_post) if req.length or req.chunked else H.NO_BODY
         if (req.length or req.chunked) and env["SERVER_PROTOCOL"] == "HTTP/1.1":
             expect = env.get("HTTP_EXPECT")
             if expect and expect.lower() == "100-continue" and not body.complete:
@@ -791,7 +803,10 @@ class Worker:
         resp = _Response(sock, protocol, keep, s.add_headers, env.get("REQUEST_METHOD") == "HEAD",
                          s.auto_chunked, env, s)
         resp.http = http
-        app = self.apps.select(env, s.manage_script_name)
+        # one app at the root: an HTTP request cannot name another (its headers are HTTP_*)
+        app = self.apps.only if http else None
+        if app is None:
+            app = self.apps.select(env, s.manage_script_name)
         failed = False
         result = None
         try:

@@ -87,17 +87,6 @@ class Reader:
         self.buf = self.buf + data if self.buf else data
         return True
 
-    def fill_nowait(self) -> bool:
-        """Read what is already there; False on EOF, BlockingIOError when nothing is.
-
-        Reads up to 16 KiB (a head or a few pipelined ones; epoll says again if more is
-        there): CPython allocates the whole size before each recv."""
-        data = self.sock.recv(16384, socket.MSG_DONTWAIT)
-        if not data:
-            return False
-        self.buf = self.buf + data if self.buf else data
-        return True
-
     def take_head(self, limit: int) -> bytes | None:
         """A whole request head (through its blank line) if buffered, else None.
 
@@ -234,6 +223,10 @@ class Body:
         except OSError:
             return False
         return True
+
+
+#: ``wsgi.input`` of every request without a body: nothing to read, ever, so one is enough
+NO_BODY = Body(None, 0)  # type: ignore[arg-type]
 
 
 class ChunkedBody(Body):
