@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from vassal import log as logmod
 from vassal.api.request import current as current_request
 from vassal.log import log, take_logvars
 from vassal.logs.request import RequestLog
@@ -922,7 +923,8 @@ class Worker:
                 s.emperor_link.loyal()
         status = resp.status or "500"
         if silent:
-            take_logvars()  # what the app set for the log line goes with the request
+            if logmod.logvars_used:
+                take_logvars()  # what the app set for the log line goes with the request
         else:
             self.s.reqlog.done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
                                resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol,
