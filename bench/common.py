@@ -120,6 +120,10 @@ class Server:
         self.log = logdir / f"{self.name}.log"
         env = dict(os.environ)
         env.pop("UWSGI_EMPEROR_FD", None)
+        # a Python server keeps its compiled modules as it would when deployed: with
+        # PYTHONDONTWRITEBYTECODE (set in some shells and CI) every start would compile every
+        # module again, and start->200 would measure the compiler (seconds, not the server)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.update(self.env)
         with open(self.log, "ab") as out:
             t0 = time.monotonic()

@@ -186,8 +186,15 @@ def reopen() -> bool:
 # --- request log variables -----------------------------------------------------------------
 
 
+#: set once any request variable or donotlog was ever set in this process: until then a worker
+#: that logs nothing has nothing to forget after a request (and skips the thread-local reads)
+logvars_used = False
+
+
 def set_logvar(key: str | bytes, value: str | bytes) -> None:
     """``uwsgi.set_logvar``: a value for ``%(key)`` in this request's log line."""
+    global logvars_used
+    logvars_used = True
     k = key.encode("utf-8", "replace") if isinstance(key, str) else bytes(key)
     v = value.encode("utf-8", "replace") if isinstance(value, str) else bytes(value)
     table = _logvars.table
@@ -205,6 +212,8 @@ def get_logvar(key: str | bytes) -> bytes | None:
 
 def skip_request_line() -> None:
     """The routing action ``donotlog``: this request gets no line in the request log."""
+    global logvars_used
+    logvars_used = True
     _logvars.skip = True
 
 
@@ -218,7 +227,8 @@ def take_skip() -> bool:
 
 def take_logvars() -> dict[bytes, bytes]:
     """This request's variables, forgotten for the next request on this thread."""
-    _logvars.skip = False
+    if _logvars.skip:  # a thread-local store costs more than the look
+        _logvars.skip = False
     table = _logvars.table
     if table is None:
         return _EMPTY

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from vassal import log as logmod
 from vassal import profiler
 from vassal.api.request import current as current_request
 from vassal.log import log, take_logvars
@@ -44,7 +45,16 @@ from vassal.protocols import http as H
 from vassal.protocols import proxy
 from vassal.protocols import uwsgi as U
 from vassal.protocols.offload import Offloader, send_chunk
-from vassal.scoreboard import STATUS_BUSY, STATUS_IDLE, VARS_HTTP, VARS_SIZE, Scoreboard
+from vassal.scoreboard import (
+    CORE_DONE,
+    DONE,
+    STATUS_BUSY,
+    STATUS_IDLE,
+    VARS_HTTP,
+    VARS_SIZE,
+    RequestCounters,
+    Scoreboard,
+)
 from vassal.sockets import ListenSocket
 from vassal.wsgi import AppTable, ErrorStream, FileWrapper, print_app_exception
 
@@ -54,6 +64,10 @@ EXCEPTION_CODE = 5  # uWSGI's UWSGI_EXCEPTION_CODE: reload-on-exception ended th
 _EPOLLIN = select.EPOLLIN
 _EXCL = getattr(select, "EPOLLEXCLUSIVE", 0)
 _LIST_TYPES = (list, tuple)
+_DONTWAIT = socket.MSG_DONTWAIT
+_pack_done = DONE.pack_into
+_pack_core_done = CORE_DONE.pack_into
+_VARS_HTTP_BITS = VARS_HTTP << 32  # the kind in a vars record's 5-byte header
 _monotonic = time.monotonic
 _time = time.time
 
@@ -174,7 +188,7 @@ class _WriteError(Exception):
 class _Conn:
     """One client connection of a thread."""
 
-    __slots__ = ("sock", "reader", "ls", "addr", "fd", "vars_prefix", "port", "proxied")
+    __slots__ = ("sock", "reader", "ls", "addr", "fd", "vars_prefix", "port", "proxied", "parsed")
 
     def __init__(self, sock: socket.socket, ls: ListenSocket, addr: Any, hostname: str = "") -> None:
         self.sock = sock
@@ -186,6 +200,7 @@ class _Conn:
         # what the stats server needs besides the head to show a request's vars
         self.vars_prefix = f"{hostname}\0{ls.server_port}\0{self.addr}\0".encode("latin-1", "replace")
         self.proxied: dict | None = None  # the PROXY line's variables (enable-proxy-protocol)
+        self.parsed: H.Request | None = None  # the last request, when its parser can go on
 
 
 class _Response:
@@ -346,7 +361,13 @@ class _Response:
         if self.chunked and n:
             data = b"%x\r\n%s\r\n" % (n, data)
         if len(data) <= 262144:
-            self.send(head + data, "uwsgi_response_writev_headers_and_body_do")
+            if self.write_errors:
+                raise _WriteError
+            try:  # send() inline: this is every small answer
+                self.sock.sendall(head + data)
+            except OSError as exc:
+                self.failed(exc, "uwsgi_response_writev_headers_and_body_do")
+                raise _WriteError from None
         else:
             self.send(head, "uwsgi_response_write_headers_do")
             self.send(data)
@@ -401,7 +422,12 @@ class Worker:
         if not settings.file_wrapper:
             del self.base_env["wsgi.file_wrapper"]
         self.lock = threading.Lock()
-        self.cslots = [self.slot.cores[c] for c in range(max(settings.threads, settings.gevent))]
+        ncores = max(settings.threads, settings.gevent)
+        self.cslots = [self.slot.cores[c] for c in range(ncores)]
+        self.counters = RequestCounters(board, wid, ncores)
+        self.busy_cores = 0  # this worker's cores in a request (the slot's busy_cores, mirrored)
+        self.instance = board.instance
+        self.vars_map, self.vars_offsets = board.vars_slots(wid)
         self.wait_write: Any = None  # how to wait for a non-blocking socket (the gevent loop's)
         self.loyal = False  # this worker saw the instance loyal (byte 17 sent)
         self.log_silent = settings.reqlog.silent
@@ -632,13 +658,16 @@ class Worker:
     def _readable(self, conn: _Conn, core: int) -> int:
         """Read what epoll says is there (never blocking), then serve what is complete."""
         reader = conn.reader
-        try:
-            if not reader.fill_nowait():
-                return CLOSE
+        try:  # at most 16 KiB (a head or a few pipelined ones; epoll says again if more is
+            # there): CPython allocates the whole size before each recv
+            data = conn.sock.recv(16384, _DONTWAIT)
         except BlockingIOError:
             return STAY
         except OSError:
             return CLOSE
+        if not data:
+            return CLOSE
+        reader.buf = reader.buf + data if reader.buf else data
         return self._serve(conn, core)
 
     def _serve(self, conn: _Conn, core: int) -> int:
@@ -653,6 +682,8 @@ class Worker:
                         return HEAD if reader.buf else IDLE
                     if not self._http_request(conn, head, core) or self.stopping:
                         return CLOSE
+                    if not reader.buf:  # the usual case: nothing pipelined behind it
+                        return IDLE
             got = U.take_packet(reader, s.buffer_size)
             if got is None:
                 return HEAD
@@ -683,11 +714,13 @@ class Worker:
         if s.proxy_protocol and conn.proxied is None:  # the first head may start with a PROXY line
             head, conn.proxied = proxy.take_line(head) if head[:6] == proxy.PREFIX else (head, None)
             conn.proxied = conn.proxied or {}
-        req = H.parse_request(head, s.hostname, conn.port, conn.addr, s.max_headers)
+        req = H.parse_request(head, s.hostname, conn.port, conn.addr, s.max_headers, conn.parsed)
+        conn.parsed = req if req.reusable else None
         env = req.env
+        nvars, pktsize = (0, 0) if self.log_silent else H.packet_size(env)
         if conn.proxied:
             env.update(conn.proxied)
-        body: Any = req.body_reader(conn.reader, s.limit_post)
+        body: Any = req.body_reader(conn.reader, s.limit_post) if req.length or req.chunked else H.NO_BODY
         if (req.length or req.chunked) and env["SERVER_PROTOCOL"] == "HTTP/1.1":
             expect = env.get("HTTP_EXPECT")
             if expect and expect.lower() == "100-continue" and not body.complete:
@@ -697,7 +730,7 @@ class Worker:
             if body is None:
                 return False
         raw = conn.vars_prefix + head
-        keep = self._run(conn.sock, env, body, s.keepalive and req.keep_alive, req.nvars, req.pktsize,
+        keep = self._run(conn.sock, env, body, s.keepalive and req.keep_alive, nvars, pktsize,
                          core, raw if len(raw) < VARS_SIZE - 5 else None, True)
         if not keep:
             return False
@@ -745,16 +778,23 @@ class Worker:
     def _run(self, sock: socket.socket, env: dict, body: Any, keep: bool, nvars: int, pktsize: int,
              core: int, raw_vars: bytes | None = None, http: bool = False) -> bool:
         t0 = _monotonic()  # the scoreboard's clock: harakiri and idle are intervals
-        wall0 = _time()  # the request log shows wall time, as uWSGI's
         slot = self.slot
         cslot = self.cslots[core]
         cslot.in_request = t0
-        werr0 = cslot.write_errors
-        slot.busy_cores += 1
+        # what only the request log wants (the wall clock: its line shows wall time, as uWSGI's)
+        silent = self.log_silent
+        wall0 = 0.0 if silent else _time()
+        werr0 = 0 if silent else cslot.write_errors
+        busy = self.busy_cores + 1
+        self.busy_cores = busy
+        slot.busy_cores = busy
         slot.status = STATUS_BUSY
-        # the vars of the request in progress, for the stats server (uWSGI shows them)
+        # the vars of the request in progress, for the stats server (uWSGI shows them); the
+        # caller keeps raw_vars under VARS_SIZE - 5 bytes
         if raw_vars is not None:
-            self.board.set_vars(self.wid, core, raw_vars, VARS_HTTP)
+            off = self.vars_offsets[core]
+            n = len(raw_vars)
+            self.vars_map[off:off + 5 + n] = (n | _VARS_HTTP_BITS).to_bytes(5, "little") + raw_vars
         else:
             self.board.set_vars(self.wid, core, "\0".join([k + "=" + v for k, v in env.items()]).encode(
                 "latin-1", "replace"))
@@ -765,12 +805,15 @@ class Worker:
         env["wsgi.input"] = body
         protocol = env.get("SERVER_PROTOCOL") or "HTTP/1.0"
         s = self.s
-        if keep and s.max_requests and slot.delta_requests + 1 >= s.max_requests:
+        if keep and s.max_requests and self.counters.delta + 1 >= s.max_requests:
             keep = False  # the worker recycles after this one: say so in the answer
         resp = _Response(sock, protocol, keep, s.add_headers, env.get("REQUEST_METHOD") == "HEAD",
                          s.auto_chunked, env, s)
         resp.http = http
-        app = self.apps.select(env, s.manage_script_name)
+        # one app at the root: an HTTP request cannot name another (its headers are HTTP_*)
+        app = self.apps.only if http else None
+        if app is None:
+            app = self.apps.select(env, s.manage_script_name)
         failed = False
         result = None
         try:
@@ -851,43 +894,47 @@ class Worker:
         if lock is not None:
             lock.acquire()
         try:
-            n = slot.requests + 1
-            slot.requests = n
-            delta = slot.delta_requests + 1
-            slot.delta_requests = delta
-            cslot.requests += 1
-            total = slot.running_time + rt
-            slot.running_time = total
-            slot.avg_rt = total // n
-            slot.tx += resp.head_bytes + resp.body_bytes
-            slot.last_request_end = t1
+            c = self.counters
+            n = c.requests + 1
+            c.requests = n
+            delta = c.delta + 1
+            c.delta = delta
+            total = c.running_time + rt
+            c.running_time = total
+            tx = c.tx + resp.head_bytes + resp.body_bytes
+            c.tx = tx
             if app is not None:
                 app.requests += 1
-                slot.app_requests += 1
+                c.app_requests += 1
                 if failed:
                     app.exceptions += 1
                     slot.app_exceptions += 1
             if failed:
                 slot.exceptions += 1
-            busy = slot.busy_cores - 1
+            _pack_done(c.mm, c.offset, n, delta, total, tx, total // n, c.app_requests, t1)
+            core_requests = c.core_requests
+            core_requests[core] += 1
+            _pack_core_done(c.mm, c.core_offsets[core], 0.0, core_requests[core])  # in_request = 0
+            busy = self.busy_cores - 1
+            self.busy_cores = busy
             slot.busy_cores = busy
             if busy <= 0:
                 slot.status = STATUS_IDLE
         finally:
             if lock is not None:
                 lock.release()
-        cslot.in_request = 0.0
-        inst = self.board.instance
-        inst.last_request_end = t1
+        self.instance.last_request_end = t1
         if not self.loyal:
             # byte 17 goes once per instance, from whichever worker completes a request first
             self.loyal = True
+            inst = self.instance
             if not inst.loyal_sent and s.emperor_link is not None:
                 inst.loyal_sent = 1
                 s.emperor_link.loyal()
         status = resp.status or "500"
-        if self.log_silent:
-            take_logvars()  # what the app set for the log line goes with the request
+        if silent:
+            if logmod.logvars_used:
+                take_logvars()  # what the app set for the log line goes with the request
         else:
             self.s.reqlog.done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
                                resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol,

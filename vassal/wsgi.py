@@ -158,6 +158,9 @@ class AppTable:
         self.errors: list[str] = []
         self.vhost = False
         self.no_default = False
+        #: the app of every request when there is one, at the root, without vhost: what
+        #: ``select`` would find for any request that names no app itself (see ``_settle``)
+        self.only: App | None = None
         self.callable_name = "application"
         self.lock = threading.Lock()  # dynamic apps load once per worker, whichever thread asks
 
@@ -168,6 +171,7 @@ class AppTable:
         self.by_mount.setdefault(mp, entry)
         if self.default is None and not self.no_default and (mp == "" or mountpoint.startswith("/")):
             self.default = entry
+        self._settle()
         log(f"WSGI app {entry.id} (mountpoint='{mp}') ready in {entry.startup_time} seconds on interpreter "
             f"{id(sys.modules['__main__']):#x} pid: {os.getpid()}{' (default app)' if self.default is entry else ''}")
         return entry
@@ -176,6 +180,7 @@ class AppTable:
         """Load every app the config names; failures are collected in ``errors`` (one line each)."""
         self.vhost = bool(config.get("vhost") or config.get("vhost-host"))
         self.no_default = bool(config.get("no-default-app"))
+        self._settle()
         callable_name = self.callable_name = config.get("callable") or "application"
         for what, loader in (("wsgi-file", load_wsgi_file), ("module", load_module)):
             value = config.get(what)
@@ -206,6 +211,11 @@ class AppTable:
                 self.add(mp, app, started)
             except AppLoadError as exc:
                 self.errors.append(str(exc))
+
+    def _settle(self) -> None:
+        apps = self.apps
+        self.only = apps[0] if (len(apps) == 1 and not apps[0].mountpoint and self.default is apps[0]
+                                and not self.vhost) else None
 
     def select(self, env: dict, manage_script_name: bool) -> App | None:
         """The app for this request (may move a mountpoint from PATH_INFO to SCRIPT_NAME)."""

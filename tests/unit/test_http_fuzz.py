@@ -60,6 +60,41 @@ def test_any_head_parses_or_is_refused(data: bytes) -> None:
     assert not (req.chunked and req.length)
 
 
+def _outcome(head: bytes, previous: H.Request | None) -> tuple:
+    """What a head becomes: its environ and framing, or the status it is refused with."""
+    try:
+        req = H.parse_request(head, "node", "8080", "10.0.0.1", H.MAX_HEADERS, previous)
+    except H.BadRequest as exc:
+        return ("refused", exc.status)
+    return (req.env, req.length, req.chunked, req.upgrade, req.keep_alive, req.done, req.reusable,
+            req.messages)
+
+
+@FUZZ
+@given(st.sampled_from([b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"HEAD /x HTTP/1.1\r\nConnection: keep-alive\r\n\r\n",
+                        b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"]), CHUNKS)
+@example(b"GET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked")
+@example(b"GET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nConnection: close")
+@example(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"GET /y?q HTTP/1.1\r\nX-A: 1")
+@example(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked")
+def test_a_kept_parser_decides_the_next_head_as_a_new_one(first: bytes, data: bytes) -> None:
+    # the connection's parser goes on with the next head after a bodiless request: whatever
+    # that head is, it must come out as it does from a parser of its own
+    previous = H.parse_request(first, "node", "8080", "10.0.0.1")
+    assert previous.reusable
+    head = data + b"\r\n\r\n"
+    assert _outcome(head, previous) == _outcome(head, None)
+
+
+def test_only_a_bodiless_kept_alive_request_leaves_its_parser() -> None:
+    assert parse(b"GET / HTTP/1.1\r\n\r\n").reusable
+    assert not parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").reusable
+    assert not parse(b"GET / HTTP/1.0\r\n\r\n").reusable
+    assert not parse(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n").reusable
+    assert not parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").reusable
+    assert not parse(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n").reusable
+
+
 @FUZZ
 @given(st.binary(max_size=300), st.lists(st.integers(1, 50), min_size=1, max_size=5),
        st.integers(16, 256))

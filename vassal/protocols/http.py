@@ -87,17 +87,6 @@ class Reader:
         self.buf = self.buf + data if self.buf else data
         return True
 
-    def fill_nowait(self) -> bool:
-        """Read what is already there; False on EOF, BlockingIOError when nothing is.
-
-        Reads up to 16 KiB (a head or a few pipelined ones; epoll says again if more is
-        there): CPython allocates the whole size before each recv."""
-        data = self.sock.recv(16384, socket.MSG_DONTWAIT)
-        if not data:
-            return False
-        self.buf = self.buf + data if self.buf else data
-        return True
-
     def take_head(self, limit: int) -> bytes | None:
         """A whole request head (through its blank line) if buffered, else None.
 
@@ -234,6 +223,10 @@ class Body:
         except OSError:
             return False
         return True
+
+
+#: ``wsgi.input`` of every request without a body: nothing to read, ever, so one is enough
+NO_BODY = Body(None, 0)  # type: ignore[arg-type]
 
 
 class ChunkedBody(Body):
@@ -423,11 +416,10 @@ class Request:
     environ and how the body is framed. While a chunked body is decoded the same parser keeps
     reporting here: body pieces, the end of the message, a request pipelined behind it."""
 
-    __slots__ = ("url", "headers", "max_headers", "messages", "done", "body", "env", "nvars",
-                 "pktsize", "keep_alive", "length", "chunked", "upgrade", "parser", "too_many")
+    __slots__ = ("headers", "max_headers", "messages", "done", "body", "env", "keep_alive", "length",
+                 "chunked", "upgrade", "parser", "too_many", "reusable")
 
     def __init__(self, max_headers: int) -> None:
-        self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.max_headers = max_headers
         self.messages = 0
@@ -444,9 +436,6 @@ class Request:
 
     def on_message_begin(self) -> None:
         self.messages += 1
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers
@@ -526,8 +515,14 @@ def remove_dot_segments(path: str) -> str:
 
 
 def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: str,
-                  max_headers: int = MAX_HEADERS) -> Request:
-    """Parse one request head (through its blank line, as ``take_head`` returns it)."""
+                  max_headers: int = MAX_HEADERS, previous: Request | None = None) -> Request:
+    """Parse one request head (through its blank line, as ``take_head`` returns it).
+
+    ``previous``: the last request of the same connection when it was ``reusable`` (a whole
+    message without a body, the connection kept alive): its llhttp parser stands at the start
+    of the next message, exactly as a new one would, and goes on with this head (a parser and
+    its sink are most of what a request head costs to parse).
+    """
     line_end = head.find(b"\r\n")
     line = head[:line_end]
     # one space between the three parts, and an HTTP version (llhttp also takes RTSP/ICE)
@@ -544,8 +539,15 @@ def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: 
         # an escaped copy and give the app the target as sent
         escaped = quote_from_bytes(target, safe=bytes(range(128))).encode()
         fed = b" ".join((method_b, escaped, version)) + head[line_end:]
-    req = Request(max_headers)
-    parser = httptools.HttpRequestParser(req)
+    if previous is None:
+        req = Request(max_headers)
+        parser = req.parser = httptools.HttpRequestParser(req)
+    else:  # reusable: no body, no upgrade, not too many fields; the rest starts over
+        req = previous
+        req.headers = []
+        req.messages = 0
+        req.done = False
+        parser = req.parser
     try:
         parser.feed_data(fed)
     except httptools.HttpParserUpgrade:
@@ -574,10 +576,6 @@ def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: 
         "SERVER_PORT": server_port,
         "REMOTE_ADDR": remote_addr,
     }
-    # the size of the uwsgi packet these vars would make, and the var count, for the log line
-    size = (len(method) + len(uri) + len(path) + len(query) + len(protocol) + len(server_name)
-            + len(server_port) + len(remote_addr) + 141)
-    count = 9
     cl_raw = te_raw = None
     for name, value in req.headers:
         n = len(name)
@@ -591,14 +589,9 @@ def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: 
         if old is not None:
             if key == "HTTP_HOST":
                 raise BadRequest("more than one Host header")
-            size += len(val) + 2
             env[key] = old + ", " + val
         else:
-            count += 1
-            size += len(key) + len(val) + 4
             env[key] = val
-    req.nvars = count * 2
-    req.pktsize = size
     if cl_raw is not None or te_raw is not None or "CONTENT_LENGTH" in env or (
             "HTTP_TRANSFER_ENCODING" in env):
         _framing(req, env, protocol, cl_raw, te_raw, parser)
@@ -609,7 +602,17 @@ def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: 
         req.keep_alive = conn is None or "close" not in conn.lower()
     else:
         req.keep_alive = conn is not None and conn.lower() == "keep-alive"
+    req.reusable = req.keep_alive and req.done and not req.length and parser.should_keep_alive()
     return req
+
+
+def packet_size(env: dict) -> tuple[int, int]:
+    """(vars as uWSGI counts them (key and value each count), size of the uwsgi packet they
+    would make) of the CGI variables of a request, for the request log line."""
+    size = 0
+    for k, v in env.items():
+        size += len(k) + len(v) + 4
+    return len(env) * 2, size
 
 
 def _framing(req: Request, env: dict, protocol: str, cl_raw: bytes | None, te_raw: bytes | None,
@@ -628,7 +631,6 @@ def _framing(req: Request, env: dict, protocol: str, cl_raw: bytes | None, te_ra
             raise BadRequest(f"unsupported transfer coding {te[:40]!r}", 501)
         if not req.done:
             req.chunked = True
-            req.parser = parser
     elif cl_raw:
         req.length = int(cl_raw)  # 1*DIGIT: llhttp checked it
 
@@ -639,8 +641,8 @@ def parse_head(head: bytes, server_name: str, server_port: str, remote_addr: str
     Returns (environ, number of vars as uWSGI counts them (key and value each count), size of
     the equivalent uwsgi packet) — the last two feed the request log line.
     """
-    req = parse_request(head + _CRLF2, server_name, server_port, remote_addr)
-    return req.env, req.nvars, req.pktsize
+    env = parse_request(head + _CRLF2, server_name, server_port, remote_addr).env
+    return (env, *packet_size(env))
 
 
 def wants_keepalive(env: dict) -> bool:
