@@ -232,6 +232,25 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
         p.kill_all()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed test that started processes shows the end of what each printed: a flake seen
+    once in CI then says why (a vassal that exited, a port taken) without a rerun."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    started = getattr(item, "funcargs", {}).get("procs")
+    if not isinstance(started, Procs):
+        return
+    for n, p in enumerate(started.procs, 1):
+        try:
+            text = Procs.output(p)[-2000:]
+        except OSError:
+            continue
+        report.sections.append((f"process {n} (pid {p.pid}, {' '.join(map(str, p.args))[:120]})", text))
+
+
 @contextmanager
 def service_lock(service: str, exclusive: bool = False) -> Iterator[None]:
     """Hold a lock on a shared service across pytest-xdist workers.
