@@ -53,7 +53,7 @@ fi
 if ! port_up 2181; then
   # the package does not start it here (no systemd): its own script does, with its config
   echo "install-services: starting ZooKeeper"
-  /usr/share/zookeeper/bin/zkServer.sh start >/dev/null
+  setsid /usr/share/zookeeper/bin/zkServer.sh start >/dev/null
   wait_port 2181 ZooKeeper
 fi
 echo "install-services: PostgreSQL, RabbitMQ, ZooKeeper, nginx, uwsgi-core ready"

@@ -40,7 +40,10 @@ def zk_ready() -> bool:
 
 
 def zk_ctl(action: str) -> None:
-    subprocess.run([ZKSERVER, action], check=True, capture_output=True, timeout=60)
+    # a session of its own: the server a test restarts must outlive the test's process group
+    # (a runner that kills the group when the test command ends would take ZooKeeper along)
+    subprocess.run([ZKSERVER, action], check=True, capture_output=True, timeout=60,
+                   start_new_session=True)
 
 
 class Tree:
