@@ -273,10 +273,12 @@ def held_service(name: str, port: int, ready: Callable[[], bool], why: str,
                  exclusive: bool = False, timeout: float = 30.0) -> Iterator[None]:
     """A real service on 127.0.0.1:``port``, held through ``service_lock`` while in use.
 
-    Missing, it is ``need_service``'s business; once the lock is held it is waited for,
-    because an outage test on the other worker may have just started it again.
+    The lock comes first: an outage test on the other worker holds it exclusively while the
+    service is down, and a check made before it was taken would call that "missing" (under
+    CI=true, a failure). Once held, a service that is not there is ``need_service``'s
+    business, and one that is coming back (just started again) is waited for.
     """
-    need_service(name, port_open(port) and ready(), why)
     with service_lock(name, exclusive):
+        need_service(name, port_open(port) or ready(), why)
         wait_until(ready, timeout=timeout, message=f"{why} accepting connections")
         yield
