@@ -405,11 +405,16 @@ def bench_failover(samples: int, workdir: Path) -> Result:
                       "--emperor-freq", str(int(FREQ))], logs["b"]) as b:
             procs = {"a": a, "b": b}
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not _answers(port):
+
+            def members(src: ZooSource = src) -> list[str]:
+                return sorted(src.client.get_children(src.path + ".members"))
+
+            # both members registered, not only the owner answering: a member still starting
+            # when the owner dies is not a failover to measure
+            while time.monotonic() < deadline and not (_answers(port) and members() == ["a", "b"]):
                 time.sleep(0.02)
-            members = src.client.get_children(src.path + ".members")
-            if not _answers(port) or sorted(members) != ["a", "b"]:
-                result.note = f"sample {i}: the vassal never answered ({sorted(members)})"
+            if not _answers(port) or members() != ["a", "b"]:
+                result.note = f"sample {i}: the vassal never answered ({members()})"
                 src.close()
                 continue
             from bench.common import descendants
