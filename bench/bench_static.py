@@ -16,7 +16,6 @@ Nothing is asserted: the ratios are read from the table (goal: Imperium >= 0.5x 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -24,7 +23,6 @@ from pathlib import Path
 from bench.common import (
     IMPERIUM,
     UWSGI_CORE,
-    WRK,
     Server,
     WrkBest,
     free_port,
@@ -33,6 +31,7 @@ from bench.common import (
     ratio,
     tempdir,
     write_hello_app,
+    wrk_bench_main,
 )
 
 WORKERS = 2
@@ -103,19 +102,7 @@ def report(results: list[Result], duration: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="bench.bench_static", description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
-    ap.add_argument("--rounds", type=int, default=1, help="runs per server (the best one counts)")
-    ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated servers to measure")
-    args = ap.parse_args(argv)
-    if not os.access(WRK, os.X_OK):
-        print(f"bench_static: {WRK} not found", file=sys.stderr)
-        return 1
-    peers = [p for p in args.peers.split(",") if p]
-    if not os.access(UWSGI_CORE, os.X_OK):
-        peers = [p for p in peers if not p.startswith("uwsgi")]
-    report(run(peers, args.duration, args.rounds), args.duration)
-    return 0
+    return wrk_bench_main("bench_static", __doc__, PEERS, run, report, argv)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ same run on the same machine, so that the ratios printed mean something even on 
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import os
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -348,3 +349,22 @@ def _fmt(value: object) -> str:
 
 def tempdir(prefix: str) -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix=prefix)
+
+
+def wrk_bench_main(name: str, doc: str, peers: Sequence[str], run: Callable[[list[str], float, int], object],
+                   report: Callable[[object, float], None], argv: list[str] | None) -> int:
+    """The command line shared by the wrk benches (``--duration``, ``--rounds``, ``--peers``):
+    uWSGI peers are dropped where Debian's uwsgi-core is missing, wrk is required."""
+    ap = argparse.ArgumentParser(prog=f"bench.{name}", description=doc.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=1, help="runs per server (the best one counts)")
+    ap.add_argument("--peers", default=",".join(peers), help="comma-separated servers to measure")
+    args = ap.parse_args(argv)
+    if not os.access(WRK, os.X_OK):
+        print(f"{name}: {WRK} not found", file=sys.stderr)
+        return 1
+    wanted = [p for p in args.peers.split(",") if p]
+    if not os.access(UWSGI_CORE, os.X_OK):
+        wanted = [p for p in wanted if not p.startswith("uwsgi")]
+    report(run(wanted, args.duration, args.rounds), args.duration)
+    return 0

@@ -90,6 +90,8 @@ def test_writefifo_without_reader_is_not_a_failure(tmp_path: Path) -> None:
     try:
         assert run(f"writefifo:{fifo} 2p") == 0
         assert os.read(r, 10) == b"2p"
+        assert run(f"spinningfifo:{fifo} q") == 0  # a reader is there: no waiting
+        assert os.read(r, 10) == b"q"
     finally:
         os.close(r)
 

@@ -229,13 +229,7 @@ def _writefifo(arg: str, ctx: Context) -> int:
         _oserror(f"open(\"{parts[0]}\")", exc)
         # nobody reads the fifo: not a failure (the zerg dance relies on it)
         return 0 if exc.errno in (errno.ENXIO, errno.ENODEV) else -1
-    try:
-        os.write(fd, parts[1].encode())
-    except OSError as exc:
-        return _oserror("uwsgi_hook_writefifo()/write()", exc)
-    finally:
-        os.close(fd)
-    return 0
+    return _write_fifo(fd, parts[1], "uwsgi_hook_writefifo()/write()")
 
 
 def _spinningfifo(arg: str, ctx: Context) -> int:
@@ -251,10 +245,15 @@ def _spinningfifo(arg: str, ctx: Context) -> int:
             if exc.errno not in (errno.ENXIO, errno.ENODEV, errno.ENOENT):
                 return _oserror(f"open(\"{parts[0]}\")", exc)
             time.sleep(1)
+    return _write_fifo(fd, parts[1], "spinningfifo_hook()/write()")
+
+
+def _write_fifo(fd: int, text: str, where: str) -> int:
+    """Write ``text`` to the fifo opened as ``fd``, then close it; 0, or -1 said as ``where``."""
     try:
-        os.write(fd, parts[1].encode())
+        os.write(fd, text.encode())
     except OSError as exc:
-        return _oserror("spinningfifo_hook()/write()", exc)
+        return _oserror(where, exc)
     finally:
         os.close(fd)
     return 0
