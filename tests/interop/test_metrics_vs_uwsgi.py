@@ -202,6 +202,18 @@ def test_datagram_pushers_match(procs, listeners, pusher) -> None:
         assert values["imperium"][name] == values["uwsgi"][name]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_statsd_host_that_does_not_resolve_stops_nothing(procs, listeners, kind) -> None:
+    """A DNS outage at boot: both start, serve, and push to the pusher that does resolve."""
+    need_uwsgi()
+    udp = listeners(UdpListener)
+    port, _ = _start(procs, kind, "--stats-push", "statsd:no-such-host.invalid:8125",
+                     "--stats-push", f"statsd:127.0.0.1:{udp.port},ok", *CUSTOM)
+    assert http_request(port, path="/").status == 200
+    wait_until(lambda: any(x.startswith(b"ok.foo:") for x in udp.got), 10,
+               message=f"{kind}: the resolvable pusher's datagrams")
+
+
 @pytest.mark.parametrize("use_metrics", [False, True])
 def test_carbon_lines_match(procs, listeners, use_metrics) -> None:
     need_uwsgi()
