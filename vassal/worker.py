@@ -70,6 +70,7 @@ _pack_core_done = CORE_DONE.pack_into
 _VARS_HTTP_BITS = VARS_HTTP << 32  # the kind in a vars record's 5-byte header
 _monotonic = time.monotonic
 _time = time.time
+_fast_parse = H.fast_parse  # None without the C accelerator
 
 # what to do with a connection once the bytes at hand are used up: close it, park it idle,
 # park it reading a head, or leave it where it was (woken with nothing to read)
@@ -714,6 +715,15 @@ class Worker:
         if s.proxy_protocol and conn.proxied is None:  # the first head may start with a PROXY line
             head, conn.proxied = proxy.take_line(head) if head[:6] == proxy.PREFIX else (head, None)
             conn.proxied = conn.proxied or {}
+        fast = _fast_parse(head, s.hostname, conn.port, conn.addr, s.max_headers) if _fast_parse else None
+        if fast is not None:  # the plain case (no body, no upgrade), parsed in C: see _headparse.c
+            env, keep_alive = fast
+            nvars, pktsize = (0, 0) if self.log_silent else H.packet_size(env)
+            if conn.proxied:
+                env.update(conn.proxied)
+            raw = conn.vars_prefix + head
+            return self._run(conn.sock, env, H.NO_BODY, s.keepalive and keep_alive, nvars, pktsize,
+                             core, raw if len(raw) < VARS_SIZE - 5 else None, True)
         req = H.parse_request(head, s.hostname, conn.port, conn.addr, s.max_headers, conn.parsed)
         conn.parsed = req if req.reusable else None
         env = req.env

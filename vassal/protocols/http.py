@@ -28,12 +28,35 @@ order.
 from __future__ import annotations
 
 import io
+import os
 import socket
 import tempfile
 from typing import Any
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import httptools
+
+try:  # the optional C accelerator of parse_request's plain case (see _headparse.c)
+    from vassal.protocols import _headparse
+except ImportError:
+    _headparse = None  # type: ignore[assignment]
+
+
+def _fast_parser() -> Any:
+    """``_headparse.parse`` when usable: it fills llhttp 9.3's settings layout, which httptools
+    carries from 0.7 on (0.6 has llhttp 8/9.2, whose callbacks sit elsewhere)."""
+    if _headparse is None or os.environ.get("IMPERIUM_NO_ACCEL"):
+        return None
+    try:
+        major, minor = (int(x) for x in httptools.__version__.split(".")[:2])
+    except ValueError:
+        return None
+    return _headparse.parse if (major, minor) >= (0, 7) else None
+
+
+#: parse(head, server_name, server_port, remote_addr, max_headers) -> (environ, keep_alive), or
+#: None when the head is not the plain case (then parse_request() decides); None: no accelerator
+fast_parse = _fast_parser()
 
 RECV_SIZE = 65536
 #: header fields accepted in one request (uWSGI has no count limit, only buffer-size)
