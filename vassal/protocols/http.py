@@ -43,15 +43,23 @@ except ImportError:
 
 
 def _fast_parser() -> Any:
-    """``_headparse.parse`` when usable: it fills llhttp 9.3's settings layout, which httptools
-    carries from 0.7 on (0.6 has llhttp 8/9.2, whose callbacks sit elsewhere)."""
+    """``_headparse.parse`` when usable: it fills llhttp 9's settings layout as httptools 0.7
+    to 0.9 carry it (0.6 has llhttp 8/9.2, whose callbacks sit elsewhere; a later release may
+    move them again, so it is not trusted until checked), and must read a known head right."""
     if _headparse is None or os.environ.get("IMPERIUM_NO_ACCEL"):
         return None
     try:
-        major, minor = (int(x) for x in httptools.__version__.split(".")[:2])
+        version = tuple(int(x) for x in httptools.__version__.split(".")[:2])
     except ValueError:
         return None
-    return _headparse.parse if (major, minor) >= (0, 7) else None
+    if not (0, 7) <= version < (0, 10):
+        return None
+    probe = _headparse.parse(b"GET /a%20b?c HTTP/1.0\r\nHost: h\r\nX-Y: z\r\n\r\n", "n", "1", "a", 100)
+    if probe != ({"REQUEST_METHOD": "GET", "REQUEST_URI": "/a%20b?c", "PATH_INFO": "/a b", "QUERY_STRING": "c",
+                  "SERVER_PROTOCOL": "HTTP/1.0", "SCRIPT_NAME": "", "SERVER_NAME": "n", "SERVER_PORT": "1",
+                  "REMOTE_ADDR": "a", "HTTP_HOST": "h", "HTTP_X_Y": "z"}, False):
+        return None
+    return _headparse.parse
 
 
 #: parse(head, server_name, server_port, remote_addr, max_headers) -> (environ, keep_alive), or
