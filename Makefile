@@ -8,9 +8,9 @@ PYTEST_ARGS ?=
 
 .PHONY: install services run test lint bench clean
 
-# the C accelerator is built by the install: a changed source must rebuild it (a stale .so
-# next to new Python code gives caches that disagree with themselves)
-$(STAMP): pyproject.toml vassal/api/_cachefast.c
+# the C accelerators are built by the install: a changed source must rebuild them (a stale .so
+# next to new Python code gives caches that disagree with themselves, or heads unlike Python's)
+$(STAMP): pyproject.toml vassal/api/_cachefast.c vassal/protocols/_headfast.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,bench]'
