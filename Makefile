@@ -8,8 +8,8 @@ PYTEST_ARGS ?=
 
 .PHONY: install services run test lint bench clean
 
-# the C accelerators are built by the install: a changed source must rebuild it (a stale .so
-# next to new Python code gives caches that disagree with themselves)
+# the C accelerators are built by the install: a changed source must rebuild them (a stale .so
+# next to new Python code gives caches that disagree with themselves, or heads unlike Python's)
 $(STAMP): pyproject.toml $(wildcard vassal/*/*.c)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

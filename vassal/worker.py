@@ -58,6 +58,13 @@ from vassal.scoreboard import (
 from vassal.sockets import ListenSocket
 from vassal.wsgi import AppTable, ErrorStream, FileWrapper, print_app_exception
 
+try:  # the optional C builder of the plain response head (see _headfast.c); _Response.head does it all too
+    from vassal.protocols._headfast import build as _build_head
+except ImportError:  # not compiled here: the Python code below is complete
+    _build_head = None
+if os.environ.get("IMPERIUM_NO_ACCEL"):
+    _build_head = None
+
 END_CODE = 30
 EXCEPTION_CODE = 5  # uWSGI's UWSGI_EXCEPTION_CODE: reload-on-exception ended the worker
 
@@ -262,6 +269,14 @@ class _Response:
 
     def head(self, length: int | None) -> bytes:
         """The response head; adds Content-Length when we know it and the app did not."""
+        if _build_head is not None and self.route is None:
+            # the C twin of the code below: None when the case is not its plain one (then the
+            # Python code decides, and raises what it raises)
+            r = _build_head(self.protocol, self.status, self.headers, self.extra, self.keep, length,
+                            self.auto_chunked, self.head_only, self.http, self.chunked)
+            if r is not None:
+                data, self.keep, self.has_length, self.chunked, self.nheaders, self.head_bytes = r
+                return data
         if self.status is None:
             raise RuntimeError("the app did not call start_response")
         if self.route is not None and not self.route.filter_head():
