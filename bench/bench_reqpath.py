@@ -61,30 +61,30 @@ def main(argv: list[str] | None = None) -> int:
         worker = Worker(1, [ls], apps, Scoreboard(1, 1), settings)
         conn = _Conn(ours, ls, ("127.0.0.1", 40000), settings.hostname)
 
-        def serve(n: int) -> None:
+        def serve_kept(n: int) -> None:
             send, recv, readable = client.send, client.recv, worker._readable
             for _ in range(n):
                 send(HEAD)
                 readable(conn, 0)
                 recv(4096)
 
+        def serve_closed(n: int) -> None:  # the accept loop's path for a connection served at once
+            accept, readable = worker._accept, worker._readable
+            listener = worker.listeners[lsock.fileno()]
+            for _ in range(n):
+                with socket.socket() as c:  # not create_connection: no getaddrinfo
+                    c.connect(where)
+                    c.send(HEAD_CLOSE)
+                    new = accept(listener)
+                    if readable(new, 0) != CLOSE:
+                        raise SystemExit("the connection stayed open after a Connection: close request")
+                    new.sock.close()
+                    c.recv(4096)
+
         if args.close:
             lsock.listen(1024)
             where = lsock.getsockname()
-
-            def serve(n: int) -> None:  # noqa: F811 - the loop's path for a connection served at once
-                accept, readable = worker._accept, worker._readable
-                listener = worker.listeners[lsock.fileno()]
-                for _ in range(n):
-                    with socket.socket() as c:  # not create_connection: no getaddrinfo
-                        c.connect(where)
-                        c.send(HEAD_CLOSE)
-                        new = accept(listener)
-                        if readable(new, 0) != CLOSE:
-                            raise SystemExit("the connection was not closed after a Connection: close request")
-                        new.sock.close()
-                        c.recv(4096)
-
+        serve = serve_closed if args.close else serve_kept
         serve(2000)  # warm-up
         if args.callgrind:
             sorted(range(args.callgrind), key=lambda _: serve(1) or 0)

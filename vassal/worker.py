@@ -71,6 +71,9 @@ _pack_done = DONE.pack_into
 _pack_core_done = CORE_DONE.pack_into
 _VARS_HTTP_BITS = VARS_HTTP << 32  # the kind in a vars record's 5-byte header
 _BufferedBody = H.BufferedBody
+_Body = H.Body
+_NO_BODY = H.NO_BODY
+_VARS_MAX = VARS_SIZE - 5  # the longest vars record a core's slot takes
 _monotonic = time.monotonic
 _time = time.time
 
@@ -747,23 +750,20 @@ class Worker:
         if not data:
             return CLOSE
         reader.buf = reader.buf + data if reader.buf else data
-        return self._serve(conn, core)
-
-    def _serve(self, conn: _Conn, core: int) -> int:
-        """Serve every complete request buffered on a connection; what to do with it next."""
-        reader = conn.reader
-        s = self.s
+        # then serve every complete request buffered (here, not in a function of its own: a
+        # call per request saved)
         try:
             if conn.ls.proto == "http":
+                limit = self.s.buffer_size
                 while True:
-                    head = reader.take_head(s.buffer_size)
+                    head = reader.take_head(limit)
                     if head is None:
                         return HEAD if reader.buf else IDLE
                     if not self._http_request(conn, head, core) or self.stopping:
                         return CLOSE
                     if not reader.buf:  # the usual case: nothing pipelined behind it
                         return IDLE
-            got = U.take_packet(reader, s.buffer_size)
+            got = U.take_packet(reader, self.s.buffer_size)
             if got is None:
                 return HEAD
             self._uwsgi_request(conn, got, core)
@@ -799,21 +799,24 @@ class Worker:
         nvars, pktsize = (0, 0) if self.log_silent else H.packet_size(env)
         if conn.proxied:
             env.update(conn.proxied)
-        body: Any = req.body_reader(conn.reader, s.limit_post) if req.length or req.chunked else H.NO_BODY
-        if (req.length or req.chunked) and env["SERVER_PROTOCOL"] == "HTTP/1.1":
-            expect = env.get("HTTP_EXPECT")
-            if expect and expect.lower() == "100-continue" and not body.complete:
-                conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if s.post_buffering and (req.length or req.chunked):
-            body = self._buffer_body(body, env)
-            if body is None:
-                return False
+        if req.length or req.chunked:
+            body: Any = req.body_reader(conn.reader, s.limit_post)
+            if env["SERVER_PROTOCOL"] == "HTTP/1.1":
+                expect = env.get("HTTP_EXPECT")
+                if expect and expect.lower() == "100-continue" and not body.complete:
+                    conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if s.post_buffering:
+                body = self._buffer_body(body, env)
+                if body is None:
+                    return False
+        else:
+            body = _NO_BODY
         raw = conn.vars_prefix + head
         keep = self._run(conn.sock, env, body, s.keepalive and req.keep_alive, nvars, pktsize,
-                         core, raw if len(raw) < VARS_SIZE - 5 else None, True)
+                         core, raw if len(raw) < _VARS_MAX else None, True)
         if not keep:
             return False
-        if type(body) is H.Body and body.remaining <= 0:
+        if body is _NO_BODY or (type(body) is _Body and body.remaining <= 0):
             return True
         return body.drain(H.DRAIN_LIMIT) and not body.overrun
 
