@@ -72,7 +72,7 @@ def run(worker: Worker) -> None:
     parked: set[Any] = set()  # connection greenlets waiting for bytes, not in a request
 
     def serve(ls: ListenSocket, sock: Any, addr: Any) -> None:
-        conn = _Conn(sock, ls, addr, s.hostname)
+        conn = _Conn(sock, ls, addr, s.hostname, worker.listeners.get(ls.fileno()))
         me = gevent.getcurrent()
         state, deadline = STAY, _monotonic() + s.head_timeout
         try:

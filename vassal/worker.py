@@ -33,6 +33,7 @@ import struct
 import sys
 import threading
 import time
+from _socket import socket as _socket_t
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,9 +73,14 @@ _EPOLLIN = select.EPOLLIN
 _EXCL = getattr(select, "EPOLLEXCLUSIVE", 0)
 _LIST_TYPES = (list, tuple)
 _DONTWAIT = socket.MSG_DONTWAIT
+_SOCK_STREAM = int(socket.SOCK_STREAM)
 _pack_done = DONE.pack_into
 _pack_core_done = CORE_DONE.pack_into
 _VARS_HTTP_BITS = VARS_HTTP << 32  # the kind in a vars record's 5-byte header
+_BufferedBody = H.BufferedBody
+_Body = H.Body
+_NO_BODY = H.NO_BODY
+_VARS_MAX = VARS_SIZE - 5  # the longest vars record a core's slot takes
 _monotonic = time.monotonic
 _time = time.time
 _fast_parse = H.fast_parse  # None without the C accelerator
@@ -193,20 +199,59 @@ class _WriteError(Exception):
     """A write to the client failed (already logged and counted): stop sending."""
 
 
+class _Listener:
+    """A listening socket as one worker accepts from it: what every connection from it needs
+    (the address family, SERVER_PORT, the vars prefix of each client address) worked out
+    once, not per connection (``ls.family`` alone makes an enum member each time)."""
+
+    __slots__ = ("ls", "accept", "family", "unix", "port", "prefix", "known")
+
+    #: client addresses remembered per listening socket (clients are unbounded: past this
+    #: many, the table starts again)
+    KNOWN_MAX = 4096
+
+    def __init__(self, ls: ListenSocket, hostname: str) -> None:
+        self.ls = ls
+        self.accept = ls.sock._accept  # (fd, address): the socket object is ours to make
+        self.family = int(ls.family)
+        self.unix = self.family == socket.AF_UNIX
+        self.port = ls.server_port
+        self.prefix = f"{hostname}\0{self.port}\0"
+        #: the host part of a client address -> (its REMOTE_ADDR text, the connection's vars prefix)
+        self.known: dict[Any, tuple[str, bytes]] = {}
+
+    def learn(self, addr: Any) -> tuple[str, bytes]:
+        """REMOTE_ADDR and the vars prefix of a client address not met lately."""
+        text = _addr_text(addr)
+        known = self.known
+        if len(known) >= self.KNOWN_MAX:
+            known.clear()
+        got = known[addr[0] if type(addr) is tuple else ""] = (
+            text, (self.prefix + text + "\0").encode("latin-1", "replace"))
+        return got
+
+
 class _Conn:
     """One client connection of a thread."""
 
     __slots__ = ("sock", "reader", "ls", "addr", "fd", "vars_prefix", "port", "proxied", "parsed")
 
-    def __init__(self, sock: socket.socket, ls: ListenSocket, addr: Any, hostname: str = "") -> None:
+    def __init__(self, sock: Any, ls: ListenSocket, addr: Any, hostname: str = "",
+                 listener: _Listener | None = None) -> None:
         self.sock = sock
         self.reader = H.Reader(sock)
         self.ls = ls
-        self.addr = _addr_text(addr)
         self.fd = sock.fileno()
-        self.port = ls.server_port
-        # what the stats server needs besides the head to show a request's vars
-        self.vars_prefix = f"{hostname}\0{ls.server_port}\0{self.addr}\0".encode("latin-1", "replace")
+        # what the stats server needs besides the head to show a request's vars:
+        # "hostname\0port\0address\0"
+        if listener is not None:  # the worker's accept path: looked up
+            got = listener.known.get(addr[0] if type(addr) is tuple else "")
+            self.addr, self.vars_prefix = got if got is not None else listener.learn(addr)
+            self.port = listener.port
+        else:
+            self.addr = _addr_text(addr)
+            self.port = ls.server_port
+            self.vars_prefix = f"{hostname}\0{self.port}\0{self.addr}\0".encode("latin-1", "replace")
         self.proxied: dict | None = None  # the PROXY line's variables (enable-proxy-protocol)
         self.parsed: H.Request | None = None  # the last request, when its parser can go on
 
@@ -407,12 +452,36 @@ class _Response:
                 raise OSError("write error") from None
 
 
+def _response_type(settings: WorkerSettings) -> type[_Response]:
+    """The response class of one worker: what comes from its settings (the extra headers,
+    http-auto-chunked, the settings) is a class value, so making one per request sets only
+    what the request decides."""
+
+    class WorkerResponse(_Response):
+        extra = settings.add_headers
+        auto_chunked = settings.auto_chunked
+
+        def __init__(self, sock: socket.socket, protocol: str, keep: bool, head_only: bool, env: dict,
+                     http: bool) -> None:
+            self.sock = sock
+            self.protocol = protocol
+            self.keep = keep
+            self.head_only = head_only
+            self.env = env
+            if http:
+                self.http = True
+
+    WorkerResponse.settings = settings
+    return WorkerResponse
+
+
 class Worker:
     def __init__(self, wid: int, sockets: list[ListenSocket], apps: AppTable, board: Scoreboard,
                  settings: WorkerSettings) -> None:
         self.wid = wid
         self.sockets = sockets
         self.by_fd = {ls.fileno(): ls for ls in sockets}
+        self.listeners = {fd: _Listener(ls, settings.hostname) for fd, ls in self.by_fd.items()}
         self.apps = apps
         self.board = board
         self.slot = board.workers[wid]
@@ -452,6 +521,13 @@ class Worker:
             if settings.offload_threads else None
         #: other fds the loop watches (uWSGI signal pipes): fd -> what to call when readable
         self.watch: dict[int, Any] = {}
+        # what the request path decides from the settings alone, decided here once (the
+        # settings are final when the worker is made)
+        self.resp_type = _response_type(settings)
+        self.req_lock = self.lock if settings.threads > 1 else None  # one thread: no one to wait for
+        #: something to check after each request (reaper, max-requests, reload-on-rss/as, lifetime)
+        self.after_checks = bool(settings.reaper or settings.max_requests or settings.reload_on_rss
+                                 or settings.reload_on_as or self.lifetime)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -540,7 +616,7 @@ class Worker:
         conns: dict[int, _Conn] = {}
         heads: dict[int, float] = {}  # fd -> deadline for its head, in deadline order
         idle: dict[int, float] = {}  # fd -> parked since, oldest first
-        by_fd = self.by_fd
+        listeners = self.listeners
         wake = self.wake_r
         s = self.s
         head_timeout = s.head_timeout
@@ -576,14 +652,31 @@ class Worker:
                 except InterruptedError:
                     continue
                 for fd, _ev in events:
+                    conn = conns.get(fd)
+                    if conn is not None:  # the usual event: a parked connection has bytes
+                        if self.stopping:
+                            break
+                        state = readable(conn, core)
+                        if state == IDLE:
+                            if heads:
+                                heads.pop(fd, None)
+                            idle.pop(fd, None)  # to the end: the order is by time parked
+                            idle[fd] = _monotonic()
+                        elif state == HEAD:
+                            if fd not in heads:
+                                idle.pop(fd, None)
+                                heads[fd] = _monotonic() + head_timeout
+                        elif state == CLOSE:
+                            drop(fd)
+                        continue
                     if fd == wake or self.stopping:
                         break
                     if fd == sig:
                         _drain(sig)  # the handler runs at the next bytecode: see run()
                         continue
-                    ls = by_fd.get(fd)
-                    if ls is not None:
-                        conn = self._accept(ls)
+                    listener = listeners.get(fd)
+                    if listener is not None:
+                        conn = self._accept(listener)
                         if conn is None:
                             hook = watch.get(fd)
                             if hook is not None:
@@ -607,23 +700,9 @@ class Worker:
                         else:  # the head deadline counts from the accept when nothing came yet
                             heads[fd] = (since if state == STAY else _monotonic()) + head_timeout
                         continue
-                    conn = conns.get(fd)
-                    if conn is None:
-                        hook = watch.get(fd)
-                        if hook is not None:
-                            hook()
-                        continue
-                    state = readable(conn, core)
-                    if state == IDLE:
-                        heads.pop(fd, None)
-                        idle.pop(fd, None)
-                        idle[fd] = _monotonic()
-                    elif state == HEAD:
-                        if fd not in heads:
-                            idle.pop(fd, None)
-                            heads[fd] = _monotonic() + head_timeout
-                    elif state == CLOSE:
-                        drop(fd)
+                    hook = watch.get(fd)
+                    if hook is not None:
+                        hook()
                 if heads or idle:
                     now = _monotonic()
                     while heads:
@@ -643,9 +722,9 @@ class Worker:
                 c.sock.close()
             ep.close()
 
-    def _accept(self, ls: ListenSocket) -> _Conn | None:
+    def _accept(self, listener: _Listener) -> _Conn | None:
         try:
-            cfd, addr = ls.sock._accept()
+            cfd, addr = listener.accept()
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as exc:
@@ -653,12 +732,15 @@ class Worker:
                 log(f"accept(): {os.strerror(exc.errno)}")
                 time.sleep(0.1)
             return None
-        sock = socket.socket(ls.family, socket.SOCK_STREAM, 0, cfd)
-        if ls.family == socket.AF_UNIX:
+        # the C socket type: the connection only needs its C methods (recv, send, sendall,
+        # fileno, setsockopt, shutdown, close), and socket.socket's Python __init__ and close()
+        # cost more than the rest of the accept
+        sock = _socket_t(listener.family, _SOCK_STREAM, 0, cfd)
+        if listener.unix:
             # unlike TCP, AF_UNIX does not copy timeouts to accepted sockets
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.s.timeval)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self.s.timeval)
-        return _Conn(sock, ls, addr, self.s.hostname)
+        return _Conn(sock, listener.ls, addr, "", listener)
 
     def _head_timeout(self, conn: _Conn) -> None:
         """A head that did not arrive in time: 408 if it had started, then the close."""
@@ -684,23 +766,20 @@ class Worker:
         if not data:
             return CLOSE
         reader.buf = reader.buf + data if reader.buf else data
-        return self._serve(conn, core)
-
-    def _serve(self, conn: _Conn, core: int) -> int:
-        """Serve every complete request buffered on a connection; what to do with it next."""
-        reader = conn.reader
-        s = self.s
+        # then serve every complete request buffered (here, not in a function of its own: a
+        # call per request saved)
         try:
             if conn.ls.proto == "http":
+                limit = self.s.buffer_size
                 while True:
-                    head = reader.take_head(s.buffer_size)
+                    head = reader.take_head(limit)
                     if head is None:
                         return HEAD if reader.buf else IDLE
                     if not self._http_request(conn, head, core) or self.stopping:
                         return CLOSE
                     if not reader.buf:  # the usual case: nothing pipelined behind it
                         return IDLE
-            got = U.take_packet(reader, s.buffer_size)
+            got = U.take_packet(reader, self.s.buffer_size)
             if got is None:
                 return HEAD
             self._uwsgi_request(conn, got, core)
@@ -745,21 +824,24 @@ class Worker:
         nvars, pktsize = (0, 0) if self.log_silent else H.packet_size(env)
         if conn.proxied:
             env.update(conn.proxied)
-        body: Any = req.body_reader(conn.reader, s.limit_post) if req.length or req.chunked else H.NO_BODY
-        if (req.length or req.chunked) and env["SERVER_PROTOCOL"] == "HTTP/1.1":
-            expect = env.get("HTTP_EXPECT")
-            if expect and expect.lower() == "100-continue" and not body.complete:
-                conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if s.post_buffering and (req.length or req.chunked):
-            body = self._buffer_body(body, env)
-            if body is None:
-                return False
+        if req.length or req.chunked:
+            body: Any = req.body_reader(conn.reader, s.limit_post)
+            if env["SERVER_PROTOCOL"] == "HTTP/1.1":
+                expect = env.get("HTTP_EXPECT")
+                if expect and expect.lower() == "100-continue" and not body.complete:
+                    conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if s.post_buffering:
+                body = self._buffer_body(body, env)
+                if body is None:
+                    return False
+        else:
+            body = _NO_BODY
         raw = conn.vars_prefix + head
         keep = self._run(conn.sock, env, body, s.keepalive and req.keep_alive, nvars, pktsize,
-                         core, raw if len(raw) < VARS_SIZE - 5 else None, True)
+                         core, raw if len(raw) < _VARS_MAX else None, True)
         if not keep:
             return False
-        if type(body) is H.Body and body.remaining <= 0:
+        if body is _NO_BODY or (type(body) is _Body and body.remaining <= 0):
             return True
         return body.drain(H.DRAIN_LIMIT) and not body.overrun
 
@@ -808,8 +890,9 @@ class Worker:
         cslot.in_request = t0
         # what only the request log wants (the wall clock: its line shows wall time, as uWSGI's)
         silent = self.log_silent
-        wall0 = 0.0 if silent else _time()
-        werr0 = 0 if silent else cslot.write_errors
+        if not silent:
+            wall0 = _time()
+            werr0 = cslot.write_errors
         busy = self.busy_cores + 1
         self.busy_cores = busy
         slot.busy_cores = busy
@@ -824,17 +907,17 @@ class Worker:
             self.board.set_vars(self.wid, core, "\0".join([k + "=" + v for k, v in env.items()]).encode(
                 "latin-1", "replace"))
         env.update(self.base_env)
-        https = env.get("HTTPS")
-        env["wsgi.url_scheme"] = env.get("UWSGI_SCHEME") or ("https" if https and https.lower() in ("on", "1")
-                                                              else "http")
+        scheme = env.get("UWSGI_SCHEME")
+        if not scheme:
+            https = env.get("HTTPS")
+            scheme = "https" if https and https.lower() in ("on", "1") else "http"
+        env["wsgi.url_scheme"] = scheme
         env["wsgi.input"] = body
-        protocol = env.get("SERVER_PROTOCOL") or "HTTP/1.0"
         s = self.s
         if keep and s.max_requests and self.counters.delta + 1 >= s.max_requests:
             keep = False  # the worker recycles after this one: say so in the answer
-        resp = _Response(sock, protocol, keep, s.add_headers, env.get("REQUEST_METHOD") == "HEAD",
-                         s.auto_chunked, env, s)
-        resp.http = http
+        resp = self.resp_type(sock, env.get("SERVER_PROTOCOL") or "HTTP/1.0", keep,
+                              env.get("REQUEST_METHOD") == "HEAD", env, http)
         # one app at the root: an HTTP request cannot name another (its headers are HTTP_*)
         app = self.apps.only if http else None
         if app is None:
@@ -842,12 +925,14 @@ class Worker:
         failed = False
         result = None
         try:
-            route = s.router.request(env, resp, self) if s.router is not None else None
-            if route is not None and (route.answered or route.reselect):
-                app = None if route.answered else self.apps.select(env, False)
+            route = None
+            if s.router is not None:
+                route = s.router.request(env, resp, self)
+                if route.answered or route.reselect:
+                    app = None if route.answered else self.apps.select(env, False)
             if route is not None and route.answered:
                 pass  # the request routing rules answered (or dropped) it
-            elif self.s.static is not None and self._serve_static(env, sock, resp, cslot, route):
+            elif s.static is not None and self._serve_static(env, sock, resp, cslot, route):
                 app = None  # a static file answered: not a request of the app
             elif app is None:
                 log("--- no python application found, check your startup logs for errors ---")
@@ -860,7 +945,11 @@ class Worker:
                 if s.profiler is not None:
                     s.profiler.on()
                 result = app.callable(env, resp.start_response)
-                if type(result) in _LIST_TYPES:
+                rtype = type(result)
+                if rtype is list and len(result) == 1 and type(result[0]) is bytes and not resp.head_sent:
+                    data = result[0]  # the usual answer, without _send_list's call
+                    resp.send_head_and(data, len(data))
+                elif rtype in _LIST_TYPES:
                     self._send_list(resp, result)
                 elif isinstance(result, FileWrapper) and result.fileno() is not None:
                     self._send_file(resp, result)
@@ -901,21 +990,22 @@ class Worker:
             del exc
         finally:
             current_request.resp = None
-            close = getattr(result, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:  # noqa: BLE001
-                    print_app_exception()
+            if result is not None:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception:  # noqa: BLE001
+                        print_app_exception()
             if s.profiler is not None:
                 s.profiler.off()
-            if type(body) is H.BufferedBody:
+            if type(body) is _BufferedBody:
                 body.close()
         t1 = _monotonic()
         rt = int((t1 - t0) * 1_000_000)
         # bookkeeping: one writer per field (this worker), read by the master; the lock only
         # matters between the threads of one worker
-        lock = self.lock if s.threads > 1 else None
+        lock = self.req_lock
         if lock is not None:
             lock.acquire()
         try:
@@ -938,8 +1028,9 @@ class Worker:
                 slot.exceptions += 1
             _pack_done(c.mm, c.offset, n, delta, total, tx, total // n, c.app_requests, t1)
             core_requests = c.core_requests
-            core_requests[core] += 1
-            _pack_core_done(c.mm, c.core_offsets[core], 0.0, core_requests[core])  # in_request = 0
+            done = core_requests[core] + 1
+            core_requests[core] = done
+            _pack_core_done(c.mm, c.core_offsets[core], 0.0, done)  # in_request = 0
             busy = self.busy_cores - 1
             self.busy_cores = busy
             slot.busy_cores = busy
@@ -956,18 +1047,26 @@ class Worker:
             if not inst.loyal_sent and s.emperor_link is not None:
                 inst.loyal_sent = 1
                 s.emperor_link.loyal()
-        status = resp.status or "500"
         if silent:
             if logmod.logvars_used:
                 take_logvars()  # what the app set for the log line goes with the request
         else:
-            self.s.reqlog.done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
-                               resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol,
-                               wall0, wall0 + (t1 - t0), app.id if app is not None else -1,
-                               app.requests if app is not None else -1, self.board.total_requests(), nvars,
-                               pktsize, core, self.wid, self.pid, cslot.write_errors - werr0)
+            status = resp.status or "500"
+            s.reqlog.done(env, int(status[:3]) if status[:3].isdigit() else 0, resp.body_bytes,
+                          resp.head_bytes, resp.nheaders, resp.chunks or 1, resp.via, resp.protocol,
+                          wall0, wall0 + (t1 - t0), app.id if app is not None else -1,
+                          app.requests if app is not None else -1, self.board.total_requests(), nvars,
+                          pktsize, core, self.wid, self.pid, cslot.write_errors - werr0)
         if resp.route is not None:
             resp.route.final()
+        if self.after_checks:
+            self._after_request(delta, t1)
+        return resp.keep and resp.has_length and not failed
+
+    def _after_request(self, delta: int, t1: float) -> None:
+        """What some settings ask after each request: reap the app's children, recycle the
+        worker (max-requests, reload-on-rss/as, max-worker-lifetime)."""
+        s = self.s
         if s.reaper:
             _reap_children()
         if s.max_requests and delta >= s.max_requests:
@@ -981,7 +1080,6 @@ class Worker:
         elif self.lifetime and t1 - self.spawned_at > self.lifetime:
             log(f"worker {self.wid} lifetime reached, it was running for {int(t1 - self.spawned_at)} second(s)")
             self.stop("lifetime")
-        return resp.keep and resp.has_length and not failed
 
     def _serve_static(self, env: dict, sock: socket.socket, resp: _Response, cslot: Any, route: Any = None) -> bool:
         offload = None if route is not None and route.no_offload else self.offload

@@ -61,3 +61,39 @@ def test_counters_and_kept_parser_over_a_connection() -> None:
     assert board.workers[1].requests == 0  # the neighbour's slot is untouched
     # the last request's vars stay readable for the stats server
     assert "PATH_INFO=/d" in board.get_vars(2, 0) and "REMOTE_ADDR=10.1.2.3" in board.get_vars(2, 0)
+
+
+def test_accepted_connections_from_a_listener() -> None:
+    """What the accept path works out once per listening socket and once per client host:
+    SERVER_PORT, REMOTE_ADDR (IPv4-mapped addresses as IPv4) and the vars prefix; the table of
+    client hosts starts again when full; a Connection: close request closes the connection."""
+    from vassal.worker import CLOSE, _Listener
+
+    apps = AppTable()
+    apps.add("", _app, time.time())
+    board = Scoreboard(1, 1)
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(8)
+        ls = ListenSocket(lsock, "127.0.0.1:9090", "http")
+        worker = Worker(1, [ls], apps, board, WorkerSettings(reqlog=RequestLog(enabled=False)))
+        listener = worker.listeners[lsock.fileno()]
+        assert (listener.port, listener.unix) == ("9090", False)
+        for path in ("/x", "/y"):
+            with socket.create_connection(lsock.getsockname()) as client:
+                client.sendall(f"GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+                conn = worker._accept(listener)
+                assert conn is not None and conn.addr == "127.0.0.1" and conn.port == "9090"
+                assert conn.vars_prefix == f"{worker.s.hostname}\0009090\000127.0.0.1\0".encode()
+                assert worker._readable(conn, 0) == CLOSE
+                conn.sock.close()
+                assert _answer(client) == f"GET {path} -".encode()
+            assert f"PATH_INFO={path}" in board.get_vars(1, 0) and "REMOTE_ADDR=127.0.0.1" in board.get_vars(1, 0)
+        assert list(listener.known) == ["127.0.0.1"]  # one host: worked out once
+        mapped = _Listener(ls, "node")
+        assert mapped.learn(("::ffff:10.0.0.1", 1, 0, 0)) == ("10.0.0.1", b"node\0009090\00010.0.0.1\0")
+        assert mapped.learn("") == ("", b"node\0009090\000\0")  # AF_UNIX: no address
+        fresh = _Listener(ls, "node")
+        for i in range(_Listener.KNOWN_MAX + 1):
+            fresh.learn((f"10.1.{i // 256}.{i % 256}", 1))
+        assert list(fresh.known) == [f"10.1.{_Listener.KNOWN_MAX // 256}.0"]  # was full: started again
