@@ -816,8 +816,8 @@ class Worker:
             if conn.proxied:
                 env.update(conn.proxied)
             raw = conn.vars_prefix + head
-            return self._run(conn.sock, env, H.NO_BODY, s.keepalive and keep_alive, nvars, pktsize,
-                             core, raw if len(raw) < VARS_SIZE - 5 else None, True)
+            return self._run(conn.sock, env, _NO_BODY, s.keepalive and keep_alive, nvars, pktsize,
+                             core, raw if len(raw) < _VARS_MAX else None, True)
         req = H.parse_request(head, s.hostname, conn.port, conn.addr, s.max_headers, conn.parsed)
         conn.parsed = req if req.reusable else None
         env = req.env
