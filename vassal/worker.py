@@ -413,7 +413,14 @@ class _Response:
 
     def send_head_and(self, data: bytes, length: int | None) -> None:
         """The head, and the first piece of the body with it when small."""
-        head = self.head(length)
+        r = None
+        if _build_head is not None and self.route is None:  # head()'s C path, without its call
+            r = _build_head(self.protocol, self.status, self.headers, self.extra, self.keep, length,
+                            self.auto_chunked, self.head_only, self.http, self.chunked)
+        if r is not None:
+            head, self.keep, self.has_length, self.chunked, self.nheaders, self.head_bytes = r
+        else:
+            head = self.head(length)
         self.head_sent = True
         if self.head_only:
             self.send(head, "uwsgi_response_write_headers_do")
@@ -809,15 +816,19 @@ class Worker:
         if s.proxy_protocol and conn.proxied is None:  # the first head may start with a PROXY line
             head, conn.proxied = proxy.take_line(head) if head[:6] == proxy.PREFIX else (head, None)
             conn.proxied = conn.proxied or {}
-        fast = _fast_parse(head, s.hostname, conn.port, conn.addr, s.max_headers) if _fast_parse else None
-        if fast is not None:  # the plain case (no body, no upgrade), parsed in C: see _headparse.c
-            env, keep_alive = fast
-            nvars, pktsize = (0, 0) if self.log_silent else H.packet_size(env)
-            if conn.proxied:
-                env.update(conn.proxied)
-            raw = conn.vars_prefix + head
-            return self._run(conn.sock, env, _NO_BODY, s.keepalive and keep_alive, nvars, pktsize,
-                             core, raw if len(raw) < _VARS_MAX else None, True)
+        if _fast_parse is not None and not conn.proxied:
+            # the plain case (no body, no upgrade), parsed in C with the worker's base environ
+            # added (see _headparse.c); None: parse_request() below decides
+            fast = _fast_parse(head, s.hostname, conn.port, conn.addr, s.max_headers, self.base_env)
+            if fast is not None:
+                env, keep_alive = fast
+                if self.log_silent:
+                    nvars = pktsize = 0
+                else:  # the request's own variables, as the uwsgi packet would carry them
+                    nvars, pktsize = H.packet_size(env, len(env) - len(self.base_env))
+                raw = conn.vars_prefix + head
+                return self._run(conn.sock, env, _NO_BODY, s.keepalive and keep_alive, nvars, pktsize,
+                                 core, raw if len(raw) < _VARS_MAX else None, True, True)
         req = H.parse_request(head, s.hostname, conn.port, conn.addr, s.max_headers, conn.parsed)
         conn.parsed = req if req.reusable else None
         env = req.env
@@ -883,7 +894,9 @@ class Worker:
     # --- running the app -------------------------------------------------------------------
 
     def _run(self, sock: socket.socket, env: dict, body: Any, keep: bool, nvars: int, pktsize: int,
-             core: int, raw_vars: bytes | None = None, http: bool = False) -> bool:
+             core: int, raw_vars: bytes | None = None, http: bool = False, based: bool = False) -> bool:
+        """Run the app for one request and answer it; True when the connection can go on.
+        ``based``: the environ already holds the worker's base entries (the C head parser's)."""
         t0 = _monotonic()  # the scoreboard's clock: harakiri and idle are intervals
         slot = self.slot
         cslot = self.cslots[core]
@@ -906,7 +919,8 @@ class Worker:
         else:
             self.board.set_vars(self.wid, core, "\0".join([k + "=" + v for k, v in env.items()]).encode(
                 "latin-1", "replace"))
-        env.update(self.base_env)
+        if not based:
+            env.update(self.base_env)
         scheme = env.get("UWSGI_SCHEME")
         if not scheme:
             https = env.get("HTTPS")

@@ -69,6 +69,7 @@ def check(fast, head: bytes, max_headers: int = H.MAX_HEADERS) -> bool:
     """True when the accelerator answered (and agreed), False when it handed the head over."""
     got = fast(head, "node", "8080", "10.0.0.1", max_headers)
     if got is None:
+        assert fast(head, "node", "8080", "10.0.0.1", max_headers, BASE) is None
         return False
     want = python_parse(head, max_headers)
     assert not isinstance(want, str), f"C answered a head the Python path refuses ({want}): {head!r}"
@@ -76,7 +77,14 @@ def check(fast, head: bytes, max_headers: int = H.MAX_HEADERS) -> bool:
     assert not req.length and not req.chunked and not req.upgrade, f"C answered a head with a body: {head!r}"
     assert list(got[0].items()) == list(env.items()), head
     assert got[1] is keep, head
+    # with the worker's base entries: after the request's, and left out of the log's figures
+    based, keep2 = fast(head, "node", "8080", "10.0.0.1", max_headers, BASE)
+    assert list(based.items()) == list(env.items()) + list(BASE.items()) and keep2 is keep
+    assert H.packet_size(based, len(based) - len(BASE)) == H.packet_size(env)
     return True
+
+
+BASE = {"wsgi.version": (1, 0), "wsgi.run_once": False, "uwsgi.node": b"node"}
 
 
 @FUZZ

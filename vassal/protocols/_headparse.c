@@ -295,10 +295,13 @@ static PyObject *method_str(const char *m, Py_ssize_t n) {
     return PyUnicode_DecodeLatin1(m, n, NULL);
 }
 
-/* parse(head, server_name, server_port, remote_addr, max_headers) -> (environ, keep_alive) | None */
+/* parse(head, server_name, server_port, remote_addr, max_headers[, base]) -> (environ, keep_alive) | None
+ * base: a dict added to the environ after the request's variables (the worker's wsgi.* and
+ * uwsgi.* entries), into a dict sized for all of them at once */
 static PyObject *parse(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5 || !PyBytes_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "parse(head: bytes, server_name, server_port, remote_addr, max_headers)");
+    if ((nargs != 5 && nargs != 6) || !PyBytes_CheckExact(args[0]) || (nargs == 6 && !PyDict_CheckExact(args[5]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "parse(head: bytes, server_name, server_port, remote_addr, max_headers[, base: dict])");
         return NULL;
     }
     const char *head = PyBytes_AS_STRING(args[0]);
@@ -351,7 +354,9 @@ static PyObject *parse(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssiz
     if (err != HPE_OK || c.bad || c.upgrade || !c.done || c.messages != 1)
         Py_RETURN_NONE;
 
-    PyObject *env = PyDict_New();
+    PyObject *base = nargs == 6 ? args[5] : NULL;
+    /* room for what _run adds too (wsgi.url_scheme, wsgi.input): no resize on the way */
+    PyObject *env = _PyDict_NewPresized(9 + c.count + (base ? PyDict_GET_SIZE(base) : 0) + 2);
     if (env == NULL)
         return NULL;
     PyObject *uri = PyUnicode_DecodeLatin1(target, tlen, NULL);
@@ -420,6 +425,8 @@ static PyObject *parse(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssiz
         keep = conn.n < 0 || !contains_ci(conn.p, conn.n, "close", 5);
     else
         keep = conn.n == 10 && lower_eq(conn.p, 10, "keep-alive");
+    if (base != NULL && PyDict_Update(env, base) < 0)
+        goto error;
     PyObject *result = PyTuple_New(2);
     if (result == NULL)
         goto error;
@@ -436,7 +443,7 @@ error:
 
 static PyMethodDef methods[] = {
     {"parse", (PyCFunction)(void (*)(void))parse, METH_FASTCALL,
-     "parse(head, server_name, server_port, remote_addr, max_headers) -> (environ, keep_alive) or None"},
+     "parse(head, server_name, server_port, remote_addr, max_headers[, base]) -> (environ, keep_alive) or None"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -31,6 +31,7 @@ import io
 import os
 import socket
 import tempfile
+from itertools import islice
 from typing import Any
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
@@ -637,13 +638,16 @@ def parse_request(head: bytes, server_name: str, server_port: str, remote_addr: 
     return req
 
 
-def packet_size(env: dict) -> tuple[int, int]:
+def packet_size(env: dict, count: int | None = None) -> tuple[int, int]:
     """(vars as uWSGI counts them (key and value each count), size of the uwsgi packet they
-    would make) of the CGI variables of a request, for the request log line."""
+    would make) of the CGI variables of a request, for the request log line; ``count``: only
+    the first ones (the rest are the worker's own wsgi.* entries)."""
+    if count is None:
+        count = len(env)
     size = 0
-    for k, v in env.items():
+    for k, v in islice(env.items(), count):
         size += len(k) + len(v) + 4
-    return len(env) * 2, size
+    return count * 2, size
 
 
 def _framing(req: Request, env: dict, protocol: str, cl_raw: bytes | None, te_raw: bytes | None,
