@@ -39,7 +39,7 @@ from typing import Any
 
 from vassal import log as logmod
 from vassal import profiler
-from vassal.api.request import current as current_request
+from vassal.api import request as current_request_mod
 from vassal.log import log, take_logvars
 from vassal.logs.request import RequestLog
 from vassal.protocols import http as H
@@ -531,6 +531,7 @@ class Worker:
         # what the request path decides from the settings alone, decided here once (the
         # settings are final when the worker is made)
         self.resp_type = _response_type(settings)
+        self.current = current_request_mod.current  # the request in progress (see run())
         self.req_lock = self.lock if settings.threads > 1 else None  # one thread: no one to wait for
         #: something to check after each request (reaper, max-requests, reload-on-rss/as, lifetime)
         self.after_checks = bool(settings.reaper or settings.max_requests or settings.reload_on_rss
@@ -577,6 +578,8 @@ class Worker:
                 return 0
         if self.s.on_accepting is not None:
             self.s.on_accepting(self.wid)
+        if self.s.threads <= 1 and not self.s.gevent:  # one request at a time in this process
+            self.current = current_request_mod.one_at_a_time()
         if self.s.gevent:
             from vassal import gevent_loop
 
@@ -903,6 +906,7 @@ class Worker:
         cslot.in_request = t0
         # what only the request log wants (the wall clock: its line shows wall time, as uWSGI's)
         silent = self.log_silent
+        current = self.current
         if not silent:
             wall0 = _time()
             werr0 = cslot.write_errors
@@ -955,7 +959,7 @@ class Worker:
                 resp.keep = False
                 resp.send_head_and(b"Internal Server Error", None)
             else:
-                current_request.resp = resp  # for uwsgi.sendfile & co.
+                current.resp = resp  # for uwsgi.sendfile & co.
                 if s.profiler is not None:
                     s.profiler.on()
                 result = app.callable(env, resp.start_response)
@@ -1003,7 +1007,7 @@ class Worker:
                     pass
             del exc
         finally:
-            current_request.resp = None
+            current.resp = None
             if result is not None:
                 close = getattr(result, "close", None)
                 if close is not None:
