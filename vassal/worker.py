@@ -81,6 +81,7 @@ _BufferedBody = H.BufferedBody
 _Body = H.Body
 _NO_BODY = H.NO_BODY
 _VARS_MAX = VARS_SIZE - 5  # the longest vars record a core's slot takes
+_VARS_WRITTEN = b"\0"  # raw_vars of _run: the record is written already (by the C head parser)
 _monotonic = time.monotonic
 _time = time.time
 _fast_parse = H.fast_parse  # None without the C accelerator
@@ -780,12 +781,35 @@ class Worker:
         # call per request saved)
         try:
             if conn.ls.proto == "http":
-                limit = self.s.buffer_size
+                s = self.s
+                limit = s.buffer_size
                 while True:
-                    head = reader.take_head(limit)
+                    buf = reader.buf
+                    end = buf.find(b"\r\n\r\n") + 4
+                    if 4 < end <= limit and buf[0] != 13:  # take_head()'s usual case, without its call
+                        head = buf[:end]
+                        reader.buf = buf[end:]
+                    else:  # no whole head yet, one too large, CRLFs before it
+                        head = reader.take_head(limit)
                     if head is None:
                         return HEAD if reader.buf else IDLE
-                    if not self._http_request(conn, head, core) or self.stopping:
+                    fast = None
+                    if _fast_parse is not None and not s.proxy_protocol:
+                        # the plain case (no body, no upgrade) parsed in C, with the worker's
+                        # base environ added and the stats server's record of the request
+                        # written (see _headparse.c); None: _http_request() decides
+                        fast = _fast_parse(head, s.hostname, conn.port, conn.addr, s.max_headers, self.base_env,
+                                           self.vars_map, self.vars_offsets[core], conn.vars_prefix, _VARS_MAX)
+                    if fast is not None:
+                        env, keep_alive, written = fast
+                        if self.log_silent:
+                            nvars = pktsize = 0
+                        else:  # the request's own variables, as a uwsgi packet would carry them
+                            nvars, pktsize = H.packet_size(env, len(env) - len(self.base_env))
+                        if not self._run(conn.sock, env, _NO_BODY, s.keepalive and keep_alive, nvars, pktsize,
+                                         core, _VARS_WRITTEN if written else None, True, True) or self.stopping:
+                            return CLOSE
+                    elif not self._http_request(conn, head, core) or self.stopping:
                         return CLOSE
                     if not reader.buf:  # the usual case: nothing pipelined behind it
                         return IDLE
@@ -819,19 +843,6 @@ class Worker:
         if s.proxy_protocol and conn.proxied is None:  # the first head may start with a PROXY line
             head, conn.proxied = proxy.take_line(head) if head[:6] == proxy.PREFIX else (head, None)
             conn.proxied = conn.proxied or {}
-        if _fast_parse is not None and not conn.proxied:
-            # the plain case (no body, no upgrade), parsed in C with the worker's base environ
-            # added (see _headparse.c); None: parse_request() below decides
-            fast = _fast_parse(head, s.hostname, conn.port, conn.addr, s.max_headers, self.base_env)
-            if fast is not None:
-                env, keep_alive = fast
-                if self.log_silent:
-                    nvars = pktsize = 0
-                else:  # the request's own variables, as the uwsgi packet would carry them
-                    nvars, pktsize = H.packet_size(env, len(env) - len(self.base_env))
-                raw = conn.vars_prefix + head
-                return self._run(conn.sock, env, _NO_BODY, s.keepalive and keep_alive, nvars, pktsize,
-                                 core, raw if len(raw) < _VARS_MAX else None, True, True)
         req = H.parse_request(head, s.hostname, conn.port, conn.addr, s.max_headers, conn.parsed)
         conn.parsed = req if req.reusable else None
         env = req.env
@@ -916,7 +927,9 @@ class Worker:
         slot.status = STATUS_BUSY
         # the vars of the request in progress, for the stats server (uWSGI shows them); the
         # caller keeps raw_vars under VARS_SIZE - 5 bytes
-        if raw_vars is not None:
+        if raw_vars is _VARS_WRITTEN:
+            pass  # the C head parser wrote them
+        elif raw_vars is not None:
             off = self.vars_offsets[core]
             n = len(raw_vars)
             self.vars_map[off:off + 5 + n] = (n | _VARS_HTTP_BITS).to_bytes(5, "little") + raw_vars

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import need_service
 from vassal.protocols import http as H
+from vassal.scoreboard import VARS_SIZE, Scoreboard
 
 FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -76,11 +77,19 @@ def check(fast, head: bytes, max_headers: int = H.MAX_HEADERS) -> bool:
     env, keep, req = want
     assert not req.length and not req.chunked and not req.upgrade, f"C answered a head with a body: {head!r}"
     assert list(got[0].items()) == list(env.items()), head
-    assert got[1] is keep, head
+    assert got[1] is keep and got[2] is False, head
     # with the worker's base entries: after the request's, and left out of the log's figures
-    based, keep2 = fast(head, "node", "8080", "10.0.0.1", max_headers, BASE)
-    assert list(based.items()) == list(env.items()) + list(BASE.items()) and keep2 is keep
+    based, keep2, written = fast(head, "node", "8080", "10.0.0.1", max_headers, BASE)
+    assert list(based.items()) == list(env.items()) + list(BASE.items()) and keep2 is keep and not written
     assert H.packet_size(based, len(based) - len(BASE)) == H.packet_size(env)
+    # and the stats server's record of it, as the scoreboard reads it back
+    board = Scoreboard(1, 1)
+    vmap, offsets = board.vars_slots(1)
+    prefix = b"node\x008080\x0010.0.0.1\x00"
+    *_, written = fast(head, "node", "8080", "10.0.0.1", max_headers, BASE, vmap, offsets[0], prefix, VARS_SIZE - 5)
+    assert written is (len(prefix) + len(head) < VARS_SIZE - 5)
+    if written:
+        assert board.get_vars(1, 0) == [f"{k}={v}" for k, v in env.items()]
     return True
 
 

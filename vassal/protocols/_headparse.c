@@ -295,13 +295,51 @@ static PyObject *method_str(const char *m, Py_ssize_t n) {
     return PyUnicode_DecodeLatin1(m, n, NULL);
 }
 
-/* parse(head, server_name, server_port, remote_addr, max_headers[, base]) -> (environ, keep_alive) | None
+/* parse(head, server_name, server_port, remote_addr, max_headers[, base[, vars, offset, prefix, limit]])
+ *   -> (environ, keep_alive, vars_written) | None
  * base: a dict added to the environ after the request's variables (the worker's wsgi.* and
- * uwsgi.* entries), into a dict sized for all of them at once */
+ * uwsgi.* entries), into a dict sized for all of them at once.
+ * vars, offset, prefix, limit: the stats server's record of the request in progress (see
+ * vassal/scoreboard.py): when the head is answered here and prefix + head is shorter than
+ * limit, the record -- 5 bytes (length, then the kind VARS_HTTP), prefix, head -- is written
+ * at offset in the writable buffer vars; vars_written says whether it was. */
+#define VARS_HTTP 1
+
+static int write_vars(PyObject *buf, PyObject *offset, PyObject *prefix, PyObject *limit, const char *head,
+                      Py_ssize_t hlen) {
+    if (!PyBytes_CheckExact(prefix)) {
+        PyErr_SetString(PyExc_TypeError, "prefix must be bytes");
+        return -1;
+    }
+    Py_ssize_t off = PyLong_AsSsize_t(offset), max = PyLong_AsSsize_t(limit);
+    if ((off == -1 || max == -1) && PyErr_Occurred())
+        return -1;
+    Py_ssize_t plen = PyBytes_GET_SIZE(prefix), n = plen + hlen;
+    if (n >= max)
+        return 0;
+    Py_buffer view;
+    if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0)
+        return -1;
+    int r = 0;
+    if (off >= 0 && off + 5 + n <= view.len) {
+        unsigned char *at = (unsigned char *)view.buf + off;
+        at[0] = (unsigned char)n;
+        at[1] = (unsigned char)(n >> 8);
+        at[2] = (unsigned char)(n >> 16);
+        at[3] = (unsigned char)(n >> 24);
+        at[4] = VARS_HTTP;
+        memcpy(at + 5, PyBytes_AS_STRING(prefix), plen);
+        memcpy(at + 5 + plen, head, hlen);
+        r = 1;
+    }
+    PyBuffer_Release(&view);
+    return r;
+}
 static PyObject *parse(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
-    if ((nargs != 5 && nargs != 6) || !PyBytes_CheckExact(args[0]) || (nargs == 6 && !PyDict_CheckExact(args[5]))) {
-        PyErr_SetString(PyExc_TypeError,
-                        "parse(head: bytes, server_name, server_port, remote_addr, max_headers[, base: dict])");
+    if ((nargs != 5 && nargs != 6 && nargs != 10) || !PyBytes_CheckExact(args[0]) ||
+        (nargs >= 6 && !PyDict_CheckExact(args[5]))) {
+        PyErr_SetString(PyExc_TypeError, "parse(head: bytes, server_name, server_port, remote_addr, max_headers"
+                                         "[, base: dict[, vars, offset, prefix: bytes, limit]])");
         return NULL;
     }
     const char *head = PyBytes_AS_STRING(args[0]);
@@ -354,7 +392,7 @@ static PyObject *parse(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssiz
     if (err != HPE_OK || c.bad || c.upgrade || !c.done || c.messages != 1)
         Py_RETURN_NONE;
 
-    PyObject *base = nargs == 6 ? args[5] : NULL;
+    PyObject *base = nargs >= 6 ? args[5] : NULL;
     /* room for what _run adds too (wsgi.url_scheme, wsgi.input): no resize on the way */
     PyObject *env = _PyDict_NewPresized(9 + c.count + (base ? PyDict_GET_SIZE(base) : 0) + 2);
     if (env == NULL)
@@ -427,13 +465,19 @@ static PyObject *parse(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssiz
         keep = conn.n == 10 && lower_eq(conn.p, 10, "keep-alive");
     if (base != NULL && PyDict_Update(env, base) < 0)
         goto error;
-    PyObject *result = PyTuple_New(2);
+    int written = 0;
+    if (nargs == 10 && (written = write_vars(args[6], args[7], args[8], args[9], head, len)) < 0)
+        goto error;
+    PyObject *result = PyTuple_New(3);
     if (result == NULL)
         goto error;
     PyTuple_SET_ITEM(result, 0, env);
     PyObject *flag = keep ? Py_True : Py_False;
     Py_INCREF(flag);
     PyTuple_SET_ITEM(result, 1, flag);
+    flag = written ? Py_True : Py_False;
+    Py_INCREF(flag);
+    PyTuple_SET_ITEM(result, 2, flag);
     return result;
 
 error:
@@ -443,7 +487,8 @@ error:
 
 static PyMethodDef methods[] = {
     {"parse", (PyCFunction)(void (*)(void))parse, METH_FASTCALL,
-     "parse(head, server_name, server_port, remote_addr, max_headers[, base]) -> (environ, keep_alive) or None"},
+     "parse(head, server_name, server_port, remote_addr, max_headers[, base[, vars, offset, prefix, limit]])"
+     " -> (environ, keep_alive, vars_written) or None"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -58,13 +58,14 @@ def _fast_parser() -> Any:
     probe = _headparse.parse(b"GET /a%20b?c HTTP/1.0\r\nHost: h\r\nX-Y: z\r\n\r\n", "n", "1", "a", 100)
     if probe != ({"REQUEST_METHOD": "GET", "REQUEST_URI": "/a%20b?c", "PATH_INFO": "/a b", "QUERY_STRING": "c",
                   "SERVER_PROTOCOL": "HTTP/1.0", "SCRIPT_NAME": "", "SERVER_NAME": "n", "SERVER_PORT": "1",
-                  "REMOTE_ADDR": "a", "HTTP_HOST": "h", "HTTP_X_Y": "z"}, False):
+                  "REMOTE_ADDR": "a", "HTTP_HOST": "h", "HTTP_X_Y": "z"}, False, False):
         return None
     return _headparse.parse
 
 
-#: parse(head, server_name, server_port, remote_addr, max_headers) -> (environ, keep_alive), or
-#: None when the head is not the plain case (then parse_request() decides); None: no accelerator
+#: parse(head, server_name, server_port, remote_addr, max_headers[, base[, vars, offset, prefix,
+#: limit]]) -> (environ, keep_alive, vars_written), or None when the head is not the plain case
+#: (then parse_request() decides); see _headparse.c. None: no accelerator
 fast_parse = _fast_parser()
 
 RECV_SIZE = 65536
