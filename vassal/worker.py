@@ -514,6 +514,10 @@ class Worker:
         }
         if not settings.file_wrapper:
             del self.base_env["wsgi.file_wrapper"]
+        # what _run adds to the environ of a plain HTTP request (no body; no HTTPS or
+        # UWSGI_SCHEME variable can come from its header fields), in _run's order: the C head
+        # parser adds it all at once
+        self.plain_env = {**self.base_env, "wsgi.url_scheme": "http", "wsgi.input": _NO_BODY}
         self.lock = threading.Lock()
         ncores = max(settings.threads, settings.gevent)
         self.cslots = [self.slot.cores[c] for c in range(ncores)]
@@ -796,16 +800,16 @@ class Worker:
                     fast = None
                     if _fast_parse is not None and not s.proxy_protocol:
                         # the plain case (no body, no upgrade) parsed in C, with the worker's
-                        # base environ added and the stats server's record of the request
+                        # plain_env added and the stats server's record of the request
                         # written (see _headparse.c); None: _http_request() decides
-                        fast = _fast_parse(head, s.hostname, conn.port, conn.addr, s.max_headers, self.base_env,
+                        fast = _fast_parse(head, s.hostname, conn.port, conn.addr, s.max_headers, self.plain_env,
                                            self.vars_map, self.vars_offsets[core], conn.vars_prefix, _VARS_MAX)
                     if fast is not None:
                         env, keep_alive, written = fast
                         if self.log_silent:
                             nvars = pktsize = 0
                         else:  # the request's own variables, as a uwsgi packet would carry them
-                            nvars, pktsize = H.packet_size(env, len(env) - len(self.base_env))
+                            nvars, pktsize = H.packet_size(env, len(env) - len(self.plain_env))
                         if not self._run(conn.sock, env, _NO_BODY, s.keepalive and keep_alive, nvars, pktsize,
                                          core, _VARS_WRITTEN if written else None, True, True) or self.stopping:
                             return CLOSE
@@ -910,7 +914,7 @@ class Worker:
     def _run(self, sock: socket.socket, env: dict, body: Any, keep: bool, nvars: int, pktsize: int,
              core: int, raw_vars: bytes | None = None, http: bool = False, based: bool = False) -> bool:
         """Run the app for one request and answer it; True when the connection can go on.
-        ``based``: the environ already holds the worker's base entries (the C head parser's)."""
+        ``based``: the environ already holds plain_env (the C head parser added it)."""
         t0 = _monotonic()  # the scoreboard's clock: harakiri and idle are intervals
         slot = self.slot
         cslot = self.cslots[core]
@@ -936,14 +940,14 @@ class Worker:
         else:
             self.board.set_vars(self.wid, core, "\0".join([k + "=" + v for k, v in env.items()]).encode(
                 "latin-1", "replace"))
-        if not based:
+        if not based:  # (based: the C head parser added plain_env: see __init__)
             env.update(self.base_env)
-        scheme = env.get("UWSGI_SCHEME")
-        if not scheme:
-            https = env.get("HTTPS")
-            scheme = "https" if https and https.lower() in ("on", "1") else "http"
-        env["wsgi.url_scheme"] = scheme
-        env["wsgi.input"] = body
+            scheme = env.get("UWSGI_SCHEME")
+            if not scheme:
+                https = env.get("HTTPS")
+                scheme = "https" if https and https.lower() in ("on", "1") else "http"
+            env["wsgi.url_scheme"] = scheme
+            env["wsgi.input"] = body
         s = self.s
         if keep and s.max_requests and self.counters.delta + 1 >= s.max_requests:
             keep = False  # the worker recycles after this one: say so in the answer
