@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 # the C accelerators are built by the install: a changed source must rebuild them (a stale .so
 # next to new Python code gives caches that disagree with themselves, or heads unlike Python's)
-$(STAMP): pyproject.toml $(wildcard vassal/*/*.c)
+$(STAMP): pyproject.toml $(wildcard vassal/*.c vassal/*/*.c)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,bench]'

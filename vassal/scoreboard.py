@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
 import struct
+from typing import Any
+
+try:  # the optional C twin of RequestCounters' two request-path methods (see _scorefast.c)
+    from vassal import _scorefast
+except ImportError:
+    _scorefast = None  # type: ignore[assignment]
+if os.environ.get("IMPERIUM_NO_ACCEL"):
+    _scorefast = None  # type: ignore[assignment]
 
 #: bytes kept per core for the vars of the request in progress (shown by the stats server)
 VARS_SIZE = 4096
@@ -186,10 +195,13 @@ class Scoreboard:
 #: (in_request, requests), in field order; native layout as ctypes lays the structures out
 DONE = struct.Struct("@6Qd")
 CORE_DONE = struct.Struct("@dQ")
+_pack_done = DONE.pack_into
+_pack_core_done = CORE_DONE.pack_into
 
 
 class RequestCounters:
-    """One worker's request-end counters, kept in Python and written to its slot in one go.
+    """One worker's request counters, kept in Python and written to its slot in one go; and
+    the start of a request (``begin``), and its end (``done``).
 
     The worker is the only writer of these fields, so its own copies are the truth: the end of
     a request adds to them and stores the whole block with one ``pack_into`` (seven ctypes
@@ -198,7 +210,7 @@ class RequestCounters:
     """
 
     __slots__ = ("mm", "offset", "core_offsets", "requests", "delta", "running_time", "tx",
-                 "app_requests", "core_requests")
+                 "app_requests", "core_requests_", "slot", "cores", "busy")
 
     def __init__(self, board: Scoreboard, wid: int, ncores: int) -> None:
         slot = board.workers[wid]
@@ -217,4 +229,51 @@ class RequestCounters:
         self.running_time = slot.running_time
         self.tx = slot.tx
         self.app_requests = slot.app_requests
-        self.core_requests = [slot.cores[c].requests for c in range(ncores)]
+        self.core_requests_ = [slot.cores[c].requests for c in range(ncores)]
+        self.slot = slot
+        self.cores = [slot.cores[c] for c in range(ncores)]
+        self.busy = 0  # cores of this worker in a request (the slot's busy_cores, mirrored)
+
+    def begin(self, core: int, t0: float) -> None:
+        """A core starts a request at ``t0`` (monotonic): in_request, busy_cores, status."""
+        self.cores[core].in_request = t0
+        self.busy += 1
+        self.slot.busy_cores = self.busy
+        self.slot.status = STATUS_BUSY
+
+    def done(self, core: int, t1: float, rt: int, tx: int, app: bool) -> int:
+        """A request of ``rt`` microseconds that sent ``tx`` bytes ended at ``t1``; ``app``: it
+        was an app's (app_requests counts it). Returns the requests since the worker started."""
+        n = self.requests = self.requests + 1
+        delta = self.delta = self.delta + 1
+        total = self.running_time = self.running_time + rt
+        tx = self.tx = self.tx + tx
+        if app:
+            self.app_requests += 1
+        _pack_done(self.mm, self.offset, n, delta, total, tx, total // n, self.app_requests, t1)
+        done = self.core_requests_[core] = self.core_requests_[core] + 1
+        _pack_core_done(self.mm, self.core_offsets[core], 0.0, done)  # in_request = 0
+        self.busy -= 1
+        self.slot.busy_cores = self.busy
+        if self.busy <= 0:
+            self.slot.status = STATUS_IDLE
+        return delta
+
+    def core_requests(self) -> list[int]:
+        return list(self.core_requests_)
+
+
+def request_book(board: Scoreboard, wid: int, ncores: int) -> Any:
+    """What a worker writes its requests' start and end with: the C ``Book`` of
+    ``_scorefast.c`` when it was built (same fields, same protocol), else RequestCounters."""
+    counters = RequestCounters(board, wid, ncores)
+    if _scorefast is None:
+        return counters
+    slot = counters.slot
+    base = ctypes.addressof(board.instance)
+    kind = type(slot)
+    return _scorefast.Book(board._mm, counters.offset, counters.core_offsets,
+                           ctypes.addressof(slot) - base + kind.status.offset,
+                           ctypes.addressof(slot) - base + kind.busy_cores.offset,
+                           counters.requests, counters.delta, counters.running_time, counters.tx,
+                           counters.app_requests, counters.core_requests(), STATUS_BUSY, STATUS_IDLE)

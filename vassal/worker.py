@@ -47,14 +47,10 @@ from vassal.protocols import proxy
 from vassal.protocols import uwsgi as U
 from vassal.protocols.offload import Offloader, send_chunk
 from vassal.scoreboard import (
-    CORE_DONE,
-    DONE,
-    STATUS_BUSY,
-    STATUS_IDLE,
     VARS_HTTP,
     VARS_SIZE,
-    RequestCounters,
     Scoreboard,
+    request_book,
 )
 from vassal.sockets import ListenSocket
 from vassal.wsgi import AppTable, ErrorStream, FileWrapper, print_app_exception
@@ -74,8 +70,6 @@ _EXCL = getattr(select, "EPOLLEXCLUSIVE", 0)
 _LIST_TYPES = (list, tuple)
 _DONTWAIT = socket.MSG_DONTWAIT
 _SOCK_STREAM = int(socket.SOCK_STREAM)
-_pack_done = DONE.pack_into
-_pack_core_done = CORE_DONE.pack_into
 _VARS_HTTP_BITS = VARS_HTTP << 32  # the kind in a vars record's 5-byte header
 _BufferedBody = H.BufferedBody
 _Body = H.Body
@@ -521,8 +515,7 @@ class Worker:
         self.lock = threading.Lock()
         ncores = max(settings.threads, settings.gevent)
         self.cslots = [self.slot.cores[c] for c in range(ncores)]
-        self.counters = RequestCounters(board, wid, ncores)
-        self.busy_cores = 0  # this worker's cores in a request (the slot's busy_cores, mirrored)
+        self.counters = request_book(board, wid, ncores)  # begin()/done() of every request
         self.instance = board.instance
         self.vars_map, self.vars_offsets = board.vars_slots(wid)
         self.wait_write: Any = None  # how to wait for a non-blocking socket (the gevent loop's)
@@ -918,17 +911,19 @@ class Worker:
         t0 = _monotonic()  # the scoreboard's clock: harakiri and idle are intervals
         slot = self.slot
         cslot = self.cslots[core]
-        cslot.in_request = t0
+        counters = self.counters
+        lock = self.req_lock
+        if lock is None:
+            counters.begin(core, t0)  # in_request, busy_cores, status
+        else:
+            with lock:  # the threads of this worker share busy_cores
+                counters.begin(core, t0)
         # what only the request log wants (the wall clock: its line shows wall time, as uWSGI's)
         silent = self.log_silent
         current = self.current
         if not silent:
             wall0 = _time()
             werr0 = cslot.write_errors
-        busy = self.busy_cores + 1
-        self.busy_cores = busy
-        slot.busy_cores = busy
-        slot.status = STATUS_BUSY
         # the vars of the request in progress, for the stats server (uWSGI shows them); the
         # caller keeps raw_vars under VARS_SIZE - 5 bytes
         if raw_vars is _VARS_WRITTEN:
@@ -1040,37 +1035,17 @@ class Worker:
         rt = int((t1 - t0) * 1_000_000)
         # bookkeeping: one writer per field (this worker), read by the master; the lock only
         # matters between the threads of one worker
-        lock = self.req_lock
         if lock is not None:
             lock.acquire()
         try:
-            c = self.counters
-            n = c.requests + 1
-            c.requests = n
-            delta = c.delta + 1
-            c.delta = delta
-            total = c.running_time + rt
-            c.running_time = total
-            tx = c.tx + resp.head_bytes + resp.body_bytes
-            c.tx = tx
             if app is not None:
                 app.requests += 1
-                c.app_requests += 1
                 if failed:
                     app.exceptions += 1
                     slot.app_exceptions += 1
             if failed:
                 slot.exceptions += 1
-            _pack_done(c.mm, c.offset, n, delta, total, tx, total // n, c.app_requests, t1)
-            core_requests = c.core_requests
-            done = core_requests[core] + 1
-            core_requests[core] = done
-            _pack_core_done(c.mm, c.core_offsets[core], 0.0, done)  # in_request = 0
-            busy = self.busy_cores - 1
-            self.busy_cores = busy
-            slot.busy_cores = busy
-            if busy <= 0:
-                slot.status = STATUS_IDLE
+            delta = counters.done(core, t1, rt, resp.head_bytes + resp.body_bytes, app is not None)
         finally:
             if lock is not None:
                 lock.release()
