@@ -15,7 +15,8 @@ def test_pending_says_whether_bytes_wait_without_reading_them() -> None:
         assert _pending(a.fileno())
         assert a.recv(100) == b"GET / HTTP/1.1\r\n\r\n"  # nothing was consumed
         assert not _pending(a.fileno())
-    assert not _pending(a.fileno())  # closed (-1): no
+        fd = a.fileno()
+    assert not _pending(fd)  # closed since: no
 
 
 def test_pending_on_tcp() -> None:
