@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-import os
 import struct
 from typing import Any
 
-try:  # the optional C twin of RequestCounters' two request-path methods (see _scorefast.c)
-    from vassal import _scorefast
-except ImportError:
-    _scorefast = None  # type: ignore[assignment]
-if os.environ.get("IMPERIUM_NO_ACCEL"):
-    _scorefast = None  # type: ignore[assignment]
+from vassal.accel import optional
+
+#: the optional C twin of RequestCounters' two request-path methods (see _scorefast.c)
+_scorefast = optional("vassal._scorefast")
 
 #: bytes kept per core for the vars of the request in progress (shown by the stats server)
 VARS_SIZE = 4096

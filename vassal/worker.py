@@ -39,6 +39,7 @@ from typing import Any
 
 from vassal import log as logmod
 from vassal import profiler
+from vassal.accel import optional
 from vassal.api import request as current_request_mod
 from vassal.log import log, take_logvars
 from vassal.logs.request import RequestLog
@@ -55,12 +56,8 @@ from vassal.scoreboard import (
 from vassal.sockets import ListenSocket
 from vassal.wsgi import AppTable, ErrorStream, FileWrapper, print_app_exception
 
-try:  # the optional C builder of the plain response head (see _headfast.c); _Response.head does it all too
-    from vassal.protocols._headfast import build as _build_head
-except ImportError:  # not compiled here: the Python code below is complete
-    _build_head = None
-if os.environ.get("IMPERIUM_NO_ACCEL"):
-    _build_head = None
+#: the optional C builder of the plain response head (see _headfast.c); _Response.head does it all too
+_build_head = getattr(optional("vassal.protocols._headfast"), "build", None)
 
 END_CODE = 30
 EXCEPTION_CODE = 5  # uWSGI's UWSGI_EXCEPTION_CODE: reload-on-exception ended the worker
@@ -408,14 +405,7 @@ class _Response:
 
     def send_head_and(self, data: bytes, length: int | None) -> None:
         """The head, and the first piece of the body with it when small."""
-        r = None
-        if _build_head is not None and self.route is None:  # head()'s C path, without its call
-            r = _build_head(self.protocol, self.status, self.headers, self.extra, self.keep, length,
-                            self.auto_chunked, self.head_only, self.http, self.chunked)
-        if r is not None:
-            head, self.keep, self.has_length, self.chunked, self.nheaders, self.head_bytes = r
-        else:
-            head = self.head(length)
+        head = self.head(length)
         self.head_sent = True
         if self.head_only:
             self.send(head, "uwsgi_response_write_headers_do")
@@ -975,11 +965,7 @@ class Worker:
                 if s.profiler is not None:
                     s.profiler.on()
                 result = app.callable(env, resp.start_response)
-                rtype = type(result)
-                if rtype is list and len(result) == 1 and type(result[0]) is bytes and not resp.head_sent:
-                    data = result[0]  # the usual answer, without _send_list's call
-                    resp.send_head_and(data, len(data))
-                elif rtype in _LIST_TYPES:
+                if type(result) in _LIST_TYPES:
                     self._send_list(resp, result)
                 elif isinstance(result, FileWrapper) and result.fileno() is not None:
                     self._send_file(resp, result)

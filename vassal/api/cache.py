@@ -45,14 +45,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vassal.accel import optional
 from vassal.api import shm
 
-try:  # the optional C accelerator of the two hot paths (see _cachefast.c); Python does it all too
-    from vassal.api import _cachefast as _accel
-except ImportError:  # not compiled here: the Python paths below are complete
-    _accel = None  # type: ignore[assignment]
-if os.environ.get("IMPERIUM_NO_ACCEL"):
-    _accel = None  # type: ignore[assignment]
+#: the optional C accelerator of the two hot paths (see _cachefast.c); Python does it all too
+_accel = optional("vassal.api._cachefast")
 
 #: what a fast path answers when the case is not the plain one: run the Python path
 FALLBACK: object = _accel.FALLBACK if _accel is not None else object()

@@ -28,7 +28,6 @@ order.
 from __future__ import annotations
 
 import io
-import os
 import socket
 import tempfile
 from itertools import islice
@@ -37,17 +36,17 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import httptools
 
-try:  # the optional C accelerator of parse_request's plain case (see _headparse.c)
-    from vassal.protocols import _headparse
-except ImportError:
-    _headparse = None  # type: ignore[assignment]
+from vassal.accel import optional
+
+#: the optional C accelerator of parse_request's plain case (see _headparse.c)
+_headparse = optional("vassal.protocols._headparse")
 
 
 def _fast_parser() -> Any:
     """``_headparse.parse`` when usable: it fills llhttp 9's settings layout as httptools 0.7
     to 0.9 carry it (0.6 has llhttp 8/9.2, whose callbacks sit elsewhere; a later release may
     move them again, so it is not trusted until checked), and must read a known head right."""
-    if _headparse is None or os.environ.get("IMPERIUM_NO_ACCEL"):
+    if _headparse is None:
         return None
     try:
         version = tuple(int(x) for x in httptools.__version__.split(".")[:2])
