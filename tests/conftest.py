@@ -54,10 +54,20 @@ def _nothing_written_into_the_checkout() -> Iterator[None]:
                         "time on another xdist worker): write into tmp_path", pytrace=False)
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, and not one handed out before in this process: a test
+    that asks twice before binding either (a vassal's port, then the emperor's stats port)
+    could otherwise get the same number twice from the kernel."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02,
